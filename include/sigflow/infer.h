@@ -1,0 +1,29 @@
+/* infer.h: batched forward pass of a loaded model.
+ *
+ * One cblas_sgemm per Dense layer over the whole batch (row-major), then bias and
+ * activation fused in one pass over the output. The engine owns its scratch
+ * buffers so the hot path never allocates. */
+#ifndef SIGFLOW_INFER_H
+#define SIGFLOW_INFER_H
+
+#include <stddef.h>
+#include "sigflow/model.h"
+
+typedef struct sf_infer sf_infer;
+
+/* An engine for `m` (which must outlive it) running up to max_batch rows per
+ * GEMM; larger batches are processed in chunks. NULL when out of memory. */
+sf_infer *sf_infer_new(const sf_model *m, size_t max_batch);
+void sf_infer_free(sf_infer *e);
+
+/* x: n rows of m->n_inputs floats; y: n rows of m->n_outputs floats. */
+void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y);
+
+/* Applies an activation in place to rows x cols values (softmax per row).
+ * Softmax and sigmoid are computed in their numerically stable forms. */
+void sf_activation_apply(sf_activation a, float alpha, float *v, size_t rows, size_t cols);
+
+/* Index of the largest value (the first one on ties). */
+size_t sf_argmax(const float *v, size_t n);
+
+#endif

@@ -1,0 +1,55 @@
+/* metrics.h: the daemon's counters, gauges and histograms, rendered in the
+ * Prometheus text exposition format 0.0.4.
+ *
+ * Updates are lock-free atomics so the data path never waits for a scrape; a
+ * scrape reads each value once (a histogram's buckets may be a few events apart
+ * from its _count while traffic flows, as with any Prometheus client). */
+#ifndef SIGFLOW_METRICS_H
+#define SIGFLOW_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "sigflow/features.h"
+
+typedef enum {
+    SF_C_CONSUMED = 0,   /* sigflow_events_consumed_total */
+    SF_C_PREDICTED,      /* sigflow_events_predicted_total */
+    SF_C_SIGNALS,        /* sigflow_signals_published_total (acknowledged) */
+    SF_C_DEAD_LETTERS,   /* sigflow_dead_letters_total (acknowledged) */
+    SF_C_BATCHES,        /* sigflow_batches_total */
+    SF_C__COUNT
+} sf_counter;
+
+typedef enum {
+    SF_G_CONSUMER_LAG = 0,    /* sigflow_consumer_lag */
+    SF_G_ASSIGNED_PARTITIONS, /* sigflow_assigned_partitions */
+    SF_G__COUNT
+} sf_gauge;
+
+typedef enum {
+    SF_H_BATCH_SIZE = 0,  /* sigflow_batch_size (events) */
+    SF_H_INFERENCE,       /* sigflow_inference_seconds */
+    SF_H_END_TO_END,      /* sigflow_end_to_end_seconds */
+    SF_H__COUNT
+} sf_histogram;
+
+typedef struct sf_metrics sf_metrics;
+
+sf_metrics *sf_metrics_new(void);
+void sf_metrics_free(sf_metrics *m);
+
+void sf_metrics_add(sf_metrics *m, sf_counter c, uint64_t n);
+uint64_t sf_metrics_get(const sf_metrics *m, sf_counter c);
+void sf_metrics_reject(sf_metrics *m, sf_reject reason); /* sigflow_events_rejected_total{reason} */
+uint64_t sf_metrics_rejected(const sf_metrics *m, sf_reject reason);
+void sf_metrics_set(sf_metrics *m, sf_gauge g, double v);
+void sf_metrics_observe(sf_metrics *m, sf_histogram h, double v);
+
+/* sigflow_model_info{sha256=...,inputs=...,outputs=...} 1; safe to call while
+ * scrapes run (the model can be reloaded). */
+void sf_metrics_set_model(sf_metrics *m, const char *sha256, size_t inputs, size_t outputs);
+
+/* The whole exposition as a malloc'd NUL-terminated string (NULL when out of memory). */
+char *sf_metrics_render(const sf_metrics *m);
+
+#endif

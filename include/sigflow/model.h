@@ -1,0 +1,69 @@
+/* model.h: load a Keras MLP (HDF5 whole model, or weights HDF5 + architecture
+ * JSON) into plain float arrays, refusing anything we cannot run exactly.
+ *
+ * Like lwtnn, the loader is strict: an unsupported layer, a shape mismatch, a
+ * missing dataset or a damaged file is a load error whose message names the file,
+ * the layer, its Keras class and why. Nothing is guessed. */
+#ifndef SIGFLOW_MODEL_H
+#define SIGFLOW_MODEL_H
+
+#include <stddef.h>
+
+typedef enum {
+    SF_ACT_LINEAR = 0,
+    SF_ACT_RELU,
+    SF_ACT_SIGMOID,
+    SF_ACT_TANH,
+    SF_ACT_SOFTMAX,
+    SF_ACT_ELU,          /* alpha */
+    SF_ACT_SELU,
+    SF_ACT_SOFTPLUS,
+    SF_ACT_SOFTSIGN,
+    SF_ACT_HARD_SIGMOID, /* Keras 2: clip(0.2 x + 0.5, 0, 1) */
+    SF_ACT_SWISH,        /* also "silu": x * sigmoid(x) */
+    SF_ACT_EXPONENTIAL,
+    SF_ACT_LEAKY_RELU    /* alpha (LeakyReLU layer) */
+} sf_activation;
+
+typedef enum {
+    SF_LAYER_IDENTITY = 0, /* InputLayer, Dropout, Flatten: kept so inspect shows them */
+    SF_LAYER_DENSE,        /* y = act(x @ kernel + bias) */
+    SF_LAYER_SCALE,        /* y = x * scale + bias, elementwise (BatchNormalization) */
+    SF_LAYER_ACTIVATION    /* y = act(x) (Activation, ReLU, LeakyReLU, ELU layers) */
+} sf_layer_kind;
+
+typedef struct sf_layer {
+    char *name;            /* Keras layer name */
+    char *keras_class;     /* "Dense", "BatchNormalization", ... */
+    sf_layer_kind kind;
+    size_t n_in, n_out;
+    float *kernel;         /* DENSE: n_in x n_out, row-major (Keras layout) */
+    float *bias;           /* DENSE (NULL when use_bias is false), SCALE: n_out */
+    float *scale;          /* SCALE: n_out */
+    sf_activation activation; /* DENSE and ACTIVATION */
+    float alpha;           /* ELU / LeakyReLU */
+    size_t n_params;       /* weights stored in the file for this layer */
+} sf_layer;
+
+typedef struct sf_model {
+    char *path;            /* the weights file as given */
+    size_t n_inputs, n_outputs;
+    size_t n_layers;
+    sf_layer *layers;
+    size_t n_params;       /* sum over layers, as Keras counts them */
+    char sha256[65];       /* hex digest of the weights file (and architecture file if any) */
+} sf_model;
+
+/* Loads `path` (HDF5). With arch_path NULL the file must be a whole-model save
+ * (root attribute model_config); otherwise it is a weights file and arch_path
+ * the model.to_json() text. Returns 0 and *out, or -1 with a message in errstr. */
+int sf_model_load(sf_model **out, const char *path, const char *arch_path,
+                  char *errstr, size_t errstr_size);
+
+void sf_model_free(sf_model *m);
+
+/* Parses a Keras activation name ("relu", "silu", ...). Returns 0 or -1. */
+int sf_activation_parse(const char *name, sf_activation *out);
+const char *sf_activation_name(sf_activation a);
+
+#endif
