@@ -1,4 +1,151 @@
-/* PLACEHOLDER: replaced by the real implementation of 'sigflow broker'. */
+/* cmd_broker.c: `sigflow broker`, the embedded Kafka-protocol broker as a
+ * process, so kcat, the replay tool and the daemon can be tried locally with
+ * no Kafka installation. It prints its address first thing (and can write it
+ * to a file) because the port is ephemeral: scripts read it, never guess it. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "commands.h"
-int sf_cmd_broker(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "sigflow broker: not built yet\n"); return 2; }
+#include "sigflow/broker.h"
+
+#define MAX_TOPICS 64
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: sigflow broker [--partitions N] [--topic NAME]... [--bootstrap-file PATH]\n"
+        "\n"
+        "Serves a Kafka-protocol broker on 127.0.0.1 (ephemeral port) until SIGINT or\n"
+        "SIGTERM. Prints bootstrap=HOST:PORT as its first line. For development and\n"
+        "tests only: it keeps about 5 MB per partition, in memory.\n"
+        "\n"
+        "  --partitions N         partitions per topic (default 8)\n"
+        "  --topic NAME           topic to create (repeatable; default events,\n"
+        "                         signals, events.dlq)\n"
+        "  --bootstrap-file PATH  also write HOST:PORT to PATH (atomically; removed\n"
+        "                         at exit)\n");
+}
+
+/* Write to a temporary name, then rename: a reader never sees half a line. */
+static int write_bootstrap_file(const char *path, const char *addr, char *errstr,
+                                size_t errstr_size) {
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
+        snprintf(errstr, errstr_size, "%s: path too long", path);
+        return -1;
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s (temporary file): %s", path, strerror(errno));
+        return -1;
+    }
+    int ok = fprintf(f, "%s\n", addr) > 0;
+    ok = (fflush(f) == 0) & ok;
+    ok = (fsync(fileno(f)) == 0) & ok;
+    ok = (fclose(f) == 0) & ok;
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int sf_cmd_broker(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"partitions", required_argument, NULL, 'p'},
+        {"topic", required_argument, NULL, 't'},
+        {"bootstrap-file", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *topics[MAX_TOPICS];
+    size_t n_topics = 0;
+    int partitions = 8;
+    const char *bootstrap_file = NULL;
+    char errstr[512];
+
+    opterr = 0;
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'p': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || *end || v < 1 || v > 10000) {
+                fprintf(stderr, "sigflow broker: --partitions wants 1..10000, not '%s'\n", optarg);
+                return 2;
+            }
+            partitions = (int)v;
+            break;
+        }
+        case 't':
+            if (n_topics == MAX_TOPICS) {
+                fprintf(stderr, "sigflow broker: more than %d topics\n", MAX_TOPICS);
+                return 2;
+            }
+            topics[n_topics++] = optarg;
+            break;
+        case 'o': bootstrap_file = optarg; break;
+        case 'h': usage(stdout); return 0;
+        case ':':
+            fprintf(stderr, "sigflow broker: option '%s' needs a value (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        default:
+            if (optopt)
+                fprintf(stderr, "sigflow broker: unknown option '-%c' (see --help)\n", optopt);
+            else
+                fprintf(stderr, "sigflow broker: unknown option '%s' (see --help)\n",
+                        argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sigflow broker: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (n_topics == 0) {
+        topics[n_topics++] = "events";
+        topics[n_topics++] = "signals";
+        topics[n_topics++] = "events.dlq";
+    }
+
+    /* Block the stop signals before any thread exists, so every thread
+     * inherits the mask and sigwait below is the one place they land. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    sf_broker *b;
+    if (sf_broker_start(&b, partitions, topics, n_topics, errstr, sizeof errstr) != 0) {
+        fprintf(stderr, "sigflow %s\n", errstr);
+        return 1;
+    }
+    const char *addr = sf_broker_bootstrap(b);
+    if (bootstrap_file && write_bootstrap_file(bootstrap_file, addr, errstr, sizeof errstr) != 0) {
+        fprintf(stderr, "sigflow broker: bootstrap file %s\n", errstr);
+        sf_broker_stop(b);
+        return 1;
+    }
+    printf("bootstrap=%s\n", addr);
+    fflush(stdout);
+    fprintf(stderr, "sigflow broker: serving %zu topic(s) with %d partitions at %s; "
+            "SIGINT or SIGTERM stops\n", n_topics, partitions, addr);
+
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0)
+        ;
+    if (bootstrap_file)
+        unlink(bootstrap_file);
+    sf_broker_stop(b);
+    return 0;
+}

@@ -1,4 +1,231 @@
-/* PLACEHOLDER: replaced by the real implementation of 'sigflow demo'. */
+/* cmd_demo.c: `sigflow demo`, the whole product on one machine in one process:
+ * the embedded broker, a replay of the bundled ATLAS sample into `events`, and
+ * the pipeline with the shipped model, run until every event is processed. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sigflow/broker.h"
+#include "sigflow/clock.h"
+#include "sigflow/kafka.h"
+#include "sigflow/pipeline.h"
+#include "sigflow/replay.h"
+#include "cli.h"
 #include "commands.h"
-int sf_cmd_demo(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "sigflow demo: not built yet\n"); return 2; }
+
+#define DEMO_TIMEOUT_MS 120000
+#define SHOWN_SIGNALS 3
+
+static volatile sig_atomic_t interrupted;
+
+static void on_stop(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct {
+    sf_pipeline_conf conf;
+    int rc;
+    char err[1024];
+} pipeline_job;
+
+static void *pipeline_thread(void *arg) {
+    pipeline_job *job = arg;
+    job->rc = sf_pipeline_run(&job->conf, job->err, sizeof job->err);
+    return NULL;
+}
+
+/* Prints the first few published signals, read back from the output topic. */
+static void show_signals(const char *brokers, const char *topic, int partitions) {
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (sf_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err) ||
+        sf_kafka_conf_set(conf, "group.id", "sigflow-demo-reader", err, sizeof err)) {
+        rd_kafka_conf_destroy(conf);
+        return;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
+    for (int i = 0; i < partitions; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    printf("first published signals:\n");
+    int shown = 0;
+    int64_t deadline = sf_clock_ms() + 5000;
+    while (shown < SHOWN_SIGNALS && sf_clock_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            printf("  %.*s\n", (int)m->len, (const char *)m->payload);
+            shown++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+static const char usage[] =
+    "usage: sigflow demo [--model PATH --variables PATH] [--file CSV] [--limit N]\n"
+    "                    [--batch-size N] [--batch-wait-ms MS] [--log-level L]\n"
+    "\n"
+    "Starts the embedded broker, replays the bundled ATLAS Higgs sample into 'events',\n"
+    "runs the pipeline with the shipped model until every event is processed, and\n"
+    "prints a summary.\n";
+
+int sf_cmd_demo(int argc, char **argv) {
+    const char *file = SIGFLOW_SOURCE_DIR "/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz";
+    pipeline_job job;
+    sf_pipeline_conf *c = &job.conf;
+    sf_pipeline_conf_init(c);
+    c->model_path = SIGFLOW_SOURCE_DIR "/models/higgs_mlp.h5";
+    c->vars_path = SIGFLOW_SOURCE_DIR "/models/higgs_variables.json";
+    c->dlq_topic = "events.dlq";
+    c->group = "sigflow-demo";
+    c->log_level = SF_LOG_WARN;
+    long limit = 0, v;
+    enum { O_VARS = 256, O_BS, O_BW, O_LOG };
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
+        {"file", required_argument, NULL, 'f'}, {"limit", required_argument, NULL, 'n'},
+        {"batch-size", required_argument, NULL, O_BS}, {"batch-wait-ms", required_argument, NULL, O_BW},
+        {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int opt, bad = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': c->model_path = optarg; break;
+        case O_VARS: c->vars_path = optarg; break;
+        case 'f': file = optarg; break;
+        case 'n':
+            if (sf_cli_parse_long(optarg, 1, 100000000, &limit))
+                bad = sf_cli_bad("demo", "--limit", optarg, "a positive integer");
+            break;
+        case O_BS:
+            if (sf_cli_parse_long(optarg, 1, 1 << 20, &v))
+                bad = sf_cli_bad("demo", "--batch-size", optarg, "an integer in 1..1048576");
+            c->batch_size = (size_t)v;
+            break;
+        case O_BW:
+            if (sf_cli_parse_long(optarg, 0, 60000, &v))
+                bad = sf_cli_bad("demo", "--batch-wait-ms", optarg, "an integer in 0..60000");
+            c->batch_wait_ms = (int)v;
+            break;
+        case O_LOG:
+            if (sf_log_level_parse(optarg, &c->log_level))
+                bad = sf_cli_bad("demo", "--log-level", optarg, "error, warn, info or debug");
+            break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: bad = 1;
+        }
+    }
+    if (bad || optind < argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+
+    char err[1024];
+    static const char *const topics[] = {"events", "signals", "events.dlq"};
+    const int partitions = 8;
+    sf_broker *broker = NULL;
+    if (sf_broker_start(&broker, partitions, topics, 3, err, sizeof err)) {
+        fprintf(stderr, "sigflow demo: %s\n", err);
+        return 1;
+    }
+    const char *bootstrap = sf_broker_bootstrap(broker);
+    printf("embedded broker at %s (topics events, signals, events.dlq; %d partitions)\n", bootstrap,
+           partitions);
+
+    atomic_int stop = 0;
+    sf_metrics *metrics = sf_metrics_new();
+    c->brokers = bootstrap;
+    c->stop = &stop;
+    c->metrics = metrics;
+    c->metrics_addr = NULL;
+    sf_cli_signals(on_stop, NULL);
+
+    /* The pipeline consumes while the replay produces: the embedded broker keeps
+     * only a few MB per partition, so streaming concurrently is what a real
+     * deployment looks like anyway. */
+    double t0 = sf_clock_s();
+    pthread_t tid;
+    job.rc = 0;
+    if (pthread_create(&tid, NULL, pipeline_thread, &job)) {
+        fprintf(stderr, "sigflow demo: cannot start the pipeline thread\n");
+        sf_metrics_free(metrics);
+        sf_broker_stop(broker);
+        return 1;
+    }
+
+    sf_replay_opts ro;
+    sf_replay_opts_init(&ro);
+    ro.path = file;
+    ro.limit = (uint64_t)limit;
+    sf_replay_stats rs;
+    rd_kafka_conf_t *pconf = rd_kafka_conf_new();
+    rd_kafka_t *producer = NULL;
+    int rc = 1;
+    if (sf_replay_conf_init(pconf, err, sizeof err) == 0 &&
+        sf_kafka_conf_set(pconf, "bootstrap.servers", bootstrap, err, sizeof err) == 0)
+        producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
+    if (!producer)
+        rd_kafka_conf_destroy(pconf);
+    else if (sf_replay_run(producer, "events", &ro, &rs, &interrupted, err, sizeof err) == 0 &&
+             rs.failed == 0)
+        rc = 0;
+    if (producer)
+        rd_kafka_destroy(producer);
+    if (rc)
+        fprintf(stderr, "sigflow demo: replay failed: %s\n", err);
+    else
+        printf("replayed %" PRIu64 " events in %.2f s\n", rs.delivered, rs.seconds);
+
+    /* Every replayed event consumed and scored, then the pipeline drains on stop. */
+    int64_t deadline = sf_clock_ms() + DEMO_TIMEOUT_MS;
+    while (rc == 0 && !interrupted && sf_metrics_get(metrics, SF_C_CONSUMED) < rs.delivered) {
+        if (sf_clock_ms() > deadline) {
+            fprintf(stderr, "sigflow demo: only %" PRIu64 " of %" PRIu64 " events processed after %d s\n",
+                    sf_metrics_get(metrics, SF_C_CONSUMED), rs.delivered, DEMO_TIMEOUT_MS / 1000);
+            rc = 1;
+            break;
+        }
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    double busy = sf_clock_s() - t0;
+    atomic_store(&stop, 1);
+    pthread_join(tid, NULL);
+    if (job.rc) {
+        fprintf(stderr, "sigflow demo: pipeline: %s\n", job.err);
+        rc = 1;
+    }
+
+    uint64_t consumed = sf_metrics_get(metrics, SF_C_CONSUMED);
+    uint64_t rejected = 0;
+    for (int r = SF_REJECT_NONE + 1; r < SF_REJECT__COUNT; r++)
+        rejected += sf_metrics_rejected(metrics, (sf_reject)r);
+    printf("events in:          %" PRIu64 "\n", consumed);
+    printf("predicted:          %" PRIu64 "\n", sf_metrics_get(metrics, SF_C_PREDICTED));
+    printf("signals published:  %" PRIu64 "\n", sf_metrics_get(metrics, SF_C_SIGNALS));
+    printf("dead letters:       %" PRIu64 " (%" PRIu64 " rejected)\n",
+           sf_metrics_get(metrics, SF_C_DEAD_LETTERS), rejected);
+    printf("batches:            %" PRIu64 "\n", sf_metrics_get(metrics, SF_C_BATCHES));
+    printf("throughput:         %.0f events/s end to end (replay and pipeline together, %.2f s)\n",
+           (double)consumed / busy, busy);
+    if (rc == 0)
+        show_signals(bootstrap, "signals", partitions);
+    sf_metrics_free(metrics);
+    sf_broker_stop(broker);
+    return rc;
+}

@@ -1,4 +1,183 @@
-/* PLACEHOLDER: replaced by the real implementation of 'sigflow run'. */
+/* cmd_run.c: `sigflow run`, the daemon. Parses flags into an sf_pipeline_conf,
+ * turns SIGINT/SIGTERM into a drain-and-exit and SIGHUP into a model reload. */
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sigflow/pipeline.h"
+#include "cli.h"
 #include "commands.h"
-int sf_cmd_run(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "sigflow run: not built yet\n"); return 2; }
+
+/* The only global state: what the signal handlers ask of the main loop. */
+static atomic_int stop_flag;
+static atomic_int reload_flag;
+
+static void on_stop(int sig) {
+    (void)sig;
+    atomic_store(&stop_flag, 1);
+}
+
+static void on_hup(int sig) {
+    (void)sig;
+    atomic_store(&reload_flag, 1);
+}
+
+static const char usage[] =
+    "usage: sigflow run --brokers B --model PATH --variables PATH [options]\n"
+    "\n"
+    "Consume JSON events, classify them in micro-batches, publish the signals.\n"
+    "\n"
+    "  --brokers B            Kafka bootstrap servers (host:port,...)\n"
+    "  --input-topic T        events to classify (default events)\n"
+    "  --output-topic T       where predictions go (default signals)\n"
+    "  --dlq-topic T          where malformed events go, with the reason in headers\n"
+    "                         (default: none, they are logged and counted)\n"
+    "  --group G              consumer group (default sigflow)\n"
+    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture)\n"
+    "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
+    "  --id-field F           event id copied to outputs and used as key (default EventId)\n"
+    "  --signal-label L       the label that means signal (default: 's' or 'signal')\n"
+    "  --threshold P          publish when P(signal) >= P instead of when it is the argmax\n"
+    "  --emit signal|all      publish signals only (default) or every prediction\n"
+    "  --batch-size N         events per micro-batch (default 512)\n"
+    "  --batch-wait-ms MS     longest wait of a batch's first event (default 5)\n"
+    "  --normalize MODE       standard (default), l2 or none\n"
+    "  --max-event-bytes N    larger events are dead letters (default 1048576)\n"
+    "  --exactly-once         Kafka transactions: outputs and offsets commit together\n"
+    "  --transactional-id ID  stable id of this instance (default sigflow-GROUP-HOST)\n"
+    "  --metrics-addr A       HOST:PORT for /metrics, /healthz, /readyz, or none\n"
+    "                         (default 127.0.0.1:9464)\n"
+    "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
+    "  --log-level L          error, warn, info (default) or debug\n"
+    "  -X key=value           librdkafka property for the consumer and producer\n"
+    "\n"
+    "SIGINT/SIGTERM drain the batch in flight, commit and exit 0. SIGHUP reloads the model.\n";
+
+int sf_cmd_run(int argc, char **argv) {
+    sf_pipeline_conf c;
+    sf_pipeline_conf_init(&c);
+    c.metrics_addr = "127.0.0.1:9464";
+    const char **props = calloc((size_t)argc, sizeof *props);
+    if (!props)
+        return 2;
+    size_t n_props = 0;
+    char txid[300];
+    enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_ARCH, O_ID, O_LABEL, O_THR, O_EMIT, O_BS, O_BW,
+           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG };
+    static const struct option opts[] = {
+        {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
+        {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
+        {"group", required_argument, NULL, O_GROUP}, {"model", required_argument, NULL, 'm'},
+        {"architecture", required_argument, NULL, O_ARCH}, {"variables", required_argument, NULL, 'v'},
+        {"id-field", required_argument, NULL, O_ID}, {"signal-label", required_argument, NULL, O_LABEL},
+        {"threshold", required_argument, NULL, O_THR}, {"emit", required_argument, NULL, O_EMIT},
+        {"batch-size", required_argument, NULL, O_BS}, {"batch-wait-ms", required_argument, NULL, O_BW},
+        {"normalize", required_argument, NULL, O_NORM},
+        {"max-event-bytes", required_argument, NULL, O_MAXB},
+        {"exactly-once", no_argument, NULL, O_EOS}, {"transactional-id", required_argument, NULL, O_TXID},
+        {"metrics-addr", required_argument, NULL, O_METRICS},
+        {"connect-timeout-ms", required_argument, NULL, O_CONN},
+        {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int opt, bad = 0;
+    long v;
+    double d;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "b:m:v:X:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'b': c.brokers = optarg; break;
+        case O_IN: c.input_topic = optarg; break;
+        case O_OUT: c.output_topic = optarg; break;
+        case O_DLQ: c.dlq_topic = optarg; break;
+        case O_GROUP: c.group = optarg; break;
+        case 'm': c.model_path = optarg; break;
+        case O_ARCH: c.arch_path = optarg; break;
+        case 'v': c.vars_path = optarg; break;
+        case O_ID: c.id_field = *optarg ? optarg : NULL; break;
+        case O_LABEL: c.signal_label = optarg; break;
+        case O_THR:
+            if (sf_cli_parse_double(optarg, &d) || d < 0 || d > 1)
+                bad = sf_cli_bad("run", "--threshold", optarg, "a probability in [0, 1]");
+            c.threshold = d;
+            break;
+        case O_EMIT:
+            if (!strcmp(optarg, "all"))
+                c.emit = SF_EMIT_ALL;
+            else if (!strcmp(optarg, "signal"))
+                c.emit = SF_EMIT_SIGNAL;
+            else
+                bad = sf_cli_bad("run", "--emit", optarg, "signal or all");
+            break;
+        case O_BS:
+            if (sf_cli_parse_long(optarg, 1, 1 << 20, &v))
+                bad = sf_cli_bad("run", "--batch-size", optarg, "an integer in 1..1048576");
+            c.batch_size = (size_t)v;
+            break;
+        case O_BW:
+            if (sf_cli_parse_long(optarg, 0, 60000, &v))
+                bad = sf_cli_bad("run", "--batch-wait-ms", optarg, "an integer in 0..60000");
+            c.batch_wait_ms = (int)v;
+            break;
+        case O_NORM:
+            if (sf_norm_parse(optarg, &c.norm))
+                bad = sf_cli_bad("run", "--normalize", optarg, "standard, l2 or none");
+            break;
+        case O_MAXB:
+            if (sf_cli_parse_long(optarg, 1, 256L << 20, &v))
+                bad = sf_cli_bad("run", "--max-event-bytes", optarg, "an integer in 1..268435456");
+            c.max_event_bytes = (size_t)v;
+            break;
+        case O_EOS: c.exactly_once = 1; break;
+        case O_TXID: c.transactional_id = optarg; break;
+        case O_METRICS: c.metrics_addr = optarg; break;
+        case O_CONN:
+            if (sf_cli_parse_long(optarg, 1, 3600000, &v))
+                bad = sf_cli_bad("run", "--connect-timeout-ms", optarg, "an integer in 1..3600000");
+            c.connect_timeout_ms = (int)v;
+            break;
+        case O_LOG:
+            if (sf_log_level_parse(optarg, &c.log_level))
+                bad = sf_cli_bad("run", "--log-level", optarg, "error, warn, info or debug");
+            break;
+        case 'X': props[n_props++] = optarg; break;
+        case 'h': fputs(usage, stdout); free(props); return 0;
+        default: bad = 1;
+        }
+    }
+    if (!bad && (optind < argc || !c.brokers || !c.model_path || !c.vars_path)) {
+        fprintf(stderr, "sigflow run: %s\n", optind < argc ? "unexpected argument"
+                                                          : "--brokers, --model and --variables are required");
+        bad = 1;
+    }
+    if (bad) {
+        fputs(usage, stderr);
+        free(props);
+        return 2;
+    }
+    if (c.exactly_once && !c.transactional_id) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(txid, sizeof txid, "sigflow-%s-%s", c.group, host);
+        c.transactional_id = txid;
+    }
+    c.kafka_props = props;
+    c.n_kafka_props = n_props;
+    c.stop = &stop_flag;
+    c.reload = &reload_flag;
+
+    sf_metrics *metrics = sf_metrics_new();
+    c.metrics = metrics;
+    sf_cli_signals(on_stop, on_hup);
+
+    char err[1024];
+    int rc = sf_pipeline_run(&c, err, sizeof err) == 0 ? 0 : 1;
+    if (rc)
+        fprintf(stderr, "sigflow run: %s\n", err);
+    sf_metrics_free(metrics);
+    free(props);
+    return rc;
+}

@@ -1,0 +1,27 @@
+/* clock.h: the two clocks sigflow reads. Monotonic for waits and durations,
+ * wall-clock milliseconds for Kafka message timestamps (end-to-end latency). */
+#ifndef SIGFLOW_CLOCK_H
+#define SIGFLOW_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline int64_t sf_clock_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline double sf_clock_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline int64_t sf_clock_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#endif

@@ -1,0 +1,56 @@
+/* pipeline.h: the daemon's main loop (`sigflow run`), also run in-process by
+ * `sigflow demo` and the benchmark.
+ *
+ * Consume from Kafka, close a micro-batch on size or age, assemble + normalize +
+ * infer the whole batch, publish the selected predictions and the dead letters,
+ * and store an input offset only once every output derived from it, and from all
+ * earlier offsets of its partition, has been acknowledged by the broker. */
+#ifndef SIGFLOW_PIPELINE_H
+#define SIGFLOW_PIPELINE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "sigflow/features.h"
+#include "sigflow/log.h"
+#include "sigflow/metrics.h"
+
+typedef enum { SF_EMIT_SIGNAL = 0, SF_EMIT_ALL } sf_emit;
+
+typedef struct sf_pipeline_conf {
+    const char *brokers;
+    const char *input_topic;
+    const char *output_topic;
+    const char *dlq_topic;       /* NULL: dead letters are logged and counted only */
+    const char *group;
+    const char *model_path;
+    const char *arch_path;       /* NULL for a whole-model file */
+    const char *vars_path;
+    const char *id_field;        /* NULL: events have no id */
+    const char *signal_label;    /* NULL: the label named "s" or "signal" */
+    double threshold;            /* < 0: argmax selection */
+    sf_emit emit;
+    size_t batch_size;
+    int batch_wait_ms;
+    sf_norm norm;
+    size_t max_event_bytes;      /* larger events are dead letters */
+    const char *const *kafka_props; /* "key=value", applied to consumer and producer */
+    size_t n_kafka_props;
+    int exactly_once;            /* Kafka transactions, one per batch */
+    const char *transactional_id; /* exactly-once: stable per instance */
+    int connect_timeout_ms;      /* start-up: brokers unreachable for this long is fatal */
+    const char *metrics_addr;    /* "HOST:PORT", or NULL / "none" */
+    sf_log_level log_level;
+    atomic_int *stop;            /* set to stop: drain, flush, commit, leave, return 0 */
+    atomic_int *reload;          /* set to reload the model and variables files */
+    sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */
+} sf_pipeline_conf;
+
+/* Fills the defaults (batch 512, wait 5 ms, group "sigflow", ...). */
+void sf_pipeline_conf_init(sf_pipeline_conf *conf);
+
+/* Runs until *conf->stop is set (returns 0) or a fatal error (returns -1 with
+ * errstr). */
+int sf_pipeline_run(const sf_pipeline_conf *conf, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# setup.sh: install the Debian packages sigflow needs (when root), then configure
+# and build into build/ (or --build-dir DIR). Extra arguments go to cmake, e.g.
+#   ./setup.sh --build-dir build-asan -DSIGFLOW_SANITIZE=ON
+# Idempotent: a second run with nothing changed installs nothing and prints one line.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+build_dir=build
+if [[ ${1:-} == --build-dir ]]; then
+    build_dir=$2
+    shift 2
+fi
+
+# Build tools and libraries, plus what the tests use (kcat as an independent client).
+packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjansson-dev
+          libevent-dev libcmocka-dev libhdf5-dev zlib1g-dev kcat)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup.sh: missing Debian packages: ${missing[*]}" >&2
+        echo "setup.sh: run as root, or: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -f $build_dir/CMakeCache.txt || $# -gt 0 ]]; then
+    cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+fi
+log=$build_dir/build.log
+if ! cmake --build "$build_dir" -j "$(nproc)" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "setup.sh: build failed (full log: $log)" >&2
+    exit 1
+fi
+echo "setup.sh: sigflow built in $build_dir/"

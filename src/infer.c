@@ -1,0 +1,241 @@
+/* infer.c: the forward pass, the hot path of every prediction.
+ *
+ * A Dense layer over a batch is one matrix product, so the whole batch goes
+ * through a single cblas_sgemm per layer and OpenBLAS does the heavy lifting;
+ * bias and activation are then applied in one pass over the product while it is
+ * still in cache. Two preallocated buffers are swapped between layers (ping-pong)
+ * so a run never allocates. The activations follow Keras exactly, in their
+ * numerically stable forms, because a served model must reproduce training. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "sigflow/infer.h"
+
+struct sf_infer {
+    const sf_model *m;
+    size_t max_batch;
+    size_t width;       /* widest layer, in floats per row */
+    float *buf[2];
+};
+
+/* Keras' SELU constants (Klambauer et al. 2017). */
+#define SELU_ALPHA 1.6732632423543772f
+#define SELU_SCALE 1.0507009873554805f
+
+sf_infer *sf_infer_new(const sf_model *m, size_t max_batch) {
+    if (!m || max_batch == 0)
+        return NULL;
+    size_t width = m->n_inputs > m->n_outputs ? m->n_inputs : m->n_outputs;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].n_in > width)
+            width = m->layers[i].n_in;
+        if (m->layers[i].n_out > width)
+            width = m->layers[i].n_out;
+    }
+    if (width == 0)
+        width = 1;
+    if (max_batch > (size_t)-1 / sizeof(float) / width)
+        return NULL;
+    sf_infer *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->m = m;
+    e->max_batch = max_batch;
+    e->width = width;
+    e->buf[0] = malloc(max_batch * width * sizeof(float));
+    e->buf[1] = malloc(max_batch * width * sizeof(float));
+    if (!e->buf[0] || !e->buf[1]) {
+        sf_infer_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void sf_infer_free(sf_infer *e) {
+    if (!e)
+        return;
+    free(e->buf[0]);
+    free(e->buf[1]);
+    free(e);
+}
+
+static inline float sigmoidf(float x) {
+    /* exp of a large positive argument overflows; use the form that only ever
+     * exponentiates non-positive numbers. */
+    if (x >= 0.0f)
+        return 1.0f / (1.0f + expf(-x));
+    float z = expf(x);
+    return z / (1.0f + z);
+}
+
+static void softmax_rows(float *v, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = v + r * cols;
+        float mx = row[0];
+        for (size_t j = 1; j < cols; j++)
+            if (row[j] > mx)
+                mx = row[j];
+        float sum = 0.0f;
+        for (size_t j = 0; j < cols; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+        for (size_t j = 0; j < cols; j++)
+            row[j] *= inv;
+    }
+}
+
+/* One branch per activation outside the loop, so each inner loop is simple
+ * enough for the compiler to vectorize the cheap ones. */
+void sf_activation_apply(sf_activation a, float alpha, float *v, size_t rows, size_t cols) {
+    size_t n = rows * cols;
+    switch (a) {
+    case SF_ACT_LINEAR:
+        break;
+    case SF_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] > 0.0f ? v[i] : 0.0f;
+        break;
+    case SF_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            v[i] = sigmoidf(v[i]);
+        break;
+    case SF_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            v[i] = tanhf(v[i]);
+        break;
+    case SF_ACT_SOFTMAX:
+        if (cols)
+            softmax_rows(v, rows, cols);
+        break;
+    case SF_ACT_ELU:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] > 0.0f ? v[i] : alpha * expm1f(v[i]);
+        break;
+    case SF_ACT_SELU:
+        for (size_t i = 0; i < n; i++)
+            v[i] = SELU_SCALE * (v[i] > 0.0f ? v[i] : SELU_ALPHA * expm1f(v[i]));
+        break;
+    case SF_ACT_SOFTPLUS:
+        for (size_t i = 0; i < n; i++)
+            v[i] = log1pf(expf(-fabsf(v[i]))) + (v[i] > 0.0f ? v[i] : 0.0f);
+        break;
+    case SF_ACT_SOFTSIGN:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] / (1.0f + fabsf(v[i]));
+        break;
+    case SF_ACT_HARD_SIGMOID:
+        for (size_t i = 0; i < n; i++) {
+            float y = 0.2f * v[i] + 0.5f;
+            v[i] = y < 0.0f ? 0.0f : (y > 1.0f ? 1.0f : y);
+        }
+        break;
+    case SF_ACT_SWISH:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] * sigmoidf(v[i]);
+        break;
+    case SF_ACT_EXPONENTIAL:
+        for (size_t i = 0; i < n; i++)
+            v[i] = expf(v[i]);
+        break;
+    case SF_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] >= 0.0f ? v[i] : alpha * v[i];
+        break;
+    }
+}
+
+/* The epilogue of a Dense layer: bias then activation. For the activations
+ * that dominate real networks the two are fused into one pass; the rest add
+ * the bias first and reuse sf_activation_apply on the rows still in cache. */
+static void bias_activate(const sf_layer *l, float *v, size_t rows) {
+    size_t cols = l->n_out;
+    const float *b = l->bias;
+    if (b && l->activation == SF_ACT_RELU) {
+        for (size_t r = 0; r < rows; r++) {
+            float *row = v + r * cols;
+            for (size_t j = 0; j < cols; j++) {
+                float y = row[j] + b[j];
+                row[j] = y > 0.0f ? y : 0.0f;
+            }
+        }
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        float *row = v + r * cols;
+        if (b)
+            for (size_t j = 0; j < cols; j++)
+                row[j] += b[j];
+        sf_activation_apply(l->activation, l->alpha, row, 1, cols);
+    }
+}
+
+/* Runs rows <= max_batch rows through the network; returns where the output is.
+ * Elementwise layers work in place once the data is in an engine buffer (the
+ * caller's input is never written). */
+static const float *forward(sf_infer *e, const float *x, size_t rows) {
+    const sf_model *m = e->m;
+    const float *cur = x;
+    float *curbuf = NULL;     /* cur, when it is one of our buffers */
+    int next = 0;             /* the buffer a non-in-place layer writes into */
+    for (size_t li = 0; li < m->n_layers; li++) {
+        const sf_layer *l = &m->layers[li];
+        float *out = curbuf ? curbuf : e->buf[next];
+        switch (l->kind) {
+        case SF_LAYER_IDENTITY:
+            continue;
+        case SF_LAYER_DENSE:
+            out = e->buf[next];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)l->n_out,
+                        (int)l->n_in, 1.0f, cur, (int)l->n_in, l->kernel, (int)l->n_out, 0.0f,
+                        out, (int)l->n_out);
+            bias_activate(l, out, rows);
+            break;
+        case SF_LAYER_SCALE:
+            for (size_t r = 0; r < rows; r++) {
+                const float *in = cur + r * l->n_in;
+                float *o = out + r * l->n_out;
+                if (l->bias)
+                    for (size_t j = 0; j < l->n_out; j++)
+                        o[j] = in[j] * l->scale[j] + l->bias[j];
+                else
+                    for (size_t j = 0; j < l->n_out; j++)
+                        o[j] = in[j] * l->scale[j];
+            }
+            break;
+        case SF_LAYER_ACTIVATION:
+            if (!curbuf)
+                memcpy(out, cur, rows * l->n_out * sizeof(float));
+            sf_activation_apply(l->activation, l->alpha, out, rows, l->n_out);
+            break;
+        }
+        if (out == e->buf[next])
+            next ^= 1;
+        cur = curbuf = out;
+    }
+    return cur;
+}
+
+void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
+    size_t n_in = e->m->n_inputs, n_out = e->m->n_outputs;
+    while (n > 0) {
+        size_t rows = n < e->max_batch ? n : e->max_batch;
+        const float *out = forward(e, x, rows);
+        memcpy(y, out, rows * n_out * sizeof(float));
+        x += rows * n_in;
+        y += rows * n_out;
+        n -= rows;
+    }
+}
+
+size_t sf_argmax(const float *v, size_t n) {
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return best;
+}

@@ -1,0 +1,322 @@
+/* metrics.c: the daemon's Prometheus metrics.
+ *
+ * The data path updates these on every batch, so updates are single relaxed
+ * atomics (a CAS loop for a double sum) and never wait for a scrape. Doubles
+ * live as their bit patterns in 64-bit atomics because C11 has no portable
+ * lock-free atomic double. Histogram buckets are stored per bucket and made
+ * cumulative while rendering, and _count is the sum of the buckets as read, so
+ * a scrape is always self-consistent (+Inf == _count) even under traffic.
+ *
+ * The model description is a string that a reload may replace during a scrape;
+ * it is the only state behind a mutex, taken once per scrape and per reload. */
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sigflow/metrics.h"
+
+#define SF_HIST_MAX_BOUNDS 24
+
+typedef struct sf_hist_def {
+    const char *name;
+    const char *help;
+    size_t n_bounds;
+    double bounds[SF_HIST_MAX_BOUNDS]; /* ascending upper bounds; +Inf is implicit */
+} sf_hist_def;
+
+/* Batches are sized in powers of two up to the largest batch the CLI accepts;
+ * latencies span a fast sgemm (tens of µs) to a broker stall (tens of s). */
+static const sf_hist_def hist_defs[SF_H__COUNT] = {
+    [SF_H_BATCH_SIZE] = {"sigflow_batch_size", "Events per inference batch.", 13,
+                         {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}},
+    [SF_H_INFERENCE] = {"sigflow_inference_seconds",
+                        "Wall time of one batch's forward pass through the model.", 16,
+                        {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}},
+    [SF_H_END_TO_END] = {"sigflow_end_to_end_seconds",
+                         "Time from an event's Kafka timestamp to its result being produced.", 15,
+                         {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                          2.5, 5, 10, 30}},
+};
+
+static const struct {
+    const char *name;
+    const char *help;
+} counter_defs[SF_C__COUNT] = {
+    [SF_C_CONSUMED] = {"sigflow_events_consumed_total", "Events read from the input topic."},
+    [SF_C_PREDICTED] = {"sigflow_events_predicted_total", "Events scored by the model."},
+    [SF_C_SIGNALS] = {"sigflow_signals_published_total",
+                      "Signal events acknowledged by the broker of the output topic."},
+    [SF_C_DEAD_LETTERS] = {"sigflow_dead_letters_total",
+                           "Rejected events acknowledged by the broker of the dead-letter topic."},
+    [SF_C_BATCHES] = {"sigflow_batches_total", "Batches run through the model."},
+};
+
+static const struct {
+    const char *name;
+    const char *help;
+} gauge_defs[SF_G__COUNT] = {
+    [SF_G_CONSUMER_LAG] = {"sigflow_consumer_lag",
+                           "Messages between the consumer position and the end of its partitions."},
+    [SF_G_ASSIGNED_PARTITIONS] = {"sigflow_assigned_partitions",
+                                  "Input partitions assigned to this consumer."},
+};
+
+typedef struct sf_hist {
+    atomic_uint_least64_t buckets[SF_HIST_MAX_BOUNDS + 1]; /* last one: above every bound */
+    atomic_uint_least64_t sum_bits;
+} sf_hist;
+
+struct sf_metrics {
+    atomic_uint_least64_t counters[SF_C__COUNT];
+    atomic_uint_least64_t rejected[SF_REJECT__COUNT];
+    atomic_uint_least64_t gauge_bits[SF_G__COUNT];
+    sf_hist hists[SF_H__COUNT];
+
+    pthread_mutex_t model_lock;
+    char *model_sha256; /* NULL: no model described */
+    size_t model_inputs;
+    size_t model_outputs;
+};
+
+static uint64_t double_bits(double v) {
+    uint64_t b;
+    memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+static double bits_double(uint64_t b) {
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+sf_metrics *sf_metrics_new(void) {
+    sf_metrics *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    for (size_t i = 0; i < SF_C__COUNT; i++) atomic_init(&m->counters[i], 0);
+    for (size_t i = 0; i < SF_REJECT__COUNT; i++) atomic_init(&m->rejected[i], 0);
+    for (size_t i = 0; i < SF_G__COUNT; i++) atomic_init(&m->gauge_bits[i], double_bits(0.0));
+    for (size_t h = 0; h < SF_H__COUNT; h++) {
+        for (size_t i = 0; i <= SF_HIST_MAX_BOUNDS; i++) atomic_init(&m->hists[h].buckets[i], 0);
+        atomic_init(&m->hists[h].sum_bits, double_bits(0.0));
+    }
+    if (pthread_mutex_init(&m->model_lock, NULL) != 0) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void sf_metrics_free(sf_metrics *m) {
+    if (!m) return;
+    pthread_mutex_destroy(&m->model_lock);
+    free(m->model_sha256);
+    free(m);
+}
+
+void sf_metrics_add(sf_metrics *m, sf_counter c, uint64_t n) {
+    if ((unsigned)c >= SF_C__COUNT) return;
+    atomic_fetch_add_explicit(&m->counters[c], n, memory_order_relaxed);
+}
+
+uint64_t sf_metrics_get(const sf_metrics *m, sf_counter c) {
+    if ((unsigned)c >= SF_C__COUNT) return 0;
+    return atomic_load_explicit(&m->counters[c], memory_order_relaxed);
+}
+
+void sf_metrics_reject(sf_metrics *m, sf_reject reason) {
+    /* NONE is not a rejection; counting it would invent an unlisted label. */
+    if (reason <= SF_REJECT_NONE || reason >= SF_REJECT__COUNT) return;
+    atomic_fetch_add_explicit(&m->rejected[reason], 1, memory_order_relaxed);
+}
+
+uint64_t sf_metrics_rejected(const sf_metrics *m, sf_reject reason) {
+    if (reason <= SF_REJECT_NONE || reason >= SF_REJECT__COUNT) return 0;
+    return atomic_load_explicit(&m->rejected[reason], memory_order_relaxed);
+}
+
+void sf_metrics_set(sf_metrics *m, sf_gauge g, double v) {
+    if ((unsigned)g >= SF_G__COUNT) return;
+    atomic_store_explicit(&m->gauge_bits[g], double_bits(v), memory_order_relaxed);
+}
+
+void sf_metrics_observe(sf_metrics *m, sf_histogram h, double v) {
+    /* A NaN would poison _sum for the rest of the process's life. */
+    if ((unsigned)h >= SF_H__COUNT || isnan(v)) return;
+    const sf_hist_def *def = &hist_defs[h];
+    sf_hist *hist = &m->hists[h];
+    size_t i = 0;
+    while (i < def->n_bounds && v > def->bounds[i]) i++;
+    atomic_fetch_add_explicit(&hist->buckets[i], 1, memory_order_relaxed);
+
+    uint64_t old = atomic_load_explicit(&hist->sum_bits, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&hist->sum_bits, &old,
+                                                  double_bits(bits_double(old) + v),
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+void sf_metrics_set_model(sf_metrics *m, const char *sha256, size_t inputs, size_t outputs) {
+    /* Copy outside the lock; on OOM the info disappears rather than lying
+     * about which model is loaded. */
+    char *copy = sha256 ? strdup(sha256) : NULL;
+    pthread_mutex_lock(&m->model_lock);
+    char *old = m->model_sha256;
+    m->model_sha256 = copy;
+    m->model_inputs = inputs;
+    m->model_outputs = outputs;
+    pthread_mutex_unlock(&m->model_lock);
+    free(old);
+}
+
+/* ---- rendering ---------------------------------------------------------- */
+
+typedef struct sf_out {
+    char *buf;
+    size_t len;
+    size_t cap;
+    int oom;
+} sf_out;
+
+static int out_reserve(sf_out *o, size_t extra) {
+    if (o->oom) return -1;
+    if (o->len + extra + 1 <= o->cap) return 0;
+    size_t cap = o->cap ? o->cap : 4096;
+    while (cap < o->len + extra + 1) cap *= 2;
+    char *nb = realloc(o->buf, cap);
+    if (!nb) {
+        o->oom = 1;
+        return -1;
+    }
+    o->buf = nb;
+    o->cap = cap;
+    return 0;
+}
+
+static void out_printf(sf_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(sf_out *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || out_reserve(o, (size_t)n) != 0) {
+        o->oom = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    o->len += (size_t)n;
+}
+
+/* Label values escape backslash, double quote and newline (format 0.0.4). */
+static void out_label_value(sf_out *o, const char *s) {
+    for (; *s; s++) {
+        const char *esc = NULL;
+        if (*s == '\\') esc = "\\\\";
+        else if (*s == '"') esc = "\\\"";
+        else if (*s == '\n') esc = "\\n";
+        size_t n = esc ? 2 : 1;
+        if (out_reserve(o, n) != 0) return;
+        memcpy(o->buf + o->len, esc ? esc : s, n);
+        o->len += n;
+        o->buf[o->len] = '\0';
+    }
+}
+
+/* The shortest text that reads back as the same double, so bucket bounds come
+ * out as "2.5e-05" and "4096" rather than 17-digit noise; Prometheus spells
+ * the specials +Inf, -Inf and NaN. */
+static void format_double(char *dst, size_t size, double v) {
+    if (isnan(v)) {
+        snprintf(dst, size, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(dst, size, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(dst, size, "%.*g", prec, v);
+        if (strtod(dst, NULL) == v) return;
+    }
+}
+
+static void out_family(sf_out *o, const char *name, const char *help, const char *type) {
+    out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_histogram(sf_out *o, const sf_hist_def *def, const sf_hist *hist) {
+    char num[64];
+    uint64_t cumulative = 0;
+    out_family(o, def->name, def->help, "histogram");
+    for (size_t i = 0; i <= def->n_bounds; i++) {
+        cumulative += atomic_load_explicit(&hist->buckets[i], memory_order_relaxed);
+        if (i < def->n_bounds) format_double(num, sizeof num, def->bounds[i]);
+        else snprintf(num, sizeof num, "+Inf");
+        out_printf(o, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", def->name, num, cumulative);
+    }
+    format_double(num, sizeof num,
+                  bits_double(atomic_load_explicit(&hist->sum_bits, memory_order_relaxed)));
+    out_printf(o, "%s_sum %s\n%s_count %" PRIu64 "\n", def->name, num, def->name, cumulative);
+}
+
+static void render_model_info(sf_out *o, const sf_metrics *m) {
+    out_family(o, "sigflow_model_info",
+               "The loaded model: SHA-256 of its file and its input and output widths.", "gauge");
+    /* The lock lives in a heap object the caller could not have made const;
+     * scraping is logically a read. */
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->model_lock;
+    pthread_mutex_lock(lock);
+    if (m->model_sha256) {
+        out_printf(o, "sigflow_model_info{sha256=\"");
+        out_label_value(o, m->model_sha256);
+        out_printf(o, "\",inputs=\"%zu\",outputs=\"%zu\"} 1\n", m->model_inputs,
+                   m->model_outputs);
+    }
+    pthread_mutex_unlock(lock);
+}
+
+char *sf_metrics_render(const sf_metrics *m) {
+    sf_out o = {0};
+    char num[64];
+
+    for (size_t c = 0; c < SF_C__COUNT; c++) {
+        out_family(&o, counter_defs[c].name, counter_defs[c].help, "counter");
+        out_printf(&o, "%s %" PRIu64 "\n", counter_defs[c].name,
+                   atomic_load_explicit(&m->counters[c], memory_order_relaxed));
+    }
+
+    out_family(&o, "sigflow_events_rejected_total", "Events refused before inference, by reason.",
+               "counter");
+    for (int r = SF_REJECT_NONE + 1; r < SF_REJECT__COUNT; r++) {
+        out_printf(&o, "sigflow_events_rejected_total{reason=\"");
+        const char *name = sf_reject_name((sf_reject)r);
+        out_label_value(&o, name ? name : "unknown");
+        out_printf(&o, "\"} %" PRIu64 "\n",
+                   atomic_load_explicit(&m->rejected[r], memory_order_relaxed));
+    }
+
+    for (size_t g = 0; g < SF_G__COUNT; g++) {
+        out_family(&o, gauge_defs[g].name, gauge_defs[g].help, "gauge");
+        format_double(num, sizeof num,
+                      bits_double(atomic_load_explicit(&m->gauge_bits[g], memory_order_relaxed)));
+        out_printf(&o, "%s %s\n", gauge_defs[g].name, num);
+    }
+
+    render_model_info(&o, m);
+
+    for (size_t h = 0; h < SF_H__COUNT; h++) render_histogram(&o, &hist_defs[h], &m->hists[h]);
+
+    if (o.oom) {
+        free(o.buf);
+        return NULL;
+    }
+    return o.buf;
+}

@@ -1,0 +1,728 @@
+/* replay.c: CSV rows to JSON Kafka messages, and the produce loop around it.
+ *
+ * The JSON is built by hand: the key prefixes ("name":) are escaped once at
+ * open, and each value's text is copied after a grammar check, so a row costs
+ * one pass over its bytes and no allocation. Copying the text (rather than
+ * strtod + printf) is what makes every decimal arrive exactly as written. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sigflow/csv.h"
+#include "sigflow/kafka.h"
+#include "sigflow/replay.h"
+
+struct sf_replay {
+    sf_csv *csv;
+    char *path;
+    size_t n_cols;
+    char **names;           /* every header name, trimmed */
+    unsigned char *keep;    /* 1 when the column goes into the JSON */
+    char **prefix;          /* kept columns: {"name": for the first, ,"name": after */
+    size_t *prefix_len;
+    const char **fields;    /* names of the kept columns, in order */
+    size_t n_fields;
+    size_t fixed_len;       /* sum of prefix lengths + "{}" */
+    long key_col;           /* -1: no key */
+    char *out;              /* the JSON of the current row */
+    size_t out_cap;
+};
+
+static int sf_is_blank(char c) {
+    return c == ' ' || c == '\t';
+}
+
+static void sf_trim(const char **s, size_t *len) {
+    while (*len && sf_is_blank(**s))
+        (*s)++, (*len)--;
+    while (*len && sf_is_blank((*s)[*len - 1]))
+        (*len)--;
+}
+
+/* Copies at most 32 bytes of s for an error message, with control and
+ * non-ASCII bytes shown as '?' so bad input cannot garble a terminal. */
+static void sf_echo(char *dst, size_t dst_size, const char *s, size_t len) {
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 4 < dst_size; i++) {
+        if (n == 32) {
+            memcpy(dst + n, "...", 3);
+            n += 3;
+            break;
+        }
+        unsigned char c = (unsigned char)s[i];
+        dst[n++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+    }
+    dst[n] = '\0';
+}
+
+static int sf_utf8_valid(const unsigned char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        unsigned cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1, cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2, cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3, cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (i + n >= len)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+int sf_replay_json_number(const char *text, size_t len, char *out, size_t out_size,
+                          size_t *out_len, int *is_int, char *errstr, size_t errstr_size) {
+    const char *p = text;
+    char echo[48];
+    sf_trim(&p, &len);
+    const char *e = p + len;
+    if (len == 0) {
+        snprintf(errstr, errstr_size, "empty value");
+        return -1;
+    }
+    if (out_size < len + 3) {
+        snprintf(errstr, errstr_size, "value longer than the output buffer");
+        return -1;
+    }
+    char *o = out;
+    int neg = 0;
+    if (*p == '-')
+        neg = 1, *o++ = *p++;
+    else if (*p == '+')
+        p++;
+    const char *ip = p;
+    while (p < e && *p >= '0' && *p <= '9')
+        p++;
+    size_t n_int = (size_t)(p - ip);
+    int has_dot = 0, has_exp = 0;
+    const char *fp = NULL, *xp = NULL;
+    size_t n_frac = 0;
+    if (p < e && *p == '.') {
+        has_dot = 1;
+        fp = ++p;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+        n_frac = (size_t)(p - fp);
+    }
+    int ok = n_int + n_frac > 0;
+    if (ok && p < e && (*p == 'e' || *p == 'E')) {
+        has_exp = 1;
+        xp = p++;
+        if (p < e && (*p == '+' || *p == '-'))
+            p++;
+        const char *dp = p;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+        ok = p > dp;
+    }
+    if (!ok || p != e) {
+        sf_echo(echo, sizeof echo, text, (size_t)(e - text));
+        snprintf(errstr, errstr_size, "'%s' is not a number", echo);
+        return -1;
+    }
+    /* JSON wants exactly one leading zero at most, and digits on both sides
+     * of the point. */
+    while (n_int > 1 && *ip == '0')
+        ip++, n_int--;
+    if (n_int == 0) {
+        *o++ = '0';
+    } else {
+        memcpy(o, ip, n_int);
+        o += n_int;
+    }
+    if (has_dot) {
+        *o++ = '.';
+        if (n_frac == 0) {
+            *o++ = '0';
+        } else {
+            memcpy(o, fp, n_frac);
+            o += n_frac;
+        }
+    }
+    if (has_exp) {
+        memcpy(o, xp, (size_t)(e - xp));
+        o += e - xp;
+    }
+    *o = '\0';
+    *is_int = !has_dot && !has_exp;
+    if (*is_int && (n_int > 19 ||
+                    (n_int == 19 &&
+                     memcmp(ip, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0))) {
+        sf_echo(echo, sizeof echo, text, (size_t)(e - text));
+        snprintf(errstr, errstr_size, "'%s' is out of the 64-bit integer range", echo);
+        return -1;
+    }
+    /* Only an exponent or ~309 integer digits can overflow a double. */
+    if (!*is_int && (has_exp || n_int > 300) && isinf(strtod(out, NULL))) {
+        sf_echo(echo, sizeof echo, text, (size_t)(e - text));
+        snprintf(errstr, errstr_size, "'%s' is out of the double range", echo);
+        return -1;
+    }
+    *out_len = (size_t)(o - out);
+    return 0;
+}
+
+/* Writes s as the inside of a JSON string; returns the length (dst may be
+ * NULL to measure). */
+static size_t sf_json_escape(char *dst, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            if (dst)
+                dst[n] = '\\', dst[n + 1] = (char)c;
+            n += 2;
+        } else if (c < 0x20) {
+            if (dst) {
+                memcpy(dst + n, "\\u00", 4);
+                dst[n + 4] = hex[c >> 4];
+                dst[n + 5] = hex[c & 15];
+            }
+            n += 6;
+        } else {
+            if (dst)
+                dst[n] = (char)c;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* 1 when `name` appears in the comma-separated list. */
+static int sf_in_list(const char *list, const char *name) {
+    size_t nlen = strlen(name);
+    const char *p = list;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *item = p;
+        sf_trim(&item, &len);
+        if (len == nlen && !memcmp(item, name, len))
+            return 1;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+static int sf_replay_header(sf_replay *r, const char *drop, const char *key_field,
+                            char *errstr, size_t errstr_size) {
+    const sf_csv_field *f;
+    size_t n;
+    int rc = sf_csv_next(r->csv, &f, &n, errstr, errstr_size);
+    if (rc == SF_CSV_EOF) {
+        snprintf(errstr, errstr_size, "%s: empty file (no header row)", r->path);
+        return -1;
+    }
+    if (rc != SF_CSV_RECORD)
+        return -1;
+    r->n_cols = n;
+    r->names = calloc(n, sizeof *r->names);
+    r->keep = calloc(n, 1);
+    r->prefix = calloc(n, sizeof *r->prefix);
+    r->prefix_len = calloc(n, sizeof *r->prefix_len);
+    r->fields = calloc(n, sizeof *r->fields);
+    if (!r->names || !r->keep || !r->prefix || !r->prefix_len || !r->fields)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = f[i].ptr;
+        size_t len = f[i].len;
+        sf_trim(&s, &len);
+        if (len == 0) {
+            snprintf(errstr, errstr_size, "%s:%llu: column %zu has an empty name", r->path,
+                     (unsigned long long)sf_csv_line(r->csv), i + 1);
+            return -1;
+        }
+        if (!sf_utf8_valid((const unsigned char *)s, len) || memchr(s, '\0', len)) {
+            snprintf(errstr, errstr_size, "%s:%llu: column %zu name is not valid UTF-8 text",
+                     r->path, (unsigned long long)sf_csv_line(r->csv), i + 1);
+            return -1;
+        }
+        if (!(r->names[i] = strndup(s, len)))
+            goto oom;
+        for (size_t j = 0; j < i; j++) {
+            if (!strcmp(r->names[j], r->names[i])) {
+                snprintf(errstr, errstr_size, "%s:%llu: column name '%s' appears twice",
+                         r->path, (unsigned long long)sf_csv_line(r->csv), r->names[i]);
+                return -1;
+            }
+        }
+    }
+    r->key_col = -1;
+    r->fixed_len = 2;
+    for (size_t i = 0; i < n; i++) {
+        if (key_field[0] && !strcmp(r->names[i], key_field))
+            r->key_col = (long)i;
+        if (sf_in_list(drop, r->names[i]))
+            continue;
+        size_t len = strlen(r->names[i]);
+        size_t esc = sf_json_escape(NULL, r->names[i], len);
+        char *p = malloc(esc + 5);
+        if (!p)
+            goto oom;
+        p[0] = r->n_fields ? ',' : '{';
+        p[1] = '"';
+        sf_json_escape(p + 2, r->names[i], len);
+        memcpy(p + 2 + esc, "\":", 3);
+        r->keep[i] = 1;
+        r->prefix[i] = p;
+        r->prefix_len[i] = esc + 4;
+        r->fixed_len += esc + 4;
+        r->fields[r->n_fields++] = r->names[i];
+    }
+    return 0;
+oom:
+    snprintf(errstr, errstr_size, "%s: out of memory reading the header", r->path);
+    return -1;
+}
+
+int sf_replay_open(sf_replay **out, const char *path, const char *drop,
+                   const char *key_field, char *errstr, size_t errstr_size) {
+    *out = NULL;
+    sf_replay *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
+        snprintf(errstr, errstr_size, "%s: out of memory", path);
+        return -1;
+    }
+    if (sf_csv_open(&r->csv, path, errstr, errstr_size) != 0 ||
+        sf_replay_header(r, drop ? drop : SF_REPLAY_DEFAULT_DROP,
+                         key_field ? key_field : SF_REPLAY_DEFAULT_KEY, errstr,
+                         errstr_size) != 0) {
+        sf_replay_close(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+void sf_replay_close(sf_replay *r) {
+    if (!r)
+        return;
+    sf_csv_close(r->csv);
+    for (size_t i = 0; i < r->n_cols; i++) {
+        if (r->names)
+            free(r->names[i]);
+        if (r->prefix)
+            free(r->prefix[i]);
+    }
+    free(r->names);
+    free(r->keep);
+    free(r->prefix);
+    free(r->prefix_len);
+    free(r->fields);
+    free(r->out);
+    free(r->path);
+    free(r);
+}
+
+size_t sf_replay_fields(const sf_replay *r, const char *const **names) {
+    *names = r->fields;
+    return r->n_fields;
+}
+
+int sf_replay_has_key(const sf_replay *r) {
+    return r->key_col >= 0;
+}
+
+int sf_replay_rewind(sf_replay *r, char *errstr, size_t errstr_size) {
+    const sf_csv_field *f;
+    size_t n;
+    if (sf_csv_rewind(r->csv, errstr, errstr_size) != 0)
+        return -1;
+    if (sf_csv_next(r->csv, &f, &n, errstr, errstr_size) != SF_CSV_RECORD) {
+        snprintf(errstr, errstr_size, "%s: header row unreadable on rewind", r->path);
+        return -1;
+    }
+    return 0;
+}
+
+int sf_replay_next(sf_replay *r, sf_replay_msg *msg, char *errstr, size_t errstr_size) {
+    const sf_csv_field *f;
+    size_t n;
+    int rc = sf_csv_next(r->csv, &f, &n, errstr, errstr_size);
+    if (rc == SF_CSV_EOF)
+        return SF_REPLAY_EOF;
+    if (rc == SF_CSV_ERROR)
+        return SF_REPLAY_ERROR;
+    unsigned long long line = (unsigned long long)sf_csv_line(r->csv);
+    if (rc == SF_CSV_BAD)
+        return SF_REPLAY_BAD;
+    if (n != r->n_cols) {
+        snprintf(errstr, errstr_size, "%s:%llu: expected %zu fields, found %zu", r->path, line,
+                 r->n_cols, n);
+        return SF_REPLAY_BAD;
+    }
+    size_t need = r->fixed_len + 1;
+    for (size_t i = 0; i < n; i++)
+        if (r->keep[i])
+            need += f[i].len + 3;
+    if (need > r->out_cap) {
+        size_t cap = need < 4096 ? 4096 : need * 2;
+        char *p = realloc(r->out, cap);
+        if (!p) {
+            snprintf(errstr, errstr_size, "%s:%llu: out of memory", r->path, line);
+            return SF_REPLAY_ERROR;
+        }
+        r->out = p;
+        r->out_cap = cap;
+    }
+    char *o = r->out;
+    for (size_t i = 0; i < n; i++) {
+        if (!r->keep[i])
+            continue;
+        memcpy(o, r->prefix[i], r->prefix_len[i]);
+        o += r->prefix_len[i];
+        size_t len;
+        int is_int;
+        char why[128];
+        if (sf_replay_json_number(f[i].ptr, f[i].len, o, f[i].len + 3, &len, &is_int, why,
+                                  sizeof why) != 0) {
+            snprintf(errstr, errstr_size, "%s:%llu: column %s: %s", r->path, line, r->names[i],
+                     why);
+            return SF_REPLAY_BAD;
+        }
+        o += len;
+    }
+    if (o == r->out)
+        *o++ = '{';
+    *o++ = '}';
+    *o = '\0';
+    msg->value = r->out;
+    msg->value_len = (size_t)(o - r->out);
+    msg->key = NULL;
+    msg->key_len = 0;
+    if (r->key_col >= 0) {
+        const char *k = f[r->key_col].ptr;
+        size_t klen = f[r->key_col].len;
+        sf_trim(&k, &klen);
+        msg->key = k;
+        msg->key_len = klen;
+    }
+    msg->line = line;
+    return SF_REPLAY_ROW;
+}
+
+/* ---- Producing ---- */
+
+/* Delivery outcomes, reached from each message's opaque. Only the thread
+ * running sf_replay_run polls the producer, so plain counters suffice. */
+typedef struct {
+    uint64_t delivered, failed;
+    char error[256];
+} sf_replay_counts;
+
+void sf_replay_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk, (void)opaque;
+    sf_replay_counts *c = m->_private;
+    if (!c)
+        return;
+    if (!m->err) {
+        c->delivered++;
+        return;
+    }
+    c->failed++;
+    if (!c->error[0])
+        snprintf(c->error, sizeof c->error, "delivery to %s [%d] failed: %s",
+                 rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+}
+
+int sf_replay_conf_init(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) {
+    static const char *const kv[][2] = {
+        {"linger.ms", "5"},
+        {"batch.num.messages", "10000"},
+        {"compression.type", "none"},
+        {"queue.buffering.max.messages", "500000"},
+    };
+    rd_kafka_conf_set_dr_msg_cb(conf, sf_replay_dr_msg_cb);
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (sf_kafka_conf_set(conf, kv[i][0], kv[i][1], errstr, errstr_size) != 0)
+            return -1;
+    return 0;
+}
+
+void sf_replay_opts_init(sf_replay_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->passes = 1;
+}
+
+static double sf_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int sf_stopped(const volatile sig_atomic_t *stop) {
+    return stop && *stop;
+}
+
+/* Waits until the monotonic `deadline`, serving delivery reports meanwhile;
+ * returns early when *stop is set. */
+static void sf_wait_until(rd_kafka_t *rk, double deadline, const volatile sig_atomic_t *stop) {
+    for (;;) {
+        double left = deadline - sf_now();
+        if (left <= 0 || sf_stopped(stop))
+            return;
+        if (left > 0.002) {
+            int ms = (int)((left - 0.001) * 1000);
+            rd_kafka_poll(rk, ms > 100 ? 100 : ms);
+        } else {
+            struct timespec ts = {0, (long)(left * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+typedef struct {
+    rd_kafka_t *rk;
+    const sf_replay_opts *o;
+    sf_replay_stats *st;
+    sf_replay_counts *c;
+    uint64_t refused;       /* produce() refusals: failed, but never reported */
+    double t0, next_progress;
+} sf_replay_loop;
+
+/* Brings *st up to date with the delivery reports served so far. */
+static void sf_replay_sync(sf_replay_loop *l) {
+    l->st->delivered = l->c->delivered;
+    l->st->failed = l->c->failed + l->refused;
+    l->st->seconds = sf_now() - l->t0;
+    if (!l->st->error[0] && l->c->error[0])
+        snprintf(l->st->error, sizeof l->st->error, "%s", l->c->error);
+}
+
+static uint64_t sf_in_flight(const sf_replay_loop *l) {
+    return l->st->sent - l->c->delivered - l->c->failed;
+}
+
+static void sf_replay_progress(sf_replay_loop *l, int force) {
+    if (!l->o->on_progress)
+        return;
+    double now = sf_now();
+    if (!force && now < l->next_progress)
+        return;
+    l->next_progress = now + 0.25;
+    sf_replay_sync(l);
+    l->o->on_progress(l->o->opaque, l->st, sf_in_flight(l));
+}
+
+/* Waits for every report of the messages sent, so no opaque outlives the run. */
+static void sf_replay_drain(sf_replay_loop *l, int timeout_ms) {
+    double deadline = sf_now() + timeout_ms / 1000.0;
+    while (sf_in_flight(l) > 0 && sf_now() < deadline) {
+        rd_kafka_flush(l->rk, 100);
+        sf_replay_progress(l, 0);
+    }
+    if (sf_in_flight(l) == 0)
+        return;
+    rd_kafka_purge(l->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    deadline = sf_now() + 5.0;
+    while (sf_in_flight(l) > 0 && sf_now() < deadline)
+        rd_kafka_poll(l->rk, 50);
+}
+
+static int sf_replay_check_cluster(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *topic,
+                                   int timeout_ms, char *errstr, size_t errstr_size) {
+    char servers[512] = "(none)";
+    size_t sz = sizeof servers;
+    rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &sz);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    if (err) {
+        snprintf(errstr, errstr_size, "no Kafka broker answered at %s within %.1f s (%s)",
+                 servers, timeout_ms / 1000.0, rd_kafka_err2str(err));
+        return -1;
+    }
+    int rc = 0;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        snprintf(errstr, errstr_size, "topic %s does not exist at %s", topic, servers);
+        rc = -1;
+    }
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+static int sf_conf_int(rd_kafka_t *rk, const char *key, int dflt) {
+    char buf[64];
+    size_t sz = sizeof buf;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), key, buf, &sz) != RD_KAFKA_CONF_OK)
+        return dflt;
+    return atoi(buf);
+}
+
+/* One pass over the file. 0 at the end of the pass (or on stop), -1 on a fatal
+ * error. *rows gets the number of data rows read. */
+static int sf_replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt,
+                          const volatile sig_atomic_t *stop, uint64_t *rows, double *tokens,
+                          double *last, char *errstr, size_t errstr_size) {
+    const sf_replay_opts *o = l->o;
+    sf_replay_stats *st = l->st;
+    double cap = o->rate > 0 ? (o->rate / 50 > 1 ? o->rate / 50 : 1) : 0;
+    uint64_t sent = 0;
+    *rows = 0;
+    while (!sf_stopped(stop) && (!o->limit || sent < o->limit)) {
+        sf_replay_msg m;
+        char why[512];
+        int rc = sf_replay_next(r, &m, why, sizeof why);
+        if (rc == SF_REPLAY_EOF)
+            break;
+        if (rc == SF_REPLAY_ERROR) {
+            snprintf(errstr, errstr_size, "%s", why);
+            return -1;
+        }
+        st->read++;
+        (*rows)++;
+        if (rc == SF_REPLAY_BAD) {
+            st->skipped++;
+            if (o->strict) {
+                snprintf(errstr, errstr_size, "%s (strict: stopping)", why);
+                return -1;
+            }
+            if (o->on_bad_row)
+                o->on_bad_row(o->opaque, why);
+            continue;
+        }
+        if (o->rate > 0) {
+            /* Token bucket: at most `cap` (20 ms worth) can go out back to back. */
+            double now = sf_now();
+            *tokens += (now - *last) * o->rate;
+            if (*tokens > cap)
+                *tokens = cap;
+            *last = now;
+            if (*tokens < 1) {
+                sf_wait_until(l->rk, now + (1 - *tokens) / o->rate, stop);
+                now = sf_now();
+                *tokens += (now - *last) * o->rate;
+                *last = now;
+                if (sf_stopped(stop))
+                    break;
+            }
+            *tokens -= 1;
+        }
+        for (;;) {
+            if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                                 (void *)m.value, m.value_len, m.key, m.key_len, l->c) == 0) {
+                st->sent++;
+                sent++;
+                break;
+            }
+            rd_kafka_resp_err_t err = rd_kafka_last_error();
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(l->rk, 10);
+                continue;
+            }
+            l->refused++;
+            if (!st->error[0])
+                snprintf(st->error, sizeof st->error, "produce to %s refused: %s",
+                         rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
+            break;
+        }
+        if ((st->sent & 255) == 0)
+            rd_kafka_poll(l->rk, 0);
+        if (o->rate > 0 || (st->sent & 255) == 0)
+            sf_replay_progress(l, 0);
+    }
+    return 0;
+}
+
+int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
+                  sf_replay_stats *st, const volatile sig_atomic_t *stop, char *errstr,
+                  size_t errstr_size) {
+    memset(st, 0, sizeof *st);
+    if (!o->path || !topic || !topic[0]) {
+        snprintf(errstr, errstr_size, "replay: no %s given", o->path ? "topic" : "file");
+        return -1;
+    }
+    if (o->rate < 0 || o->interval < 0 || !isfinite(o->rate) || !isfinite(o->interval)) {
+        snprintf(errstr, errstr_size, "replay: rate and interval must be finite and >= 0");
+        return -1;
+    }
+    sf_replay *r;
+    if (sf_replay_open(&r, o->path, o->drop, o->key_field, errstr, errstr_size) != 0)
+        return -1;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt) {
+        snprintf(errstr, errstr_size, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
+        sf_replay_close(r);
+        return -1;
+    }
+    if (sf_replay_check_cluster(rk, rkt, topic, o->timeout_ms > 0 ? o->timeout_ms : 10000,
+                                errstr, errstr_size) != 0) {
+        rd_kafka_topic_destroy(rkt);
+        sf_replay_close(r);
+        return -1;
+    }
+    /* Heap, not stack: if a report could ever outlive the drain below, it
+     * must not land in a dead frame (see the end of this function). */
+    sf_replay_counts *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(errstr, errstr_size, "replay: out of memory");
+        rd_kafka_topic_destroy(rkt);
+        sf_replay_close(r);
+        return -1;
+    }
+    sf_replay_loop l = {rk, o, st, c, 0, sf_now(), 0};
+    double tokens = 1, last = l.t0;
+    int rc = 0;
+    for (uint64_t pass = 0; !o->passes || pass < o->passes; pass++) {
+        if (pass > 0) {
+            sf_wait_until(rk, sf_now() + o->interval, stop);
+            if (sf_stopped(stop))
+                break;
+            if (sf_replay_rewind(r, errstr, errstr_size) != 0) {
+                rc = -1;
+                break;
+            }
+        }
+        uint64_t rows;
+        if (sf_replay_pass(&l, r, rkt, stop, &rows, &tokens, &last, errstr, errstr_size) != 0) {
+            rc = -1;
+            break;
+        }
+        if (rows == 0 || sf_stopped(stop))
+            break; /* an empty file would make --forever spin */
+    }
+    int flush_ms = o->flush_timeout_ms > 0
+                       ? o->flush_timeout_ms
+                       : sf_conf_int(rk, "message.timeout.ms", 300000) + 1000;
+    sf_replay_drain(&l, flush_ms);
+    sf_replay_sync(&l);
+    sf_replay_progress(&l, 1);
+    uint64_t left = sf_in_flight(&l);
+    rd_kafka_topic_destroy(rkt);
+    sf_replay_close(r);
+    if (left > 0) {
+        /* librdkafka still owes reports after a purge: keep their target
+         * alive rather than risk a write into freed memory. */
+        if (rc == 0) {
+            snprintf(errstr, errstr_size, "replay: %llu deliveries unaccounted for",
+                     (unsigned long long)left);
+            rc = -1;
+        }
+    } else {
+        free(c);
+    }
+    return rc;
+}

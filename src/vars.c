@@ -1,0 +1,321 @@
+/* vars.c: read the lwtnn-style variables file that says which event field feeds
+ * which network input, how to standardize it, and what the outputs are called.
+ *
+ * The file is the contract between the physicist who trained the model and the
+ * service, so it is checked strictly: every error names the file and the entry,
+ * a duplicate name is refused (it would silently feed one field twice), and the
+ * widths must match the model before anything is served. */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "sigflow/vars.h"
+
+void sf_vars_free(sf_vars *v) {
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->n_vars; i++)
+        free(v->vars[i].name);
+    free(v->vars);
+    for (size_t i = 0; i < v->n_labels; i++)
+        free(v->labels[i]);
+    free(v->labels);
+    free(v->path);
+    free(v);
+}
+
+static const char *json_type_name(const json_t *j) {
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+/* A number that must also fit a float, since the network computes in float. */
+static int get_number(const char *path, const char *where, const json_t *obj, const char *key,
+                      int required, double *out, int *present, char *errstr, size_t errstr_size) {
+    const json_t *j = json_object_get(obj, key);
+    if (present)
+        *present = 0;
+    if (!j || (!required && json_is_null(j))) {
+        if (!required)
+            return 0;
+        snprintf(errstr, errstr_size, "%s: %s: '%s' is missing", path, where, key);
+        return -1;
+    }
+    if (!json_is_number(j)) {
+        snprintf(errstr, errstr_size, "%s: %s: '%s' must be a number, got %s", path, where, key,
+                 json_type_name(j));
+        return -1;
+    }
+    double d = json_number_value(j);
+    if (!isfinite(d) || fabs(d) > FLT_MAX) {
+        snprintf(errstr, errstr_size, "%s: %s: '%s' (%g) is outside the float range", path, where,
+                 key, d);
+        return -1;
+    }
+    *out = d;
+    if (present)
+        *present = 1;
+    return 0;
+}
+
+static int load_inputs(sf_vars *v, const json_t *inputs, const char *where,
+                       char *errstr, size_t errstr_size) {
+    size_t n = json_array_size(inputs);
+    if (n == 0) {
+        snprintf(errstr, errstr_size, "%s: %s: no input variables", v->path, where);
+        return -1;
+    }
+    v->vars = calloc(n, sizeof *v->vars);
+    if (!v->vars) {
+        snprintf(errstr, errstr_size, "%s: out of memory", v->path);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(inputs, i);
+        char at[128];
+        snprintf(at, sizeof at, "%s[%zu]", where, i);
+        if (!json_is_object(e)) {
+            snprintf(errstr, errstr_size, "%s: %s: must be an object, got %s", v->path, at,
+                     json_type_name(e));
+            return -1;
+        }
+        const json_t *name = json_object_get(e, "name");
+        if (!name) {
+            snprintf(errstr, errstr_size, "%s: %s: 'name' is missing", v->path, at);
+            return -1;
+        }
+        if (!json_is_string(name) || json_string_length(name) == 0 ||
+            strlen(json_string_value(name)) != json_string_length(name)) {
+            snprintf(errstr, errstr_size, "%s: %s: 'name' must be a non-empty string", v->path, at);
+            return -1;
+        }
+        sf_var *var = &v->vars[i];
+        for (size_t k = 0; k < i; k++) {
+            if (!strcmp(v->vars[k].name, json_string_value(name))) {
+                snprintf(errstr, errstr_size, "%s: %s: duplicate variable '%s' (also %s[%zu])",
+                         v->path, at, json_string_value(name), where, k);
+                return -1;
+            }
+        }
+        var->name = strdup(json_string_value(name));
+        if (!var->name) {
+            snprintf(errstr, errstr_size, "%s: out of memory", v->path);
+            return -1;
+        }
+        v->n_vars = i + 1;
+        if (get_number(v->path, at, e, "offset", 1, &var->offset, NULL, errstr, errstr_size) ||
+            get_number(v->path, at, e, "scale", 1, &var->scale, NULL, errstr, errstr_size) ||
+            get_number(v->path, at, e, "default", 0, &var->default_value, &var->has_default,
+                       errstr, errstr_size))
+            return -1;
+    }
+    return 0;
+}
+
+static int load_labels(sf_vars *v, const json_t *labels, const char *where,
+                       char *errstr, size_t errstr_size) {
+    if (!json_is_array(labels)) {
+        snprintf(errstr, errstr_size, "%s: %s: must be an array of strings, got %s", v->path,
+                 where, json_type_name(labels));
+        return -1;
+    }
+    size_t n = json_array_size(labels);
+    if (n == 0)
+        return 0; /* no names: sf_vars_bind numbers the outputs */
+    v->labels = calloc(n, sizeof *v->labels);
+    if (!v->labels) {
+        snprintf(errstr, errstr_size, "%s: out of memory", v->path);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *l = json_array_get(labels, i);
+        if (!json_is_string(l) || strlen(json_string_value(l)) != json_string_length(l)) {
+            snprintf(errstr, errstr_size, "%s: %s[%zu]: must be a string, got %s", v->path, where,
+                     i, json_type_name(l));
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (!strcmp(v->labels[k], json_string_value(l))) {
+                snprintf(errstr, errstr_size, "%s: %s[%zu]: duplicate label '%s'", v->path, where,
+                         i, json_string_value(l));
+                return -1;
+            }
+        }
+        v->labels[i] = strdup(json_string_value(l));
+        if (!v->labels[i]) {
+            snprintf(errstr, errstr_size, "%s: out of memory", v->path);
+            return -1;
+        }
+        v->n_labels = i + 1;
+    }
+    return 0;
+}
+
+/* The graph style wraps the variables in exactly one input node and the labels
+ * in exactly one output node; several nodes mean a multi-input or multi-output
+ * network, which a single feature row cannot feed. */
+static int load_graph(sf_vars *v, const json_t *root, const json_t *inputs,
+                      char *errstr, size_t errstr_size) {
+    if (json_array_size(inputs) != 1) {
+        snprintf(errstr, errstr_size,
+                 "%s: inputs: %zu input nodes; sigflow serves networks with exactly one",
+                 v->path, json_array_size(inputs));
+        return -1;
+    }
+    const json_t *node = json_array_get(inputs, 0);
+    const json_t *vars = json_object_get(node, "variables");
+    if (!json_is_array(vars)) {
+        snprintf(errstr, errstr_size, "%s: inputs[0]: 'variables' must be an array", v->path);
+        return -1;
+    }
+    if (load_inputs(v, vars, "inputs[0].variables", errstr, errstr_size))
+        return -1;
+    const json_t *seq = json_object_get(root, "input_sequences");
+    if (seq && !(json_is_array(seq) && json_array_size(seq) == 0)) {
+        snprintf(errstr, errstr_size,
+                 "%s: input_sequences: sequence inputs are not supported (must be empty)", v->path);
+        return -1;
+    }
+    const json_t *outputs = json_object_get(root, "outputs");
+    if (!outputs)
+        return 0;
+    if (!json_is_array(outputs)) {
+        snprintf(errstr, errstr_size, "%s: outputs: must be an array, got %s", v->path,
+                 json_type_name(outputs));
+        return -1;
+    }
+    if (json_array_size(outputs) != 1) {
+        snprintf(errstr, errstr_size,
+                 "%s: outputs: %zu output nodes; sigflow serves networks with exactly one",
+                 v->path, json_array_size(outputs));
+        return -1;
+    }
+    const json_t *onode = json_array_get(outputs, 0);
+    if (!json_is_object(onode)) {
+        snprintf(errstr, errstr_size, "%s: outputs[0]: must be an object", v->path);
+        return -1;
+    }
+    const json_t *labels = json_object_get(onode, "labels");
+    if (!labels)
+        return 0;
+    return load_labels(v, labels, "outputs[0].labels", errstr, errstr_size);
+}
+
+int sf_vars_load(sf_vars **out, const char *path, char *errstr, size_t errstr_size) {
+    *out = NULL;
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (jerr.line > 0)
+            snprintf(errstr, errstr_size, "%s: line %d column %d: %s", path, jerr.line,
+                     jerr.column, jerr.text);
+        else
+            snprintf(errstr, errstr_size, "%s: %s", path, jerr.text);
+        return -1;
+    }
+    sf_vars *v = calloc(1, sizeof *v);
+    if (!v || !(v->path = strdup(path))) {
+        free(v);
+        json_decref(root);
+        snprintf(errstr, errstr_size, "%s: out of memory", path);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(root)) {
+        snprintf(errstr, errstr_size, "%s: expected a JSON object at the top level", path);
+        goto done;
+    }
+    const json_t *inputs = json_object_get(root, "inputs");
+    if (!inputs) {
+        snprintf(errstr, errstr_size, "%s: 'inputs' is missing", path);
+        goto done;
+    }
+    if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
+        snprintf(errstr, errstr_size, "%s: 'inputs' must be a non-empty array", path);
+        goto done;
+    }
+    const json_t *mv = json_object_get(root, "missing_value");
+    if (mv) {
+        if (!json_is_number(mv)) {
+            snprintf(errstr, errstr_size, "%s: 'missing_value' must be a number, got %s", path,
+                     json_type_name(mv));
+            goto done;
+        }
+        v->has_missing_value = 1;
+        v->missing_value = json_number_value(mv);
+    }
+    const json_t *first = json_array_get(inputs, 0);
+    if (json_is_object(first) && json_object_get(first, "variables")) {
+        if (load_graph(v, root, inputs, errstr, errstr_size))
+            goto done;
+    } else {
+        if (load_inputs(v, inputs, "inputs", errstr, errstr_size))
+            goto done;
+        const json_t *labels = json_object_get(root, "class_labels");
+        if (labels && load_labels(v, labels, "class_labels", errstr, errstr_size))
+            goto done;
+    }
+    rc = 0;
+done:
+    json_decref(root);
+    if (rc)
+        sf_vars_free(v);
+    else
+        *out = v;
+    return rc;
+}
+
+int sf_vars_bind(sf_vars *v, const sf_model *m, char *errstr, size_t errstr_size) {
+    if (v->n_vars != m->n_inputs) {
+        snprintf(errstr, errstr_size, "%s: %zu input variables but model %s takes %zu inputs",
+                 v->path, v->n_vars, m->path ? m->path : "(model)", m->n_inputs);
+        return -1;
+    }
+    if (v->n_labels && v->n_labels != m->n_outputs) {
+        snprintf(errstr, errstr_size, "%s: %zu labels but model %s has %zu outputs", v->path,
+                 v->n_labels, m->path ? m->path : "(model)", m->n_outputs);
+        return -1;
+    }
+    if (v->n_labels)
+        return 0;
+    char **labels = calloc(m->n_outputs ? m->n_outputs : 1, sizeof *labels);
+    if (!labels) {
+        snprintf(errstr, errstr_size, "%s: out of memory", v->path);
+        return -1;
+    }
+    for (size_t i = 0; i < m->n_outputs; i++) {
+        char num[32];
+        snprintf(num, sizeof num, "%zu", i);
+        if (!(labels[i] = strdup(num))) {
+            for (size_t k = 0; k < i; k++)
+                free(labels[k]);
+            free(labels);
+            snprintf(errstr, errstr_size, "%s: out of memory", v->path);
+            return -1;
+        }
+    }
+    free(v->labels);
+    v->labels = labels;
+    v->n_labels = m->n_outputs;
+    return 0;
+}
+
+int sf_vars_label_index(const sf_vars *v, const char *name) {
+    for (size_t i = 0; i < v->n_labels; i++)
+        if (!strcmp(v->labels[i], name))
+            return (int)i;
+    return -1;
+}

@@ -1,0 +1,284 @@
+/* support.c: shared plumbing for the Kafka-facing tests (see support.h). */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sigflow/clock.h"
+#include "sigflow/replay.h"
+#include "support.h"
+
+extern char **environ;
+
+int64_t sft_now_ms(void) {
+    return sf_clock_ms();
+}
+
+static void nap_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+sf_broker *sft_broker(int partitions, const char *const *topics, size_t n_topics) {
+    sf_broker *b = NULL;
+    char err[512];
+    if (sf_broker_start(&b, partitions > 0 ? partitions : 8, topics, n_topics, err, sizeof err))
+        fail_msg("broker: %s", err);
+    return b;
+}
+
+static char *dup_n(const void *p, size_t n) {
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    if (n)
+        memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+static char *header(rd_kafka_message_t *m, const char *name) {
+    rd_kafka_headers_t *h = NULL;
+    const void *v;
+    size_t len;
+    if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, &len))
+        return NULL;
+    return dup_n(v, len);
+}
+
+void sft_msgs_free(sft_msgs *m) {
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->v[i].key);
+        free(m->v[i].value);
+        free(m->v[i].error_header);
+        free(m->v[i].source_header);
+    }
+    free(m->v);
+    memset(m, 0, sizeof *m);
+}
+
+static rd_kafka_t *make_client(rd_kafka_type_t type, const char *brokers, const char *const *kv) {
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err))
+        fail_msg("%s", err);
+    for (; kv && kv[0]; kv += 2)
+        if (rd_kafka_conf_set(conf, kv[0], kv[1], err, sizeof err))
+            fail_msg("%s=%s: %s", kv[0], kv[1], err);
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
+    if (!rk)
+        fail_msg("rd_kafka_new: %s", err);
+    return rk;
+}
+
+sft_msgs sft_consume_all(const char *brokers, const char *topic, size_t expect, int quiet_ms,
+                         int timeout_ms, int committed_only) {
+    const char *kv[] = {"group.id", "sigflow-test-reader", "enable.auto.commit", "false",
+                        "isolation.level", committed_only ? "read_committed" : "read_uncommitted",
+                        NULL};
+    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, brokers, kv);
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    if (rd_kafka_metadata(rk, 0, t, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err)
+        fail_msg("no metadata for topic %s", topic);
+    int parts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    for (int i = 0; i < parts; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+
+    sft_msgs out = {0};
+    int64_t deadline = sft_now_ms() + timeout_ms, last = sft_now_ms();
+    while (sft_now_ms() < deadline) {
+        if ((expect == 0 || out.n >= expect) && sft_now_ms() - last >= quiet_ms)
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
+        if (!m)
+            continue;
+        if (!m->err) {
+            if (out.n == out.cap) {
+                out.cap = out.cap ? out.cap * 2 : 256;
+                out.v = realloc(out.v, out.cap * sizeof *out.v);
+                assert_non_null(out.v);
+            }
+            rd_kafka_timestamp_type_t tt;
+            sft_msg *s = &out.v[out.n++];
+            s->key = m->key ? dup_n(m->key, m->key_len) : NULL;
+            s->value = dup_n(m->payload, m->len);
+            s->len = m->len;
+            s->partition = m->partition;
+            s->offset = m->offset;
+            s->timestamp = rd_kafka_message_timestamp(m, &tt);
+            s->error_header = header(m, "sigflow-error");
+            s->source_header = header(m, "sigflow-source");
+            last = sft_now_ms();
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return out;
+}
+
+static void count_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    if (!m->err)
+        (*(size_t *)opaque)++;
+}
+
+size_t sft_produce(const char *brokers, const char *topic, const char *const *keys,
+                   const char *const *values, const size_t *lens, size_t n) {
+    char err[512];
+    size_t delivered = 0;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err) ||
+        rd_kafka_conf_set(conf, "message.max.bytes", "8000000", err, sizeof err) ||
+        rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof err))
+        fail_msg("%s", err);
+    rd_kafka_conf_set_dr_msg_cb(conf, count_delivery);
+    rd_kafka_conf_set_opaque(conf, &delivered);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk)
+        fail_msg("%s", err);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = lens ? lens[i] : strlen(values[i]);
+        rd_kafka_resp_err_t e;
+        while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                      RD_KAFKA_V_KEY(keys && keys[i] ? keys[i] : NULL,
+                                                     keys && keys[i] ? strlen(keys[i]) : 0),
+                                      RD_KAFKA_V_VALUE((void *)values[i], len),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+        if (e)
+            fail_msg("produce: %s", rd_kafka_err2str(e));
+    }
+    rd_kafka_flush(rk, 30000);
+    rd_kafka_destroy(rk);
+    return delivered;
+}
+
+void sft_atlas_events(size_t n, char ***keys, char ***values) {
+    char err[512];
+    sf_replay *r;
+    if (sf_replay_open(&r, SF_TEST_DATA, NULL, NULL, err, sizeof err))
+        fail_msg("%s", err);
+    *keys = calloc(n, sizeof **keys);
+    *values = calloc(n, sizeof **values);
+    assert_true(*keys && *values);
+    sf_replay_msg m;
+    for (size_t i = 0; i < n; i++) {
+        if (sf_replay_next(r, &m, err, sizeof err) != SF_REPLAY_ROW)
+            fail_msg("bundled data ended at row %zu: %s", i, err);
+        (*keys)[i] = dup_n(m.key, m.key_len);
+        (*values)[i] = dup_n(m.value, m.value_len);
+    }
+    sf_replay_close(r);
+}
+
+void sft_strings_free(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+pid_t sft_spawn(char *const argv[], const char *in_path, const char *out_path, const char *err_path) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, in_path ? in_path : "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path ? out_path : "/dev/null",
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path ? err_path : "/dev/null",
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc)
+        fail_msg("cannot spawn %s: %s", argv[0], strerror(rc));
+    return pid;
+}
+
+int sft_wait(pid_t pid, int timeout_ms) {
+    int64_t deadline = sft_now_ms() + timeout_ms;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (sft_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        nap_ms(10);
+    }
+}
+
+char *sft_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            } else {
+                buf = nb;
+            }
+        }
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        if (len)
+            *len = n;
+    }
+    return buf;
+}
+
+int sft_wait_for_text(const char *path, const char *needle, int timeout_ms) {
+    int64_t deadline = sft_now_ms() + timeout_ms;
+    do {
+        char *s = sft_read_file(path, NULL);
+        int found = s && strstr(s, needle);
+        free(s);
+        if (found)
+            return 1;
+        nap_ms(20);
+    } while (sft_now_ms() < deadline);
+    return 0;
+}
+
+char *sft_temp_path(const char *suffix) {
+    const char *dir = getenv("TMPDIR");
+    char tmpl[512];
+    snprintf(tmpl, sizeof tmpl, "%s/sigflow-test-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(tmpl);
+    size_t n = strlen(tmpl) + strlen(suffix) + 1;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s%s", tmpl, suffix);
+    return p;
+}

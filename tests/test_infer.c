@@ -1,0 +1,368 @@
+/* test_infer.c: the forward pass against hand-computed values and against an
+ * independent float64 reference, so a wrong activation, a transposed kernel or a
+ * chunking slip cannot hide behind a self-consistent implementation. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sigflow/infer.h"
+
+static const float xs[7] = {-3.0f, -1.0f, -0.5f, 0.0f, 0.5f, 1.0f, 3.0f};
+
+/* Expected values computed in float64 by hand-written formulas outside this
+ * code base, printed to 10 significant digits. */
+static void check_act(sf_activation a, float alpha, const double expect[7]) {
+    float v[7];
+    memcpy(v, xs, sizeof v);
+    sf_activation_apply(a, alpha, v, 1, 7);
+    for (int i = 0; i < 7; i++) {
+        double tol = 2e-6 * fmax(1.0, fabs(expect[i]));
+        if (fabs(v[i] - expect[i]) > tol)
+            fail_msg("activation %d at x=%g: got %.9g, expected %.9g", (int)a, xs[i], v[i],
+                     expect[i]);
+    }
+}
+
+static void test_activations(void **state) {
+    (void)state;
+    check_act(SF_ACT_LINEAR, 0, (const double[]){-3, -1, -0.5, 0, 0.5, 1, 3});
+    check_act(SF_ACT_RELU, 0, (const double[]){0, 0, 0, 0, 0.5, 1, 3});
+    check_act(SF_ACT_SIGMOID, 0, (const double[]){0.04742587318, 0.2689414214, 0.3775406688, 0.5,
+                                                  0.6224593312, 0.7310585786, 0.9525741268});
+    check_act(SF_ACT_TANH, 0, (const double[]){-0.9950547537, -0.761594156, -0.4621171573, 0,
+                                               0.4621171573, 0.761594156, 0.9950547537});
+    check_act(SF_ACT_ELU, 0.7f, (const double[]){-0.6651490521, -0.4424843912, -0.2754285382, 0,
+                                                 0.5, 1, 3});
+    check_act(SF_ACT_SELU, 0, (const double[]){-1.670568729, -1.111330738, -0.6917581878, 0,
+                                               0.5253504937, 1.050700987, 3.152102962});
+    check_act(SF_ACT_SOFTPLUS, 0, (const double[]){0.04858735157, 0.3132616875, 0.4740769842,
+                                                   0.6931471806, 0.9740769842, 1.313261688,
+                                                   3.048587352});
+    check_act(SF_ACT_SOFTSIGN, 0, (const double[]){-0.75, -0.5, -0.3333333333, 0, 0.3333333333,
+                                                   0.5, 0.75});
+    check_act(SF_ACT_HARD_SIGMOID, 0, (const double[]){0, 0.3, 0.4, 0.5, 0.6, 0.7, 1});
+    check_act(SF_ACT_SWISH, 0, (const double[]){-0.1422776195, -0.2689414214, -0.1887703344, 0,
+                                                0.3112296656, 0.7310585786, 2.85772238});
+    check_act(SF_ACT_EXPONENTIAL, 0, (const double[]){0.04978706837, 0.3678794412, 0.6065306597,
+                                                      1, 1.648721271, 2.718281828, 20.08553692});
+    check_act(SF_ACT_LEAKY_RELU, 0.3f, (const double[]){-0.9, -0.3, -0.15, 0, 0.5, 1, 3});
+}
+
+static void test_softmax(void **state) {
+    (void)state;
+    float v[7] = {1, 2, 3, -1, 0, 0.5f, -2};
+    sf_activation_apply(SF_ACT_SOFTMAX, 0, v, 1, 3);
+    sf_activation_apply(SF_ACT_SOFTMAX, 0, v + 3, 1, 4);
+    const double e[7] = {0.09003057317, 0.2447284711, 0.6652409558, 0.1167153907,
+                         0.3172653257, 0.5230820909, 0.04293719271};
+    for (int i = 0; i < 7; i++)
+        assert_true(fabs(v[i] - e[i]) < 1e-6);
+    /* two rows in one call are independent */
+    float r[6] = {1, 2, 3, 1, 2, 3};
+    sf_activation_apply(SF_ACT_SOFTMAX, 0, r, 2, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_true(fabs(r[i] - e[i]) < 1e-6);
+        assert_true(r[i] == r[i + 3]);
+    }
+}
+
+static void test_stability(void **state) {
+    (void)state;
+    float s[4] = {1000, -1000, 0, 0};
+    sf_activation_apply(SF_ACT_SOFTMAX, 0, s, 1, 2);
+    assert_true(s[0] == 1.0f && s[1] == 0.0f);
+    float t[3] = {-1000, -1000, -999};
+    sf_activation_apply(SF_ACT_SOFTMAX, 0, t, 1, 3);
+    assert_true(fabs(t[2] - 0.5761168847658291) < 1e-6);
+    assert_true(fabs(t[0] - 0.21194155761708544) < 1e-6);
+
+    float g[2] = {1000, -1000};
+    sf_activation_apply(SF_ACT_SIGMOID, 0, g, 1, 2);
+    assert_true(g[0] == 1.0f && g[1] == 0.0f);
+    float sw[2] = {1000, -1000};
+    sf_activation_apply(SF_ACT_SWISH, 0, sw, 1, 2);
+    assert_true(sw[0] == 1000.0f && sw[1] == 0.0f);
+    float sp[2] = {1000, -1000};
+    sf_activation_apply(SF_ACT_SOFTPLUS, 0, sp, 1, 2);
+    assert_true(sp[0] == 1000.0f && sp[1] >= 0.0f && sp[1] < 1e-30f);
+    float th[2] = {1000, -1000};
+    sf_activation_apply(SF_ACT_TANH, 0, th, 1, 2);
+    assert_true(th[0] == 1.0f && th[1] == -1.0f);
+    float el[1] = {-1000};
+    sf_activation_apply(SF_ACT_SELU, 0, el, 1, 1);
+    assert_true(fabs(el[0] + 1.7580993408473766) < 1e-6);
+}
+
+static void test_argmax(void **state) {
+    (void)state;
+    assert_int_equal(sf_argmax((const float[]){0.2f, 0.7f, 0.1f}, 3), 1);
+    assert_int_equal(sf_argmax((const float[]){0.5f, 0.5f}, 2), 0);
+    assert_int_equal(sf_argmax((const float[]){0.1f, 0.4f, 0.4f}, 3), 1);
+    assert_int_equal(sf_argmax((const float[]){-3.0f}, 1), 0);
+}
+
+/* --- hand-built models ------------------------------------------------------ */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static double rnd(rng *r) { /* uniform in [-1, 1) */
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return (double)(r->s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+static float *rnd_array(rng *r, size_t n, double scale) {
+    float *a = malloc(n * sizeof *a);
+    assert_non_null(a);
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(rnd(r) * scale);
+    return a;
+}
+
+static sf_layer dense(rng *r, size_t n_in, size_t n_out, sf_activation act, int bias) {
+    sf_layer l = {.name = "dense", .keras_class = "Dense", .kind = SF_LAYER_DENSE,
+                  .n_in = n_in, .n_out = n_out, .activation = act};
+    l.kernel = rnd_array(r, n_in * n_out, 1.0 / sqrt((double)n_in));
+    l.bias = bias ? rnd_array(r, n_out, 0.5) : NULL;
+    return l;
+}
+
+static void free_model(sf_model *m) {
+    for (size_t i = 0; i < m->n_layers; i++) {
+        free(m->layers[i].kernel);
+        free(m->layers[i].bias);
+        free(m->layers[i].scale);
+    }
+    free(m->layers);
+}
+
+/* 30 -> 64 relu -> BatchNorm -> 32 tanh (no bias) -> ELU layer -> Dropout
+ *    -> 16 selu -> LeakyReLU -> 3 softmax, around the layer kinds the loader makes. */
+static void build_net(sf_model *m, uint64_t seed) {
+    rng r = {seed};
+    memset(m, 0, sizeof *m);
+    m->layers = calloc(10, sizeof *m->layers);
+    assert_non_null(m->layers);
+    size_t k = 0;
+    m->layers[k++] = (sf_layer){.name = "input", .keras_class = "InputLayer",
+                                .kind = SF_LAYER_IDENTITY, .n_in = 30, .n_out = 30};
+    m->layers[k++] = dense(&r, 30, 64, SF_ACT_RELU, 1);
+    sf_layer bn = {.name = "bn", .keras_class = "BatchNormalization", .kind = SF_LAYER_SCALE,
+                   .n_in = 64, .n_out = 64};
+    bn.scale = rnd_array(&r, 64, 2.0);
+    bn.bias = rnd_array(&r, 64, 1.0);
+    m->layers[k++] = bn;
+    m->layers[k++] = dense(&r, 64, 32, SF_ACT_TANH, 0);
+    m->layers[k++] = (sf_layer){.name = "elu", .keras_class = "ELU", .kind = SF_LAYER_ACTIVATION,
+                                .n_in = 32, .n_out = 32, .activation = SF_ACT_ELU, .alpha = 0.8f};
+    m->layers[k++] = (sf_layer){.name = "drop", .keras_class = "Dropout",
+                                .kind = SF_LAYER_IDENTITY, .n_in = 32, .n_out = 32};
+    m->layers[k++] = dense(&r, 32, 16, SF_ACT_SELU, 1);
+    m->layers[k++] = (sf_layer){.name = "leaky", .keras_class = "LeakyReLU",
+                                .kind = SF_LAYER_ACTIVATION, .n_in = 16, .n_out = 16,
+                                .activation = SF_ACT_LEAKY_RELU, .alpha = 0.1f};
+    m->layers[k++] = dense(&r, 16, 3, SF_ACT_SOFTMAX, 1);
+    m->n_layers = k;
+    m->n_inputs = 30;
+    m->n_outputs = 3;
+}
+
+/* The reference: plain float64 loops with activations written out again. */
+static void ref_act(sf_activation a, double alpha, double *v, size_t n) {
+    if (a == SF_ACT_SOFTMAX) {
+        double mx = v[0], s = 0;
+        for (size_t i = 1; i < n; i++)
+            mx = v[i] > mx ? v[i] : mx;
+        for (size_t i = 0; i < n; i++)
+            s += exp(v[i] - mx);
+        for (size_t i = 0; i < n; i++)
+            v[i] = exp(v[i] - mx) / s;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double x = v[i];
+        switch (a) {
+        case SF_ACT_RELU: v[i] = x < 0 ? 0 : x; break;
+        case SF_ACT_TANH: v[i] = tanh(x); break;
+        case SF_ACT_ELU: v[i] = x > 0 ? x : alpha * (exp(x) - 1); break;
+        case SF_ACT_SELU:
+            v[i] = 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * (exp(x) - 1));
+            break;
+        case SF_ACT_LEAKY_RELU: v[i] = x < 0 ? alpha * x : x; break;
+        default: fail_msg("reference lacks activation %d", (int)a);
+        }
+    }
+}
+
+static void reference(const sf_model *m, const float *x, double *y) {
+    double a[128], b[128];
+    for (size_t i = 0; i < m->n_inputs; i++)
+        a[i] = x[i];
+    for (size_t li = 0; li < m->n_layers; li++) {
+        const sf_layer *l = &m->layers[li];
+        if (l->kind == SF_LAYER_DENSE) {
+            for (size_t j = 0; j < l->n_out; j++) {
+                double s = l->bias ? l->bias[j] : 0.0;
+                for (size_t i = 0; i < l->n_in; i++)
+                    s += a[i] * (double)l->kernel[i * l->n_out + j];
+                b[j] = s;
+            }
+            ref_act(l->activation, l->alpha, b, l->n_out);
+            memcpy(a, b, l->n_out * sizeof *a);
+        } else if (l->kind == SF_LAYER_SCALE) {
+            for (size_t j = 0; j < l->n_out; j++)
+                a[j] = a[j] * l->scale[j] + l->bias[j];
+        } else if (l->kind == SF_LAYER_ACTIVATION) {
+            ref_act(l->activation, l->alpha, a, l->n_out);
+        }
+    }
+    for (size_t i = 0; i < m->n_outputs; i++)
+        y[i] = a[i];
+}
+
+static void test_random_network(void **state) {
+    (void)state;
+    sf_model m;
+    build_net(&m, 0x9e3779b97f4a7c15ull);
+    rng r = {42};
+    const size_t n = 200;
+    float *x = rnd_array(&r, n * 30, 3.0);
+    float *y = malloc(n * 3 * sizeof *y);
+    sf_infer *e = sf_infer_new(&m, 64);
+    assert_non_null(e);
+    sf_infer_run(e, x, n, y);
+    double worst = 0;
+    for (size_t k = 0; k < n; k++) {
+        double ref[3];
+        reference(&m, x + k * 30, ref);
+        double sum = 0;
+        for (size_t j = 0; j < 3; j++) {
+            worst = fmax(worst, fabs(y[k * 3 + j] - ref[j]));
+            sum += y[k * 3 + j];
+        }
+        assert_true(fabs(sum - 1.0) < 1e-5);
+    }
+    if (worst > 1e-5)
+        fail_msg("max deviation from the float64 reference: %g", worst);
+    /* the input is never written */
+    rng r2 = {42};
+    float *x2 = rnd_array(&r2, n * 30, 3.0);
+    assert_memory_equal(x, x2, n * 30 * sizeof *x);
+    free(x2);
+    sf_infer_free(e);
+    free(x);
+    free(y);
+    free_model(&m);
+}
+
+static void test_batch_equals_single(void **state) {
+    (void)state;
+    sf_model m;
+    build_net(&m, 7);
+    rng r = {99};
+    const size_t n = 150;
+    float *x = rnd_array(&r, n * 30, 2.0);
+    float *batch = malloc(n * 3 * sizeof *batch);
+    float *single = malloc(n * 3 * sizeof *single);
+    float *chunked = malloc(n * 3 * sizeof *chunked);
+    sf_infer *big = sf_infer_new(&m, 512), *one = sf_infer_new(&m, 1), *small = sf_infer_new(&m, 7);
+    assert_true(big && one && small);
+    sf_infer_run(big, x, n, batch);
+    for (size_t k = 0; k < n; k++)
+        sf_infer_run(big, x + k * 30, 1, single + k * 3);
+    sf_infer_run(small, x, n, chunked);      /* 150 = 21 chunks of 7 + 3 */
+    for (size_t i = 0; i < n * 3; i++) {
+        assert_true(fabs(batch[i] - single[i]) <= 1e-6);
+        assert_true(fabs(batch[i] - chunked[i]) <= 1e-6);
+    }
+    float *one_by_one = malloc(n * 3 * sizeof *one_by_one);
+    sf_infer_run(one, x, n, one_by_one);     /* max_batch 1: n chunks */
+    for (size_t i = 0; i < n * 3; i++)
+        assert_true(fabs(single[i] - one_by_one[i]) <= 1e-6);
+    sf_infer_run(big, x, 0, batch);          /* nothing to do is fine */
+    sf_infer_free(big);
+    sf_infer_free(one);
+    sf_infer_free(small);
+    free(one_by_one);
+    free(x);
+    free(batch);
+    free(single);
+    free(chunked);
+    free_model(&m);
+}
+
+/* Hand-checkable numbers through Dense, BatchNorm-as-SCALE and Activation. */
+static void test_small_by_hand(void **state) {
+    (void)state;
+    float kernel[6] = {1, -1, 0.5f,   /* x0 -> (o0, o1, o2) */
+                       2, 0, -1};     /* x1 -> ... */
+    float bias[3] = {0.5f, 1, 0};
+    /* BatchNorm gamma=(2,1,4) beta=(0.5,0,-1) mean=(1,0,2) var=(4,1,16) eps=0:
+     * scale = gamma/sqrt(var) = (1,1,1), bias = beta - mean*scale = (-0.5,0,-3) */
+    float bn_scale[3] = {1, 1, 1}, bn_bias[3] = {-0.5f, 0, -3};
+    float k2[3] = {1, 2, -1};
+    sf_layer layers[4] = {
+        {.name = "d1", .keras_class = "Dense", .kind = SF_LAYER_DENSE, .n_in = 2, .n_out = 3,
+         .kernel = kernel, .bias = bias, .activation = SF_ACT_LINEAR},
+        {.name = "bn", .keras_class = "BatchNormalization", .kind = SF_LAYER_SCALE, .n_in = 3,
+         .n_out = 3, .scale = bn_scale, .bias = bn_bias},
+        {.name = "act", .keras_class = "Activation", .kind = SF_LAYER_ACTIVATION, .n_in = 3,
+         .n_out = 3, .activation = SF_ACT_RELU},
+        {.name = "d2", .keras_class = "Dense", .kind = SF_LAYER_DENSE, .n_in = 3, .n_out = 1,
+         .kernel = k2, .bias = NULL, .activation = SF_ACT_LINEAR},
+    };
+    sf_model m = {.n_inputs = 2, .n_outputs = 1, .n_layers = 4, .layers = layers};
+    /* x = (1, 2): d1 = (1+4+0.5, -1+0+1, 0.5-2+0) = (5.5, 0, -1.5)
+     * bn = (5.0, 0, -4.5); relu = (5, 0, 0); d2 = 5*1 + 0*2 + 0*-1 = 5
+     * x = (-1, 3): d1 = (-1+6+0.5, 1+0+1, -0.5-3) = (5.5, 2, -3.5)
+     * bn = (5, 2, -6.5); relu = (5, 2, 0); d2 = 5 + 4 = 9 */
+    float x[4] = {1, 2, -1, 3}, y[2];
+    sf_infer *e = sf_infer_new(&m, 4);
+    assert_non_null(e);
+    sf_infer_run(e, x, 2, y);
+    assert_float_equal(y[0], 5.0f, 1e-6);
+    assert_float_equal(y[1], 9.0f, 1e-6);
+    /* the BatchNorm layer on its own, straight from the caller's input */
+    sf_model bn_only = {.n_inputs = 3, .n_outputs = 3, .n_layers = 1, .layers = &layers[1]};
+    sf_infer *b = sf_infer_new(&bn_only, 2);
+    float in[3] = {1, 2, 3}, out[3];
+    sf_infer_run(b, in, 1, out);
+    assert_float_equal(out[0], 0.5f, 1e-7);
+    assert_float_equal(out[1], 2.0f, 1e-7);
+    assert_float_equal(out[2], 0.0f, 1e-7);
+    float scale2[3] = {0.5f, -2, 10};
+    sf_layer bn2 = {.name = "bn2", .keras_class = "BatchNormalization", .kind = SF_LAYER_SCALE,
+                    .n_in = 3, .n_out = 3, .scale = scale2, .bias = NULL};
+    sf_model bn2m = {.n_inputs = 3, .n_outputs = 3, .n_layers = 1, .layers = &bn2};
+    sf_infer *b2 = sf_infer_new(&bn2m, 1);
+    sf_infer_run(b2, in, 1, out);
+    assert_float_equal(out[0], 0.5f, 1e-7);
+    assert_float_equal(out[1], -4.0f, 1e-7);
+    assert_float_equal(out[2], 30.0f, 1e-6);
+    sf_infer_free(e);
+    sf_infer_free(b);
+    sf_infer_free(b2);
+    assert_null(sf_infer_new(&m, 0));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_stability),
+        cmocka_unit_test(test_argmax),
+        cmocka_unit_test(test_small_by_hand),
+        cmocka_unit_test(test_random_network),
+        cmocka_unit_test(test_batch_equals_single),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,233 @@
+/* test_vars.c: the variables file in both lwtnn shapes, and every way it can be
+ * wrong, each error checked for naming the file and the entry. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sigflow/vars.h"
+
+typedef struct tmp {
+    char dir[64];
+    char path[128];
+} tmp;
+
+static int setup(void **state) {
+    tmp *t = calloc(1, sizeof *t);
+    strcpy(t->dir, "/tmp/sf_test_vars_XXXXXX");
+    if (!mkdtemp(t->dir))
+        return -1;
+    snprintf(t->path, sizeof t->path, "%s/vars.json", t->dir);
+    *state = t;
+    return 0;
+}
+
+static int teardown(void **state) {
+    tmp *t = *state;
+    unlink(t->path);
+    rmdir(t->dir);
+    free(t);
+    return 0;
+}
+
+static const char *put(tmp *t, const char *text) {
+    FILE *f = fopen(t->path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return t->path;
+}
+
+/* Loading `text` fails with a message containing every one of the fragments. */
+static void expect_error(tmp *t, const char *text, const char *frag1, const char *frag2) {
+    sf_vars *v = (sf_vars *)1;
+    char err[512] = "";
+    assert_int_equal(sf_vars_load(&v, put(t, text), err, sizeof err), -1);
+    assert_null(v);
+    if (strncmp(err, t->path, strlen(t->path)) || !strstr(err, frag1) ||
+        (frag2 && !strstr(err, frag2)))
+        fail_msg("for %s\n got error: %s\n wanted: %s ... %s", text, err, frag1,
+                 frag2 ? frag2 : "");
+}
+
+static void test_sequential(void **state) {
+    (void)state;
+    sf_vars *v;
+    char err[512];
+    const char *path = SF_SOURCE_DIR "/tests/fixtures/vars_higgs.json";
+    if (sf_vars_load(&v, path, err, sizeof err))
+        fail_msg("%s", err);
+    assert_string_equal(v->path, path);
+    assert_int_equal(v->n_vars, 30);
+    assert_string_equal(v->vars[0].name, "DER_mass_MMC");
+    assert_true(v->vars[0].has_default);
+    assert_true(v->vars[0].offset == -121.467 && v->vars[0].scale == 0.0177952);
+    assert_string_equal(v->vars[1].name, "DER_mass_transverse_met_lep");
+    assert_false(v->vars[1].has_default);
+    assert_string_equal(v->vars[29].name, "PRI_jet_all_pt");
+    assert_true(v->has_missing_value && v->missing_value == -999.0);
+    assert_int_equal(v->n_labels, 2);
+    assert_string_equal(v->labels[1], "s");
+    assert_int_equal(sf_vars_label_index(v, "s"), 1);
+    assert_int_equal(sf_vars_label_index(v, "b"), 0);
+    assert_int_equal(sf_vars_label_index(v, "x"), -1);
+    sf_model m = {.path = "m.h5", .n_inputs = 30, .n_outputs = 2};
+    assert_int_equal(sf_vars_bind(v, &m, err, sizeof err), 0);
+    assert_int_equal(v->n_labels, 2);
+    assert_string_equal(v->labels[0], "b");
+    sf_vars_free(v);
+}
+
+static void test_graph(void **state) {
+    (void)state;
+    sf_vars *v;
+    char err[512];
+    if (sf_vars_load(&v, SF_SOURCE_DIR "/tests/fixtures/vars_graph.json", err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(v->n_vars, 3);
+    assert_string_equal(v->vars[1].name, "x1");
+    assert_true(v->vars[1].offset == -2.5 && v->vars[1].scale == 0.5);
+    assert_true(v->vars[1].has_default && v->vars[1].default_value == 2.5);
+    assert_false(v->vars[0].has_default);
+    assert_false(v->has_missing_value);
+    assert_int_equal(v->n_labels, 3);
+    assert_string_equal(v->labels[2], "out_2");
+    assert_int_equal(sf_vars_label_index(v, "out_1"), 1);
+    sf_vars_free(v);
+}
+
+static void test_default_labels(void **state) {
+    tmp *t = *state;
+    sf_vars *v;
+    char err[512];
+    assert_int_equal(sf_vars_load(&v, put(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": 1, "
+                                              "\"scale\": 2, \"default\": null}], "
+                                              "\"missing_value\": -1}"),
+                                  err, sizeof err), 0);
+    assert_int_equal(v->n_labels, 0);
+    assert_false(v->vars[0].has_default);
+    assert_true(v->has_missing_value && v->missing_value == -1.0);
+    sf_model m = {.path = "m.h5", .n_inputs = 1, .n_outputs = 3};
+    assert_int_equal(sf_vars_bind(v, &m, err, sizeof err), 0);
+    assert_int_equal(v->n_labels, 3);
+    assert_string_equal(v->labels[0], "0");
+    assert_string_equal(v->labels[2], "2");
+    assert_int_equal(sf_vars_label_index(v, "1"), 1);
+    sf_vars_free(v);
+
+    /* graph style without outputs */
+    assert_int_equal(sf_vars_load(&v, put(t, "{\"inputs\": [{\"name\": \"n\", \"variables\": "
+                                              "[{\"name\": \"a\", \"offset\": 0, \"scale\": 1}]}]}"),
+                                  err, sizeof err), 0);
+    assert_int_equal(v->n_labels, 0);
+    sf_vars_free(v);
+}
+
+static void test_bind_mismatch(void **state) {
+    (void)state;
+    sf_vars *v;
+    char err[512];
+    assert_int_equal(sf_vars_load(&v, SF_SOURCE_DIR "/tests/fixtures/vars_higgs.json", err,
+                                  sizeof err), 0);
+    sf_model m = {.path = "m.h5", .n_inputs = 29, .n_outputs = 2};
+    assert_int_equal(sf_vars_bind(v, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "vars_higgs.json"));
+    assert_non_null(strstr(err, "30 input variables"));
+    assert_non_null(strstr(err, "m.h5 takes 29 inputs"));
+    m.n_inputs = 30;
+    m.n_outputs = 3;
+    assert_int_equal(sf_vars_bind(v, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "2 labels"));
+    assert_non_null(strstr(err, "3 outputs"));
+    sf_vars_free(v);
+}
+
+static void test_errors(void **state) {
+    tmp *t = *state;
+    sf_vars *v = (sf_vars *)1;
+    char err[512];
+    assert_int_equal(sf_vars_load(&v, "/nonexistent/vars.json", err, sizeof err), -1);
+    assert_null(v);
+    assert_non_null(strstr(err, "/nonexistent/vars.json"));
+
+    expect_error(t, "{\"inputs\": [", "line 1", NULL);
+    expect_error(t, "[1, 2]", "top level", NULL);
+    expect_error(t, "{}", "'inputs' is missing", NULL);
+    expect_error(t, "{\"inputs\": []}", "'inputs' must be a non-empty array", NULL);
+    expect_error(t, "{\"inputs\": {}}", "'inputs' must be a non-empty array", NULL);
+    const char *ok = "{\"name\": \"a\", \"offset\": 0, \"scale\": 1}";
+    char buf[512];
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"offset\": 0, \"scale\": 1}]}", ok);
+    expect_error(t, buf, "inputs[1]: 'name' is missing", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"name\": 3, \"offset\": 0, \"scale\": 1}]}", ok);
+    expect_error(t, buf, "inputs[1]: 'name' must be a non-empty string", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"name\": \"\", \"offset\": 0, \"scale\": 1}]}",
+             ok);
+    expect_error(t, buf, "inputs[1]: 'name' must be a non-empty string", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"name\": \"b\", \"scale\": 1}]}", ok);
+    expect_error(t, buf, "inputs[1]: 'offset' is missing", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"name\": \"b\", \"offset\": 1}]}", ok);
+    expect_error(t, buf, "inputs[1]: 'scale' is missing", NULL);
+    expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": 0, \"scale\": 1}, "
+                    "{\"name\": \"b\", \"offset\": 0, \"scale\": 1}, "
+                    "{\"name\": \"c\", \"offset\": 0, \"scale\": 1}, "
+                    "{\"name\": \"d\", \"offset\": 0, \"scale\": \"2\"}]}",
+                 "inputs[3]: 'scale' must be a number", "got a string");
+    expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": true, \"scale\": 1}]}",
+                 "inputs[0]: 'offset' must be a number", "boolean");
+    expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": 0, \"scale\": 1, "
+                    "\"default\": \"x\"}]}",
+                 "inputs[0]: 'default' must be a number", NULL);
+    expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": 0, \"scale\": 1e39}]}",
+                 "inputs[0]: 'scale'", "float range");
+    expect_error(t, "{\"inputs\": [3]}", "inputs[0]: must be an object", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s, %s]}", ok, ok);
+    expect_error(t, buf, "inputs[1]: duplicate variable 'a'", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"missing_value\": \"-999\"}", ok);
+    expect_error(t, buf, "'missing_value' must be a number", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": \"s\"}", ok);
+    expect_error(t, buf, "class_labels: must be an array", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": [\"b\", 1]}", ok);
+    expect_error(t, buf, "class_labels[1]: must be a string", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": [\"b\", \"b\"]}", ok);
+    expect_error(t, buf, "class_labels[1]: duplicate label 'b'", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"inputs\": [%s]}", ok, ok);
+    expect_error(t, buf, "duplicate", NULL);
+
+    /* graph style */
+    snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [%s]}, "
+                              "{\"name\": \"n1\", \"variables\": [%s]}]}", ok, ok);
+    expect_error(t, buf, "2 input nodes", "exactly one");
+    expect_error(t, "{\"inputs\": [{\"name\": \"n0\", \"variables\": {}}]}",
+                 "inputs[0]: 'variables' must be an array", NULL);
+    expect_error(t, "{\"inputs\": [{\"name\": \"n0\", \"variables\": []}]}",
+                 "inputs[0].variables: no input variables", NULL);
+    expect_error(t, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [{\"name\": \"a\", "
+                    "\"offset\": 0}]}]}",
+                 "inputs[0].variables[0]: 'scale' is missing", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [%s]}], "
+                              "\"outputs\": [{\"labels\": [\"x\"]}, {\"labels\": [\"y\"]}]}", ok);
+    expect_error(t, buf, "outputs: 2 output nodes", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [%s]}], "
+                              "\"outputs\": [{\"labels\": [\"x\", 2]}]}", ok);
+    expect_error(t, buf, "outputs[0].labels[1]: must be a string", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [%s]}], "
+                              "\"input_sequences\": [{\"name\": \"s\"}]}", ok);
+    expect_error(t, buf, "input_sequences", "not supported");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sequential),
+        cmocka_unit_test(test_graph),
+        cmocka_unit_test_setup_teardown(test_default_labels, setup, teardown),
+        cmocka_unit_test(test_bind_mismatch),
+        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
