@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -29,6 +30,16 @@ struct sf_broker {
 static void sf_broker_quiet_log(const rd_kafka_t *rk, int level, const char *fac,
                                 const char *buf) {
     (void)rk, (void)level, (void)fac, (void)buf;
+}
+
+/* The 2.0.2 mock thread can lose the wakeup of an op posted right after the
+ * previous op's reply (it drains its wakeup pipe after serving ops), and then
+ * sleeps out its 1 s poll timeout: topic creation took ~1 s per start. Giving
+ * the thread a millisecond to finish its loop before each op avoids that; it
+ * only affects speed, never the outcome. */
+static void sf_broker_settle(void) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
 }
 
 int sf_broker_start(sf_broker **out, int partitions, const char *const *topics,
@@ -66,6 +77,7 @@ int sf_broker_start(sf_broker **out, int partitions, const char *const *topics,
             sf_broker_stop(b);
             return -1;
         }
+        sf_broker_settle();
         rd_kafka_resp_err_t err =
             rd_kafka_mock_topic_create(b->mc, topics[i], partitions, SF_BROKER_COUNT);
         if (err) {
@@ -91,6 +103,7 @@ const char *sf_broker_bootstrap(const sf_broker *b) {
 
 void sf_broker_set_down(sf_broker *b, int down) {
     for (int id = 1; id <= SF_BROKER_COUNT; id++) {
+        sf_broker_settle();
         if (down)
             rd_kafka_mock_broker_set_down(b->mc, id);
         else

@@ -74,7 +74,7 @@ int sf_features_parse_number(const char *s, const char *end, double *out) {
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
         int eneg = 0, e = 0;
-        if (*p == '+' || *p == '-')
+        if (p < end && (*p == '+' || *p == '-'))
             eneg = *p++ == '-';
         for (; p < end && is_digit((unsigned char)*p); p++) {
             if (e > 1000)
@@ -90,7 +90,7 @@ int sf_features_parse_number(const char *s, const char *end, double *out) {
     if (exp10 < -22 || exp10 > 22)
         goto slow;
     double d = (double)m;
-    d = exp10 < 0 ? d * (1.0 / pow10_exact[-exp10]) : d * pow10_exact[exp10];
+    d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
     *out = neg ? -d : d;
     return 0;
 slow:
@@ -154,6 +154,8 @@ int sf_features_run_fast(const sf_assembler *a, const char *json, size_t len, fl
                          sf_event_id *id, char *errstr, size_t errstr_size) {
     const char *p = json, *end = json + len;
     const size_t n = a->n;
+    /* Per-call state keeps the assembler shareable between threads; only
+     * networks wider than 256 inputs pay an allocation for it. */
     unsigned char state_small[256];
     unsigned char *state = n <= sizeof state_small ? state_small : calloc(n, 1);
     if (!state)

@@ -132,22 +132,39 @@ static int in_layer_names(const loader *ld, const char *name) {
     return 0;
 }
 
+/* Opens a layer's weight group and reads its weight_names. A layer missing
+ * from layer_names has no group: *g stays invalid and *n is 0. */
+static int open_weight_group(loader *ld, const sf_arch_layer *al, hid_t *g, char ***names,
+                             size_t *n) {
+    char why[256];
+    *g = H5I_INVALID_HID;
+    *names = NULL;
+    *n = 0;
+    if (!in_layer_names(ld, al->name))
+        return 0;
+    *g = H5Gopen2(ld->weights, al->name, H5P_DEFAULT);
+    if (*g < 0)
+        return fail(ld, al, "weight group '%s' is missing", al->name);
+    if (sf_h5_attr_strings(*g, "weight_names", names, n, why, sizeof why) < 0) {
+        H5Gclose(*g);
+        *g = H5I_INVALID_HID;
+        return fail(ld, al, "%s", why);
+    }
+    return 0;
+}
+
 /* Reads exactly the weights in w[0..nw) for one layer; any other stored
  * weight is an error, since it means the file does not match the config. */
 static int load_weights(loader *ld, const sf_arch_layer *al, weight *w, size_t nw,
                         size_t *n_params) {
-    if (!in_layer_names(ld, al->name))
-        return fail(ld, al, "the weights file has no weights for it (not in layer_names)");
-    hid_t g = H5Gopen2(ld->weights, al->name, H5P_DEFAULT);
-    if (g < 0)
-        return fail(ld, al, "weight group '%s' is missing", al->name);
+    hid_t g;
+    char **names, why[256];
+    size_t n;
     int rc = -1;
-    char **names = NULL, why[256];
-    size_t n = 0;
-    if (sf_h5_attr_strings(g, "weight_names", &names, &n, why, sizeof why) < 0) {
-        fail(ld, al, "%s", why);
-        goto done;
-    }
+    if (open_weight_group(ld, al, &g, &names, &n) < 0)
+        return -1;
+    if (g < 0)
+        return fail(ld, al, "the weights file has no weights for it (not in layer_names)");
     for (size_t i = 0; i < n; i++) {
         size_t j = 0;
         while (j < nw && !has_role(names[i], w[j].role))
@@ -177,6 +194,22 @@ done:
     sf_h5_strings_free(names, n);
     H5Gclose(g);
     return rc;
+}
+
+/* Weightless layers: Keras stores an empty weight_names (often float-typed);
+ * anything stored means the file and the architecture disagree. */
+static int check_no_weights(loader *ld, const sf_arch_layer *al) {
+    hid_t g;
+    char **names;
+    size_t n;
+    if (open_weight_group(ld, al, &g, &names, &n) < 0)
+        return -1;
+    sf_h5_strings_free(names, n);
+    if (g >= 0)
+        H5Gclose(g);
+    if (n > 0)
+        return fail(ld, al, "the file stores %zu weights for it, but this layer class has none", n);
+    return 0;
 }
 
 static void free_weights(weight *w, size_t nw) {
@@ -224,6 +257,8 @@ static int parse_activation(loader *ld, const sf_arch_layer *al, json_t *v, sf_a
 /* The activation layers, also found inside Dense configs of newer Keras. */
 static int activation_layer(loader *ld, const sf_arch_layer *al, const char *cls, json_t *c,
                             sf_activation *act, float *alpha) {
+    /* Options come from c, which is the layer's own config for an activation
+     * layer but a nested object inside a Dense config; errors name the layer. */
     sf_arch_layer cfg = {al->name, al->keras_class, c};
     double a = 0;
     if (!strcmp(cls, "Activation"))
@@ -294,11 +329,9 @@ static int parse_activation(loader *ld, const sf_arch_layer *al, json_t *v, sf_a
  * n_in, n_out and its arrays. */
 
 static int build_identity(loader *ld, const sf_arch_layer *al, sf_layer *l) {
-    (void)ld;
-    (void)al;
     l->kind = SF_LAYER_IDENTITY;
     l->n_out = l->n_in;
-    return 0;
+    return check_no_weights(ld, al);
 }
 
 static int build_flatten(loader *ld, const sf_arch_layer *al, sf_layer *l) {
@@ -312,6 +345,8 @@ static int build_flatten(loader *ld, const sf_arch_layer *al, sf_layer *l) {
 static int build_activation(loader *ld, const sf_arch_layer *al, sf_layer *l) {
     l->kind = SF_LAYER_ACTIVATION;
     l->n_out = l->n_in;
+    if (check_no_weights(ld, al) < 0)
+        return -1;
     return activation_layer(ld, al, al->keras_class, al->config, &l->activation, &l->alpha);
 }
 

@@ -30,15 +30,7 @@ int sf_h5_open(const char *path, hid_t *out, char *errstr, size_t errstr_size) {
         snprintf(errstr, errstr_size, "not an HDF5 file");
         return -1;
     }
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) {
-        snprintf(errstr, errstr_size, "HDF5 property list creation failed");
-        return -1;
-    }
-    /* STRONG: closing the file also closes anything a bug left open in it. */
-    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         snprintf(errstr, errstr_size, "HDF5 file cannot be opened (truncated or damaged?)");
         return -1;

@@ -1,5 +1,6 @@
 /* output.c: one prediction as a JSON object, written by hand into a caller's
  * buffer because it is on the daemon's hot path (one per published event). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,8 +55,13 @@ int sf_output_format(char *buf, size_t size, const char *id_field, const sf_even
     APPEND(snprintf(buf + n, size - n, "\"label\": "));
     APPEND(sf_output_json_string(buf + n, size - n, vars->labels[label_index]));
     APPEND(snprintf(buf + n, size - n, ", \"label_index\": %zu, \"probabilities\": [", label_index));
-    for (size_t i = 0; i < vars->n_labels; i++)
-        APPEND(snprintf(buf + n, size - n, i ? ", %.9g" : "%.9g", (double)probs[i]));
+    for (size_t i = 0; i < vars->n_labels; i++) {
+        /* JSON has no NaN or infinity; an overflowing model prints null. */
+        if (isfinite(probs[i]))
+            APPEND(snprintf(buf + n, size - n, i ? ", %.9g" : "%.9g", (double)probs[i]));
+        else
+            APPEND(snprintf(buf + n, size - n, i ? ", null" : "null"));
+    }
     APPEND(snprintf(buf + n, size - n, "]"));
     if (partition >= 0)
         APPEND(snprintf(buf + n, size - n, ", \"partition\": %d, \"offset\": %lld",

@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "sigflow/blas.h"
 #include "sigflow/clock.h"
 #include "sigflow/http.h"
 #include "sigflow/infer.h"
@@ -33,6 +34,7 @@
 #define DRAIN_TIMEOUT_MS 30000
 #define OUTPUT_MAX 4096
 #define MAX_LOGGED_REJECTS 10 /* per report interval; the rest are counted */
+#define RECEIVE_MAX_BYTES (16u << 20) /* the consumer's receive.message.max.bytes */
 
 /* The model and everything derived from it; replaced whole on reload. */
 typedef struct engine {
@@ -45,10 +47,20 @@ typedef struct engine {
     float *probs;     /* batch_size x n_outputs */
 } engine;
 
+/* One output in flight, the opaque of its delivery report: the report's own
+ * timestamp may be the broker's LogAppendTime (the embedded broker always says
+ * 1234), so the input's timestamp travels here for the end-to-end latency. */
+typedef struct out_ref {
+    struct inflight *owner;
+    int64_t input_ts; /* ms; 0 when the input had none */
+} out_ref;
+
 typedef struct inflight {
     struct inflight *next;
     size_t pending; /* outputs not yet acknowledged (+1 while still producing) */
     rd_kafka_topic_partition_list_t *offsets; /* next offset to consume, per partition */
+    out_ref *refs;  /* one per output: an event of the batch yields at most one */
+    size_t n_refs, cap_refs;
 } inflight;
 
 /* A dead letter the broker refused for its size, to send again without payload. */
@@ -58,7 +70,7 @@ typedef struct redo {
     size_t key_len;
     rd_kafka_headers_t *headers;
     size_t value_len;
-    inflight *owner;
+    out_ref *ref;
 } redo;
 
 typedef struct pipeline {
@@ -84,6 +96,7 @@ typedef struct pipeline {
     uint64_t report_consumed, report_predicted;
     unsigned rejects_logged, rejects_suppressed;
     sf_health *health;
+    int64_t cpu_mark_ns; /* conf->stats: this thread's CPU time at the last stage mark */
 } pipeline;
 
 void sf_pipeline_conf_init(sf_pipeline_conf *c) {
@@ -163,13 +176,53 @@ static void engine_announce(pipeline *p) {
         sf_health_set_model_loaded(p->health, 1);
 }
 
+/* ------------------------------------------------------------ stage costs */
+
+static int64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Charges this thread's CPU time since the previous mark to stage s. */
+static void stage_mark(pipeline *p, sf_stage s) {
+    sf_pipeline_stats *st = p->conf->stats;
+    if (!st)
+        return;
+    int64_t now = thread_cpu_ns();
+    atomic_fetch_add_explicit(&st->cpu_ns[s], (uint64_t)(now - p->cpu_mark_ns), memory_order_relaxed);
+    p->cpu_mark_ns = now;
+}
+
+/* Wall-clock milliseconds with sub-millisecond digits, to compare with Kafka
+ * timestamps. */
+static double wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* ------------------------------------------------------------ bookkeeping */
 
-static inflight *inflight_push(pipeline *p) {
+static void inflight_free(inflight *f) {
+    if (f->offsets)
+        rd_kafka_topic_partition_list_destroy(f->offsets);
+    free(f->refs);
+    free(f);
+}
+
+/* A record for a batch of n events. */
+static inflight *inflight_push(pipeline *p, size_t n) {
     inflight *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
     f->offsets = rd_kafka_topic_partition_list_new(8);
+    f->refs = malloc(n * sizeof *f->refs);
+    if (!f->offsets || !f->refs) {
+        inflight_free(f);
+        return NULL;
+    }
+    f->cap_refs = n;
     f->pending = 1;
     if (p->tail)
         p->tail->next = f;
@@ -202,29 +255,55 @@ static void advance(pipeline *p) {
         p->head = f->next;
         if (!p->head)
             p->tail = NULL;
-        rd_kafka_topic_partition_list_destroy(f->offsets);
-        free(f);
+        inflight_free(f);
     }
+}
+
+/* The delivery-report opaque of f's next output. */
+static out_ref *out_ref_new(pipeline *p, inflight *f, int64_t input_ts) {
+    if (f->n_refs == f->cap_refs) { /* more outputs than events: a bug */
+        set_fatal(p, "%s", "internal error: more outputs than events in a batch");
+        return NULL;
+    }
+    out_ref *r = &f->refs[f->n_refs++];
+    r->owner = f;
+    r->input_ts = input_ts > 0 ? input_ts : 0;
+    return r;
 }
 
 static int produce(pipeline *p, const char *topic, const void *key, size_t key_len,
                    const void *value, size_t len, rd_kafka_headers_t *headers, int64_t ts,
-                   inflight *owner) {
+                   out_ref *ref) {
+    if (!ref) {
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        return -1;
+    }
     for (;;) {
         rd_kafka_resp_err_t err;
         if (headers)
             err = rd_kafka_producev(p->producer, RD_KAFKA_V_TOPIC(topic),
                                     RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts),
-                                    RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(owner), RD_KAFKA_V_END);
+                                    RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(ref), RD_KAFKA_V_END);
         else
             err = rd_kafka_producev(p->producer, RD_KAFKA_V_TOPIC(topic),
                                     RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts),
-                                    RD_KAFKA_V_OPAQUE(owner), RD_KAFKA_V_END);
+                                    RD_KAFKA_V_OPAQUE(ref), RD_KAFKA_V_END);
         if (!err) {
-            owner->pending++;
+            ref->owner->pending++;
             return 0;
+        }
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && headers && len > 0) {
+            /* A dead letter over our own message.max.bytes (only -X can make it
+             * so): keep its record without the payload, as when a broker refuses it. */
+            char note[128];
+            snprintf(note, sizeof note, "payload of %zu bytes not kept: over message.max.bytes", len);
+            rd_kafka_header_add(headers, "sigflow-note", -1, note, -1);
+            value = NULL;
+            len = 0;
+            continue;
         }
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             if (headers)
@@ -240,7 +319,8 @@ static int produce(pipeline *p, const char *topic, const void *key, size_t key_l
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     pipeline *p = opaque;
-    inflight *f = m->_private;
+    out_ref *ref = m->_private;
+    inflight *f = ref->owner;
     const char *topic = rd_kafka_topic_name(m->rkt);
     int is_dlq = p->conf->dlq_topic && !strcmp(topic, p->conf->dlq_topic);
 
@@ -258,7 +338,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         }
         r->key_len = r->key ? m->key_len : 0;
         r->value_len = m->len;
-        r->owner = f;
+        r->ref = ref;
         r->next = p->redo;
         p->redo = r;
         return;
@@ -272,13 +352,15 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return;
     }
     f->pending--;
-    if (p->conf->metrics) {
+    if (p->conf->metrics)
         sf_metrics_add(p->conf->metrics, is_dlq ? SF_C_DEAD_LETTERS : SF_C_SIGNALS, 1);
-        rd_kafka_timestamp_type_t tstype;
-        int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-        if (ts > 0)
-            sf_metrics_observe(p->conf->metrics, SF_H_END_TO_END,
-                               (double)(sf_clock_wall_ms() - ts) / 1000.0);
+    const sf_pipeline_stats *st = p->conf->stats;
+    if (ref->input_ts > 0 && (p->conf->metrics || (st && st->on_ack))) {
+        double latency_ms = wall_ms() - (double)ref->input_ts;
+        if (p->conf->metrics)
+            sf_metrics_observe(p->conf->metrics, SF_H_END_TO_END, latency_ms / 1000.0);
+        if (st && st->on_ack)
+            st->on_ack(st->opaque, latency_ms);
     }
 }
 
@@ -292,8 +374,8 @@ static void send_redos(pipeline *p) {
         if (!r->headers)
             r->headers = rd_kafka_headers_new(2);
         rd_kafka_header_add(r->headers, "sigflow-note", -1, note, -1);
-        r->owner->pending--; /* the refused copy; produce() counts the new one */
-        produce(p, p->conf->dlq_topic, r->key, r->key_len, NULL, 0, r->headers, 0, r->owner);
+        r->ref->owner->pending--; /* the refused copy; produce() counts the new one */
+        produce(p, p->conf->dlq_topic, r->key, r->key_len, NULL, 0, r->headers, 0, r->ref);
         free(r->key);
         free(r);
     }
@@ -322,7 +404,8 @@ static void dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject reas
     rd_kafka_header_add(h, "sigflow-source", -1, source, -1);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-    produce(p, c->dlq_topic, m->key, m->key_len, m->payload, m->len, h, ts > 0 ? ts : 0, f);
+    produce(p, c->dlq_topic, m->key, m->key_len, m->payload, m->len, h, ts > 0 ? ts : 0,
+            out_ref_new(p, f, ts));
 }
 
 static int is_selected(const pipeline *p, const float *probs, size_t label) {
@@ -343,6 +426,7 @@ static int process_batch(pipeline *p) {
     size_t n = p->n_msgs, nin = e->model->n_inputs, nout = e->model->n_outputs;
     if (n == 0)
         return 0;
+    stage_mark(p, SF_STAGE_OTHER);
     if (c->exactly_once) {
         rd_kafka_error_t *err = rd_kafka_begin_transaction(p->producer);
         if (err) {
@@ -351,8 +435,8 @@ static int process_batch(pipeline *p) {
             return -1;
         }
     }
-    inflight *f = inflight_push(p);
-    if (!f || !f->offsets) {
+    inflight *f = inflight_push(p, n);
+    if (!f) {
         set_fatal(p, "%s", "out of memory");
         return -1;
     }
@@ -377,10 +461,13 @@ static int process_batch(pipeline *p) {
             dead_letter(p, m, r, why, f);
     }
 
+    stage_mark(p, SF_STAGE_PARSE);
     double t0 = sf_clock_s();
     sf_features_normalize(e->vars, c->norm, e->rows, rows);
+    stage_mark(p, SF_STAGE_NORMALIZE);
     sf_infer_run(e->infer, e->rows, rows, e->probs);
     double t1 = sf_clock_s();
+    stage_mark(p, SF_STAGE_INFERENCE);
     if (c->metrics) {
         sf_metrics_add(c->metrics, SF_C_CONSUMED, n);
         sf_metrics_add(c->metrics, SF_C_PREDICTED, rows);
@@ -407,12 +494,18 @@ static int process_batch(pipeline *p) {
         int64_t ts = rd_kafka_message_timestamp(m, &tstype);
         const sf_event_id *id = &p->ids[j];
         produce(p, c->output_topic, id->key_len ? id->key : NULL, id->key_len, out, (size_t)len,
-                NULL, ts > 0 ? ts : 0, f);
+                NULL, ts > 0 ? ts : 0, out_ref_new(p, f, ts));
     }
+    stage_mark(p, SF_STAGE_PUBLISH);
 
     for (size_t i = 0; i < n; i++)
         rd_kafka_message_destroy(p->msgs[i]);
     p->n_msgs = 0;
+    stage_mark(p, SF_STAGE_CONSUME);
+    if (c->stats) {
+        atomic_fetch_add_explicit(&c->stats->events, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->stats->batches, 1, memory_order_relaxed);
+    }
     f->pending--;
     if (c->exactly_once)
         return transaction_commit(p, f);
@@ -597,9 +690,12 @@ static int set_all(rd_kafka_conf_t *conf, const char *const *kv, char *errstr, s
 
 static rd_kafka_t *make_producer(pipeline *p, char *errstr, size_t n) {
     const sf_pipeline_conf *c = p->conf;
+    /* Room for any dead letter: a too-large event is copied to the dead-letter
+     * topic whole, so the limit is what the consumer can receive, not
+     * max_event_bytes; plus room for key and headers. */
     char max_bytes[32];
-    snprintf(max_bytes, sizeof max_bytes, "%zu", c->max_event_bytes + (64 << 10) > 1000000
-                                                     ? c->max_event_bytes + (64 << 10) : 1000000);
+    size_t largest = c->max_event_bytes > RECEIVE_MAX_BYTES ? c->max_event_bytes : RECEIVE_MAX_BYTES;
+    snprintf(max_bytes, sizeof max_bytes, "%zu", largest + (64 << 10));
     const char *defaults[] = {
         "bootstrap.servers", c->brokers,
         "enable.idempotence", "true",
@@ -628,6 +724,8 @@ static rd_kafka_t *make_producer(pipeline *p, char *errstr, size_t n) {
 
 static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
     const sf_pipeline_conf *c = p->conf;
+    char receive_max[32];
+    snprintf(receive_max, sizeof receive_max, "%u", RECEIVE_MAX_BYTES);
     const char *defaults[] = {
         "bootstrap.servers", c->brokers,
         "group.id", c->group,
@@ -640,7 +738,7 @@ static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
         "queued.max.messages.kbytes", "16384",
         "queued.min.messages", "20000",
         "fetch.max.bytes", "8388608",
-        "receive.message.max.bytes", "16777216",
+        "receive.message.max.bytes", receive_max,
         "statistics.interval.ms", c->metrics ? "5000" : "0",
         NULL};
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -748,6 +846,7 @@ static void loop(pipeline *p) {
         return;
     }
     p->report_ms = sf_clock_ms();
+    p->cpu_mark_ns = thread_cpu_ns();
     while (!atomic_load(c->stop) && !p->fatal) {
         int64_t now = sf_clock_ms();
         if (p->health)
@@ -764,6 +863,7 @@ static void loop(pipeline *p) {
         }
         size_t room = c->batch_size - p->n_msgs;
         ssize_t got_n;
+        stage_mark(p, SF_STAGE_OTHER);
         if (p->n_msgs == 0) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, timeout);
             got[0] = m;
@@ -773,12 +873,14 @@ static void loop(pipeline *p) {
         }
         if (got_n > 0)
             add_messages(p, got, (size_t)got_n);
+        stage_mark(p, SF_STAGE_CONSUME);
         if (p->n_msgs > 0 &&
             (p->n_msgs == c->batch_size || sf_clock_ms() - p->first_ms >= c->batch_wait_ms))
             process_batch(p);
         send_redos(p);
         rd_kafka_poll(p->producer, 0);
         advance(p);
+        stage_mark(p, SF_STAGE_PUBLISH);
     }
     free(got);
 }
@@ -786,17 +888,20 @@ static void loop(pipeline *p) {
 static void log_startup(const pipeline *p) {
     const sf_pipeline_conf *c = p->conf;
     const sf_model *m = p->eng.model;
+    sf_blas_info blas;
+    sf_blas_info_get(&blas);
     sf_log(p->log, SF_LOG_INFO,
            "sigflow run: model %s (%zu->%zu, %zu layers, %zu parameters, sha256 %.12s), brokers %s, "
            "input %s, output %s, dead letters %s, group %s, batch %zu events / %d ms, normalize %s, "
-           "select %s%s, %s",
+           "select %s%s, %s, BLAS kernel %s with %d thread%s",
            c->model_path, m->n_inputs, m->n_outputs, m->n_layers, m->n_params, m->sha256, c->brokers,
            c->input_topic, c->output_topic, c->dlq_topic ? c->dlq_topic : "(log only)", c->group,
            c->batch_size, c->batch_wait_ms,
            c->norm == SF_NORM_L2 ? "l2" : c->norm == SF_NORM_NONE ? "none" : "standard",
            c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold on " : "argmax is ",
            c->emit == SF_EMIT_ALL || p->eng.signal_index < 0 ? "" : p->eng.vars->labels[p->eng.signal_index],
-           c->exactly_once ? "exactly-once" : "at-least-once");
+           c->exactly_once ? "exactly-once" : "at-least-once", blas.corename, blas.threads,
+           blas.threads == 1 ? "" : "s");
 }
 
 int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
@@ -900,8 +1005,7 @@ out:
     while (p.head) {
         inflight *f = p.head;
         p.head = f->next;
-        rd_kafka_topic_partition_list_destroy(f->offsets);
-        free(f);
+        inflight_free(f);
     }
     while (p.redo) {
         redo *r = p.redo;

@@ -17,6 +17,30 @@
 
 typedef enum { SF_EMIT_SIGNAL = 0, SF_EMIT_ALL } sf_emit;
 
+/* Where the pipeline thread spends its CPU time (CLOCK_THREAD_CPUTIME_ID). */
+typedef enum {
+    SF_STAGE_CONSUME = 0, /* consumer polls, handing messages over, freeing them */
+    SF_STAGE_PARSE,       /* JSON parse + feature assembly */
+    SF_STAGE_NORMALIZE,
+    SF_STAGE_INFERENCE,   /* this thread's share; BLAS worker threads not included */
+    SF_STAGE_PUBLISH,     /* formatting, producing, delivery reports, storing offsets */
+    SF_STAGE_OTHER,       /* the rest: reports, reloads, rebalances */
+    SF_STAGE__COUNT
+} sf_stage;
+
+/* Optional instrumentation, for sigflow-bench. The pipeline thread adds to the
+ * counters as it goes; any thread may read them at any time. */
+typedef struct sf_pipeline_stats {
+    atomic_uint_least64_t cpu_ns[SF_STAGE__COUNT];
+    atomic_uint_least64_t events;  /* taken from the consumer into batches */
+    atomic_uint_least64_t batches;
+    /* Called on the pipeline thread for every acknowledged output, with the
+     * milliseconds from its input's Kafka timestamp to the acknowledgement
+     * (NULL: not called). */
+    void (*on_ack)(void *opaque, double latency_ms);
+    void *opaque;
+} sf_pipeline_stats;
+
 typedef struct sf_pipeline_conf {
     const char *brokers;
     const char *input_topic;
@@ -44,6 +68,7 @@ typedef struct sf_pipeline_conf {
     atomic_int *stop;            /* set to stop: drain, flush, commit, leave, return 0 */
     atomic_int *reload;          /* set to reload the model and variables files */
     sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */
+    sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;
 
 /* Fills the defaults (batch 512, wait 5 ms, group "sigflow", ...). */

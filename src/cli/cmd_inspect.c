@@ -1,4 +1,203 @@
-/* PLACEHOLDER: replaced by the real implementation of 'sigflow inspect'. */
+/* cmd_inspect.c: `sigflow inspect`, the network and its variables exactly as the
+ * loader understood them.
+ *
+ * Before serving a model one wants to see what will run: the layers after
+ * BatchNormalization folding, the activations, the widths, the parameter count
+ * to compare with Keras' model.summary(), and the digest to compare with what a
+ * running daemon reports. --json gives the same for scripts. */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "sigflow/model.h"
+#include "sigflow/vars.h"
 #include "commands.h"
-int sf_cmd_inspect(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "sigflow inspect: not built yet\n"); return 2; }
+
+static const char usage[] =
+    "usage: sigflow inspect --model PATH [--architecture PATH] [--variables PATH] [--json]\n"
+    "\n"
+    "Print a model (and its input variables) as loaded: layers, shapes, activations,\n"
+    "parameter counts, input and output widths, sha256.\n"
+    "\n"
+    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture)\n"
+    "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --variables PATH       lwtnn-style inputs file, checked against the model\n"
+    "  --json                 one JSON object instead of text\n";
+
+static const char *kind_name(sf_layer_kind k) {
+    switch (k) {
+    case SF_LAYER_IDENTITY: return "identity";
+    case SF_LAYER_DENSE: return "dense";
+    case SF_LAYER_SCALE: return "scale";
+    case SF_LAYER_ACTIVATION: return "activation";
+    }
+    return "?";
+}
+
+static int has_activation(const sf_layer *l) {
+    return l->kind == SF_LAYER_DENSE || l->kind == SF_LAYER_ACTIVATION;
+}
+
+static int has_alpha(const sf_layer *l) {
+    return has_activation(l) && (l->activation == SF_ACT_ELU || l->activation == SF_ACT_LEAKY_RELU);
+}
+
+/* A float alpha as the decimal it was written as (0.1, not 0.100000001). */
+static double float_as_written(float f) {
+    char buf[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        double d = strtod(buf, NULL);
+        if ((float)d == f)
+            return d;
+    }
+    return f;
+}
+
+static void print_text(const sf_model *m, const char *arch, const sf_vars *v) {
+    printf("model         %s\n", m->path);
+    if (arch)
+        printf("architecture  %s\n", arch);
+    printf("sha256        %s\n", m->sha256);
+    printf("inputs        %zu\n", m->n_inputs);
+    printf("outputs       %zu\n", m->n_outputs);
+    printf("parameters    %zu\n\n", m->n_params);
+    printf("  #  %-24s %-20s %-10s %-13s %-22s %s\n", "layer", "class", "kind", "shape",
+           "activation", "params");
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const sf_layer *l = &m->layers[i];
+        char shape[48], act[48] = "-";
+        snprintf(shape, sizeof shape, "%zu -> %zu", l->n_in, l->n_out);
+        if (has_alpha(l))
+            snprintf(act, sizeof act, "%s(alpha=%.9g)", sf_activation_name(l->activation),
+                     float_as_written(l->alpha));
+        else if (has_activation(l))
+            snprintf(act, sizeof act, "%s", sf_activation_name(l->activation));
+        printf("%3zu  %-24s %-20s %-10s %-13s %-22s %zu%s\n", i, l->name, l->keras_class,
+               kind_name(l->kind), shape, act, l->n_params,
+               l->kind == SF_LAYER_DENSE && !l->bias ? " (no bias)" : "");
+    }
+    if (!v)
+        return;
+    printf("\nvariables     %s (%zu)\n", v->path, v->n_vars);
+    if (v->has_missing_value)
+        printf("missing value %.17g\n", v->missing_value);
+    else
+        printf("missing value none\n");
+    printf("\n  #  %-32s %15s %15s %15s\n", "name", "offset", "scale", "default");
+    for (size_t i = 0; i < v->n_vars; i++) {
+        const sf_var *x = &v->vars[i];
+        char def[32] = "-";
+        if (x->has_default)
+            snprintf(def, sizeof def, "%.9g", x->default_value);
+        printf("%3zu  %-32s %15.9g %15.9g %15s\n", i, x->name, x->offset, x->scale, def);
+    }
+    printf("\nlabels       ");
+    for (size_t i = 0; i < v->n_labels; i++)
+        printf(" %zu:%s", i, v->labels[i]);
+    printf("\n");
+}
+
+static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v) {
+    json_t *layers = json_array();
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const sf_layer *l = &m->layers[i];
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name", l->name, "class",
+                              l->keras_class, "kind", kind_name(l->kind), "n_in",
+                              (json_int_t)l->n_in, "n_out", (json_int_t)l->n_out, "params",
+                              (json_int_t)l->n_params);
+        if (has_activation(l))
+            json_object_set_new(o, "activation", json_string(sf_activation_name(l->activation)));
+        if (has_alpha(l))
+            json_object_set_new(o, "alpha", json_real(float_as_written(l->alpha)));
+        if (l->kind == SF_LAYER_DENSE)
+            json_object_set_new(o, "use_bias", json_boolean(l->bias != NULL));
+        json_array_append_new(layers, o);
+    }
+    json_t *root = json_pack("{s:s, s:s?, s:s, s:I, s:I, s:I, s:o}", "model", m->path,
+                             "architecture", arch, "sha256", m->sha256, "inputs",
+                             (json_int_t)m->n_inputs, "outputs", (json_int_t)m->n_outputs,
+                             "params", (json_int_t)m->n_params, "layers", layers);
+    if (!v)
+        return root;
+    json_t *inputs = json_array();
+    for (size_t i = 0; i < v->n_vars; i++) {
+        const sf_var *x = &v->vars[i];
+        json_t *o = json_pack("{s:s, s:f, s:f}", "name", x->name, "offset", x->offset, "scale",
+                              x->scale);
+        if (x->has_default)
+            json_object_set_new(o, "default", json_real(x->default_value));
+        json_array_append_new(inputs, o);
+    }
+    json_t *labels = json_array();
+    for (size_t i = 0; i < v->n_labels; i++)
+        json_array_append_new(labels, json_string(v->labels[i]));
+    json_t *vj = json_pack("{s:s, s:o, s:o, s:o}", "path", v->path, "missing_value",
+                           v->has_missing_value ? json_real(v->missing_value) : json_null(),
+                           "inputs", inputs, "labels", labels);
+    json_object_set_new(root, "variables", vj);
+    return root;
+}
+
+int sf_cmd_inspect(int argc, char **argv) {
+    const char *model_path = NULL, *arch_path = NULL, *vars_path = NULL;
+    int as_json = 0;
+    enum { O_ARCH = 256, O_JSON };
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
+        {"variables", required_argument, NULL, 'v'}, {"json", no_argument, NULL, O_JSON},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int opt, bad = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "m:v:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': model_path = optarg; break;
+        case O_ARCH: arch_path = optarg; break;
+        case 'v': vars_path = optarg; break;
+        case O_JSON: as_json = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: bad = 1;
+        }
+    }
+    if (!bad && (optind < argc || !model_path)) {
+        fprintf(stderr, "sigflow inspect: %s\n",
+                optind < argc ? "unexpected argument" : "--model is required");
+        bad = 1;
+    }
+    if (bad) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    char err[1024];
+    sf_model *m = NULL;
+    sf_vars *v = NULL;
+    int rc = 2;
+    if (sf_model_load(&m, model_path, arch_path, err, sizeof err) ||
+        (vars_path && (sf_vars_load(&v, vars_path, err, sizeof err) ||
+                       sf_vars_bind(v, m, err, sizeof err)))) {
+        fprintf(stderr, "sigflow inspect: %s\n", err);
+        goto out;
+    }
+    if (as_json) {
+        json_t *j = to_json(m, arch_path, v);
+        char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
+                    : NULL;
+        json_decref(j);
+        if (!s) {
+            fprintf(stderr, "sigflow inspect: out of memory\n");
+            goto out;
+        }
+        puts(s);
+        free(s);
+    } else {
+        print_text(m, arch_path, v);
+    }
+    rc = fflush(stdout) == 0 ? 0 : 2;
+out:
+    sf_vars_free(v);
+    sf_model_free(m);
+    return rc;
+}

@@ -1,4 +1,240 @@
-/* PLACEHOLDER: replaced by the real implementation of 'sigflow predict'. */
+/* cmd_predict.c: `sigflow predict`, the offline twin of the daemon: JSON events on
+ * stdin, one prediction per line on stdout, in input order.
+ *
+ * It runs the same assembler, normalization, engine and output format as
+ * `sigflow run`, so a file of events can be scored without Kafka and the results
+ * compared byte for byte with what the daemon publishes. Lines are read with
+ * getline (no length limit) and grouped so each GEMM sees a whole batch. */
+#include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sigflow/features.h"
+#include "sigflow/infer.h"
+#include "sigflow/model.h"
+#include "sigflow/output.h"
+#include "sigflow/vars.h"
+#include "cli.h"
 #include "commands.h"
-int sf_cmd_predict(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "sigflow predict: not built yet\n"); return 2; }
+
+static const char usage[] =
+    "usage: sigflow predict --model PATH --variables PATH [options] < events.jsonl\n"
+    "\n"
+    "Classify JSON events read from stdin, one per line; write one JSON object per\n"
+    "line to stdout, in input order: the prediction, or {\"line\": N, \"error\": ...}.\n"
+    "\n"
+    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture)\n"
+    "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
+    "  --id-field F           event field copied to each output (default EventId; '' for none)\n"
+    "  --normalize MODE       standard (default), l2 or none\n"
+    "  --batch-size N         events per inference batch (default 512)\n"
+    "\n"
+    "Exit status: 0 every event predicted, 1 some lines rejected, 2 usage or model error.\n";
+
+/* One input line awaiting output: a row of the batch, or a rejection. */
+typedef struct slot {
+    uint64_t line;
+    long row;                   /* index into the batch, or -1 when rejected */
+    char *error;
+} slot;
+
+typedef struct predictor {
+    const sf_model *model;
+    const sf_vars *vars;
+    const sf_assembler *assembler;
+    sf_infer *engine;
+    sf_norm norm;
+    const char *id_field;
+    size_t batch;               /* rows per inference */
+    size_t slot_cap;            /* lines held before a flush, rejected ones included */
+    float *rows, *probs;
+    sf_event_id *ids;
+    slot *slots;
+    size_t n_rows, n_slots;
+    char *out;
+    size_t out_size;
+    uint64_t rejected;
+} predictor;
+
+static int flush(predictor *p) {
+    if (p->n_rows) {
+        sf_features_normalize(p->vars, p->norm, p->rows, p->n_rows);
+        sf_infer_run(p->engine, p->rows, p->n_rows, p->probs);
+    }
+    for (size_t i = 0; i < p->n_slots; i++) {
+        slot *s = &p->slots[i];
+        if (s->row < 0) {
+            int n = snprintf(p->out, p->out_size, "{\"line\": %llu, \"error\": ",
+                             (unsigned long long)s->line);
+            int e = sf_output_json_string(p->out + n, p->out_size - (size_t)n - 1, s->error);
+            if (e < 0)                                /* cannot happen: sized for it */
+                e = sf_output_json_string(p->out + n, p->out_size - (size_t)n - 1, "?");
+            printf("%.*s}\n", n + e, p->out);
+            free(s->error);
+            continue;
+        }
+        const float *pr = p->probs + (size_t)s->row * p->model->n_outputs;
+        size_t label = sf_argmax(pr, p->model->n_outputs);
+        int n = sf_output_format(p->out, p->out_size, p->id_field, &p->ids[s->row], p->vars, pr,
+                                 label, -1, 0);
+        if (n < 0) {
+            fprintf(stderr, "sigflow predict: line %llu: output too large\n",
+                    (unsigned long long)s->line);
+            return -1;
+        }
+        fwrite(p->out, 1, (size_t)n, stdout);
+        fputc('\n', stdout);
+    }
+    p->n_rows = p->n_slots = 0;
+    return 0;
+}
+
+static int take_line(predictor *p, uint64_t lineno, const char *line, size_t len) {
+    slot *s = &p->slots[p->n_slots++];
+    s->line = lineno;
+    s->row = -1;
+    s->error = NULL;
+    char err[512];
+    float *row = p->rows + p->n_rows * p->vars->n_vars;
+    sf_reject r = sf_assembler_run(p->assembler, line, len, row, &p->ids[p->n_rows], err,
+                                   sizeof err);
+    if (r == SF_REJECT_NONE) {
+        s->row = (long)p->n_rows++;
+    } else {
+        p->rejected++;
+        if (!(s->error = strdup(err)))
+            return -1;
+    }
+    if (p->n_rows == p->batch || p->n_slots == p->slot_cap)
+        return flush(p);
+    return 0;
+}
+
+static int predict_stream(predictor *p, FILE *in) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    uint64_t lineno = 0;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        if (len > 0 && line[len - 1] == '\n')
+            len--;
+        rc = take_line(p, lineno, line, (size_t)len);
+    }
+    free(line);
+    if (rc == 0 && ferror(in)) {
+        fprintf(stderr, "sigflow predict: error reading stdin\n");
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = flush(p);
+    else
+        for (size_t i = 0; i < p->n_slots; i++)
+            free(p->slots[i].error);
+    return rc;
+}
+
+/* Room for the longest output line: the id, the longest label, every
+ * probability, or an escaped error message. */
+static size_t output_size(const sf_vars *v, const char *id_field) {
+    size_t longest = 0;
+    for (size_t i = 0; i < v->n_labels; i++) {
+        size_t l = strlen(v->labels[i]);
+        longest = l > longest ? l : longest;
+    }
+    return 4096 + 6 * (id_field ? strlen(id_field) : 0) + SF_ID_MAX + 6 * longest +
+           32 * v->n_labels;
+}
+
+int sf_cmd_predict(int argc, char **argv) {
+    const char *model_path = NULL, *arch_path = NULL, *vars_path = NULL;
+    const char *id_field = "EventId";
+    sf_norm norm = SF_NORM_STANDARD;
+    long batch = 512;
+    enum { O_ARCH = 256, O_ID, O_NORM, O_BS };
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
+        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, O_ID},
+        {"normalize", required_argument, NULL, O_NORM},
+        {"batch-size", required_argument, NULL, O_BS}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int opt, bad = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "m:v:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': model_path = optarg; break;
+        case O_ARCH: arch_path = optarg; break;
+        case 'v': vars_path = optarg; break;
+        case O_ID: id_field = *optarg ? optarg : NULL; break;
+        case O_NORM:
+            if (sf_norm_parse(optarg, &norm))
+                bad = sf_cli_bad("predict", "--normalize", optarg, "standard, l2 or none");
+            break;
+        case O_BS:
+            if (sf_cli_parse_long(optarg, 1, 1 << 20, &batch))
+                bad = sf_cli_bad("predict", "--batch-size", optarg, "an integer in 1..1048576");
+            break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: bad = 1;
+        }
+    }
+    if (!bad && (optind < argc || !model_path || !vars_path)) {
+        fprintf(stderr, "sigflow predict: %s\n", optind < argc ? "unexpected argument"
+                                                              : "--model and --variables are required");
+        bad = 1;
+    }
+    if (bad) {
+        fputs(usage, stderr);
+        return 2;
+    }
+
+    char err[1024];
+    sf_model *model = NULL;
+    sf_vars *vars = NULL;
+    sf_assembler *assembler = NULL;
+    predictor p = {.norm = norm, .id_field = id_field, .batch = (size_t)batch};
+    int rc = 2;
+    if (sf_model_load(&model, model_path, arch_path, err, sizeof err) ||
+        sf_vars_load(&vars, vars_path, err, sizeof err) ||
+        sf_vars_bind(vars, model, err, sizeof err)) {
+        fprintf(stderr, "sigflow predict: %s\n", err);
+        goto out;
+    }
+    p.model = model;
+    p.vars = vars;
+    p.slot_cap = 2 * p.batch;
+    p.assembler = assembler = sf_assembler_new(vars, id_field);
+    p.engine = sf_infer_new(model, p.batch);
+    p.rows = malloc(p.batch * vars->n_vars * sizeof *p.rows);
+    p.probs = malloc(p.batch * model->n_outputs * sizeof *p.probs);
+    p.ids = malloc(p.batch * sizeof *p.ids);
+    p.slots = malloc(p.slot_cap * sizeof *p.slots);
+    p.out_size = output_size(vars, id_field);
+    p.out = malloc(p.out_size);
+    if (!assembler || !p.engine || !p.rows || !p.probs || !p.ids || !p.slots || !p.out) {
+        fprintf(stderr, "sigflow predict: out of memory for a batch of %ld events\n", batch);
+        goto out;
+    }
+    if (predict_stream(&p, stdin) == 0) {
+        if (fflush(stdout) || ferror(stdout))
+            fprintf(stderr, "sigflow predict: error writing stdout\n");
+        else
+            rc = p.rejected ? 1 : 0;
+    }
+out:
+    fflush(stdout);
+    free(p.rows);
+    free(p.probs);
+    free(p.ids);
+    free(p.slots);
+    free(p.out);
+    sf_infer_free(p.engine);
+    sf_assembler_free(assembler);
+    sf_vars_free(vars);
+    sf_model_free(model);
+    return rc;
+}

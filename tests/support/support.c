@@ -1,5 +1,9 @@
 /* support.c: shared plumbing for the Kafka-facing tests (see support.h). */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -8,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -281,4 +288,286 @@ char *sft_temp_path(const char *suffix) {
     assert_non_null(p);
     snprintf(p, n, "%s%s", tmpl, suffix);
     return p;
+}
+
+/* ------------------------------------------------------------------------
+ * Running daemons and watching them (the operations tests).
+ * ------------------------------------------------------------------------ */
+
+pid_t sft_spawn_tied(char *const argv[], const char *out_path, const char *err_path) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* Only async-signal-safe calls between fork and exec. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(126);
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+            _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int sft_daemon_running(sft_daemon *d) {
+    if (!d->pid)
+        return 0;
+    int status;
+    pid_t r = waitpid(d->pid, &status, WNOHANG);
+    if (r != d->pid)
+        return 1;
+    d->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    d->pid = 0;
+    return 0;
+}
+
+static void daemon_died(sft_daemon *d, const char *doing) {
+    char *log = sft_read_file(d->log, NULL);
+    fail_msg("sigflow run exited with status %d while %s; its log:\n%s", d->status, doing,
+             log ? log : "(unreadable)");
+}
+
+void sft_daemon_start(sft_daemon *d, const char *const *args, int timeout_ms) {
+    const char *argv[64];
+    size_t n = 0;
+    argv[n++] = SF_TEST_SIGFLOW;
+    argv[n++] = "run";
+    for (; *args; args++) {
+        assert_true(n < 60);
+        argv[n++] = *args;
+    }
+    argv[n++] = "--metrics-addr";
+    argv[n++] = "127.0.0.1:0";
+    argv[n] = NULL;
+    memset(d, 0, sizeof *d);
+    d->log = sft_temp_path(".log");
+    d->pid = sft_spawn_tied((char *const *)argv, NULL, d->log);
+
+    int64_t deadline = sft_now_ms() + timeout_ms;
+    for (;;) {
+        char *log = sft_read_file(d->log, NULL);
+        const char *at = log ? strstr(log, "metrics on ") : NULL;
+        at = at ? strstr(at, "(port ") : NULL;
+        if (at)
+            d->port = atoi(at + 6);
+        free(log);
+        if (d->port > 0)
+            return;
+        if (!sft_daemon_running(d))
+            daemon_died(d, "starting");
+        if (sft_now_ms() >= deadline)
+            fail_msg("sigflow run printed no metrics port within %d ms (log %s)", timeout_ms, d->log);
+        nap_ms(10);
+    }
+}
+
+int sft_daemon_stop(sft_daemon *d, int sig, int timeout_ms) {
+    if (!d->pid)
+        return d->status;
+    if (sig)
+        kill(d->pid, sig);
+    d->status = sft_wait(d->pid, timeout_ms);
+    d->pid = 0;
+    return d->status;
+}
+
+void sft_daemon_free(sft_daemon *d) {
+    if (d->pid)
+        sft_daemon_stop(d, SIGKILL, 10000);
+    if (d->log) {
+        unlink(d->log);
+        free(d->log);
+    }
+    memset(d, 0, sizeof *d);
+}
+
+int sft_http_get(int port, const char *path, char **body) {
+    if (body)
+        *body = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char req[512];
+    int len = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) || send(fd, req, (size_t)len, MSG_NOSIGNAL) != len) {
+        close(fd);
+        return -1;
+    }
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    ssize_t r;
+    while ((r = recv(fd, buf + n, cap - n - 1, 0)) > 0) {
+        n += (size_t)r;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    int status = -1;
+    const char *sep = strstr(buf, "\r\n\r\n");
+    if (!strncmp(buf, "HTTP/1.", 7) && n > 12 && sep)
+        status = atoi(buf + 9);
+    if (body && sep)
+        *body = strdup(sep + 4);
+    free(buf);
+    return status;
+}
+
+double sft_metric(const char *text, const char *series) {
+    size_t n = strlen(series);
+    for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+        if (!strncmp(line, series, n) && line[n] == ' ')
+            return strtod(line + n + 1, NULL);
+    return NAN;
+}
+
+double sft_scrape(int port, const char *series) {
+    char *body;
+    if (sft_http_get(port, "/metrics", &body) != 200) {
+        free(body);
+        return NAN;
+    }
+    double v = body ? sft_metric(body, series) : NAN;
+    free(body);
+    return v;
+}
+
+double sft_wait_metric(sft_daemon *d, const char *series, double min, int timeout_ms) {
+    int64_t deadline = sft_now_ms() + timeout_ms;
+    double v;
+    for (;;) {
+        v = sft_scrape(d->port, series);
+        if (v >= min || sft_now_ms() >= deadline)
+            return v;
+        if (!sft_daemon_running(d))
+            daemon_died(d, "waited on");
+        nap_ms(20);
+    }
+}
+
+static int partition_count(rd_kafka_t *rk, const char *topic) {
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    if (rd_kafka_metadata(rk, 0, t, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err)
+        fail_msg("no metadata for topic %s", topic);
+    int parts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return parts;
+}
+
+int64_t sft_topic_end(const char *brokers, const char *topic) {
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, brokers, NULL);
+    int parts = partition_count(rk, topic);
+    int64_t sum = 0;
+    for (int i = 0; i < parts; i++) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000);
+        if (err)
+            fail_msg("watermarks of %s [%d]: %s", topic, i, rd_kafka_err2str(err));
+        sum += hi;
+    }
+    rd_kafka_destroy(rk);
+    return sum;
+}
+
+size_t sft_count_keys(const char *brokers, const char *topic, int64_t lo, int64_t hi,
+                      unsigned *counts, int committed_only, int timeout_ms) {
+    const char *kv[] = {"group.id", "sigflow-test-key-reader", "enable.auto.commit", "false",
+                        "enable.partition.eof", "true",
+                        "isolation.level", committed_only ? "read_committed" : "read_uncommitted",
+                        NULL};
+    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, brokers, kv);
+    int parts = partition_count(rk, topic);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    for (int i = 0; i < parts; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+
+    char *at_end = calloc((size_t)parts, 1);
+    assert_non_null(at_end);
+    memset(counts, 0, (size_t)(hi - lo) * sizeof *counts);
+    size_t total = 0, distinct = 0, n_at_end = 0;
+    int64_t deadline = sft_now_ms() + timeout_ms;
+    while (sft_now_ms() < deadline && (distinct < (size_t)(hi - lo) || n_at_end < (size_t)parts)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
+        if (!m)
+            continue;
+        if (m->partition >= 0 && m->partition < parts) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                n_at_end += !at_end[m->partition];
+                at_end[m->partition] = 1;
+            } else if (!m->err) {
+                n_at_end -= at_end[m->partition];
+                at_end[m->partition] = 0;
+                total++;
+                char key[32];
+                size_t kl = m->key_len < sizeof key - 1 ? m->key_len : sizeof key - 1;
+                memcpy(key, m->key ? m->key : "", kl);
+                key[kl] = '\0';
+                char *end;
+                long long k = strtoll(key, &end, 10);
+                if (kl && !*end && k >= lo && k < hi && counts[k - lo]++ == 0)
+                    distinct++;
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    free(at_end);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return total;
+}
+
+int64_t sft_group_lag(const char *brokers, const char *group, const char *topic) {
+    const char *kv[] = {"group.id", group, "enable.auto.commit", "false", NULL};
+    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, brokers, kv);
+    int parts = partition_count(rk, topic);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    for (int i = 0; i < parts; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i);
+    rd_kafka_resp_err_t err = rd_kafka_committed(rk, l, 10000);
+    if (err)
+        fail_msg("committed offsets of group %s: %s", group, rd_kafka_err2str(err));
+    int64_t lag = 0;
+    for (int i = 0; i < parts; i++) {
+        int64_t lo, hi;
+        err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000);
+        if (err)
+            fail_msg("watermarks of %s [%d]: %s", topic, i, rd_kafka_err2str(err));
+        int64_t at = l->elems[i].offset >= 0 ? l->elems[i].offset : lo;
+        lag += hi - at;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return lag;
+}
+
+void sft_pick_model(const char **model, const char **vars) {
+    if (access(SF_TEST_MODEL, R_OK) == 0 && access(SF_TEST_VARS, R_OK) == 0) {
+        *model = SF_TEST_MODEL;
+        *vars = SF_TEST_VARS;
+    } else {
+        *model = SF_SOURCE_DIR "/tests/fixtures/model_mlp.h5";
+        *vars = SF_SOURCE_DIR "/tests/fixtures/vars_higgs.json";
+    }
 }

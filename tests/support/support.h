@@ -81,4 +81,80 @@ char *sft_temp_path(const char *suffix);
 /* Monotonic milliseconds. */
 int64_t sft_now_ms(void);
 
+/* ------------------------------------------------------------------------
+ * Running daemons and watching them (the operations tests).
+ * ------------------------------------------------------------------------ */
+
+/* posix_spawn-like, but the child gets SIGKILL when the test process dies
+ * (PR_SET_PDEATHSIG), so a failing test never leaves a daemon behind. */
+pid_t sft_spawn_tied(char *const argv[], const char *out_path, const char *err_path);
+
+/* A `sigflow run` child: its pid, stderr log and metrics port. */
+typedef struct sft_daemon {
+    pid_t pid;    /* 0 once reaped */
+    int status;   /* as sft_wait, once reaped */
+    int port;     /* from the "metrics on ... (port N)" log line */
+    char *log;    /* path of its stderr */
+} sft_daemon;
+
+/* Spawns `sigflow run ARGS... --metrics-addr 127.0.0.1:0` (args NULL-terminated)
+ * tied to the test process, and waits up to timeout_ms for its metrics port.
+ * Fails the test, showing the log, when the daemon exits first. */
+void sft_daemon_start(sft_daemon *d, const char *const *args, int timeout_ms);
+
+/* 1 while the daemon runs; reaps it (recording status) once it exited. */
+int sft_daemon_running(sft_daemon *d);
+
+/* Sends sig (0: none) and waits up to timeout_ms for the exit; returns the
+ * status as sft_wait does (-1: it had to be SIGKILLed). A no-op returning the
+ * recorded status when already reaped. */
+int sft_daemon_stop(sft_daemon *d, int sig, int timeout_ms);
+
+/* Stops (SIGKILL) if still running, removes the log, frees. */
+void sft_daemon_free(sft_daemon *d);
+
+/* GET http://127.0.0.1:port/path over HTTP/1.0. Returns the status code (-1
+ * when nothing answered within 5 s); *body (optional) gets a malloc'd copy. */
+int sft_http_get(int port, const char *path, char **body);
+
+/* The value of one series in a Prometheus exposition: `series` is the name
+ * with its labels exactly as rendered, e.g. sigflow_batches_total or
+ * sigflow_events_rejected_total{reason="not_json"}. NAN when absent. */
+double sft_metric(const char *exposition, const char *series);
+
+/* sft_metric of a fresh scrape of the daemon's /metrics; NAN when unreachable. */
+double sft_scrape(int port, const char *series);
+
+/* Polls the daemon's series until it is >= min or timeout_ms passes; returns
+ * the last value (NAN when never scraped). Fails the test if the daemon exits. */
+double sft_wait_metric(sft_daemon *d, const char *series, double min, int timeout_ms);
+
+/* Sum of the high watermarks of every partition of topic: the number of
+ * messages ever written to it (plus transaction markers on a real broker). */
+int64_t sft_topic_end(const char *brokers, const char *topic);
+
+/* Reads topic from the beginning until every integer key in [lo, hi) arrived
+ * at least once and every partition was read to its end, or until timeout_ms.
+ * counts[k - lo] (caller-allocated, hi - lo entries) gets how often key k
+ * arrived; keys outside the range are counted in the return value only.
+ * Returns the number of messages read. */
+size_t sft_count_keys(const char *brokers, const char *topic, int64_t lo, int64_t hi,
+                      unsigned *counts, int committed_only, int timeout_ms);
+
+/* What a consumer group still has to do on topic: the sum over partitions of
+ * the high watermark minus the group's committed offset (the low watermark
+ * when nothing is committed). 0 once everything written was committed. */
+int64_t sft_group_lag(const char *brokers, const char *group, const char *topic);
+
+/* The shipped Higgs model and variables when they exist, else the random
+ * 30-input test fixtures (same inputs, labels b/s). */
+void sft_pick_model(const char **model, const char **vars);
+
+/* session.timeout.ms for daemons a test kills. A SIGKILLed member keeps its
+ * partitions until its session expires (45 s by default), so tests shorten
+ * it; but the embedded broker holds a new group's first JoinGroup for 3 s
+ * and expires members on a 1 s tick, so below ~4 s a joining member can time
+ * out before it is ever answered. */
+#define SFT_SESSION_MS "4000"
+
 #endif

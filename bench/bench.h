@@ -1,0 +1,117 @@
+/* bench.h: the pieces of sigflow-bench, one file each: the input feed, the
+ * compute limits, the latency histogram and the process/machine probes. They
+ * live apart from the product because they exist only to measure it. */
+#ifndef SIGFLOW_BENCH_H
+#define SIGFLOW_BENCH_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "sigflow/metrics.h"
+
+/* ---- latency histogram (bench_hist.c) ----
+ * Log-spaced buckets 1% wide from 10 us to 10 min: quantiles to within 0.5%,
+ * which is finer than the 1 ms resolution of Kafka timestamps. Lock-free, so
+ * the pipeline thread records while the main thread reads. */
+#define BENCH_HIST_BUCKETS 1800
+
+typedef struct bench_hist {
+    atomic_uint_least64_t count;
+    atomic_uint_least64_t max_ns;
+    atomic_uint_least64_t bucket[BENCH_HIST_BUCKETS];
+} bench_hist;
+
+void bench_hist_add(bench_hist *h, double ms);
+uint64_t bench_hist_count(const bench_hist *h);
+/* The q-quantile (0 < q <= 1) in ms; 0 when empty. */
+double bench_hist_quantile(const bench_hist *h, double q);
+double bench_hist_max(const bench_hist *h);
+
+/* ---- process and machine (bench_sys.c) ---- */
+
+/* CPU seconds per thread group, from /proc/self/task (10 ms resolution). The
+ * groups follow thread names: the bench names its own threads, librdkafka
+ * names its "rdk:*", OpenBLAS workers keep the process name. */
+typedef enum {
+    BENCH_T_PIPELINE = 0, /* the pipeline thread ("sf-pipeline") */
+    BENCH_T_BLAS,         /* OpenBLAS worker threads */
+    BENCH_T_KAFKA,        /* librdkafka client threads of the pipeline and the feed */
+    BENCH_T_BROKER,       /* the embedded broker ("rdk:mock") */
+    BENCH_T_FEED,         /* the bench's producer loop ("sf-feed") */
+    BENCH_T_OTHER,        /* the bench's main thread and anything else */
+    BENCH_T__COUNT
+} bench_thread_group;
+
+extern const char *const bench_thread_group_names[BENCH_T__COUNT];
+
+#define BENCH_MAX_THREADS 256
+
+typedef struct bench_threads {
+    size_t n;
+    int tid[BENCH_MAX_THREADS];
+    bench_thread_group group[BENCH_MAX_THREADS];
+    double cpu_s[BENCH_MAX_THREADS];
+} bench_threads;
+
+/* Names the calling thread (at most 15 characters). */
+void bench_thread_name(const char *name);
+void bench_threads_snapshot(bench_threads *out);
+/* CPU seconds per group spent between two snapshots. */
+void bench_threads_diff(const bench_threads *before, const bench_threads *after,
+                        double cpu_s[BENCH_T__COUNT]);
+
+double bench_process_cpu_s(void);
+double bench_rss_max_mb(void);
+/* Cores, CPU model, load average, kernel, BLAS kernel and threads, librdkafka. */
+json_t *bench_machine_json(void);
+
+/* ---- compute limits (bench_limits.c) ---- */
+
+typedef struct bench_limits_conf {
+    const char *model_path;
+    const char *vars_path;
+    const char *csv_path;
+    size_t batch_size;
+    double seconds;          /* per measurement */
+    int all_threads;         /* BLAS threads for the machine's limit (its cores) */
+    int pipeline_threads;    /* the pipeline's BLAS threads, restored at the end */
+} bench_limits_conf;
+
+typedef struct bench_limits {
+    size_t events;                 /* distinct sample events the loops cycle through */
+    double inference_eps;          /* batched forward pass, all_threads BLAS threads */
+    double inference_1thread_eps;  /* the same on one thread */
+    double parse_eps;              /* JSON parse + assemble, one thread */
+    double normalize_eps;
+} bench_limits;
+
+int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr,
+                     size_t errstr_size);
+
+/* ---- input feed (bench_feed.c) ----
+ * A producer thread replaying the CSV (rewound at its end) into a topic, either
+ * paced at `rate` events/s or, with rate 0, as fast as the pipeline takes
+ * them: at most `window` events produced and not yet consumed, so the
+ * pipeline never starves and the embedded broker (a few MB per partition)
+ * never drops unread events. */
+typedef struct bench_feed bench_feed;
+
+typedef struct bench_feed_conf {
+    const char *brokers;
+    const char *topic;
+    const char *csv_path;
+    double rate;                /* events/s; 0: closed loop */
+    uint64_t window;            /* closed loop: events in flight */
+    const sf_metrics *metrics;  /* the pipeline's, for SF_C_CONSUMED */
+} bench_feed_conf;
+
+int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, size_t errstr_size);
+uint64_t bench_feed_sent(const bench_feed *f);
+/* Stops producing, waits for every delivery report and frees the feed.
+ * *delivered: events the broker acknowledged. 0, or -1 with errstr. */
+int bench_feed_stop(bench_feed *f, uint64_t *delivered, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,197 @@
+/* bench_feed.c: the producer side of sigflow-bench.
+ *
+ * sf_replay_run paces or floods, and flooding the embedded broker (a few MB
+ * per partition) faster than the pipeline reads would make it drop unread
+ * events and the measurement with them. So the feed has its own loop over the
+ * replay reader: paced at a fixed rate for latency, or closed-loop for
+ * throughput, keeping a bounded number of events between the producer and the
+ * pipeline's consumer so the pipeline never waits for input. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "sigflow/clock.h"
+#include "sigflow/kafka.h"
+#include "sigflow/replay.h"
+#include "bench.h"
+
+struct bench_feed {
+    bench_feed_conf conf;
+    rd_kafka_t *rk;
+    sf_replay *reader;
+    pthread_t tid;
+    atomic_int stop;
+    atomic_uint_least64_t sent;
+    atomic_uint_least64_t delivered; /* written by delivery reports, on the feed thread */
+    atomic_uint_least64_t failed;
+    uint64_t consumed0; /* the pipeline's consumed count when the feed started */
+    int rc;
+    char err[512];
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    bench_feed *f = opaque;
+    if (m->err) {
+        if (atomic_fetch_add(&f->failed, 1) == 0)
+            snprintf(f->err, sizeof f->err, "delivery to %s failed: %s", f->conf.topic,
+                     rd_kafka_err2str(m->err));
+    } else {
+        atomic_fetch_add(&f->delivered, 1);
+    }
+}
+
+static void sleep_s(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* The next row of the file, from the top again at its end. */
+static int next_row(bench_feed *f, sf_replay_msg *m) {
+    for (int tries = 0; tries < 2; tries++) {
+        int got;
+        while ((got = sf_replay_next(f->reader, m, f->err, sizeof f->err)) == SF_REPLAY_BAD)
+            ;
+        if (got == SF_REPLAY_ROW)
+            return 0;
+        if (got != SF_REPLAY_EOF || sf_replay_rewind(f->reader, f->err, sizeof f->err))
+            return -1;
+    }
+    snprintf(f->err, sizeof f->err, "%s: no events", f->conf.csv_path);
+    return -1;
+}
+
+/* May the next event go now? Otherwise sleeps a little and says no. */
+static int may_send(bench_feed *f, double t0, uint64_t sent) {
+    const bench_feed_conf *c = &f->conf;
+    if (c->rate > 0) {
+        double due = t0 + (double)sent / c->rate;
+        double wait = due - sf_clock_s();
+        if (wait <= 0)
+            return 1;
+        sleep_s(wait < 0.001 ? wait : 0.001);
+        return 0;
+    }
+    uint64_t consumed = sf_metrics_get(c->metrics, SF_C_CONSUMED) - f->consumed0;
+    if (sent < consumed + c->window)
+        return 1;
+    rd_kafka_poll(f->rk, 1); /* serves delivery reports while it waits */
+    return 0;
+}
+
+static void *feed_thread(void *arg) {
+    bench_feed *f = arg;
+    bench_thread_name("sf-feed");
+    double t0 = sf_clock_s();
+    uint64_t sent = 0;
+    while (!atomic_load(&f->stop)) {
+        if (!may_send(f, t0, sent))
+            continue;
+        sf_replay_msg m;
+        if (next_row(f, &m)) {
+            f->rc = -1;
+            break;
+        }
+        rd_kafka_resp_err_t err;
+        while ((err = rd_kafka_producev(f->rk, RD_KAFKA_V_TOPIC(f->conf.topic),
+                                        RD_KAFKA_V_KEY(m.key, m.key_len),
+                                        RD_KAFKA_V_VALUE((void *)m.value, m.value_len),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+                   RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+               !atomic_load(&f->stop))
+            rd_kafka_poll(f->rk, 10);
+        if (err) {
+            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                snprintf(f->err, sizeof f->err, "cannot produce to %s: %s", f->conf.topic,
+                         rd_kafka_err2str(err));
+                f->rc = -1;
+            }
+            break;
+        }
+        atomic_store(&f->sent, ++sent);
+        if (sent % 64 == 0)
+            rd_kafka_poll(f->rk, 0);
+    }
+    rd_kafka_flush(f->rk, 30000);
+    return NULL;
+}
+
+static void feed_free(bench_feed *f) {
+    if (f->rk)
+        rd_kafka_destroy(f->rk);
+    if (f->reader)
+        sf_replay_close(f->reader);
+    free(f);
+}
+
+int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, size_t n) {
+    *out = NULL;
+    bench_feed *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(errstr, n, "out of memory");
+        return -1;
+    }
+    f->conf = *c;
+    f->consumed0 = sf_metrics_get(c->metrics, SF_C_CONSUMED);
+    if (sf_replay_open(&f->reader, c->csv_path, NULL, NULL, errstr, n)) {
+        feed_free(f);
+        return -1;
+    }
+    /* The replay tool's settings: batches of up to 10,000 messages, 5 ms linger. */
+    static const char *const props[] = {
+        "linger.ms", "5", "batch.num.messages", "10000", "compression.codec", "none",
+        "queue.buffering.max.messages", "100000", NULL};
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int bad = sf_kafka_conf_set(conf, "bootstrap.servers", c->brokers, errstr, n);
+    for (size_t i = 0; !bad && props[i]; i += 2)
+        bad = sf_kafka_conf_set(conf, props[i], props[i + 1], errstr, n);
+    if (!bad) {
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+        rd_kafka_conf_set_opaque(conf, f);
+        char rderr[512];
+        if (!(f->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof rderr))) {
+            snprintf(errstr, n, "cannot create the feed's producer: %s", rderr);
+            bad = 1;
+        }
+    }
+    if (bad) {
+        if (!f->rk)
+            rd_kafka_conf_destroy(conf);
+        feed_free(f);
+        return -1;
+    }
+    if (pthread_create(&f->tid, NULL, feed_thread, f)) {
+        snprintf(errstr, n, "cannot start the feed thread");
+        feed_free(f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+uint64_t bench_feed_sent(const bench_feed *f) {
+    return atomic_load(&f->sent);
+}
+
+int bench_feed_stop(bench_feed *f, uint64_t *delivered, char *errstr, size_t n) {
+    atomic_store(&f->stop, 1);
+    pthread_join(f->tid, NULL);
+    *delivered = atomic_load(&f->delivered);
+    int rc = f->rc;
+    uint64_t failed = atomic_load(&f->failed), sent = atomic_load(&f->sent);
+    if (rc == 0 && failed > 0) {
+        rc = -1;
+    } else if (rc == 0 && *delivered != sent) {
+        snprintf(f->err, sizeof f->err, "%llu of %llu events still undelivered after 30 s",
+                 (unsigned long long)(sent - *delivered), (unsigned long long)sent);
+        rc = -1;
+    }
+    if (rc)
+        snprintf(errstr, n, "feed: %s", f->err);
+    feed_free(f);
+    return rc;
+}

@@ -1,0 +1,184 @@
+/* bench_limits.c: the compute limits sigflow-bench compares the pipeline to.
+ *
+ * The end-to-end rate alone says nothing about headroom. These loops run the
+ * pipeline's own stages on the bundled sample already in memory, with no Kafka
+ * at all: the batched forward pass (the machine's limit for this model) and
+ * JSON parse + assemble (the other per-event cost of the pipeline thread). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sigflow/blas.h"
+#include "sigflow/clock.h"
+#include "sigflow/features.h"
+#include "sigflow/infer.h"
+#include "sigflow/model.h"
+#include "sigflow/replay.h"
+#include "sigflow/vars.h"
+#include "bench.h"
+
+#define SAMPLE_EVENTS 4096
+
+typedef struct sample {
+    size_t n;
+    char **json;
+    size_t *len;
+    float *rows; /* n x n_inputs, raw, then normalized */
+} sample;
+
+static void sample_free(sample *s) {
+    for (size_t i = 0; i < s->n; i++)
+        free(s->json[i]);
+    free(s->json);
+    free(s->len);
+    free(s->rows);
+}
+
+/* The first SAMPLE_EVENTS events of the CSV as the JSON the feed sends. */
+static int sample_read(sample *s, const char *path, size_t n_inputs, char *errstr, size_t n) {
+    memset(s, 0, sizeof *s);
+    s->json = calloc(SAMPLE_EVENTS, sizeof *s->json);
+    s->len = calloc(SAMPLE_EVENTS, sizeof *s->len);
+    s->rows = malloc(SAMPLE_EVENTS * n_inputs * sizeof *s->rows);
+    if (!s->json || !s->len || !s->rows) {
+        snprintf(errstr, n, "out of memory reading %s", path);
+        return -1;
+    }
+    sf_replay *r;
+    if (sf_replay_open(&r, path, NULL, NULL, errstr, n))
+        return -1;
+    int rc = 0;
+    while (s->n < SAMPLE_EVENTS) {
+        sf_replay_msg m;
+        int got = sf_replay_next(r, &m, errstr, n);
+        if (got == SF_REPLAY_EOF)
+            break;
+        if (got == SF_REPLAY_BAD)
+            continue;
+        if (got != SF_REPLAY_ROW) {
+            rc = -1;
+            break;
+        }
+        if (!(s->json[s->n] = strdup(m.value))) {
+            snprintf(errstr, n, "out of memory reading %s", path);
+            rc = -1;
+            break;
+        }
+        s->len[s->n++] = m.value_len;
+    }
+    sf_replay_close(r);
+    if (rc == 0 && s->n == 0) {
+        snprintf(errstr, n, "%s: no events", path);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* The stage being timed, called with i = 0, 1, ... cycling through a period. */
+typedef struct job {
+    sample *s;
+    sf_assembler *as;
+    const sf_vars *vars;
+    sf_infer *inf;
+    size_t nin, batch;
+    float *buf;   /* parse: one row; normalize: one batch of scratch */
+    float *probs;
+} job;
+
+static void step_parse(job *j, size_t i) {
+    char why[256];
+    sf_event_id id;
+    sf_assembler_run(j->as, j->s->json[i], j->s->len[i], j->buf, &id, why, sizeof why);
+}
+
+/* Normalizing in place again and again would drift the values: a fresh copy
+ * each time (the copy is a small part of the cost, and is counted). */
+static void step_normalize(job *j, size_t i) {
+    memcpy(j->buf, j->s->rows + i * j->batch * j->nin, j->batch * j->nin * sizeof *j->buf);
+    sf_features_normalize(j->vars, SF_NORM_STANDARD, j->buf, j->batch);
+}
+
+static void step_infer(job *j, size_t i) {
+    sf_infer_run(j->inf, j->s->rows + i * j->batch * j->nin, j->batch, j->probs);
+}
+
+/* Runs step over i = 0..period-1 again and again for `seconds`; returns the
+ * events per second, `per_call` events a call. */
+static double timed_rate(double seconds, void (*step)(job *, size_t), job *j, size_t period,
+                         size_t per_call) {
+    size_t calls = 0, i = 0;
+    double t0 = sf_clock_s(), t;
+    do {
+        for (int k = 0; k < 16; k++) {
+            step(j, i);
+            calls++;
+            i = (i + 1) % period;
+        }
+        t = sf_clock_s();
+    } while (t - t0 < seconds);
+    return (double)calls * (double)per_call / (t - t0);
+}
+
+int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr, size_t n) {
+    memset(out, 0, sizeof *out);
+    sf_model *model = NULL;
+    sf_vars *vars = NULL;
+    sf_assembler *as = NULL;
+    sf_infer *inf = NULL;
+    sample s = {0};
+    float *probs = NULL, *buf = NULL;
+    int rc = -1;
+    if (sf_model_load(&model, c->model_path, NULL, errstr, n) ||
+        sf_vars_load(&vars, c->vars_path, errstr, n) || sf_vars_bind(vars, model, errstr, n))
+        goto out;
+    size_t nin = model->n_inputs;
+    if (sample_read(&s, c->csv_path, nin, errstr, n))
+        goto out;
+    out->events = s.n;
+    as = sf_assembler_new(vars, "EventId");
+    inf = sf_infer_new(model, c->batch_size);
+    probs = malloc(c->batch_size * model->n_outputs * sizeof *probs);
+    buf = malloc(c->batch_size * nin * sizeof *buf);
+    if (!as || !inf || !probs || !buf) {
+        snprintf(errstr, n, "out of memory");
+        goto out;
+    }
+
+    /* Every sample event must assemble, or the loops would time rejections. */
+    char why[512];
+    sf_event_id id;
+    for (size_t i = 0; i < s.n; i++) {
+        if (sf_assembler_run(as, s.json[i], s.len[i], s.rows + i * nin, &id, why, sizeof why)) {
+            snprintf(errstr, n, "%s: event %zu rejected: %s", c->csv_path, i + 1, why);
+            goto out;
+        }
+    }
+    size_t batches = s.n / c->batch_size;
+    if (batches == 0) {
+        snprintf(errstr, n, "batch size %zu is larger than the %zu sample events", c->batch_size, s.n);
+        goto out;
+    }
+    job j = {.s = &s, .as = as, .vars = vars, .inf = inf, .nin = nin, .batch = c->batch_size,
+             .buf = buf, .probs = probs};
+    out->parse_eps = timed_rate(c->seconds, step_parse, &j, s.n, 1);
+    out->normalize_eps = timed_rate(c->seconds, step_normalize, &j, batches, c->batch_size);
+    sf_features_normalize(vars, SF_NORM_STANDARD, s.rows, s.n);
+
+    /* One untimed run first: BLAS buffers, page faults. */
+    sf_infer_run(inf, s.rows, c->batch_size, probs);
+    sf_blas_set_threads(c->all_threads);
+    out->inference_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
+    sf_blas_set_threads(1);
+    out->inference_1thread_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
+    sf_blas_set_threads(c->pipeline_threads);
+    rc = 0;
+out:
+    sample_free(&s);
+    free(probs);
+    free(buf);
+    sf_infer_free(inf);
+    sf_assembler_free(as);
+    sf_vars_free(vars);
+    sf_model_free(model);
+    return rc;
+}

@@ -1,0 +1,33 @@
+/* blas.h: which OpenBLAS kernel the forward pass runs on, and with how many
+ * threads.
+ *
+ * OpenBLAS picks its kernel set (by CPU detection, or OPENBLAS_CORETYPE) and
+ * sizes its thread pool when the library is loaded, before main(). Throughput
+ * figures mean nothing without knowing that choice, so the daemon logs it at
+ * start-up and the benchmark reports it. The thread count is the one knob we
+ * set ourselves: see sf_blas_threads_default(). */
+#ifndef SIGFLOW_BLAS_H
+#define SIGFLOW_BLAS_H
+
+typedef struct sf_blas_info {
+    char corename[64];     /* openblas_get_corename(): "Cooperlake", "Haswell", ... */
+    char config[256];      /* openblas_get_config(): version and build options */
+    int threads;           /* threads a BLAS call may use now */
+    char coretype_env[64]; /* OPENBLAS_CORETYPE as set by the user, "" when unset */
+    int cpu_avx512;        /* the CPU and OS support AVX-512 F, CD, BW, DQ and VL */
+    int kernel_avx512;     /* the kernel set in use is an AVX-512 one */
+} sf_blas_info;
+
+void sf_blas_info_get(sf_blas_info *out);
+
+/* The BLAS thread count the daemon uses when the user set none (in
+ * OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or OMP_NUM_THREADS): 1. The pipeline
+ * thread overlaps inference with the Kafka client threads, which a second BLAS
+ * thread would only compete with for the same cores (bench/README.md has the
+ * figures). Returns 0 when the user did set one: leave it alone. */
+int sf_blas_threads_default(void);
+
+/* Sets the number of threads later BLAS calls may use (n >= 1). */
+void sf_blas_set_threads(int n);
+
+#endif

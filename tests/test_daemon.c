@@ -1,0 +1,775 @@
+/* test_daemon.c: `sigflow run` end to end against the embedded broker (issue #4).
+ *
+ * The daemon runs as a real process, because exit codes, SIGTERM and start-up
+ * failures are part of what is tested and because a sanitized build then checks
+ * the daemon's own shutdown (leaks included). What it publishes is compared with
+ * `sigflow predict` run offline on the same events: both print through
+ * sf_output_format, so each published message must equal the offline line plus
+ * the partition and offset of its input, byte for byte.
+ *
+ * Daemon starts are the expensive part (the embedded broker's group join takes
+ * about 3 s), so each test starts as few as it can and runs independent daemons
+ * side by side, each in its own consumer group. Every wait polls a condition
+ * against a deadline. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "support.h"
+
+#define FIXTURES SF_SOURCE_DIR "/tests/fixtures/"
+/* A random 30-input, 2-label ("b", "s") model; its variables leave some
+ * features without a default, which the dead-letter test relies on. */
+#define MLP_MODEL FIXTURES "model_mlp.h5"
+#define MLP_VARS FIXTURES "vars_higgs.json"
+/* Three labels, none called "s" or "signal" (make_daemon_fixtures.py). */
+#define THREE_MODEL FIXTURES "model_three.h5"
+#define THREE_VARS FIXTURES "vars_three.json"
+/* The end-to-end model. The random fixture selects only a few events as "s";
+ * the selection test below gives volume (--threshold, --emit all). */
+#define E2E_MODEL MLP_MODEL
+#define E2E_VARS MLP_VARS
+
+#define DLQ "events.dlq"
+#define JOIN_TIMEOUT_MS 30000  /* group join plus processing, sanitized build included */
+#define STOP_TIMEOUT_MS 5000   /* SIGTERM to exit: "within a few seconds" */
+
+/* ------------------------------------------------------------ helpers */
+
+/* Prints a file (a daemon's log) into the test output, to explain a failure. */
+static void show_file(const char *what, const char *path) {
+    char *s = sft_read_file(path, NULL);
+    fprintf(stderr, "---- %s (%s) ----\n%s---- end ----\n", what, path, s ? s : "(unreadable)\n");
+    free(s);
+}
+
+typedef struct sfrun { /* a `sigflow run` process */
+    pid_t pid;
+    char *log;
+} sfrun;
+
+/* Starts `sigflow run` on the MLP fixture unless extra args name another model:
+ * extra is a NULL-terminated list appended after the common flags (getopt takes
+ * the last --model/--variables). */
+static sfrun daemon_start(const char *brokers, const char *group, const char *output,
+                           const char *const *extra) {
+    char *argv[64];
+    int n = 0;
+    const char *common[] = {SF_TEST_SIGFLOW, "run", "--brokers", brokers, "--group", group,
+                            "--output-topic", output, "--dlq-topic", DLQ, "--model", MLP_MODEL,
+                            "--variables", MLP_VARS, "--metrics-addr", "none", NULL};
+    for (const char *const *a = common; *a; a++)
+        argv[n++] = (char *)*a;
+    for (const char *const *a = extra; a && *a; a++) {
+        assert_true(n < 62);
+        argv[n++] = (char *)*a;
+    }
+    argv[n] = NULL;
+    sfrun d = {0, sft_temp_path(".log")};
+    d.pid = sft_spawn_tied(argv, NULL, d.log); /* killed if the test dies */
+    return d;
+}
+
+/* SIGTERM, then the daemon must drain and exit 0 within STOP_TIMEOUT_MS.
+ * Returns the milliseconds it took. */
+static int64_t daemon_stop(sfrun *d) {
+    int64_t t0 = sft_now_ms();
+    assert_int_equal(kill(d->pid, SIGTERM), 0);
+    int rc = sft_wait(d->pid, STOP_TIMEOUT_MS);
+    int64_t took = sft_now_ms() - t0;
+    if (rc != 0) {
+        show_file("daemon log", d->log);
+        fail_msg("sigflow run exited with %d (-1: still running after %d ms) after SIGTERM", rc,
+                 STOP_TIMEOUT_MS);
+    }
+    return took;
+}
+
+static void daemon_free(sfrun *d) {
+    unlink(d->log);
+    free(d->log);
+}
+
+/* Writes events (one per line) to a temporary file; caller frees the path. */
+static char *write_lines(char *const *values, size_t n) {
+    char *path = sft_temp_path(".jsonl");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s\n", values[i]);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+/* What `sigflow predict` says about one event. */
+typedef struct offline {
+    char key[64];       /* the EventId as a message key */
+    char *line;         /* the output line, without newline */
+    char label[32];
+    double p[8];        /* probabilities as printed */
+    size_t n_p;
+} offline;
+
+/* Runs `sigflow predict` on the events file; one result per input line. */
+static offline *predict(const char *model, const char *vars, const char *events, size_t n) {
+    char *out = sft_temp_path(".out"), *err = sft_temp_path(".err");
+    char *argv[] = {SF_TEST_SIGFLOW, "predict", "--model", (char *)model, "--variables",
+                    (char *)vars, NULL};
+    int rc = sft_wait(sft_spawn(argv, events, out, err), 60000);
+    if (rc != 0) {
+        show_file("sigflow predict stderr", err);
+        fail_msg("sigflow predict exited with %d", rc);
+    }
+    char *text = sft_read_file(out, NULL);
+    assert_non_null(text);
+    offline *res = calloc(n, sizeof *res);
+    assert_non_null(res);
+    char *save = NULL, *line = strtok_r(text, "\n", &save);
+    for (size_t i = 0; i < n; i++, line = strtok_r(NULL, "\n", &save)) {
+        if (!line)
+            fail_msg("sigflow predict printed %zu lines for %zu events", i, n);
+        json_error_t jerr;
+        json_t *o = json_loads(line, 0, &jerr);
+        if (!o)
+            fail_msg("predict line %zu is not JSON: %s", i + 1, line);
+        json_t *id = json_object_get(o, "EventId"), *probs = json_object_get(o, "probabilities");
+        const char *label = json_string_value(json_object_get(o, "label"));
+        if (!json_is_integer(id) || !label || !json_is_array(probs) ||
+            json_array_size(probs) > 8)
+            fail_msg("predict line %zu lacks EventId, label or probabilities: %s", i + 1, line);
+        snprintf(res[i].key, sizeof res[i].key, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+        snprintf(res[i].label, sizeof res[i].label, "%s", label);
+        res[i].n_p = json_array_size(probs);
+        for (size_t j = 0; j < res[i].n_p; j++)
+            res[i].p[j] = json_number_value(json_array_get(probs, j));
+        res[i].line = strdup(line);
+        json_decref(o);
+    }
+    assert_null(line);
+    free(text);
+    unlink(out);
+    unlink(err);
+    free(out);
+    free(err);
+    return res;
+}
+
+static void offline_free(offline *r, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(r[i].line);
+    free(r);
+}
+
+/* Message keys to positions, for matching topics read back in any order. */
+typedef struct kpos {
+    const char *key;
+    size_t i;
+} kpos;
+
+static int kpos_cmp(const void *a, const void *b) {
+    return strcmp(((const kpos *)a)->key, ((const kpos *)b)->key);
+}
+
+typedef struct keyidx {
+    kpos *v;
+    size_t n;
+} keyidx;
+
+static keyidx index_msgs(const sft_msgs *m) {
+    keyidx x = {calloc(m->n + 1, sizeof(kpos)), 0};
+    assert_non_null(x.v);
+    for (size_t i = 0; i < m->n; i++)
+        if (m->v[i].key)
+            x.v[x.n++] = (kpos){m->v[i].key, i};
+    qsort(x.v, x.n, sizeof *x.v, kpos_cmp);
+    return x;
+}
+
+/* Position of key, or -1; fails on a duplicate key. */
+static long index_find(const keyidx *x, const char *key) {
+    kpos k = {key, 0};
+    kpos *hit = bsearch(&k, x->v, x->n, sizeof *x->v, kpos_cmp);
+    if (!hit)
+        return -1;
+    if ((hit > x->v && !strcmp(hit[-1].key, key)) || (hit + 1 < x->v + x->n && !strcmp(hit[1].key, key)))
+        fail_msg("key %s appears more than once", key);
+    return (long)hit->i;
+}
+
+/* The number of distinct keys and of extra copies. */
+static size_t count_duplicates(const keyidx *x) {
+    size_t dup = 0;
+    for (size_t i = 1; i < x->n; i++)
+        dup += !strcmp(x->v[i].key, x->v[i - 1].key);
+    return dup;
+}
+
+/* The output the daemon must publish for an event: the offline line with the
+ * input's partition and offset appended (sf_output_format's layout). */
+static char *expected_output(const offline *o, const sft_msg *in) {
+    size_t len = strlen(o->line);
+    assert_true(len > 1 && o->line[len - 1] == '}');
+    char *s = malloc(len + 64);
+    assert_non_null(s);
+    snprintf(s, len + 64, "%.*s, \"partition\": %d, \"offset\": %lld}", (int)(len - 1), o->line,
+             (int)in->partition, (long long)in->offset);
+    return s;
+}
+
+/* Checks that `out` (read from an output topic) holds exactly one message per
+ * selected event and nothing else, each byte for byte what the offline result
+ * and the input's position say. Returns the number selected. */
+static size_t check_outputs(const char *what, const sft_msgs *out, const sft_msgs *input,
+                            const offline *off, const int *selected, size_t n) {
+    keyidx in_ix = index_msgs(input), out_ix = index_msgs(out);
+    assert_int_equal(out_ix.n, out->n); /* every output carries the EventId as key */
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++) {
+        long at = index_find(&out_ix, off[i].key);
+        if (!selected[i]) {
+            if (at >= 0)
+                fail_msg("%s: event %s published but not selected offline: %s", what, off[i].key,
+                         out->v[at].value);
+            continue;
+        }
+        want++;
+        if (at < 0)
+            fail_msg("%s: event %s selected offline but not published: %s", what, off[i].key,
+                     off[i].line);
+        long src = index_find(&in_ix, off[i].key);
+        assert_true(src >= 0);
+        char *exp = expected_output(&off[i], &input->v[src]);
+        if (strcmp(out->v[at].value, exp))
+            fail_msg("%s: event %s\n published: %s\n expected:  %s", what, off[i].key,
+                     out->v[at].value, exp);
+        free(exp);
+    }
+    if (out->n != want)
+        fail_msg("%s: %zu messages published, %zu events selected offline", what, out->n, want);
+    free(in_ix.v);
+    free(out_ix.v);
+    return want;
+}
+
+/* Produces the first n bundled events, reads the topic back (for partitions
+ * and offsets) and writes them to a file for `sigflow predict`. */
+static sft_msgs load_events(const char *brokers, size_t n, char **events_path) {
+    char **keys, **values;
+    sft_atlas_events(n, &keys, &values);
+    assert_int_equal(sft_produce(brokers, "events", (const char *const *)keys,
+                                 (const char *const *)values, NULL, n),
+                     n);
+    *events_path = write_lines(values, n);
+    sft_strings_free(keys, n);
+    sft_strings_free(values, n);
+    sft_msgs in = sft_consume_all(brokers, "events", n, 0, 20000, 0);
+    assert_int_equal(in.n, n);
+    return in;
+}
+
+/* ------------------------------------------------------------ tests */
+
+/* K events replayed; the daemon publishes exactly what `sigflow predict`
+ * selects (label "s"), each message as predict prints it plus the input's
+ * partition and offset; nothing goes to the dead-letter topic. */
+static void test_end_to_end(void **state) {
+    (void)state;
+    const size_t n = 3000;
+    const char *topics[] = {"events", "signals", DLQ};
+    sf_broker *b = sft_broker(8, topics, 3);
+    const char *bs = sf_broker_bootstrap(b);
+    char *events;
+    sft_msgs in = load_events(bs, n, &events);
+    offline *off = predict(E2E_MODEL, E2E_VARS, events, n);
+    int *sel = calloc(n, sizeof *sel);
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++)
+        want += sel[i] = !strcmp(off[i].label, "s");
+    assert_true(want > 0);
+
+    const char *args[] = {"--model", E2E_MODEL, "--variables", E2E_VARS, NULL};
+    int64_t t0 = sft_now_ms();
+    sfrun d = daemon_start(bs, "e2e", "signals", args);
+    sft_msgs out = sft_consume_all(bs, "signals", want, 1000, JOIN_TIMEOUT_MS, 0);
+    if (out.n < want)
+        show_file("daemon log", d.log);
+    int64_t took = sft_now_ms() - t0;
+    int64_t stop = daemon_stop(&d);
+    check_outputs("e2e", &out, &in, off, sel, n);
+    sft_msgs dlq = sft_consume_all(bs, DLQ, 0, 300, 5000, 0);
+    assert_int_equal(dlq.n, 0);
+    print_message("e2e: %zu events, %zu signals published in %lld ms (join included), "
+                  "stopped in %lld ms\n", n, want, (long long)took, (long long)stop);
+
+    sft_msgs_free(&dlq);
+    sft_msgs_free(&out);
+    daemon_free(&d);
+    free(sel);
+    offline_free(off, n);
+    sft_msgs_free(&in);
+    unlink(events);
+    free(events);
+    sf_broker_stop(b);
+}
+
+/* Three daemons side by side on the same events, each in its own group:
+ * --threshold publishes P(s) >= T whatever the argmax, --emit all publishes
+ * every prediction, and a three-label model publishes the label named by
+ * --signal-label. */
+static void test_selection_modes(void **state) {
+    (void)state;
+    const size_t n = 2000;
+    const double threshold = 0.3;
+    const char *topics[] = {"events", "out.threshold", "out.all", "out.three", DLQ};
+    sf_broker *b = sft_broker(8, topics, 5);
+    const char *bs = sf_broker_bootstrap(b);
+    char *events;
+    sft_msgs in = load_events(bs, n, &events);
+    offline *two = predict(MLP_MODEL, MLP_VARS, events, n);
+    offline *three = predict(THREE_MODEL, THREE_VARS, events, n);
+
+    const char *thr_args[] = {"--threshold", "0.3", NULL};
+    const char *all_args[] = {"--emit", "all", NULL};
+    const char *three_args[] = {"--model", THREE_MODEL, "--variables", THREE_VARS,
+                                "--signal-label", "higgs", NULL};
+    sfrun dt = daemon_start(bs, "g-threshold", "out.threshold", thr_args);
+    sfrun da = daemon_start(bs, "g-all", "out.all", all_args);
+    sfrun d3 = daemon_start(bs, "g-three", "out.three", three_args);
+
+    int *sel_thr = calloc(n, sizeof(int)), *sel_all = calloc(n, sizeof(int)),
+        *sel_three = calloc(n, sizeof(int));
+    size_t n_thr = 0, n_argmax = 0, n_three = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(two[i].n_p, 2);
+        /* The daemon compares the float probability with the threshold; the
+         * printed %.9g converts back to that float exactly. */
+        n_thr += sel_thr[i] = (double)(float)two[i].p[1] >= threshold;
+        n_argmax += !strcmp(two[i].label, "s");
+        sel_all[i] = 1;
+        n_three += sel_three[i] = !strcmp(three[i].label, "higgs");
+    }
+    /* The threshold must matter, and the three-label case must select some. */
+    assert_true(n_thr > n_argmax && n_thr < n);
+    assert_true(n_three > 0 && n_three < n);
+
+    sft_msgs o_thr = sft_consume_all(bs, "out.threshold", n_thr, 1000, JOIN_TIMEOUT_MS, 0);
+    sft_msgs o_all = sft_consume_all(bs, "out.all", n, 1000, JOIN_TIMEOUT_MS, 0);
+    sft_msgs o_three = sft_consume_all(bs, "out.three", n_three, 1000, JOIN_TIMEOUT_MS, 0);
+    daemon_stop(&dt);
+    daemon_stop(&da);
+    daemon_stop(&d3);
+    check_outputs("--threshold 0.3", &o_thr, &in, two, sel_thr, n);
+    check_outputs("--emit all", &o_all, &in, two, sel_all, n);
+    check_outputs("--signal-label higgs", &o_three, &in, three, sel_three, n);
+    print_message("selection: %zu events; threshold %.2f: %zu (argmax: %zu), all: %zu, "
+                  "higgs of three labels: %zu\n", n, threshold, n_thr, n_argmax, o_all.n, n_three);
+
+    sft_msgs_free(&o_thr);
+    sft_msgs_free(&o_all);
+    sft_msgs_free(&o_three);
+    daemon_free(&dt);
+    daemon_free(&da);
+    daemon_free(&d3);
+    free(sel_thr);
+    free(sel_all);
+    free(sel_three);
+    offline_free(two, n);
+    offline_free(three, n);
+    sft_msgs_free(&in);
+    unlink(events);
+    free(events);
+    sf_broker_stop(b);
+}
+
+/* A malformed event of the dead-letter test: its key, its bytes, and what its
+ * sigflow-error header must contain. */
+typedef struct bad_event {
+    const char *key;
+    char *value;
+    size_t len;
+    const char *reason; /* substring of sigflow-error */
+} bad_event;
+
+/* Replaces the value of `field` in a compact JSON event (as the replay writes
+ * them: {"a":1,"b":2}) with repl, or drops the field when repl is NULL. */
+static char *edit_field(const char *event, const char *field, const char *repl) {
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", field);
+    const char *at = strstr(event, pat);
+    assert_non_null(at);
+    const char *end = at + strlen(pat);
+    end += strcspn(end, ",}");
+    size_t cap = strlen(event) + (repl ? strlen(repl) : 0) + strlen(pat) + 1;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    if (repl) {
+        snprintf(s, cap, "%.*s%s%s%s", (int)(at - event), event, pat, repl, end);
+    } else { /* drop the field and the comma after it (none of these fields is last) */
+        assert_true(*end == ',');
+        snprintf(s, cap, "%.*s%s", (int)(at - event), event, end + 1);
+    }
+    return s;
+}
+
+/* Checks the dead letters against the malformed inputs: one each, found by
+ * its sigflow-source, unchanged (same key or none, same bytes) with a
+ * sigflow-error naming the problem. A payload over `kept_max` bytes must
+ * arrive empty instead (its record kept, not its bytes). */
+static void check_dead_letters(const char *what, const sft_msgs *dlq, const sft_msgs *in,
+                               const bad_event *bad, size_t n_bad, size_t kept_max) {
+    if (dlq->n != n_bad)
+        fail_msg("%s: %zu dead letters for %zu malformed events", what, dlq->n, n_bad);
+    int *seen = calloc(in->n, sizeof *seen);
+    assert_non_null(seen);
+    for (size_t i = 0; i < dlq->n; i++) {
+        const sft_msg *m = &dlq->v[i];
+        if (!m->source_header || !m->error_header)
+            fail_msg("%s: dead letter %zu (key %s) lacks sigflow-source or sigflow-error", what, i,
+                     m->key ? m->key : "(none)");
+        size_t at = in->n;
+        for (size_t j = 0; j < in->n && at == in->n; j++) {
+            char pos[128];
+            snprintf(pos, sizeof pos, "events/%d/%lld", (int)in->v[j].partition,
+                     (long long)in->v[j].offset);
+            if (!strcmp(pos, m->source_header))
+                at = j;
+        }
+        if (at == in->n)
+            fail_msg("%s: sigflow-source '%s' is no input position", what, m->source_header);
+        assert_false(seen[at]);
+        seen[at] = 1;
+        const sft_msg *src = &in->v[at];
+        const bad_event *e = NULL;
+        for (size_t j = 0; j < n_bad; j++)
+            if (bad[j].len == src->len && !memcmp(bad[j].value, src->value, src->len))
+                e = &bad[j];
+        if (!e)
+            fail_msg("%s: a valid event went to the dead letters: %.200s (%s)", what, src->value,
+                     m->error_header);
+        if (e->key)
+            assert_true(m->key && !strcmp(m->key, e->key));
+        else
+            assert_null(m->key);
+        if (src->len > kept_max) {
+            assert_int_equal(m->len, 0);
+        } else {
+            assert_int_equal(m->len, src->len);
+            assert_memory_equal(m->value, src->value, src->len);
+        }
+        assert_true(strlen(m->error_header) > 0);
+        if (!strstr(m->error_header, e->reason))
+            fail_msg("%s: dead letter %s: sigflow-error '%s' does not mention %s", what,
+                     e->key ? e->key : "(no key)", m->error_header, e->reason);
+    }
+    free(seen);
+}
+
+/* Malformed events mixed into a valid stream each land in the dead-letter topic
+ * unchanged (key and bytes) with sigflow-error (naming the field where there is
+ * one) and sigflow-source (topic/partition/offset of the input); every valid
+ * event is still published. A second daemon whose producer cannot send the
+ * 2 MiB event (-X message.max.bytes) must still dead-letter it, without its
+ * payload, and carry on. */
+static void test_dead_letters(void **state) {
+    (void)state;
+    const size_t n_valid = 300;
+    const char *topics[] = {"events", "signals", DLQ, "signals.small", "dlq.small"};
+    sf_broker *b = sft_broker(4, topics, 5);
+    const char *bs = sf_broker_bootstrap(b);
+    char **keys, **values;
+    sft_atlas_events(n_valid, &keys, &values);
+
+    size_t huge_len = 2u << 20; /* 2 MiB: valid JSON, over the default 1 MiB limit */
+    char *huge = malloc(huge_len + 1);
+    assert_non_null(huge);
+    int head = snprintf(huge, huge_len, "{\"EventId\": 1, \"padding\": \"");
+    memset(huge + head, 'x', huge_len - (size_t)head - 2);
+    memcpy(huge + huge_len - 2, "\"}", 3);
+
+    bad_event bad[] = {
+        {"bad-not-json", strdup("this is {not json"), 0, "invalid JSON"},
+        {"bad-array", strdup("[1, 2, 3]"), 0, "object"},
+        {"bad-missing", edit_field(values[1], "DER_mass_transverse_met_lep", NULL), 0,
+         "'DER_mass_transverse_met_lep'"},
+        {"bad-string", edit_field(values[2], "PRI_met", "\"16.8\""), 0, "'PRI_met'"},
+        {"bad-float-range", edit_field(values[3], "DER_mass_vis", "3.5e38"), 0, "'DER_mass_vis'"},
+        {"bad-empty", strdup(""), 0, ""},
+        {NULL, strdup("not json and no key"), 0, "invalid JSON"},
+        {"bad-huge", huge, huge_len, "1048576"},
+    };
+    const size_t n_bad = sizeof bad / sizeof bad[0];
+    for (size_t j = 0; j < n_bad; j++)
+        if (!bad[j].len)
+            bad[j].len = strlen(bad[j].value);
+
+    /* The stream: valid events with the malformed ones spread through it. One
+     * valid event lacks a feature that has a default: it must be published. */
+    size_t n = n_valid + n_bad;
+    const char **k = calloc(n, sizeof *k), **v = calloc(n, sizeof *v);
+    size_t *lens = calloc(n, sizeof *lens);
+    char *defaulted = edit_field(values[5], "DER_mass_MMC", NULL);
+    for (size_t i = 0, j = 0, vi = 0; i < n; i++) {
+        if (j < n_bad && i % (n / n_bad) == n / n_bad / 2) {
+            k[i] = bad[j].key;
+            v[i] = bad[j].value;
+            lens[i] = bad[j].len;
+            j++;
+        } else {
+            k[i] = keys[vi];
+            v[i] = vi == 5 ? defaulted : values[vi];
+            lens[i] = strlen(v[i]);
+            vi++;
+        }
+    }
+    assert_int_equal(sft_produce(bs, "events", k, v, lens, n), n);
+    sft_msgs in = sft_consume_all(bs, "events", n, 0, 20000, 0);
+    assert_int_equal(in.n, n);
+
+    const char *args[] = {"--emit", "all", NULL};
+    const char *small_args[] = {"--emit", "all", "--dlq-topic", "dlq.small",
+                                "-X", "message.max.bytes=1000000", NULL};
+    sfrun d = daemon_start(bs, "dlq", "signals", args);
+    sfrun ds = daemon_start(bs, "dlq-small", "signals.small", small_args);
+    sft_msgs out = sft_consume_all(bs, "signals", n_valid, 1000, JOIN_TIMEOUT_MS, 0);
+    sft_msgs dlq = sft_consume_all(bs, DLQ, n_bad, 1000, 10000, 0);
+    sft_msgs out_s = sft_consume_all(bs, "signals.small", n_valid, 1000, JOIN_TIMEOUT_MS, 0);
+    sft_msgs dlq_s = sft_consume_all(bs, "dlq.small", n_bad, 1000, 10000, 0);
+    if (out.n != n_valid || dlq.n != n_bad)
+        show_file("daemon log", d.log);
+    if (out_s.n != n_valid || dlq_s.n != n_bad)
+        show_file("daemon log (message.max.bytes=1000000)", ds.log);
+    daemon_stop(&d);
+    daemon_stop(&ds);
+
+    /* Every valid event published once (--emit all), the defaulted one too. */
+    const sft_msgs *outs[] = {&out, &out_s};
+    for (size_t o = 0; o < 2; o++) {
+        assert_int_equal(outs[o]->n, n_valid);
+        keyidx out_ix = index_msgs(outs[o]);
+        for (size_t i = 0; i < n_valid; i++)
+            if (index_find(&out_ix, keys[i]) < 0)
+                fail_msg("valid event %s was not published", keys[i]);
+        free(out_ix.v);
+    }
+    check_dead_letters("dead letters", &dlq, &in, bad, n_bad, (size_t)-1);
+    check_dead_letters("dead letters, message.max.bytes=1000000", &dlq_s, &in, bad, n_bad, 1000000);
+    for (size_t i = 0; i < dlq.n; i++)
+        print_message("dead letter %-15s %-14s %s\n", dlq.v[i].key ? dlq.v[i].key : "(no key)",
+                      dlq.v[i].source_header, dlq.v[i].error_header);
+
+    sft_msgs_free(&dlq);
+    sft_msgs_free(&out);
+    sft_msgs_free(&dlq_s);
+    sft_msgs_free(&out_s);
+    sft_msgs_free(&in);
+    daemon_free(&d);
+    daemon_free(&ds);
+    free(defaulted);
+    free(k);
+    free(v);
+    free(lens);
+    for (size_t j = 0; j < n_bad; j++)
+        free(bad[j].value);
+    sft_strings_free(keys, n_valid);
+    sft_strings_free(values, n_valid);
+    sf_broker_stop(b);
+}
+
+/* Every key of `keys` present in `out`; the number missing. */
+static size_t count_missing(const sft_msgs *out, char *const *keys, size_t n) {
+    keyidx x = index_msgs(out);
+    size_t missing = 0;
+    for (size_t i = 0; i < n; i++) {
+        kpos k = {keys[i], 0};
+        missing += bsearch(&k, x.v, x.n, sizeof *x.v, kpos_cmp) == NULL;
+    }
+    free(x.v);
+    return missing;
+}
+
+/* SIGTERM while a paced replay is streaming: the daemon drains and exits 0
+ * within seconds; a second daemon in the same group then picks up where it
+ * stopped, and every event ends up published (at least once). */
+static void test_drain_and_restart(void **state) {
+    (void)state;
+    const size_t n = 6000;
+    const char *topics[] = {"events", "signals", DLQ};
+    sf_broker *b = sft_broker(8, topics, 3);
+    const char *bs = sf_broker_bootstrap(b);
+    char **keys, **values;
+    sft_atlas_events(n, &keys, &values);
+    /* The embedded broker, unlike Kafka, keeps a group "rebalancing" for
+     * session.timeout.ms - 1 s after its last member leaves, and a member that
+     * joins meanwhile waits for it: shorten the session so the restart joins in
+     * seconds, not 44. */
+    const char *args[] = {"--emit", "all", "-X", "session.timeout.ms=4000",
+                          "-X", "heartbeat.interval.ms=500", NULL};
+
+    sfrun d1 = daemon_start(bs, "drain", "signals", args);
+    if (!sft_wait_for_text(d1.log, "assigned", JOIN_TIMEOUT_MS)) {
+        show_file("daemon log", d1.log);
+        fail_msg("the daemon never got its partitions");
+    }
+    char limit[32];
+    snprintf(limit, sizeof limit, "%zu", n);
+    char *replay_argv[] = {SF_TEST_REPLAY, "--brokers", (char *)bs, "--topic", "events",
+                           "--file", SF_TEST_DATA, "--limit", limit, "--rate", "2000",
+                           "--quiet", NULL};
+    pid_t replay = sft_spawn_tied(replay_argv, NULL, NULL);
+
+    /* Stop it once it has published a good part of the stream, not all of it. */
+    sft_msgs part = sft_consume_all(bs, "signals", n / 5, 0, JOIN_TIMEOUT_MS, 0);
+    assert_true(part.n >= n / 5);
+    int64_t took = daemon_stop(&d1);
+    sft_msgs_free(&part);
+    assert_int_equal(waitpid(replay, NULL, WNOHANG), 0); /* still streaming: mid-stream */
+    sft_msgs after1 = sft_consume_all(bs, "signals", 0, 300, 5000, 0);
+    size_t published1 = after1.n;
+    sft_msgs_free(&after1);
+    assert_true(published1 < n);
+
+    sfrun d2 = daemon_start(bs, "drain", "signals", args);
+    assert_int_equal(sft_wait(replay, 30000), 0);
+    sft_msgs out = {0};
+    size_t missing = n;
+    int64_t deadline = sft_now_ms() + JOIN_TIMEOUT_MS;
+    while (missing && sft_now_ms() < deadline) {
+        sft_msgs_free(&out);
+        out = sft_consume_all(bs, "signals", n, 500, 5000, 0);
+        missing = count_missing(&out, keys, n);
+    }
+    if (missing)
+        show_file("second daemon log", d2.log);
+    daemon_stop(&d2);
+    if (missing)
+        fail_msg("%zu of %zu events never published after the restart", missing, n);
+    keyidx x = index_msgs(&out);
+    size_t dups = count_duplicates(&x);
+    free(x.v);
+    print_message("drain: first run published %zu of %zu and exited 0 %lld ms after SIGTERM; "
+                  "after the restart %zu messages, %zu duplicates\n",
+                  published1, n, (long long)took, out.n, dups);
+    assert_int_equal(out.n, n + dups);
+
+    sft_msgs_free(&out);
+    daemon_free(&d1);
+    daemon_free(&d2);
+    sft_strings_free(keys, n);
+    sft_strings_free(values, n);
+    sf_broker_stop(b);
+}
+
+/* Runs `sigflow run` with args that must make it fail at start-up; returns
+ * its stderr (caller frees) and how long it took. */
+static char *run_failing(const char *const *args, int64_t *took) {
+    char *argv[32];
+    int n = 0;
+    argv[n++] = SF_TEST_SIGFLOW;
+    argv[n++] = "run";
+    for (; *args; args++)
+        argv[n++] = (char *)*args;
+    argv[n] = NULL;
+    char *err = sft_temp_path(".err");
+    int64_t t0 = sft_now_ms();
+    int rc = sft_wait(sft_spawn(argv, NULL, NULL, err), 20000);
+    *took = sft_now_ms() - t0;
+    char *text = sft_read_file(err, NULL);
+    assert_non_null(text);
+    unlink(err);
+    free(err);
+    if (rc <= 0 || rc >= 128)
+        fail_msg("sigflow run exited with %d (want a non-zero exit status): %s", rc, text);
+    return text;
+}
+
+static size_t count_lines(const char *s) {
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* A port on loopback that nothing listens on. */
+static int closed_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Start-up errors end the process with a non-zero status and one clear line:
+ * a missing model file, brokers that cannot be reached (within the bound), a
+ * model without an "s"/"signal" label and no --signal-label, and a
+ * --signal-label the model does not have. */
+static void test_startup_errors(void **state) {
+    (void)state;
+    char brokers[64];
+    snprintf(brokers, sizeof brokers, "127.0.0.1:%d", closed_port());
+    int64_t took;
+
+    const char *missing[] = {"--brokers", brokers, "--model", FIXTURES "no_such_model.h5",
+                             "--variables", MLP_VARS, "--metrics-addr", "none", NULL};
+    char *err = run_failing(missing, &took);
+    assert_int_equal(count_lines(err), 1);
+    assert_non_null(strstr(err, "no_such_model.h5"));
+    print_message("missing model: %s", err);
+    free(err);
+
+    const char *unreachable[] = {"--brokers", brokers, "--model", MLP_MODEL, "--variables",
+                                 MLP_VARS, "--metrics-addr", "none", "--connect-timeout-ms",
+                                 "1000", NULL};
+    err = run_failing(unreachable, &took);
+    print_message("unreachable brokers (%lld ms): %s", (long long)took, err);
+    assert_non_null(strstr(err, brokers));
+    /* The bound plus process start and teardown (a sanitized build is slow). */
+    assert_true(took < 1000 + 2500);
+    free(err);
+
+    const char *no_label[] = {"--brokers", brokers, "--model", THREE_MODEL, "--variables",
+                              THREE_VARS, "--metrics-addr", "none", NULL};
+    err = run_failing(no_label, &took);
+    assert_int_equal(count_lines(err), 1);
+    assert_non_null(strstr(err, "--signal-label"));
+    print_message("no signal label: %s", err);
+    free(err);
+
+    const char *bad_label[] = {"--brokers", brokers, "--model", THREE_MODEL, "--variables",
+                               THREE_VARS, "--metrics-addr", "none", "--signal-label", "s",
+                               NULL};
+    err = run_failing(bad_label, &took);
+    assert_int_equal(count_lines(err), 1);
+    assert_non_null(strstr(err, "'s'"));
+    print_message("unknown signal label: %s", err);
+    free(err);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_startup_errors),
+        cmocka_unit_test(test_end_to_end),
+        cmocka_unit_test(test_selection_modes),
+        cmocka_unit_test(test_dead_letters),
+        cmocka_unit_test(test_drain_and_restart),
+    };
+    const char *only = getenv("SF_TEST_FILTER"); /* e.g. SF_TEST_FILTER=test_drain* */
+    if (only && *only)
+        cmocka_set_test_filter(only);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
