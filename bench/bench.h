@@ -76,11 +76,13 @@ typedef struct bench_limits_conf {
     const char *csv_path;
     size_t batch_size;
     double seconds;          /* per measurement */
-    int all_threads;         /* BLAS threads for the machine's limit (its cores) */
-    int pipeline_threads;    /* the pipeline's BLAS threads, restored at the end */
+    int all_threads;         /* BLAS threads for the machine's limit (its cores); the
+                                count in force before is restored at the end */
 } bench_limits_conf;
 
 typedef struct bench_limits {
+    size_t parameters;             /* the model's, as Keras counts them */
+    char sha256[65];               /* the model file's */
     size_t events;                 /* distinct sample events the loops cycle through */
     double inference_eps;          /* batched forward pass, all_threads BLAS threads */
     double inference_1thread_eps;  /* the same on one thread */

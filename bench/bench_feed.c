@@ -120,6 +120,27 @@ static void *feed_thread(void *arg) {
     return NULL;
 }
 
+/* A new producer learns the topic's leaders only from its first message on,
+ * holding everything produced meanwhile (about a second): the paced clock
+ * must not start before that. */
+static int learn_topic(bench_feed *f, char *errstr, size_t n) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(f->rk, f->conf.topic, NULL);
+    if (!rkt) {
+        snprintf(errstr, n, "cannot create topic handle %s", f->conf.topic);
+        return -1;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(f->rk, 0, rkt, &md, 10000);
+    if (!err && (md->topic_cnt != 1 || md->topics[0].err))
+        err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    if (err)
+        snprintf(errstr, n, "no metadata for topic %s: %s", f->conf.topic, rd_kafka_err2str(err));
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return err ? -1 : 0;
+}
+
 static void feed_free(bench_feed *f) {
     if (f->rk)
         rd_kafka_destroy(f->rk);
@@ -161,6 +182,10 @@ int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, s
     if (bad) {
         if (!f->rk)
             rd_kafka_conf_destroy(conf);
+        feed_free(f);
+        return -1;
+    }
+    if (learn_topic(f, errstr, n)) {
         feed_free(f);
         return -1;
     }

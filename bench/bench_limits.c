@@ -132,6 +132,8 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
         sf_vars_load(&vars, c->vars_path, errstr, n) || sf_vars_bind(vars, model, errstr, n))
         goto out;
     size_t nin = model->n_inputs;
+    out->parameters = model->n_params;
+    snprintf(out->sha256, sizeof out->sha256, "%s", model->sha256);
     if (sample_read(&s, c->csv_path, nin, errstr, n))
         goto out;
     out->events = s.n;
@@ -166,11 +168,13 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
 
     /* One untimed run first: BLAS buffers, page faults. */
     sf_infer_run(inf, s.rows, c->batch_size, probs);
+    sf_blas_info before;
+    sf_blas_info_get(&before);
     sf_blas_set_threads(c->all_threads);
     out->inference_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
     sf_blas_set_threads(1);
     out->inference_1thread_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
-    sf_blas_set_threads(c->pipeline_threads);
+    sf_blas_set_threads(before.threads);
     rc = 0;
 out:
     sample_free(&s);

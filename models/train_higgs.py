@@ -11,7 +11,7 @@ has no Keras/TensorFlow/torch), and writes what the C pipeline needs:
   models/higgs_reference.csv     float64 probabilities for 1,000 held-out events,
                                  computed from the SAVED float32 weights (parity test)
 
-Usage (from the repository root; about 2-3 minutes on one core):
+Usage (from the repository root; about 70 s on one core):
 
     /usr/bin/python3 models/train_higgs.py
 
@@ -55,8 +55,8 @@ KERAS_VERSION = "2.13.1"
 # Hyper-parameters, chosen with --cv on folds of the training rows (never on held-out).
 LEARNING_RATE = 2e-4
 BATCH = 256
-EPOCHS = 30
-WEIGHT_DECAY = 0.0           # decoupled (AdamW): W -= lr * WEIGHT_DECAY * W, kernels only
+EPOCHS = 40
+WEIGHT_DECAY = 0.5           # decoupled (AdamW): W -= lr * WEIGHT_DECAY * W, kernels only
 COSINE = False               # cosine-decay the learning rate to 10% over the epochs
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7
 
@@ -348,8 +348,9 @@ def forward64(Ws, bs, acts, x):
 
 
 def train(xf, yf, xs, ys, hp, rng):
-    """Fits on (xf, yf) for hp.epochs and returns the model at the epoch with the
-    lowest loss on the early-stopping rows (xs, ys), and that epoch."""
+    """Fits on (xf, yf) for hp.epochs; returns the model restored to the epoch with
+    the lowest loss on the early-stopping rows (xs, ys), and (loss, epoch, weights,
+    (accuracy, auc)) of that epoch."""
     model = MLP(xf.shape[1], rng, hp.weight_decay)
     best = (np.inf, -1, None, None)
     for epoch in range(1, hp.epochs + 1):
@@ -431,6 +432,7 @@ def main():
 
     h5_path = os.path.join(hp.out, "higgs_mlp.h5")
     write_keras_h5(h5_path, model, x32.shape[1], hp)
+
     # Everything below uses only the files just written: weights re-read from the
     # .h5 (float32 values, float64 arithmetic), normalization from the JSON.
     Ws, bs, acts = read_keras_h5(h5_path)

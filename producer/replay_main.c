@@ -50,7 +50,8 @@ static void usage(FILE *f) {
         "  -h, --help                   this text\n"
         "\n"
         "Prints one summary line on stdout at the end. Exit status: 0 all delivered,\n"
-        "1 runtime failure (file, broker, failed delivery, strict bad row), 2 usage.\n",
+        "1 runtime failure (file, broker, failed delivery, strict bad row, every row\n"
+        "bad), 2 usage.\n",
         SF_REPLAY_DEFAULT_DROP);
 }
 
@@ -243,6 +244,9 @@ int main(int argc, char **argv) {
 
     if (rc != 0)
         fprintf(stderr, "sigflow-replay: %s\n", errstr);
+    else if (st.read > 0 && st.skipped == st.read)
+        fprintf(stderr, "sigflow-replay: nothing sent: all %llu rows were bad\n",
+                (unsigned long long)st.read);
     else if (st.failed > 0)
         fprintf(stderr, "sigflow-replay: %llu deliveries failed, first: %s\n",
                 (unsigned long long)st.failed, st.error);
@@ -254,5 +258,5 @@ int main(int argc, char **argv) {
                (unsigned long long)st.delivered, (unsigned long long)st.failed,
                (unsigned long long)st.skipped, st.seconds,
                st.seconds > 0 ? (double)st.delivered / st.seconds : 0.0);
-    return rc != 0 || st.failed > 0 ? 1 : 0;
+    return rc != 0 || st.failed > 0 || (st.read > 0 && st.skipped == st.read) ? 1 : 0;
 }

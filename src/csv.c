@@ -21,6 +21,9 @@ struct sf_csv {
     int eof;          /* gzread has nothing more */
     int skipping;     /* inside a line longer than SF_CSV_MAX_LINE */
     uint64_t line;    /* lines consumed so far */
+    char *memo;       /* sf_csv_keep: the file's bytes as read so far */
+    size_t memo_len, memo_cap, memo_max, memo_pos;
+    int memo_state;   /* 0 off, 1 recording, 2 complete: serve rewinds from memo */
     sf_csv_field *fields;
     size_t fields_cap;
 };
@@ -63,6 +66,7 @@ void sf_csv_close(sf_csv *c) {
     if (c->gz)
         gzclose(c->gz);
     free(c->fields);
+    free(c->memo);
     free(c->buf);
     free(c->path);
     free(c);
@@ -72,8 +76,52 @@ uint64_t sf_csv_line(const sf_csv *c) {
     return c->line;
 }
 
+void sf_csv_keep(sf_csv *c, size_t max_bytes) {
+    if (c->memo_state == 0 && c->end == 0 && !c->eof && max_bytes > 0) {
+        c->memo_max = max_bytes;
+        c->memo_state = 1;
+    }
+}
+
+static void sf_csv_forget(sf_csv *c) {
+    free(c->memo);
+    c->memo = NULL;
+    c->memo_len = c->memo_cap = 0;
+    c->memo_state = 0;
+}
+
+/* Appends what was just read to the memo, giving up past memo_max. */
+static void sf_csv_record(sf_csv *c, const char *data, size_t n) {
+    if (c->memo_len + n > c->memo_max) {
+        sf_csv_forget(c);
+        return;
+    }
+    if (c->memo_len + n > c->memo_cap) {
+        size_t cap = c->memo_cap ? c->memo_cap : SF_CSV_CHUNK;
+        while (cap < c->memo_len + n)
+            cap *= 2;
+        char *m = realloc(c->memo, cap);
+        if (!m) {
+            sf_csv_forget(c);
+            return;
+        }
+        c->memo = m;
+        c->memo_cap = cap;
+    }
+    memcpy(c->memo + c->memo_len, data, n);
+    c->memo_len += n;
+}
+
 int sf_csv_rewind(sf_csv *c, char *errstr, size_t errstr_size) {
-    if (gzrewind(c->gz) != 0) {
+    if (c->memo_state == 1 && c->eof)
+        c->memo_state = 2;
+    if (c->memo_state == 2) {
+        c->memo_pos = 0;
+    } else if (c->memo_state == 1) {
+        /* Rewound before the end: the memo restarts with the file. */
+        c->memo_len = 0;
+    }
+    if (c->memo_state != 2 && gzrewind(c->gz) != 0) {
         snprintf(errstr, errstr_size, "%s: cannot rewind", c->path);
         return -1;
     }
@@ -102,7 +150,19 @@ static int sf_csv_fill(sf_csv *c, char *errstr, size_t errstr_size) {
         c->buf = nbuf;
         c->cap = ncap;
     }
-    int n = gzread(c->gz, c->buf + c->end, (unsigned)(c->cap - c->end - 1));
+    size_t room = c->cap - c->end - 1;
+    if (c->memo_state == 2) {
+        size_t n = c->memo_len - c->memo_pos;
+        if (n > room)
+            n = room;
+        memcpy(c->buf + c->end, c->memo + c->memo_pos, n);
+        c->memo_pos += n;
+        c->end += n;
+        if (n == 0)
+            c->eof = 1;
+        return 0;
+    }
+    int n = gzread(c->gz, c->buf + c->end, (unsigned)room);
     int zerr = Z_OK;
     const char *msg = gzerror(c->gz, &zerr);
     if (n < 0 || (zerr != Z_OK && zerr != Z_STREAM_END)) {
@@ -113,6 +173,8 @@ static int sf_csv_fill(sf_csv *c, char *errstr, size_t errstr_size) {
     }
     if (n == 0)
         c->eof = 1;
+    if (c->memo_state == 1 && n > 0)
+        sf_csv_record(c, c->buf + c->end, (size_t)n);
     c->end += (size_t)n;
     return 0;
 }

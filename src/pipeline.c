@@ -79,7 +79,6 @@ typedef struct pipeline {
     engine eng;
     rd_kafka_t *consumer, *producer;
     rd_kafka_queue_t *queue;
-    rd_kafka_consumer_group_metadata_t *group_md; /* exactly-once only */
 
     rd_kafka_message_t **msgs; /* the batch being filled */
     size_t n_msgs;
@@ -299,7 +298,8 @@ static int produce(pipeline *p, const char *topic, const void *key, size_t key_l
             /* A dead letter over our own message.max.bytes (only -X can make it
              * so): keep its record without the payload, as when a broker refuses it. */
             char note[128];
-            snprintf(note, sizeof note, "payload of %zu bytes not kept: over message.max.bytes", len);
+            snprintf(note, sizeof note, "payload of %zu bytes not kept: over message.max.bytes",
+                     len);
             rd_kafka_header_add(headers, "sigflow-note", -1, note, -1);
             value = NULL;
             len = 0;
@@ -534,8 +534,14 @@ static void rewind_to_committed(pipeline *p, const rd_kafka_topic_partition_list
 
 static int transaction_commit(pipeline *p, inflight *f) {
     rd_kafka_error_t *err = NULL;
-    if (!p->fatal)
-        err = rd_kafka_send_offsets_to_transaction(p->producer, f->offsets, p->group_md, -1);
+    if (!p->fatal) {
+        /* The group metadata of now, not of start-up: it carries the current
+         * generation, so the broker refuses the offsets of an instance that
+         * lost these partitions in a rebalance it did not see (KIP-447). */
+        rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+        err = rd_kafka_send_offsets_to_transaction(p->producer, f->offsets, md, -1);
+        rd_kafka_consumer_group_metadata_destroy(md);
+    }
     if (!p->fatal && !err)
         err = rd_kafka_commit_transaction(p->producer, -1);
     /* commit_transaction flushed: every delivery report of the batch was served. */
@@ -955,8 +961,6 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         goto out;
     rd_kafka_poll_set_consumer(p.consumer);
     p.queue = rd_kafka_queue_get_consumer(p.consumer);
-    if (c->exactly_once)
-        p.group_md = rd_kafka_consumer_group_metadata(p.consumer);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, c->input_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t serr = rd_kafka_subscribe(p.consumer, topics);
@@ -992,8 +996,6 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
 out:
     if (p.queue)
         rd_kafka_queue_destroy(p.queue);
-    if (p.group_md)
-        rd_kafka_consumer_group_metadata_destroy(p.group_md);
     if (p.consumer)
         rd_kafka_destroy(p.consumer);
     if (p.producer) {

@@ -38,6 +38,12 @@ int sf_csv_next(sf_csv *c, const sf_csv_field **fields, size_t *n_fields, char *
 /* The 1-based line number of the record (or bad line) last returned. */
 uint64_t sf_csv_line(const sf_csv *c);
 
+/* Keeps up to max_bytes of the (decompressed) file in memory as it is read,
+ * so that rewinds after a complete pass replay from memory instead of
+ * inflating the file again. Call before the first sf_csv_next; a file larger
+ * than max_bytes is simply read again. */
+void sf_csv_keep(sf_csv *c, size_t max_bytes);
+
 /* Starts over from the first line. 0, or -1 with errstr. */
 int sf_csv_rewind(sf_csv *c, char *errstr, size_t errstr_size);
 

@@ -1,4 +1,5 @@
 /* support.c: shared plumbing for the Kafka-facing tests (see support.h). */
+#define _GNU_SOURCE /* close_range */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -308,6 +309,10 @@ pid_t sft_spawn_tied(char *const argv[], const char *out_path, const char *err_p
         int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
             _exit(126);
+        /* Nothing else: the embedded broker's accepted sockets are not
+         * close-on-exec, and a child holding a copy keeps a connection open
+         * after the broker closes it (a "down" broker that nobody notices). */
+        close_range(3, ~0U, 0);
         execv(argv[0], argv);
         _exit(127);
     }

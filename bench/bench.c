@@ -1,0 +1,624 @@
+/* bench.c: sigflow-bench, how fast sigflow is and how far from the machine's
+ * limit.
+ *
+ * One process runs what a deployment on one machine runs: the embedded broker,
+ * a producer replaying the bundled ATLAS sample into `events`, and the
+ * pipeline with the shipped model publishing every prediction (--emit all, so
+ * every event has an acknowledged output to time). It measures while both run
+ * (the embedded broker keeps only a few MB per partition, so nothing can be
+ * preloaded), first flat out, then paced at half the rate it found, for the
+ * latency. Beforehand it times the model alone and the JSON parsing alone on
+ * the same events in memory: the ratios to those limits are what we track, as
+ * absolute figures move with the machine. Usage and figures: bench/README.md. */
+#include <getopt.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "sigflow/blas.h"
+#include "sigflow/broker.h"
+#include "sigflow/clock.h"
+#include "sigflow/metrics.h"
+#include "sigflow/pipeline.h"
+#include "bench.h"
+
+#define INPUT_TOPIC "events"
+#define OUTPUT_TOPIC "signals"
+#define START_TIMEOUT_S 60.0 /* group join and first batch */
+#define DRAIN_TIMEOUT_S 60.0
+#define MAX_KAFKA_PROPS 32
+
+/* The embedded broker answers a fetch that finds no data only after the
+ * consumer's fetch.wait.max.ms (500 ms by default), even if data arrives
+ * meanwhile; a real broker answers as soon as there is data. A short wait
+ * gives the pipeline what a real broker would (-X overrides it). */
+static const char default_fetch_wait[] = "fetch.wait.max.ms=5";
+
+typedef struct opts {
+    const char *model, *vars, *file;
+    double seconds, warmup, limit_seconds, rate;
+    size_t batch_size, window;
+    int batch_wait_ms, partitions, blas_threads, json, quick;
+    const char *kafka_props[MAX_KAFKA_PROPS]; /* -X key=value for the pipeline */
+    size_t n_kafka_props;
+} opts;
+
+/* One measured stretch at one input rate. */
+typedef struct phase {
+    const char *name;
+    double offered_rate;    /* events/s; 0: closed loop (as fast as the pipeline goes) */
+    double seconds;
+    uint64_t events;        /* outputs acknowledged in the window */
+    double events_per_s;
+    double fed_per_s;
+    double batch_size_mean;
+    double stage_cpu[SF_STAGE__COUNT]; /* pipeline thread, s per event */
+    double group_cpu[BENCH_T__COUNT];  /* per thread group, s per event */
+    double process_cpu;                /* s per event */
+    bench_hist hist;                   /* input timestamp to output acknowledgement */
+} phase;
+
+typedef struct pipeline_job {
+    sf_pipeline_conf conf;
+    atomic_int stop;
+    atomic_int done;
+    int rc;
+    char err[512];
+} pipeline_job;
+
+/* Everything the phases share. */
+typedef struct bench {
+    const opts *o;
+    const char *brokers;
+    sf_metrics *metrics;
+    sf_pipeline_stats stats;
+    _Atomic(bench_hist *) hist; /* where on_ack records, NULL between windows */
+    pipeline_job job;
+    uint64_t delivered;         /* events fed so far, all phases */
+    int blas_threads;           /* BLAS threads while the pipeline ran */
+} bench;
+
+static const char *const stage_keys[SF_STAGE__COUNT] = {
+    "consume", "parse_assemble", "normalize", "inference", "publish", "other"};
+
+static void on_ack(void *opaque, double latency_ms) {
+    bench *b = opaque;
+    bench_hist *h = atomic_load_explicit(&b->hist, memory_order_acquire);
+    if (h)
+        bench_hist_add(h, latency_ms);
+}
+
+static void *pipeline_thread(void *arg) {
+    pipeline_job *job = arg;
+    bench_thread_name("sf-pipeline");
+    job->rc = sf_pipeline_run(&job->conf, job->err, sizeof job->err);
+    atomic_store(&job->done, 1);
+    return NULL;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Sleeps `seconds`, or less if the pipeline stops. 0, or -1 if it stopped. */
+static int wait_running(bench *b, double seconds) {
+    double end = sf_clock_s() + seconds;
+    while (sf_clock_s() < end) {
+        if (atomic_load(&b->job.done))
+            return -1;
+        double left = end - sf_clock_s();
+        sleep_ms(left > 0.02 ? 20 : (int)(left * 1000) + 1);
+    }
+    return atomic_load(&b->job.done) ? -1 : 0;
+}
+
+/* Every event fed so far consumed, and every prediction acknowledged. */
+static int drained(const bench *b) {
+    return sf_metrics_get(b->metrics, SF_C_CONSUMED) >= b->delivered &&
+           sf_metrics_get(b->metrics, SF_C_SIGNALS) >= sf_metrics_get(b->metrics, SF_C_PREDICTED);
+}
+
+static int wait_for(bench *b, int (*cond)(const bench *), double timeout_s, const char *what,
+                    char *errstr, size_t n) {
+    double end = sf_clock_s() + timeout_s;
+    while (!cond(b)) {
+        if (atomic_load(&b->job.done)) {
+            snprintf(errstr, n, "pipeline stopped: %s", b->job.err);
+            return -1;
+        }
+        if (sf_clock_s() > end) {
+            snprintf(errstr, n, "%s: not done after %.0f s (consumed %llu of %llu fed)", what, timeout_s,
+                     (unsigned long long)sf_metrics_get(b->metrics, SF_C_CONSUMED),
+                     (unsigned long long)b->delivered);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+static int consuming(const bench *b) {
+    return sf_metrics_get(b->metrics, SF_C_SIGNALS) > 0;
+}
+
+/* Waits, feeding a single event, until the pipeline has joined its group and
+ * published: events fed during the join would be a backlog in the first phase. */
+static int prime(bench *b, char *errstr, size_t n) {
+    bench_feed_conf fc = {.brokers = b->brokers, .topic = INPUT_TOPIC, .csv_path = b->o->file,
+                          .rate = 0, .window = 1, .metrics = b->metrics};
+    bench_feed *feed;
+    if (bench_feed_start(&feed, &fc, errstr, n))
+        return -1;
+    int rc = wait_for(b, consuming, START_TIMEOUT_S, "start", errstr, n);
+    uint64_t delivered = 0;
+    char ferr[512];
+    if (bench_feed_stop(feed, &delivered, ferr, sizeof ferr) && rc == 0) {
+        snprintf(errstr, n, "%s", ferr);
+        rc = -1;
+    }
+    b->delivered += delivered;
+    return rc ? rc : wait_for(b, drained, DRAIN_TIMEOUT_S, "drain", errstr, n);
+}
+
+typedef struct snapshot {
+    double t, process_cpu;
+    uint64_t acked, sent, events, batches;
+    uint64_t stage_ns[SF_STAGE__COUNT];
+    bench_threads threads;
+} snapshot;
+
+static void snap(bench *b, const bench_feed *feed, snapshot *s) {
+    s->t = sf_clock_s();
+    s->acked = sf_metrics_get(b->metrics, SF_C_SIGNALS);
+    s->sent = bench_feed_sent(feed);
+    s->events = atomic_load(&b->stats.events);
+    s->batches = atomic_load(&b->stats.batches);
+    for (int i = 0; i < SF_STAGE__COUNT; i++)
+        s->stage_ns[i] = atomic_load(&b->stats.cpu_ns[i]);
+    s->process_cpu = bench_process_cpu_s();
+    bench_threads_snapshot(&s->threads);
+}
+
+/* Feeds at `rate` (0: closed loop), warms up, measures, stops feeding and
+ * waits until the pipeline has caught up. */
+static int run_phase(bench *b, phase *ph, const char *name, double rate, char *errstr, size_t n) {
+    const opts *o = b->o;
+    memset(ph, 0, sizeof *ph);
+    ph->name = name;
+    ph->offered_rate = rate;
+    bench_feed_conf fc = {.brokers = b->brokers, .topic = INPUT_TOPIC, .csv_path = o->file,
+                          .rate = rate, .window = o->window, .metrics = b->metrics};
+    bench_feed *feed;
+    if (bench_feed_start(&feed, &fc, errstr, n))
+        return -1;
+    int rc = -1;
+    snapshot s0, s1;
+    if (wait_running(b, o->warmup))
+        goto died;
+    snap(b, feed, &s0);
+    sf_blas_info blas;
+    sf_blas_info_get(&blas);
+    b->blas_threads = blas.threads;
+    atomic_store_explicit(&b->hist, &ph->hist, memory_order_release);
+    if (wait_running(b, o->seconds))
+        goto died;
+    atomic_store_explicit(&b->hist, NULL, memory_order_release);
+    snap(b, feed, &s1);
+    rc = 0;
+    goto stop;
+died:
+    snprintf(errstr, n, "pipeline stopped: %s", b->job.err);
+stop:
+    atomic_store_explicit(&b->hist, NULL, memory_order_release);
+    {
+        uint64_t delivered = 0;
+        char ferr[512];
+        if (bench_feed_stop(feed, &delivered, ferr, sizeof ferr) && rc == 0) {
+            snprintf(errstr, n, "%s", ferr);
+            rc = -1;
+        }
+        b->delivered += delivered;
+    }
+    if (rc || wait_for(b, drained, DRAIN_TIMEOUT_S, "drain", errstr, n))
+        return -1;
+
+    double dt = s1.t - s0.t;
+    uint64_t ev = s1.events - s0.events;
+    ph->seconds = dt;
+    ph->events = s1.acked - s0.acked;
+    ph->events_per_s = (double)ph->events / dt;
+    ph->fed_per_s = (double)(s1.sent - s0.sent) / dt;
+    ph->batch_size_mean = s1.batches > s0.batches ? (double)ev / (double)(s1.batches - s0.batches) : 0;
+    double per = ev ? 1.0 / (double)ev : 0;
+    for (int i = 0; i < SF_STAGE__COUNT; i++)
+        ph->stage_cpu[i] = (double)(s1.stage_ns[i] - s0.stage_ns[i]) / 1e9 * per;
+    bench_threads_diff(&s0.threads, &s1.threads, ph->group_cpu);
+    for (int g = 0; g < BENCH_T__COUNT; g++)
+        ph->group_cpu[g] *= per;
+    ph->process_cpu = (s1.process_cpu - s0.process_cpu) * per;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- output */
+
+static json_t *latency_json(const phase *ph) {
+    return json_pack("{s:f, s:f, s:f, s:f, s:f, s:I}", "rate_events_per_s", ph->events_per_s, "p50",
+                     bench_hist_quantile(&ph->hist, 0.50), "p90", bench_hist_quantile(&ph->hist, 0.90),
+                     "p99", bench_hist_quantile(&ph->hist, 0.99), "max", bench_hist_max(&ph->hist),
+                     "samples", (json_int_t)bench_hist_count(&ph->hist));
+}
+
+static json_t *cpu_json(const phase *ph) {
+    json_t *o = json_object();
+    double pipeline = 0;
+    for (int i = 0; i < SF_STAGE__COUNT; i++) {
+        json_object_set_new(o, stage_keys[i], json_real(ph->stage_cpu[i]));
+        pipeline += ph->stage_cpu[i];
+    }
+    json_object_set_new(o, "pipeline_thread_total", json_real(pipeline));
+    json_t *threads = json_object();
+    for (int g = 0; g < BENCH_T__COUNT; g++)
+        json_object_set_new(threads, bench_thread_group_names[g], json_real(ph->group_cpu[g]));
+    json_object_set_new(o, "threads", threads);
+    json_object_set_new(o, "process", json_real(ph->process_cpu));
+    return o;
+}
+
+static json_t *phase_json(const phase *ph) {
+    return json_pack("{s:s, s:f, s:f, s:f, s:I, s:f, s:f, s:o, s:o}", "name", ph->name,
+                     "offered_events_per_s", ph->offered_rate, "seconds", ph->seconds, "events_per_s",
+                     ph->events_per_s, "events", (json_int_t)ph->events, "fed_events_per_s",
+                     ph->fed_per_s, "batch_size_mean", ph->batch_size_mean, "latency_ms",
+                     latency_json(ph), "cpu_s_per_event", cpu_json(ph));
+}
+
+static void print_human(const opts *o, const bench_limits *lim, const phase *top, const phase *lat,
+                        double rss, const json_t *machine) {
+    printf("sigflow-bench: %s (%zu parameters), batch %zu / %d ms, %d partitions\n", o->model,
+           lim->parameters, o->batch_size, o->batch_wait_ms, o->partitions);
+    printf("machine:   %lld cores, %s; BLAS %s, %lld thread(s) in the pipeline\n",
+           (long long)json_integer_value(json_object_get(machine, "cores")),
+           json_string_value(json_object_get(machine, "cpu_model")),
+           json_string_value(json_object_get(machine, "blas_core")),
+           (long long)json_integer_value(json_object_get(machine, "blas_threads")));
+    printf("limits:    inference only %.0f ev/s (%.0f on 1 thread), parse + assemble only %.0f ev/s\n",
+           lim->inference_eps, lim->inference_1thread_eps, lim->parse_eps);
+    printf("%-10s %.0f ev/s end to end = %.2f of inference only; mean batch %.0f\n",
+           top->offered_rate > 0 ? "at rate:" : "flat out:", top->events_per_s,
+           top->events_per_s / lim->inference_eps, top->batch_size_mean);
+    printf("cpu/event: ");
+    for (int i = 0; i < SF_STAGE__COUNT; i++)
+        printf("%s %.1f us%s", stage_keys[i], top->stage_cpu[i] * 1e6, i + 1 < SF_STAGE__COUNT ? ", " : "\n");
+    printf("           ");
+    for (int g = 0; g < BENCH_T__COUNT; g++)
+        printf("%s %.1f us, ", bench_thread_group_names[g], top->group_cpu[g] * 1e6);
+    printf("process %.1f us\n", top->process_cpu * 1e6);
+    printf("latency:   at %.0f ev/s: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%llu outputs)\n",
+           lat->events_per_s, bench_hist_quantile(&lat->hist, 0.5), bench_hist_quantile(&lat->hist, 0.9),
+           bench_hist_quantile(&lat->hist, 0.99), bench_hist_max(&lat->hist),
+           (unsigned long long)bench_hist_count(&lat->hist));
+    printf("memory:    peak RSS %.1f MB\n", rss);
+}
+
+/* ---------------------------------------------------------------- options */
+
+static const char usage[] =
+    "usage: sigflow-bench [--json] [--quick] [--seconds S] [--warmup S] [--rate R]\n"
+    "                     [--model PATH --variables PATH] [--file CSV]\n"
+    "                     [--batch-size N] [--batch-wait-ms MS] [--blas-threads N]\n"
+    "                     [--partitions N] [--window N] [--limit-seconds S]\n"
+    "                     [-X key=value ...]\n"
+    "\n"
+    "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
+    "replay of the bundled ATLAS sample and the pipeline together: flat out for S\n"
+    "seconds after a warm-up, then at half that rate for the latency (or only at\n"
+    "--rate R events/s). Prints a summary, or one JSON object with --json.\n"
+    "--quick: a few seconds in all (the smoke test). -X: librdkafka properties for\n"
+    "the pipeline (default fetch.wait.max.ms=5, see bench/README.md).\n";
+
+static int bad_value(const char *option, const char *value, const char *what) {
+    fprintf(stderr, "sigflow-bench: %s '%s': expected %s\n", option, value, what);
+    return 1;
+}
+
+static int parse_double(const char *s, double min, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_long(const char *s, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* The bundled model and data: from the source tree named at build time, or by
+ * $SIGFLOW_SOURCE_DIR, or relative to the working directory. */
+static const char *source_dir(void) {
+    const char *env = getenv("SIGFLOW_SOURCE_DIR");
+    if (env && *env)
+        return env;
+#ifdef SIGFLOW_SOURCE_DIR
+    return SIGFLOW_SOURCE_DIR;
+#else
+    return ".";
+#endif
+}
+
+static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_size) {
+    memset(o, 0, sizeof *o);
+    const char *src = source_dir();
+    char *model = paths, *vars = paths + paths_size / 3, *file = paths + 2 * (paths_size / 3);
+    snprintf(model, paths_size / 3, "%s/models/higgs_mlp.h5", src);
+    snprintf(vars, paths_size / 3, "%s/models/higgs_variables.json", src);
+    snprintf(file, paths_size / 3, "%s/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz", src);
+    o->model = model;
+    o->vars = vars;
+    o->file = file;
+    o->seconds = 10;
+    o->warmup = 3;
+    o->limit_seconds = 3;
+    o->batch_size = 512;
+    o->batch_wait_ms = 5;
+    o->partitions = 4;
+    o->blas_threads = 0;
+    o->kafka_props[o->n_kafka_props++] = default_fetch_wait;
+    int seconds_set = 0, warmup_set = 0, limit_set = 0;
+    long window = 0, v;
+    enum { O_VARS = 256, O_FILE, O_SECONDS, O_WARMUP, O_RATE, O_JSON, O_QUICK, O_BS, O_BW, O_BLAS,
+           O_PARTS, O_WINDOW, O_LIMIT };
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
+        {"file", required_argument, NULL, O_FILE}, {"seconds", required_argument, NULL, O_SECONDS},
+        {"warmup", required_argument, NULL, O_WARMUP}, {"rate", required_argument, NULL, O_RATE},
+        {"json", no_argument, NULL, O_JSON}, {"quick", no_argument, NULL, O_QUICK},
+        {"batch-size", required_argument, NULL, O_BS}, {"batch-wait-ms", required_argument, NULL, O_BW},
+        {"blas-threads", required_argument, NULL, O_BLAS},
+        {"partitions", required_argument, NULL, O_PARTS}, {"window", required_argument, NULL, O_WINDOW},
+        {"limit-seconds", required_argument, NULL, O_LIMIT}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int opt, bad = 0;
+    while ((opt = getopt_long(argc, argv, "hX:", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'X':
+            if (!strchr(optarg, '=') || o->n_kafka_props == MAX_KAFKA_PROPS)
+                bad = bad_value("-X", optarg, "key=value (at most 31 of them)");
+            else
+                o->kafka_props[o->n_kafka_props++] = optarg;
+            break;
+        case 'm': o->model = optarg; break;
+        case O_VARS: o->vars = optarg; break;
+        case O_FILE: o->file = optarg; break;
+        case O_SECONDS:
+            if (parse_double(optarg, 0.1, 86400, &o->seconds))
+                bad = bad_value("--seconds", optarg, "a number of seconds in 0.1..86400");
+            seconds_set = 1;
+            break;
+        case O_WARMUP:
+            if (parse_double(optarg, 0, 3600, &o->warmup))
+                bad = bad_value("--warmup", optarg, "a number of seconds in 0..3600");
+            warmup_set = 1;
+            break;
+        case O_LIMIT:
+            if (parse_double(optarg, 0.05, 600, &o->limit_seconds))
+                bad = bad_value("--limit-seconds", optarg, "a number of seconds in 0.05..600");
+            limit_set = 1;
+            break;
+        case O_RATE:
+            if (parse_double(optarg, 1, 1e8, &o->rate))
+                bad = bad_value("--rate", optarg, "events per second, at least 1");
+            break;
+        case O_JSON: o->json = 1; break;
+        case O_QUICK: o->quick = 1; break;
+        case O_BS:
+            if (parse_long(optarg, 1, 4096, &v))
+                bad = bad_value("--batch-size", optarg, "an integer in 1..4096");
+            o->batch_size = (size_t)v;
+            break;
+        case O_BW:
+            if (parse_long(optarg, 0, 60000, &v))
+                bad = bad_value("--batch-wait-ms", optarg, "an integer in 0..60000");
+            o->batch_wait_ms = (int)v;
+            break;
+        case O_BLAS:
+            if (parse_long(optarg, 1, 256, &v))
+                bad = bad_value("--blas-threads", optarg, "an integer in 1..256");
+            o->blas_threads = (int)v;
+            break;
+        case O_PARTS:
+            if (parse_long(optarg, 1, 64, &v))
+                bad = bad_value("--partitions", optarg, "an integer in 1..64");
+            o->partitions = (int)v;
+            break;
+        case O_WINDOW:
+            if (parse_long(optarg, 1, 1000000, &window))
+                bad = bad_value("--window", optarg, "an integer in 1..1000000");
+            break;
+        case 'h': fputs(usage, stdout); exit(0);
+        default: bad = 1;
+        }
+    }
+    if (bad || optind < argc) {
+        fputs(usage, stderr);
+        return -1;
+    }
+    if (o->quick) {
+        if (!seconds_set)
+            o->seconds = 1.5;
+        if (!warmup_set)
+            o->warmup = 0.5;
+        if (!limit_set)
+            o->limit_seconds = 0.3;
+    }
+    /* Enough in flight for the consumer's prefetch to stay ahead of the
+     * pipeline, well under what the embedded broker keeps (5 MB a partition,
+     * about 5,000 events). */
+    o->window = window ? (size_t)window : 16 * o->batch_size;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv) {
+    bench_thread_name("sf-main");
+    opts o;
+    static char paths[3 * 4096];
+    if (parse_opts(argc, argv, &o, paths, sizeof paths))
+        return 2;
+    json_t *machine = bench_machine_json(); /* first: the load average before we add to it */
+    char err[1024];
+
+    /* --blas-threads N acts as OPENBLAS_NUM_THREADS=N would: the pipeline keeps
+     * a thread count the user chose. */
+    if (o.blas_threads > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", o.blas_threads);
+        setenv("OPENBLAS_NUM_THREADS", v, 1);
+        sf_blas_set_threads(o.blas_threads);
+    }
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    bench_limits lim;
+    bench_limits_conf lc = {.model_path = o.model, .vars_path = o.vars, .csv_path = o.file,
+                            .batch_size = o.batch_size, .seconds = o.limit_seconds,
+                            .all_threads = cores > 0 ? cores : 1};
+    if (!o.json)
+        fprintf(stderr, "sigflow-bench: timing the model and the parser alone...\n");
+    if (bench_limits_run(&lc, &lim, err, sizeof err)) {
+        fprintf(stderr, "sigflow-bench: %s\n", err);
+        json_decref(machine);
+        return 1;
+    }
+
+    static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC};
+    sf_broker *broker = NULL;
+    if (sf_broker_start(&broker, o.partitions, topics, 2, err, sizeof err)) {
+        fprintf(stderr, "sigflow-bench: %s\n", err);
+        json_decref(machine);
+        return 1;
+    }
+    static bench b; /* the histograms make it large for a stack */
+    memset(&b, 0, sizeof b);
+    b.o = &o;
+    b.brokers = sf_broker_bootstrap(broker);
+    b.metrics = sf_metrics_new();
+    b.stats.on_ack = on_ack;
+    b.stats.opaque = &b;
+    sf_pipeline_conf *c = &b.job.conf;
+    sf_pipeline_conf_init(c);
+    c->brokers = b.brokers;
+    c->input_topic = INPUT_TOPIC;
+    c->output_topic = OUTPUT_TOPIC;
+    c->group = "sigflow-bench";
+    c->model_path = o.model;
+    c->vars_path = o.vars;
+    c->emit = SF_EMIT_ALL;
+    c->batch_size = o.batch_size;
+    c->batch_wait_ms = o.batch_wait_ms;
+    c->log_level = SF_LOG_WARN;
+    c->stop = &b.job.stop;
+    c->metrics = b.metrics;
+    c->stats = &b.stats;
+    c->kafka_props = o.kafka_props;
+    c->n_kafka_props = o.n_kafka_props;
+    pthread_t tid;
+    if (!b.metrics || pthread_create(&tid, NULL, pipeline_thread, &b.job)) {
+        fprintf(stderr, "sigflow-bench: cannot start the pipeline\n");
+        sf_metrics_free(b.metrics);
+        sf_broker_stop(broker);
+        json_decref(machine);
+        return 1;
+    }
+
+    static phase flat, paced;
+    const phase *top = &flat, *lat = &paced;
+    int rc = prime(&b, err, sizeof err);
+    if (rc) {
+        /* reported below */
+    } else if (o.rate > 0) {
+        if (!o.json)
+            fprintf(stderr, "sigflow-bench: %.0f events/s for %.1f s after %.1f s of warm-up...\n", o.rate,
+                    o.seconds, o.warmup);
+        rc = run_phase(&b, &paced, "rate", o.rate, err, sizeof err);
+        top = lat = &paced;
+    } else {
+        if (!o.json)
+            fprintf(stderr, "sigflow-bench: flat out for %.1f s after %.1f s of warm-up...\n", o.seconds,
+                    o.warmup);
+        rc = run_phase(&b, &flat, "max", 0, err, sizeof err);
+        if (rc == 0 && flat.events_per_s < 2) {
+            snprintf(err, sizeof err, "no events processed flat out");
+            rc = -1;
+        }
+        if (rc == 0) {
+            if (!o.json)
+                fprintf(stderr, "sigflow-bench: at half that, %.0f events/s, for the latency...\n",
+                        flat.events_per_s / 2);
+            rc = run_phase(&b, &paced, "half", flat.events_per_s / 2, err, sizeof err);
+        }
+    }
+    atomic_store(&b.job.stop, 1);
+    pthread_join(tid, NULL);
+    if (rc == 0 && b.job.rc) {
+        snprintf(err, sizeof err, "pipeline: %s", b.job.err);
+        rc = -1;
+    }
+    sf_metrics_free(b.metrics);
+    sf_broker_stop(broker);
+    if (rc) {
+        fprintf(stderr, "sigflow-bench: %s\n", err);
+        json_decref(machine);
+        return 1;
+    }
+
+    double rss = bench_rss_max_mb();
+    json_object_set_new(machine, "blas_threads", json_integer(b.blas_threads));
+    if (!o.json) {
+        print_human(&o, &lim, top, lat, rss, machine);
+        json_decref(machine);
+        return 0;
+    }
+    json_t *phases = json_array();
+    json_array_append_new(phases, phase_json(top));
+    if (lat != top)
+        json_array_append_new(phases, phase_json(lat));
+    json_t *out = json_pack(
+        "{s:{s:s, s:s, s:I, s:s}, s:{s:I, s:i, s:i, s:I, s:i, s:f, s:f, s:f, s:b},"
+        " s:f, s:o, s:f, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
+        "model", "path", o.model, "variables", o.vars, "parameters", (json_int_t)lim.parameters,
+        "sha256", lim.sha256,
+        "config", "batch_size", (json_int_t)o.batch_size, "batch_wait_ms", o.batch_wait_ms,
+        "partitions", o.partitions, "window", (json_int_t)o.window, "blas_threads", b.blas_threads,
+        "seconds", o.seconds, "warmup_s", o.warmup, "limit_seconds", o.limit_seconds, "quick", o.quick,
+        "events_per_s", top->events_per_s, "latency_ms", latency_json(lat),
+        "batch_size_mean", top->batch_size_mean, "cpu_s_per_event", cpu_json(top),
+        "rss_max_mb", rss, "inference_only_events_per_s", lim.inference_eps,
+        "inference_only_1thread_events_per_s", lim.inference_1thread_eps,
+        "parse_only_events_per_s", lim.parse_eps, "normalize_only_events_per_s", lim.normalize_eps,
+        "ratio_end_to_end_to_inference_only", top->events_per_s / lim.inference_eps,
+        "machine", machine, "phases", phases);
+    if (!out) {
+        fprintf(stderr, "sigflow-bench: cannot build the JSON report\n");
+        return 1;
+    }
+    json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    putchar('\n');
+    json_decref(out);
+    return 0;
+}

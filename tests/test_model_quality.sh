@@ -1,0 +1,83 @@
+# test_model_quality.sh: the bundled Higgs model, run through `sigflow predict`,
+# must keep the quality models/README.md promises on the held-out events.
+#
+# The held-out split (EventId % 10 == 9) was never trained on, so this measures
+# the shipped model as users run it: CSV rows become JSON events, the CLI scores
+# them, and accuracy and ROC AUC are computed here with awk (no Python at test
+# time). A broken loader, normalization or -999 handling drops both figures far
+# below the thresholds, which are the targets of issue #5.
+set -euo pipefail
+
+src=${SIGFLOW_SOURCE_DIR:?}
+bin=${SIGFLOW_BUILD_DIR:?}/sigflow
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+min_accuracy=0.82
+min_auc=0.89
+
+zcat "$src/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz" > "$tmp/events.csv"
+
+# The JSON a producer would send for each held-out row, and its true label.
+awk -F, 'NR == 1 { for (i = 1; i <= 31; i++) h[i] = $i; next }
+    $1 % 10 == 9 {
+        s = "{\"" h[1] "\": " $1
+        for (i = 2; i <= 31; i++) s = s ", \"" h[i] "\": " $i
+        print s "}"
+    }' "$tmp/events.csv" > "$tmp/heldout.jsonl"
+awk -F, 'NR > 1 && $1 % 10 == 9 { print $1, ($33 == "s") }' "$tmp/events.csv" > "$tmp/truth.txt"
+
+n_events=$(wc -l < "$tmp/heldout.jsonl")
+if [ "$n_events" -ne 2000 ]; then
+    echo "FAIL: expected 2000 held-out events, built $n_events" >&2
+    exit 1
+fi
+
+"$bin" predict --model "$src/models/higgs_mlp.h5" \
+    --variables "$src/models/higgs_variables.json" \
+    < "$tmp/heldout.jsonl" > "$tmp/pred.jsonl"
+
+# One "EventId p_signal label_index" line per prediction.
+awk '{
+        if (!match($0, /"EventId": *[0-9]+/)) { print "no EventId: " $0 > "/dev/stderr"; exit 1 }
+        id = substr($0, RSTART, RLENGTH); sub(/.*: */, "", id)
+        if (!match($0, /"label_index": *[0-9]+/)) { print "no label_index: " $0 > "/dev/stderr"; exit 1 }
+        li = substr($0, RSTART, RLENGTH); sub(/.*: */, "", li)
+        if (!match($0, /"probabilities": *\[[^]]*\]/)) { print "no probabilities: " $0 > "/dev/stderr"; exit 1 }
+        p = substr($0, RSTART, RLENGTH); sub(/.*\[ */, "", p); sub(/ *\]/, "", p)
+        split(p, q, / *, */)
+        print id, q[2], li
+    }' "$tmp/pred.jsonl" > "$tmp/scores.txt"
+
+n_pred=$(wc -l < "$tmp/scores.txt")
+if [ "$n_pred" -ne "$n_events" ]; then
+    echo "FAIL: $n_events events in, $n_pred predictions out" >&2
+    exit 1
+fi
+
+# Join on EventId, then accuracy and the Mann-Whitney AUC (ties count half).
+awk 'NR == FNR { truth[$1] = $2; next }
+     !($1 in truth) { print "unknown EventId " $1 > "/dev/stderr"; exit 1 }
+     { print $2, truth[$1], ($3 == truth[$1]) }' "$tmp/truth.txt" "$tmp/scores.txt" \
+    | sort -g -k1,1 \
+    | awk -v min_acc="$min_accuracy" -v min_auc="$min_auc" '
+        function flush_group(   k) {
+            avg = (first + n) / 2          # ranks first..n, 1-based
+            for (k = 0; k < gsize; k++) if (glab[k]) rank_sum += avg
+            gsize = 0
+        }
+        {
+            if (n > 0 && $1 != prev) flush_group()
+            if (gsize == 0) first = n + 1
+            n++; glab[gsize++] = $2; pos += $2; correct += $3; prev = $1
+        }
+        END {
+            flush_group()
+            neg = n - pos
+            acc = correct / n
+            auc = (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+            printf "held-out events %d (signal %d): accuracy %.4f, ROC AUC %.4f\n", n, pos, acc, auc
+            if (acc < min_acc) { printf "FAIL: accuracy %.4f < %s\n", acc, min_acc; exit 1 }
+            if (auc < min_auc) { printf "FAIL: ROC AUC %.4f < %s\n", auc, min_auc; exit 1 }
+        }'
+echo "PASS"
