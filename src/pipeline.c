@@ -675,7 +675,17 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
         set_fatal(p, "kafka fatal error: %s", buf);
         return;
     }
-    sf_log(p->log, SF_LOG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    /* librdkafka logs the same event through on_kafka_log; repeat it only for
+     * debugging. */
+    sf_log(p->log, SF_LOG_DEBUG, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/* librdkafka's own log lines, in sigflow's format and under its --log-level. */
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    const pipeline *p = rd_kafka_opaque(rk);
+    sf_log_level l = level <= 2 ? SF_LOG_ERROR : level <= 4 ? SF_LOG_WARN : level <= 6 ? SF_LOG_INFO
+                                                                                     : SF_LOG_DEBUG;
+    sf_log(p->log, l, "kafka %s %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -718,6 +728,7 @@ static rd_kafka_t *make_producer(pipeline *p, char *errstr, size_t n) {
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     rd_kafka_conf_set_opaque(conf, p);
     char rderr[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof rderr);
@@ -740,6 +751,11 @@ static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
         "enable.auto.commit", c->exactly_once ? "false" : "true",
         "auto.commit.interval.ms", "1000",
         "isolation.level", "read_committed",
+        /* Kafka's pre-3.0 default: a dead instance's partitions move within
+         * 10 s (librdkafka's 45 s default also delays restarts on the
+         * embedded broker, which holds a departed group that long). */
+        "session.timeout.ms", "10000",
+        "heartbeat.interval.ms", "1000",
         /* Bounded memory whatever the input rate: cap the prefetch queue. */
         "queued.max.messages.kbytes", "16384",
         "queued.min.messages", "20000",
@@ -754,6 +770,7 @@ static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     if (c->metrics)
         rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_opaque(conf, p);
