@@ -83,6 +83,7 @@ typedef struct bench {
     pipeline_job job;
     uint64_t delivered;         /* events fed so far, all phases */
     int blas_threads;           /* BLAS threads while the pipeline ran */
+    int infer_threads;          /* threads its forward pass was split over */
 } bench;
 
 static const char *const stage_keys[SF_STAGE__COUNT] = {
@@ -280,17 +281,22 @@ static json_t *phase_json(const phase *ph) {
                      latency_json(ph), "cpu_s_per_event", cpu_json(ph));
 }
 
-static void print_human(const opts *o, const bench_limits *lim, const phase *top, const phase *lat,
-                        double rss, const json_t *machine) {
+static void print_human(const opts *o, const bench *b, const bench_limits *lim, const phase *top,
+                        const phase *lat, double rss, const json_t *machine) {
     printf("sigflow-bench: %s (%zu parameters), batch %zu / %d ms, %d partitions\n", o->model,
            lim->parameters, o->batch_size, o->batch_wait_ms, o->partitions);
-    printf("machine:   %lld cores, %s; BLAS %s, %lld thread(s) in the pipeline\n",
+    printf("machine:   %lld cores, %s, load %.2f; BLAS kernel %s\n",
            (long long)json_integer_value(json_object_get(machine, "cores")),
            json_string_value(json_object_get(machine, "cpu_model")),
-           json_string_value(json_object_get(machine, "blas_core")),
-           (long long)json_integer_value(json_object_get(machine, "blas_threads")));
-    printf("limits:    inference only %.0f ev/s (%.0f on 1 thread), parse + assemble only %.0f ev/s\n",
-           lim->inference_eps, lim->inference_1thread_eps, lim->parse_eps);
+           json_real_value(json_array_get(json_object_get(machine, "loadavg_at_start"), 0)),
+           json_string_value(json_object_get(machine, "blas_core")));
+    printf("pipeline:  forward pass on %d thread(s), %d BLAS thread(s) each\n", b->infer_threads,
+           b->blas_threads);
+    printf("limits:    inference only %.0f ev/s on %d threads (%.0f on 1 thread, %.0f with %d OpenBLAS threads)\n"
+           "           parse + assemble only %.0f ev/s\n",
+           lim->inference_eps, (int)json_integer_value(json_object_get(machine, "cores")),
+           lim->inference_1thread_eps, lim->inference_blas_threads_eps,
+           (int)json_integer_value(json_object_get(machine, "cores")), lim->parse_eps);
     printf("%-10s %.0f ev/s end to end = %.2f of inference only; mean batch %.0f\n",
            top->offered_rate > 0 ? "at rate:" : "flat out:", top->events_per_s,
            top->events_per_s / lim->inference_eps, top->batch_size_mean);
@@ -519,6 +525,8 @@ int main(int argc, char **argv) {
     b.brokers = sf_broker_bootstrap(broker);
     b.metrics = sf_metrics_new();
     b.stats.on_ack = on_ack;
+    int t = sf_blas_inference_threads(); /* what the pipeline will choose */
+    b.infer_threads = t > 0 ? t : 1;
     b.stats.opaque = &b;
     sf_pipeline_conf *c = &b.job.conf;
     sf_pipeline_conf_init(c);
@@ -590,7 +598,7 @@ int main(int argc, char **argv) {
     double rss = bench_rss_max_mb();
     json_object_set_new(machine, "blas_threads", json_integer(b.blas_threads));
     if (!o.json) {
-        print_human(&o, &lim, top, lat, rss, machine);
+        print_human(&o, &b, &lim, top, lat, rss, machine);
         json_decref(machine);
         return 0;
     }
@@ -599,17 +607,20 @@ int main(int argc, char **argv) {
     if (lat != top)
         json_array_append_new(phases, phase_json(lat));
     json_t *out = json_pack(
-        "{s:{s:s, s:s, s:I, s:s}, s:{s:I, s:i, s:i, s:I, s:i, s:f, s:f, s:f, s:b},"
-        " s:f, s:o, s:f, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}",
+        "{s:{s:s, s:s, s:I, s:s}, s:{s:I, s:i, s:i, s:I, s:i, s:i, s:f, s:f, s:f, s:b},"
+        " s:f, s:o, s:f, s:o, s:f, s:f, s:f, s:f, s:b, s:b, s:f, s:f, s:f, s:o, s:o}",
         "model", "path", o.model, "variables", o.vars, "parameters", (json_int_t)lim.parameters,
         "sha256", lim.sha256,
         "config", "batch_size", (json_int_t)o.batch_size, "batch_wait_ms", o.batch_wait_ms,
-        "partitions", o.partitions, "window", (json_int_t)o.window, "blas_threads", b.blas_threads,
+        "partitions", o.partitions, "window", (json_int_t)o.window, "inference_threads", b.infer_threads, "blas_threads", b.blas_threads,
         "seconds", o.seconds, "warmup_s", o.warmup, "limit_seconds", o.limit_seconds, "quick", o.quick,
         "events_per_s", top->events_per_s, "latency_ms", latency_json(lat),
         "batch_size_mean", top->batch_size_mean, "cpu_s_per_event", cpu_json(top),
         "rss_max_mb", rss, "inference_only_events_per_s", lim.inference_eps,
         "inference_only_1thread_events_per_s", lim.inference_1thread_eps,
+        "inference_only_openblas_threads_events_per_s", lim.inference_blas_threads_eps,
+        "inference_batch_independent", lim.batch_independent,
+        "inference_split_identical", lim.split_identical,
         "parse_only_events_per_s", lim.parse_eps, "normalize_only_events_per_s", lim.normalize_eps,
         "ratio_end_to_end_to_inference_only", top->events_per_s / lim.inference_eps,
         "machine", machine, "phases", phases);

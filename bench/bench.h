@@ -37,6 +37,7 @@ double bench_hist_max(const bench_hist *h);
  * names its "rdk:*", OpenBLAS workers keep the process name. */
 typedef enum {
     BENCH_T_PIPELINE = 0, /* the pipeline thread ("sf-pipeline") */
+    BENCH_T_INFER,        /* the forward pass's helper threads ("sf-infer") */
     BENCH_T_BLAS,         /* OpenBLAS worker threads */
     BENCH_T_KAFKA,        /* librdkafka client threads of the pipeline and the feed */
     BENCH_T_BROKER,       /* the embedded broker ("rdk:mock") */
@@ -76,16 +77,22 @@ typedef struct bench_limits_conf {
     const char *csv_path;
     size_t batch_size;
     double seconds;          /* per measurement */
-    int all_threads;         /* BLAS threads for the machine's limit (its cores); the
-                                count in force before is restored at the end */
+    int all_threads;         /* threads for the machine's limit (its cores); the BLAS
+                                thread count in force before is restored at the end */
 } bench_limits_conf;
 
 typedef struct bench_limits {
     size_t parameters;             /* the model's, as Keras counts them */
     char sha256[65];               /* the model file's */
     size_t events;                 /* distinct sample events the loops cycle through */
-    double inference_eps;          /* batched forward pass, all_threads BLAS threads */
+    double inference_eps;          /* batched forward pass split over all_threads
+                                      threads of ours, one BLAS thread each (the daemon's way) */
     double inference_1thread_eps;  /* the same on one thread */
+    double inference_blas_threads_eps; /* one caller, all_threads OpenBLAS threads */
+    int batch_independent;         /* one thread gives a row the same bits in a whole
+                                      batch as in either half of it (a property of
+                                      the BLAS kernel, see ROW_BLOCK in src/infer.c) */
+    int split_identical;           /* the split gave the very bits of one thread */
     double parse_eps;              /* JSON parse + assemble, one thread */
     double normalize_eps;
 } bench_limits;

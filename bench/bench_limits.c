@@ -126,7 +126,7 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     sf_assembler *as = NULL;
     sf_infer *inf = NULL;
     sample s = {0};
-    float *probs = NULL, *buf = NULL;
+    float *probs = NULL, *ref = NULL, *buf = NULL;
     int rc = -1;
     if (sf_model_load(&model, c->model_path, NULL, errstr, n) ||
         sf_vars_load(&vars, c->vars_path, errstr, n) || sf_vars_bind(vars, model, errstr, n))
@@ -140,8 +140,9 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     as = sf_assembler_new(vars, "EventId");
     inf = sf_infer_new(model, c->batch_size);
     probs = malloc(c->batch_size * model->n_outputs * sizeof *probs);
+    ref = malloc(SAMPLE_EVENTS * model->n_outputs * sizeof *ref);
     buf = malloc(c->batch_size * nin * sizeof *buf);
-    if (!as || !inf || !probs || !buf) {
+    if (!as || !inf || !probs || !ref || !buf) {
         snprintf(errstr, n, "out of memory");
         goto out;
     }
@@ -166,19 +167,50 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     out->normalize_eps = timed_rate(c->seconds, step_normalize, &j, batches, c->batch_size);
     sf_features_normalize(vars, SF_NORM_STANDARD, s.rows, s.n);
 
-    /* One untimed run first: BLAS buffers, page faults. */
-    sf_infer_run(inf, s.rows, c->batch_size, probs);
     sf_blas_info before;
     sf_blas_info_get(&before);
-    sf_blas_set_threads(c->all_threads);
-    out->inference_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
     sf_blas_set_threads(1);
+    /* The outputs of one thread, untimed (BLAS buffers, page faults), for the
+     * check below. */
+    size_t per_batch = c->batch_size * model->n_outputs;
+    for (size_t b = 0; b < batches; b++)
+        sf_infer_run(inf, s.rows + b * c->batch_size * nin, c->batch_size, ref + b * per_batch);
     out->inference_1thread_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
-    sf_blas_set_threads(before.threads);
+
+    /* Does a row get the same bits in half a batch? Without that, no split can
+     * match one thread, nor can the daemon match `sigflow predict`. */
+    size_t half = (c->batch_size / 2 + 15) / 16 * 16;
+    out->batch_independent = 1;
+    if (half < c->batch_size) {
+        sf_infer_run(inf, s.rows, half, probs);
+        sf_infer_run(inf, s.rows + half * nin, c->batch_size - half, probs + half * model->n_outputs);
+        out->batch_independent = !memcmp(probs, ref, per_batch * sizeof *probs);
+    }
+
+    /* The daemon's way: the batch split over our threads, which must not
+     * change a bit of any output when rows are batch-independent. */
+    if (sf_infer_set_threads(inf, c->all_threads)) {
+        snprintf(errstr, n, "cannot start %d inference threads", c->all_threads);
+        goto restore;
+    }
+    out->split_identical = 1;
+    for (size_t b = 0; b < batches; b++) {
+        sf_infer_run(inf, s.rows + b * c->batch_size * nin, c->batch_size, probs);
+        if (memcmp(probs, ref + b * per_batch, per_batch * sizeof *probs))
+            out->split_identical = 0;
+    }
+    out->inference_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
+    sf_infer_set_threads(inf, 1);
+
+    sf_blas_set_threads(c->all_threads);
+    out->inference_blas_threads_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
     rc = 0;
+restore:
+    sf_blas_set_threads(before.threads);
 out:
     sample_free(&s);
     free(probs);
+    free(ref);
     free(buf);
     sf_infer_free(inf);
     sf_assembler_free(as);

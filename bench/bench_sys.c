@@ -19,7 +19,7 @@
 #include "bench.h"
 
 const char *const bench_thread_group_names[BENCH_T__COUNT] = {
-    "pipeline_thread", "blas_workers", "kafka_clients", "broker", "feed", "other"};
+    "pipeline_thread", "infer_helpers", "blas_workers", "kafka_clients", "broker", "feed", "other"};
 
 void bench_thread_name(const char *name) {
     prctl(PR_SET_NAME, name, 0, 0, 0);
@@ -30,6 +30,8 @@ static bench_thread_group group_of(const char *comm) {
         return BENCH_T_PIPELINE;
     if (!strcmp(comm, "sf-feed"))
         return BENCH_T_FEED;
+    if (!strcmp(comm, "sf-infer"))
+        return BENCH_T_INFER;
     if (!strcmp(comm, "rdk:mock"))
         return BENCH_T_BROKER;
     if (!strncmp(comm, "rdk:", 4))

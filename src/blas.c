@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -47,14 +48,19 @@ void sf_blas_info_get(sf_blas_info *out) {
             out->kernel_avx512 = 1;
 }
 
-int sf_blas_threads_default(void) {
+#define MAX_INFERENCE_THREADS 8
+
+int sf_blas_inference_threads(void) {
     static const char *const vars[] = {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char *v = getenv(vars[i]);
         if (v && *v)
             return 0;
     }
-    return 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        return 1;
+    return cores > MAX_INFERENCE_THREADS ? MAX_INFERENCE_THREADS : (int)cores;
 }
 
 void sf_blas_set_threads(int n) {

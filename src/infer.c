@@ -5,14 +5,35 @@
  * bias and activation are then applied in one pass over the product while it is
  * still in cache. Two preallocated buffers are swapped between layers (ping-pong)
  * so a run never allocates. The activations follow Keras exactly, in their
- * numerically stable forms, because a served model must reproduce training. */
+ * numerically stable forms, because a served model must reproduce training.
+ *
+ * Several cores share a batch through helper threads of our own, each running
+ * single-threaded BLAS on its own rows (sf_infer_set_threads): OpenBLAS's own
+ * threads spin for a while after every call, taking the cores that the Kafka
+ * client threads need between batches. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include <cblas.h>
 
 #include "sigflow/infer.h"
+
+/* A helper thread and the share of the current batch it runs. */
+typedef struct helper {
+    struct sf_infer *pool; /* the engine that hands out the shares */
+    struct sf_infer *sub;  /* same model, buffers of its own */
+    pthread_t tid;
+    int started;
+    unsigned long seen;    /* the last batch_no it ran */
+    const float *x;
+    size_t n;
+    float *y;
+} helper;
 
 struct sf_infer {
     const sf_model *m;
@@ -20,6 +41,15 @@ struct sf_infer {
     size_t width;       /* widest layer, in floats per row */
     float *buf[2];
     float *stage;       /* max_batch x n_inputs: a chunk padded to ROW_BLOCK rows */
+
+    /* sf_infer_set_threads: the helpers and their hand-over. */
+    helper *helpers;
+    size_t n_helpers;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned long batch_no; /* bumped when a batch is handed out */
+    size_t busy;            /* helpers still working on it */
+    int quit;
 };
 
 /* OpenBLAS's sgemm computes the last rows of a matrix that are not a multiple
@@ -28,6 +58,11 @@ struct sf_infer {
  * independent of the batch it happens to share, so the daemon's outputs match
  * `sigflow predict` byte for byte. It costs at most 15 rows per batch. */
 #define ROW_BLOCK 16
+
+/* Smallest batch worth splitting: every share at least one ROW_BLOCK. */
+#define SPLIT_MIN_ROWS (2 * ROW_BLOCK)
+
+static void stop_helpers(sf_infer *e);
 
 /* Keras' SELU constants (Klambauer et al. 2017). */
 #define SELU_ALPHA 1.6732632423543772f
@@ -54,6 +89,9 @@ sf_infer *sf_infer_new(const sf_model *m, size_t max_batch) {
     e->m = m;
     e->max_batch = max_batch;
     e->width = width;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->go, NULL);
+    pthread_cond_init(&e->done, NULL);
     e->buf[0] = malloc(max_batch * width * sizeof(float));
     e->buf[1] = malloc(max_batch * width * sizeof(float));
     e->stage = malloc(max_batch * (m->n_inputs ? m->n_inputs : 1) * sizeof(float));
@@ -67,6 +105,10 @@ sf_infer *sf_infer_new(const sf_model *m, size_t max_batch) {
 void sf_infer_free(sf_infer *e) {
     if (!e)
         return;
+    stop_helpers(e);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->go);
+    pthread_cond_destroy(&e->done);
     free(e->buf[0]);
     free(e->buf[1]);
     free(e->stage);
@@ -251,7 +293,8 @@ static const float *forward(sf_infer *e, const float *x, size_t rows) {
     return cur;
 }
 
-void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
+/* The forward pass of n rows on the calling thread alone. */
+static void run_here(sf_infer *e, const float *x, size_t n, float *y) {
     size_t n_in = e->m->n_inputs, n_out = e->m->n_outputs;
     while (n > 0) {
         size_t rows = n < e->max_batch ? n : e->max_batch;
@@ -268,6 +311,103 @@ void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
         y += rows * n_out;
         n -= rows;
     }
+}
+
+/* ------------------------------------------------------------ helper threads */
+
+static void *helper_main(void *arg) {
+    helper *h = arg;
+    sf_infer *e = h->pool;
+#ifdef __linux__
+    prctl(PR_SET_NAME, "sf-infer", 0, 0, 0);
+#endif
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->quit && e->batch_no == h->seen)
+            pthread_cond_wait(&e->go, &e->mu);
+        if (e->quit)
+            break;
+        h->seen = e->batch_no;
+        pthread_mutex_unlock(&e->mu);
+        if (h->n)
+            run_here(h->sub, h->x, h->n, h->y);
+        pthread_mutex_lock(&e->mu);
+        if (--e->busy == 0)
+            pthread_cond_signal(&e->done);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+static void stop_helpers(sf_infer *e) {
+    if (!e->helpers)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->quit = 1;
+    pthread_cond_broadcast(&e->go);
+    pthread_mutex_unlock(&e->mu);
+    for (size_t i = 0; i < e->n_helpers; i++) {
+        if (e->helpers[i].started)
+            pthread_join(e->helpers[i].tid, NULL);
+        sf_infer_free(e->helpers[i].sub);
+    }
+    free(e->helpers);
+    e->helpers = NULL;
+    e->n_helpers = 0;
+    e->quit = 0;
+}
+
+int sf_infer_set_threads(sf_infer *e, int threads) {
+    stop_helpers(e);
+    if (threads <= 1)
+        return 0;
+    size_t n = (size_t)threads - 1;
+    /* Each share is at most max_batch / threads rows, rounded up to a block. */
+    size_t share = (e->max_batch + n) / (n + 1);
+    share = (share + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK;
+    if (!(e->helpers = calloc(n, sizeof *e->helpers)))
+        return -1;
+    e->n_helpers = n;
+    for (size_t i = 0; i < n; i++) {
+        helper *h = &e->helpers[i];
+        h->pool = e;
+        h->seen = e->batch_no;
+        if (!(h->sub = sf_infer_new(e->m, share)) || pthread_create(&h->tid, NULL, helper_main, h)) {
+            stop_helpers(e);
+            return -1;
+        }
+        h->started = 1;
+    }
+    return 0;
+}
+
+void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
+    if (e->n_helpers == 0 || n < SPLIT_MIN_ROWS) {
+        run_here(e, x, n, y);
+        return;
+    }
+    /* Shares start on a ROW_BLOCK boundary, so every row meets the same GEMM
+     * code as on one thread and gets the same bits. */
+    size_t n_in = e->m->n_inputs, n_out = e->m->n_outputs, parts = e->n_helpers + 1;
+    size_t share = (n + parts - 1) / parts;
+    share = (share + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->n_helpers; i++) {
+        helper *h = &e->helpers[i];
+        size_t start = (i + 1) * share;
+        h->n = start < n ? (n - start < share ? n - start : share) : 0;
+        h->x = x + start * n_in;
+        h->y = y + start * n_out;
+    }
+    e->busy = e->n_helpers;
+    e->batch_no++;
+    pthread_cond_broadcast(&e->go);
+    pthread_mutex_unlock(&e->mu);
+    run_here(e, x, share < n ? share : n, y);
+    pthread_mutex_lock(&e->mu);
+    while (e->busy > 0)
+        pthread_cond_wait(&e->done, &e->mu);
+    pthread_mutex_unlock(&e->mu);
 }
 
 size_t sf_argmax(const float *v, size_t n) {

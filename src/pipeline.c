@@ -43,6 +43,7 @@ typedef struct engine {
     sf_assembler *assembler;
     sf_infer *infer;
     int signal_index; /* -1 when selection needs no label (--emit all) */
+    int threads;      /* threads the forward pass is split over; 0: BLAS's own */
     float *rows;      /* batch_size x n_inputs */
     float *probs;     /* batch_size x n_outputs */
 } engine;
@@ -160,6 +161,13 @@ static int engine_load(engine *e, const sf_pipeline_conf *c, char *errstr, size_
     if (!e->assembler || !e->infer || !e->rows || !e->probs) {
         snprintf(errstr, n, "out of memory loading %s", c->model_path);
         goto fail;
+    }
+    /* Unless the user chose BLAS's threading, one BLAS thread per share of
+     * the batch on threads of our own (blas.h says why). */
+    if ((e->threads = sf_blas_inference_threads()) > 0) {
+        sf_blas_set_threads(1);
+        if (sf_infer_set_threads(e->infer, e->threads))
+            e->threads = 1;
     }
     return 0;
 fail:
@@ -916,15 +924,15 @@ static void log_startup(const pipeline *p) {
     sf_log(p->log, SF_LOG_INFO,
            "sigflow run: model %s (%zu->%zu, %zu layers, %zu parameters, sha256 %.12s), brokers %s, "
            "input %s, output %s, dead letters %s, group %s, batch %zu events / %d ms, normalize %s, "
-           "select %s%s, %s, BLAS kernel %s with %d thread%s",
+           "select %s%s, %s, forward pass on %d thread%s (BLAS kernel %s, %d thread%s each)",
            c->model_path, m->n_inputs, m->n_outputs, m->n_layers, m->n_params, m->sha256, c->brokers,
            c->input_topic, c->output_topic, c->dlq_topic ? c->dlq_topic : "(log only)", c->group,
            c->batch_size, c->batch_wait_ms,
            c->norm == SF_NORM_L2 ? "l2" : c->norm == SF_NORM_NONE ? "none" : "standard",
            c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold on " : "argmax is ",
            c->emit == SF_EMIT_ALL || p->eng.signal_index < 0 ? "" : p->eng.vars->labels[p->eng.signal_index],
-           c->exactly_once ? "exactly-once" : "at-least-once", blas.corename, blas.threads,
-           blas.threads == 1 ? "" : "s");
+           c->exactly_once ? "exactly-once" : "at-least-once", p->eng.threads ? p->eng.threads : 1,
+           p->eng.threads > 1 ? "s" : "", blas.corename, blas.threads, blas.threads == 1 ? "" : "s");
 }
 
 int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {

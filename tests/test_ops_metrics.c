@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sigflow/features.h"
 #include "sigflow/model.h"
+#include "sigflow/vars.h"
 #include "support.h"
 
 #define N_GOOD 3000
@@ -31,7 +33,9 @@ typedef struct fixture {
     sf_broker *broker;
     const char *brokers;
     sft_daemon d;
+    const char *model, *vars;
     char **keys, **values; /* N_BURST ATLAS events */
+    uint64_t good, rejected[SF_REJECT__COUNT]; /* what the daemon was sent */
 } fixture;
 
 static int setup(void **state) {
@@ -40,6 +44,7 @@ static int setup(void **state) {
     f->broker = sft_broker(8, topics, 3);
     f->brokers = sf_broker_bootstrap(f->broker);
     sft_atlas_events(N_BURST, &f->keys, &f->values);
+    sft_pick_model(&f->model, &f->vars);
     *state = f;
     return 0;
 }
@@ -54,22 +59,43 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* `event` with the value of "PRI_met" replaced by `value`. */
-static char *with_met(const char *event, const char *value) {
-    const char *at = strstr(event, "\"PRI_met\":");
-    assert_non_null(at);
-    at += strlen("\"PRI_met\":");
+/* `event` with the value of field `name` replaced by `value`, or the field
+ * removed when value is NULL. */
+static char *with_field(const char *event, const char *name, const char *value) {
+    char quoted[128];
+    snprintf(quoted, sizeof quoted, "\"%s\":", name);
+    const char *field = strstr(event, quoted);
+    assert_non_null(field);
+    const char *at = field + strlen(quoted);
     const char *end = at + strcspn(at, ",}");
-    size_t n = strlen(event) + strlen(value) + 1;
+    size_t n = strlen(event) + (value ? strlen(value) : 0) + 1;
     char *s = malloc(n);
     assert_non_null(s);
-    snprintf(s, n, "%.*s%s%s", (int)(at - event), event, value, end);
+    if (value)
+        snprintf(s, n, "%.*s%s%s", (int)(at - event), event, value, end);
+    else /* drop `"name":value,` (never the last field: EventId comes first) */
+        snprintf(s, n, "%.*s%s", (int)(field - event), event, *end == ',' ? end + 1 : end);
     return s;
 }
 
-/* PER_KIND events of each rejection kind the daemon can meet. */
+/* PER_KIND events of each rejection kind the daemon can meet, counted into
+ * the expectations. A missing field is only an error for a variable without
+ * a default; when the variables file gives every one a default, the event
+ * with a field left out is a good one. */
 static void produce_malformed(fixture *f) {
     enum { KINDS = 6 };
+    static const sf_reject kind[KINDS] = {SF_REJECT_NOT_JSON, SF_REJECT_NOT_OBJECT,
+                                          SF_REJECT_MISSING_FIELD, SF_REJECT_NOT_NUMBER,
+                                          SF_REJECT_NOT_FINITE, SF_REJECT_TOO_LARGE};
+    char err[512];
+    sf_vars *vars;
+    if (sf_vars_load(&vars, f->vars, err, sizeof err))
+        fail_msg("%s", err);
+    const char *required = NULL; /* a variable without a default */
+    for (size_t i = 0; i < vars->n_vars && !required; i++)
+        if (!vars->vars[i].has_default)
+            required = vars->vars[i].name;
+
     char *values[KINDS * PER_KIND], *keys[KINDS * PER_KIND];
     char pad[3000];
     memset(pad, 'x', sizeof pad - 1);
@@ -80,16 +106,22 @@ static void produce_malformed(fixture *f) {
         assert_non_null(big);
         sprintf(big, "{\"pad\":\"%s\",%s", pad, ev + 1);
         char *v[KINDS] = {strdup("{\"EventId\": 1, \"DER_mass_MMC\": "), strdup("[1, 2, 3]"),
-                          strdup("{\"EventId\": 7}"), with_met(ev, "\"oops\""),
-                          with_met(ev, "1e999"), big};
+                          with_field(ev, required ? required : "PRI_met", NULL),
+                          with_field(ev, "PRI_met", "\"oops\""), with_field(ev, "PRI_met", "1e999"),
+                          big};
         for (int k = 0; k < KINDS; k++) {
             assert_non_null(v[k]);
             values[k * PER_KIND + i] = v[k];
             char key[32];
             snprintf(key, sizeof key, "bad-%d-%d", k, i);
             keys[k * PER_KIND + i] = strdup(key);
+            if (kind[k] == SF_REJECT_MISSING_FIELD && !required)
+                f->good++;
+            else
+                f->rejected[kind[k]]++;
         }
     }
+    sf_vars_free(vars);
     assert_int_equal(sft_produce(f->brokers, "events", (const char *const *)keys,
                                  (const char *const *)values, NULL, KINDS * PER_KIND),
                      KINDS * PER_KIND);
@@ -110,11 +142,13 @@ static void wait_committed(fixture *f, const char *group) {
 }
 
 /* Every counter against the topics and the events produced. */
-static void check_counters(fixture *f, uint64_t good, uint64_t bad_per_kind) {
+static void check_counters(fixture *f) {
     char *text;
     assert_int_equal(sft_http_get(f->d.port, "/metrics", &text), 200);
     assert_non_null(text);
-    uint64_t bad = 6 * bad_per_kind;
+    uint64_t bad = 0;
+    for (int r = SF_REJECT_NONE + 1; r < SF_REJECT__COUNT; r++)
+        bad += f->rejected[r];
     int64_t signals = sft_topic_end(f->brokers, "signals");
     int64_t dead = sft_topic_end(f->brokers, "events.dlq");
     double consumed = sft_metric(text, "sigflow_events_consumed_total");
@@ -123,19 +157,18 @@ static void check_counters(fixture *f, uint64_t good, uint64_t bad_per_kind) {
            consumed, sft_metric(text, "sigflow_signals_published_total"), (long long)signals,
            sft_metric(text, "sigflow_dead_letters_total"), (long long)dead, batches);
 
-    assert_true(consumed == (double)(good + bad));
-    assert_true(sft_metric(text, "sigflow_events_predicted_total") == (double)good);
+    assert_true(consumed == (double)(f->good + bad));
+    assert_true(sft_metric(text, "sigflow_events_predicted_total") == (double)f->good);
     assert_true(sft_metric(text, "sigflow_signals_published_total") == (double)signals);
     assert_true(sft_metric(text, "sigflow_dead_letters_total") == (double)dead);
     assert_true(dead == (int64_t)bad);
-    static const char *const reasons[] = {"not_json", "not_object", "missing_field",
-                                          "not_number", "not_finite", "too_large"};
-    for (int r = 0; r < 6; r++) {
+    for (int r = SF_REJECT_NONE + 1; r < SF_REJECT__COUNT; r++) {
         char series[128];
-        snprintf(series, sizeof series, "sigflow_events_rejected_total{reason=\"%s\"}", reasons[r]);
+        snprintf(series, sizeof series, "sigflow_events_rejected_total{reason=\"%s\"}",
+                 sf_reject_name((sf_reject)r));
         double v = sft_metric(text, series);
-        if (v != (double)bad_per_kind)
-            fail_msg("%s is %g, expected %llu", series, v, (unsigned long long)bad_per_kind);
+        if (v != (double)f->rejected[r])
+            fail_msg("%s is %g, expected %llu", series, v, (unsigned long long)f->rejected[r]);
     }
     /* Histograms: one batch_size observation per batch, summing to the events. */
     assert_true(batches > 0);
@@ -173,9 +206,7 @@ static void check_counters(fixture *f, uint64_t good, uint64_t bad_per_kind) {
 
 static void test_metrics_health_and_counters(void **state) {
     fixture *f = *state;
-    const char *model, *vars;
-    sft_pick_model(&model, &vars);
-    const char *args[] = {"--brokers", f->brokers, "--model", model, "--variables", vars,
+    const char *args[] = {"--brokers", f->brokers, "--model", f->model, "--variables", f->vars,
                           "--dlq-topic", "events.dlq", "--group", "ops-metrics",
                           "--max-event-bytes", MAX_EVENT_BYTES,
                           /* The lag gauge comes from librdkafka statistics, every 5 s by
@@ -192,7 +223,7 @@ static void test_metrics_health_and_counters(void **state) {
     /* sigflow_model_info names the model in use. */
     char err[512], series[256];
     sf_model *m;
-    if (sf_model_load(&m, model, NULL, err, sizeof err))
+    if (sf_model_load(&m, f->model, NULL, err, sizeof err))
         fail_msg("%s", err);
     snprintf(series, sizeof series, "sigflow_model_info{sha256=\"%s\",inputs=\"%zu\",outputs=\"%zu\"}",
              m->sha256, m->n_inputs, m->n_outputs);
@@ -213,20 +244,20 @@ static void test_metrics_health_and_counters(void **state) {
     assert_int_equal(sft_produce(f->brokers, "events", (const char *const *)f->keys,
                                  (const char *const *)f->values, NULL, N_GOOD),
                      N_GOOD);
+    f->good = N_GOOD;
     produce_malformed(f);
     wait_committed(f, "ops-metrics");
-    check_counters(f, N_GOOD, PER_KIND);
+    check_counters(f);
 
     /* A burst makes a backlog the lag gauge must show (it lasts until the
      * burst is processed and committed, about a second at most, and the gauge
      * is refreshed every 100 ms, so one burst nearly always suffices). */
-    uint64_t good = N_GOOD;
     double lag = 0;
     for (int burst = 0; burst < 3 && !(lag > 0); burst++) {
         assert_int_equal(sft_produce(f->brokers, "events", (const char *const *)f->keys,
                                      (const char *const *)f->values, NULL, N_BURST),
                          N_BURST);
-        good += N_BURST;
+        f->good += N_BURST;
         int64_t until = sft_now_ms() + 3000;
         while (!((lag = sft_scrape(f->d.port, "sigflow_consumer_lag")) > 0) && sft_now_ms() < until)
             assert_true(sft_daemon_running(&f->d));
@@ -239,7 +270,7 @@ static void test_metrics_health_and_counters(void **state) {
     for (deadline = sft_now_ms() + WAIT_MS; lag != 0 && sft_now_ms() < deadline;)
         lag = sft_scrape(f->d.port, "sigflow_consumer_lag");
     assert_true(lag == 0);
-    check_counters(f, good, PER_KIND);
+    check_counters(f);
 
     assert_int_equal(sft_daemon_stop(&f->d, SIGTERM, WAIT_MS), 0);
 }

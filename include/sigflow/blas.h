@@ -20,12 +20,14 @@ typedef struct sf_blas_info {
 
 void sf_blas_info_get(sf_blas_info *out);
 
-/* The BLAS thread count the daemon uses when the user set none (in
- * OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or OMP_NUM_THREADS): 1. The pipeline
- * thread overlaps inference with the Kafka client threads, which a second BLAS
- * thread would only compete with for the same cores (bench/README.md has the
- * figures). Returns 0 when the user did set one: leave it alone. */
-int sf_blas_threads_default(void);
+/* How many threads the daemon's forward pass should run on: 0 when the user
+ * chose BLAS's threading (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or
+ * OMP_NUM_THREADS is set), to be left alone; otherwise the online cores, at
+ * most 8. The caller then sets BLAS to one thread and splits batches over its
+ * own threads (sf_infer_set_threads): OpenBLAS's workers spin between calls
+ * and took half again the CPU per event that one thread needs, CPU the Kafka
+ * client threads lack (bench/README.md has the figures). */
+int sf_blas_inference_threads(void);
 
 /* Sets the number of threads later BLAS calls may use (n >= 1). */
 void sf_blas_set_threads(int n);

@@ -19,6 +19,15 @@ void sf_infer_free(sf_infer *e);
 /* x: n rows of m->n_inputs floats; y: n rows of m->n_outputs floats. */
 void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y);
 
+/* Splits each batch of sf_infer_run between the calling thread and threads - 1
+ * helper threads that sleep between batches, each share run with BLAS set to
+ * one thread by the caller (sf_blas_set_threads(1)). Shares start on 16-row
+ * boundaries, so with a BLAS kernel that gives a row the same bits whatever
+ * batch it is in (the AVX-512 ones do; sigflow-bench checks) the results are
+ * those of one thread, bit for bit. 1 stops the helpers. 0, or -1 when a helper
+ * cannot be started (the engine then runs on the calling thread alone). */
+int sf_infer_set_threads(sf_infer *e, int threads);
+
 /* Applies an activation in place to rows x cols values (softmax per row).
  * Softmax and sigmoid are computed in their numerically stable forms. */
 void sf_activation_apply(sf_activation a, float alpha, float *v, size_t rows, size_t cols);

@@ -1,0 +1,99 @@
+# test_bench.sh: sigflow-bench --quick runs end to end (model and parser alone,
+# then broker + feed + pipeline flat out and at half rate) and reports sane
+# numbers. Never a timing threshold: the machine is shared, and sanitizers
+# slow everything down; bench/README.md has the real figures.
+set -euo pipefail
+
+BENCH="$SIGFLOW_BUILD_DIR/sigflow-bench"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    [ -s "$T/err" ] && sed 's/^/  stderr: /' "$T/err" >&2
+    exit 1
+}
+
+# The shipped model when it is there, else the fixture with the same inputs.
+model=()
+if [ ! -r "$SIGFLOW_SOURCE_DIR/models/higgs_mlp.h5" ]; then
+    model=(--model "$SIGFLOW_SOURCE_DIR/tests/fixtures/model_mlp.h5"
+           --variables "$SIGFLOW_SOURCE_DIR/tests/fixtures/vars_higgs.json")
+fi
+
+# ---- usage --------------------------------------------------------------------
+"$BENCH" --help | grep -q -- "--rate" || fail "--help does not describe --rate"
+set +e
+"$BENCH" --seconds nope >/dev/null 2>"$T/err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "a bad --seconds exited $rc, expected 2"
+grep -q -- "--seconds 'nope'" "$T/err" || fail "the error does not name the bad option"
+
+# ---- one quick run, JSON --------------------------------------------------------
+# Without OPENBLAS_NUM_THREADS (ctest sets it to 1), so the pipeline splits its
+# batches over the machine's cores: the daemon's default path.
+env -u OPENBLAS_NUM_THREADS "$BENCH" --quick --json "${model[@]}" >"$T/out" 2>"$T/err" ||
+    fail "sigflow-bench --quick --json failed"
+
+# Flattens the indented JSON to path=value lines ("latency_ms.p50=12.3").
+awk '{
+    match($0, /^ */); d = RLENGTH / 2
+    if (!match($0, /^ *"[^"]+": /)) next
+    line = $0; sub(/^ *"/, "", line)
+    key = line; sub(/".*/, "", key)
+    val = line; sub(/^[^"]*": /, "", val); sub(/,$/, "", val)
+    path[d] = key
+    if (val == "{" || val == "[") next
+    p = path[1]; for (i = 2; i <= d; i++) p = p "." path[i]
+    print p "=" val
+}' "$T/out" >"$T/flat"
+
+get() {
+    local v
+    v=$(sed -n "s/^$1=//p" "$T/flat" | head -n 1)
+    [ -n "$v" ] || fail "no $1 in the report"
+    echo "$v"
+}
+# check EXPR A B: a numeric comparison on values from the report
+check() {
+    awk -v a="$2" -v b="${3:-0}" "BEGIN { exit !($1) }" || fail "$4 (a=$2 b=${3:-0})"
+}
+
+for k in events_per_s inference_only_events_per_s inference_only_1thread_events_per_s \
+         inference_only_openblas_threads_events_per_s parse_only_events_per_s \
+         ratio_end_to_end_to_inference_only rss_max_mb cpu_s_per_event.inference \
+         cpu_s_per_event.parse_assemble cpu_s_per_event.process; do
+    check "a > 0" "$(get "$k")" 0 "$k is not positive"
+done
+p50=$(get latency_ms.p50)
+p90=$(get latency_ms.p90)
+p99=$(get latency_ms.p99)
+max=$(get latency_ms.max)
+check "a > 0" "$p50" 0 "latency p50 is not positive"
+check "a <= b" "$p50" "$p90" "latency p50 > p90"
+check "a <= b" "$p90" "$p99" "latency p90 > p99"
+check "a <= b" "$p99" "$max" "latency p99 > max"
+check "a > 0" "$(get latency_ms.samples)" 0 "no latency samples"
+check "a >= 1 && a <= 512" "$(get batch_size_mean)" 0 "mean batch size outside 1..512"
+check "a >= 1" "$(get machine.cores)" 0 "no cores"
+[ "$(get machine.blas_core)" != '""' ] || fail "no BLAS kernel name"
+# Splitting a batch over threads must not change a bit, wherever the BLAS
+# kernel gives a row the same bits whatever batch it is in (the AVX-512 ones).
+if [ "$(get inference_batch_independent)" = true ]; then
+    [ "$(get inference_split_identical)" = true ] ||
+        fail "the forward pass split over threads changed some output bits"
+fi
+check "a >= 1" "$(get config.inference_threads)" 0 "no inference thread count"
+[ "$(get config.blas_threads)" = 1 ] || fail "the split pass did not run BLAS on one thread"
+
+# ---- --rate, the human summary, and the user's BLAS threading respected ---------
+OPENBLAS_NUM_THREADS=1 "$BENCH" --quick --rate 1000 "${model[@]}" >"$T/human" 2>"$T/err" ||
+    fail "sigflow-bench --quick --rate 1000 failed"
+grep -q "^at rate: " "$T/human" || fail "no rate line in the summary"
+grep -q "ev/s end to end" "$T/human" || fail "no end-to-end rate in the summary"
+grep -q "latency:   at " "$T/human" || fail "no latency in the summary"
+grep -q "forward pass on 1 thread(s), 1 BLAS thread(s) each" "$T/human" ||
+    fail "OPENBLAS_NUM_THREADS=1 was not respected: $(grep pipeline: "$T/human")"
+grep -q "peak RSS" "$T/human" || fail "no RSS in the summary"
+echo "ok: $(grep 'end to end' "$T/human")"
