@@ -12,7 +12,6 @@
  * absolute figures move with the machine. Usage and figures: bench/README.md. */
 #include <getopt.h>
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +264,10 @@ static json_t *cpu_json(const phase *ph) {
         pipeline += ph->stage_cpu[i];
     }
     json_object_set_new(o, "pipeline_thread_total", json_real(pipeline));
+    /* The forward pass wherever it ran: this thread, our helpers, BLAS's. */
+    json_object_set_new(o, "inference_all_threads",
+                        json_real(ph->stage_cpu[SF_STAGE_INFERENCE] + ph->group_cpu[BENCH_T_INFER] +
+                                  ph->group_cpu[BENCH_T_BLAS]));
     json_t *threads = json_object();
     for (int g = 0; g < BENCH_T__COUNT; g++)
         json_object_set_new(threads, bench_thread_group_names[g], json_real(ph->group_cpu[g]));
@@ -383,7 +386,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     o->limit_seconds = 3;
     o->batch_size = 512;
     o->batch_wait_ms = 5;
-    o->partitions = 4;
+    o->partitions = 2;
     o->blas_threads = 0;
     o->kafka_props[o->n_kafka_props++] = default_fetch_wait;
     int seconds_set = 0, warmup_set = 0, limit_set = 0;

@@ -69,11 +69,14 @@ static int next_row(bench_feed *f, sf_replay_msg *m) {
 static int may_send(bench_feed *f, double t0, uint64_t sent) {
     const bench_feed_conf *c = &f->conf;
     if (c->rate > 0) {
-        double due = t0 + (double)sent / c->rate;
-        double wait = due - sf_clock_s();
-        if (wait <= 0)
+        /* Whatever is due goes out at once, then a whole millisecond's sleep:
+         * waking for every event (50 us apart at 20,000/s) cost the feed
+         * several times the CPU of the events themselves. Timestamps are taken
+         * as each event is produced, so the bursts bias no latency. */
+        if (t0 + (double)sent / c->rate <= sf_clock_s())
             return 1;
-        sleep_s(wait < 0.001 ? wait : 0.001);
+        rd_kafka_poll(f->rk, 0);
+        sleep_s(0.001);
         return 0;
     }
     uint64_t consumed = sf_metrics_get(c->metrics, SF_C_CONSUMED) - f->consumed0;

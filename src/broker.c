@@ -35,7 +35,8 @@ struct sf_broker {
     char *bootstrap;
 };
 
-/* Nothing the host handle logs concerns the caller (it is nobody's client). */
+/* Nothing the host handle logs concerns the caller: it is only a client of
+ * its own cluster, and idle. */
 static void sf_broker_quiet_log(const rd_kafka_t *rk, int level, const char *fac,
                                 const char *buf) {
     (void)rk, (void)level, (void)fac, (void)buf;
@@ -44,7 +45,8 @@ static void sf_broker_quiet_log(const rd_kafka_t *rk, int level, const char *fac
 /* Waking the mock thread. In 2.0.2 it serves its op queue right after poll()
  * returns and drains its wakeup pipe afterwards, so an op posted in between
  * (typically while it handles connections) loses its wakeup and waits out the
- * 1 s poll timeout: topic creation and shutdown took a second, at random.
+ * 1 s poll timeout: sf_broker_set_down took up to a second, at random (topic
+ * creation can hit it too).
  * While an op is pending, a nudger thread keeps connecting to the broker's
  * listener; each connection makes poll() return, so the op is served within
  * milliseconds. It changes only how fast, never what, the mock does. */

@@ -35,6 +35,10 @@
 #define OUTPUT_MAX 4096
 #define MAX_LOGGED_REJECTS 10 /* per report interval; the rest are counted */
 #define RECEIVE_MAX_BYTES (16u << 20) /* the consumer's receive.message.max.bytes */
+/* librdkafka backs off reconnecting up to 10 s: after a broker outage the
+ * consumer could come back after its 10 s session expired, lose its
+ * partitions and redo everything since its last commit. Retry every second. */
+#define RECONNECT_BACKOFF_MAX_MS "1000"
 
 /* The model and everything derived from it; replaced whole on reload. */
 typedef struct engine {
@@ -727,6 +731,7 @@ static rd_kafka_t *make_producer(pipeline *p, char *errstr, size_t n) {
         "message.timeout.ms", "0", /* retry until acknowledged: never drop an output */
         "message.max.bytes", max_bytes,
         "queue.buffering.max.kbytes", "32768",
+        "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS,
         NULL};
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (set_all(conf, defaults, errstr, n) || apply_props(conf, c, errstr, n) ||
@@ -764,6 +769,7 @@ static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
          * embedded broker, which holds a departed group that long). */
         "session.timeout.ms", "10000",
         "heartbeat.interval.ms", "1000",
+        "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS,
         /* Bounded memory whatever the input rate: cap the prefetch queue. */
         "queued.max.messages.kbytes", "16384",
         "queued.min.messages", "20000",
@@ -892,6 +898,11 @@ static void loop(pipeline *p) {
             int64_t left = p->first_ms + c->batch_wait_ms - now;
             timeout = left > 0 ? (int)left : 0;
         }
+        /* With outputs in flight, come back every millisecond for their
+         * delivery reports: waiting out a whole batch first would add its
+         * wait and its processing to every event's latency. */
+        if (p->head && timeout > 1)
+            timeout = 1;
         size_t room = c->batch_size - p->n_msgs;
         ssize_t got_n;
         stage_mark(p, SF_STAGE_OTHER);

@@ -571,15 +571,14 @@ static int sf_conf_int(rd_kafka_t *rk, const char *key, int dflt) {
 }
 
 /* One pass over the file. 0 at the end of the pass (or on stop), -1 on a fatal
- * error. *rows gets the number of data rows read. */
+ * error. *produced gets the number of messages handed to librdkafka. */
 static int sf_replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt,
-                          const volatile sig_atomic_t *stop, uint64_t *rows, double *tokens,
+                          const volatile sig_atomic_t *stop, uint64_t *produced, double *tokens,
                           double *last, char *errstr, size_t errstr_size) {
     const sf_replay_opts *o = l->o;
     sf_replay_stats *st = l->st;
     double cap = o->rate > 0 ? (o->rate / 50 > 1 ? o->rate / 50 : 1) : 0;
     uint64_t sent = 0;
-    *rows = 0;
     while (!sf_stopped(stop) && (!o->limit || sent < o->limit)) {
         sf_replay_msg m;
         char why[512];
@@ -591,7 +590,6 @@ static int sf_replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt
             return -1;
         }
         st->read++;
-        (*rows)++;
         if (rc == SF_REPLAY_BAD) {
             st->skipped++;
             if (o->strict) {
@@ -642,6 +640,7 @@ static int sf_replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt
         if (o->rate > 0 || (st->sent & 255) == 0)
             sf_replay_progress(l, 0);
     }
+    *produced = sent;
     return 0;
 }
 
@@ -696,13 +695,15 @@ int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
                 break;
             }
         }
-        uint64_t rows;
-        if (sf_replay_pass(&l, r, rkt, stop, &rows, &tokens, &last, errstr, errstr_size) != 0) {
+        uint64_t produced = 0;
+        if (sf_replay_pass(&l, r, rkt, stop, &produced, &tokens, &last, errstr, errstr_size) != 0) {
             rc = -1;
             break;
         }
-        if (rows == 0 || sf_stopped(stop))
-            break; /* an empty file would make --forever spin */
+        /* A pass that got nothing out (no rows, only bad ones, or only
+         * refused ones) would make an endless run spin without purpose. */
+        if (produced == 0 || sf_stopped(stop))
+            break;
     }
     int flush_ms = o->flush_timeout_ms > 0
                        ? o->flush_timeout_ms

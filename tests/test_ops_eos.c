@@ -202,7 +202,7 @@ static void test_exactly_once_across_sigkill(void **state) {
                             "--rate", RATE, "--timeout", "60", "-q", NULL};
     f->replay = sft_spawn_tied(replay, NULL, NULL);
 
-    double kill_at = 2000 + rand() % 8000;
+    double kill_at = 1000 + rand() % 5000;
     double out = sft_wait_metric(&f->kill, "sigflow_signals_published_total", kill_at, WAIT_MS);
     assert_true(out >= kill_at);
     printf("seed %u: SIGKILL after %.0f outputs\n", seed, out);
