@@ -762,7 +762,9 @@ static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
         "auto.offset.reset", "earliest",
         "enable.auto.offset.store", "false",
         "enable.auto.commit", c->exactly_once ? "false" : "true",
-        "auto.commit.interval.ms", "1000",
+        /* Stored offsets go out often: after a crash, what was acknowledged
+         * but not yet committed is published again. */
+        "auto.commit.interval.ms", "100",
         "isolation.level", "read_committed",
         /* Kafka's pre-3.0 default: a dead instance's partitions move within
          * 10 s (librdkafka's 45 s default also delays restarts on the

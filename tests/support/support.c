@@ -210,6 +210,9 @@ pid_t sft_spawn(char *const argv[], const char *in_path, const char *out_path, c
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&fa, 2, err_path ? err_path : "/dev/null",
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* The in-process broker's sockets are not close-on-exec: a child holding
+     * copies would keep "down" connections alive. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     pid_t pid;
     int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
