@@ -252,9 +252,10 @@ static void inflight_note_offset(inflight *f, const rd_kafka_message_t *m) {
         tp->offset = m->offset + 1;
 }
 
-/* Stores the offsets of the completed prefix of the FIFO. */
+/* Stores the offsets of the completed prefix of the FIFO. After a fatal error
+ * nothing more is stored: the failed output's batch may look complete. */
 static void advance(pipeline *p) {
-    while (p->head && p->head->pending == 0) {
+    while (p->head && p->head->pending == 0 && !p->fatal) {
         inflight *f = p->head;
         if (!p->conf->exactly_once && f->offsets->cnt > 0) {
             rd_kafka_resp_err_t err = rd_kafka_offsets_store(p->consumer, f->offsets);
@@ -290,6 +291,7 @@ static int produce(pipeline *p, const char *topic, const void *key, size_t key_l
             rd_kafka_headers_destroy(headers);
         return -1;
     }
+    int64_t stuck_since = 0;
     for (;;) {
         rd_kafka_resp_err_t err;
         if (headers)
@@ -323,7 +325,16 @@ static int produce(pipeline *p, const char *topic, const void *key, size_t key_l
             set_fatal(p, "cannot produce: %s", rd_kafka_err2str(err));
             return -1;
         }
-        /* Back-pressure: serve delivery reports until the queue has room. */
+        /* Back-pressure: serve delivery reports until the queue has room. A stop
+         * request gives up after the drain timeout, committing nothing more. */
+        if (!stuck_since)
+            stuck_since = sf_clock_ms();
+        if (atomic_load(p->conf->stop) && sf_clock_ms() - stuck_since > DRAIN_TIMEOUT_MS) {
+            if (headers)
+                rd_kafka_headers_destroy(headers);
+            set_fatal(p, "%s", "stopped while the producer queue stayed full; uncommitted events will be read again");
+            return -1;
+        }
         rd_kafka_poll(p->producer, 10);
     }
 }
