@@ -76,6 +76,7 @@ typedef struct pipeline_job {
 typedef struct bench {
     const opts *o;
     const char *brokers;
+    const bench_events *events;
     sf_metrics *metrics;
     sf_pipeline_stats stats;
     _Atomic(bench_hist *) hist; /* where on_ack records, NULL between windows */
@@ -152,7 +153,7 @@ static int consuming(const bench *b) {
 /* Waits, feeding a single event, until the pipeline has joined its group and
  * published: events fed during the join would be a backlog in the first phase. */
 static int prime(bench *b, char *errstr, size_t n) {
-    bench_feed_conf fc = {.brokers = b->brokers, .topic = INPUT_TOPIC, .csv_path = b->o->file,
+    bench_feed_conf fc = {.brokers = b->brokers, .topic = INPUT_TOPIC, .events = b->events,
                           .rate = 0, .window = 1, .metrics = b->metrics};
     bench_feed *feed;
     if (bench_feed_start(&feed, &fc, errstr, n))
@@ -194,7 +195,7 @@ static int run_phase(bench *b, phase *ph, const char *name, double rate, char *e
     memset(ph, 0, sizeof *ph);
     ph->name = name;
     ph->offered_rate = rate;
-    bench_feed_conf fc = {.brokers = b->brokers, .topic = INPUT_TOPIC, .csv_path = o->file,
+    bench_feed_conf fc = {.brokers = b->brokers, .topic = INPUT_TOPIC, .events = b->events,
                           .rate = rate, .window = o->window, .metrics = b->metrics};
     bench_feed *feed;
     if (bench_feed_start(&feed, &fc, errstr, n))
@@ -477,13 +478,132 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
             o->limit_seconds = 0.3;
     }
     /* Enough in flight for the consumer's prefetch to stay ahead of the
-     * pipeline, well under what the embedded broker keeps (5 MB a partition,
-     * about 5,000 events). */
-    o->window = window ? (size_t)window : 16 * o->batch_size;
+     * pipeline (16 batches, at least 2), yet well under what the embedded
+     * broker keeps: 5 MB a partition, about 6,500 events. */
+    if (window) {
+        o->window = (size_t)window;
+    } else {
+        size_t cap = 4096 * (size_t)o->partitions;
+        o->window = 16 * o->batch_size < cap ? 16 * o->batch_size : cap;
+        if (o->window < 2 * o->batch_size)
+            o->window = 2 * o->batch_size;
+    }
     return 0;
 }
 
 /* ---------------------------------------------------------------- main */
+
+/* Broker, pipeline, then the phases: flat out and at half that rate, or only
+ * at --rate. *top is the phase for the throughput, *lat the one for the
+ * latency. 0, or -1 with errstr. */
+static int stream(bench *b, phase *flat, phase *paced, const phase **top, const phase **lat,
+                  char *errstr, size_t n) {
+    const opts *o = b->o;
+    static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC};
+    sf_broker *broker = NULL;
+    if (sf_broker_start(&broker, o->partitions, topics, 2, errstr, n))
+        return -1;
+    b->brokers = sf_broker_bootstrap(broker);
+    b->stats.on_ack = on_ack;
+    b->stats.opaque = b;
+    int t = sf_blas_inference_threads(); /* what the pipeline will choose */
+    b->infer_threads = t > 0 ? t : 1;
+    sf_pipeline_conf *c = &b->job.conf;
+    sf_pipeline_conf_init(c);
+    c->brokers = b->brokers;
+    c->input_topic = INPUT_TOPIC;
+    c->output_topic = OUTPUT_TOPIC;
+    c->group = "sigflow-bench";
+    c->model_path = o->model;
+    c->vars_path = o->vars;
+    c->emit = SF_EMIT_ALL;
+    c->batch_size = o->batch_size;
+    c->batch_wait_ms = o->batch_wait_ms;
+    c->log_level = SF_LOG_WARN;
+    c->stop = &b->job.stop;
+    c->stats = &b->stats;
+    c->kafka_props = o->kafka_props;
+    c->n_kafka_props = o->n_kafka_props;
+    c->metrics = b->metrics = sf_metrics_new();
+    pthread_t tid;
+    int rc = -1;
+    if (!b->metrics || pthread_create(&tid, NULL, pipeline_thread, &b->job)) {
+        snprintf(errstr, n, "cannot start the pipeline");
+        goto out;
+    }
+    rc = prime(b, errstr, n);
+    if (rc == 0 && o->rate > 0) {
+        if (!o->json)
+            fprintf(stderr, "sigflow-bench: %.0f events/s for %.1f s after %.1f s of warm-up...\n",
+                    o->rate, o->seconds, o->warmup);
+        rc = run_phase(b, paced, "rate", o->rate, errstr, n);
+        *top = *lat = paced;
+    } else if (rc == 0) {
+        if (!o->json)
+            fprintf(stderr, "sigflow-bench: flat out for %.1f s after %.1f s of warm-up...\n",
+                    o->seconds, o->warmup);
+        rc = run_phase(b, flat, "max", 0, errstr, n);
+        if (rc == 0 && flat->events_per_s < 2) {
+            snprintf(errstr, n, "no events processed flat out");
+            rc = -1;
+        }
+        if (rc == 0) {
+            if (!o->json)
+                fprintf(stderr, "sigflow-bench: at half that, %.0f events/s, for the latency...\n",
+                        flat->events_per_s / 2);
+            rc = run_phase(b, paced, "half", flat->events_per_s / 2, errstr, n);
+        }
+        *top = flat;
+        *lat = paced;
+    }
+    atomic_store(&b->job.stop, 1);
+    pthread_join(tid, NULL);
+    if (rc == 0 && b->job.rc) {
+        snprintf(errstr, n, "pipeline: %s", b->job.err);
+        rc = -1;
+    }
+out:
+    sf_metrics_free(b->metrics);
+    b->metrics = NULL;
+    sf_broker_stop(broker);
+    return rc;
+}
+
+static json_t *report_json(const opts *o, const bench *b, const bench_limits *lim, const phase *top,
+                           const phase *lat, double rss, json_t *machine) {
+    json_t *phases = json_array();
+    json_array_append_new(phases, phase_json(top));
+    if (lat != top)
+        json_array_append_new(phases, phase_json(lat));
+    json_t *model = json_pack("{s:s, s:s, s:I, s:s}", "path", o->model, "variables", o->vars,
+                              "parameters", (json_int_t)lim->parameters, "sha256", lim->sha256);
+    json_t *config = json_pack(
+        "{s:I, s:i, s:i, s:I, s:i, s:i, s:f, s:f, s:f, s:b}", "batch_size", (json_int_t)o->batch_size,
+        "batch_wait_ms", o->batch_wait_ms, "partitions", o->partitions, "window", (json_int_t)o->window,
+        "inference_threads", b->infer_threads, "blas_threads", b->blas_threads, "seconds", o->seconds,
+        "warmup_s", o->warmup, "limit_seconds", o->limit_seconds, "quick", o->quick);
+    json_t *out = json_object();
+    json_object_set_new(out, "model", model);
+    json_object_set_new(out, "config", config);
+    json_object_set_new(out, "events_per_s", json_real(top->events_per_s));
+    json_object_set_new(out, "latency_ms", latency_json(lat));
+    json_object_set_new(out, "batch_size_mean", json_real(top->batch_size_mean));
+    json_object_set_new(out, "cpu_s_per_event", cpu_json(top));
+    json_object_set_new(out, "rss_max_mb", json_real(rss));
+    json_object_set_new(out, "inference_only_events_per_s", json_real(lim->inference_eps));
+    json_object_set_new(out, "inference_only_1thread_events_per_s", json_real(lim->inference_1thread_eps));
+    json_object_set_new(out, "inference_only_openblas_threads_events_per_s",
+                        json_real(lim->inference_blas_threads_eps));
+    json_object_set_new(out, "inference_batch_independent", json_boolean(lim->batch_independent));
+    json_object_set_new(out, "inference_split_identical", json_boolean(lim->split_identical));
+    json_object_set_new(out, "parse_only_events_per_s", json_real(lim->parse_eps));
+    json_object_set_new(out, "normalize_only_events_per_s", json_real(lim->normalize_eps));
+    json_object_set_new(out, "ratio_end_to_end_to_inference_only",
+                        json_real(top->events_per_s / lim->inference_eps));
+    json_object_set_new(out, "machine", json_incref(machine));
+    json_object_set_new(out, "phases", phases);
+    return out;
+}
 
 int main(int argc, char **argv) {
     bench_thread_name("sf-main");
@@ -493,6 +613,8 @@ int main(int argc, char **argv) {
         return 2;
     json_t *machine = bench_machine_json(); /* first: the load average before we add to it */
     char err[1024];
+    bench_events *events = NULL;
+    int rc = 1;
 
     /* --blas-threads N acts as OPENBLAS_NUM_THREADS=N would: the pipeline keeps
      * a thread count the user chose. */
@@ -502,137 +624,43 @@ int main(int argc, char **argv) {
         setenv("OPENBLAS_NUM_THREADS", v, 1);
         sf_blas_set_threads(o.blas_threads);
     }
+    if (bench_events_load(&events, o.file, err, sizeof err))
+        goto fail;
+
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     bench_limits lim;
-    bench_limits_conf lc = {.model_path = o.model, .vars_path = o.vars, .csv_path = o.file,
+    bench_limits_conf lc = {.model_path = o.model, .vars_path = o.vars, .events = events,
                             .batch_size = o.batch_size, .seconds = o.limit_seconds,
                             .all_threads = cores > 0 ? cores : 1};
     if (!o.json)
         fprintf(stderr, "sigflow-bench: timing the model and the parser alone...\n");
-    if (bench_limits_run(&lc, &lim, err, sizeof err)) {
-        fprintf(stderr, "sigflow-bench: %s\n", err);
-        json_decref(machine);
-        return 1;
-    }
+    if (bench_limits_run(&lc, &lim, err, sizeof err))
+        goto fail;
 
-    static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC};
-    sf_broker *broker = NULL;
-    if (sf_broker_start(&broker, o.partitions, topics, 2, err, sizeof err)) {
-        fprintf(stderr, "sigflow-bench: %s\n", err);
-        json_decref(machine);
-        return 1;
-    }
     static bench b; /* the histograms make it large for a stack */
-    memset(&b, 0, sizeof b);
-    b.o = &o;
-    b.brokers = sf_broker_bootstrap(broker);
-    b.metrics = sf_metrics_new();
-    b.stats.on_ack = on_ack;
-    int t = sf_blas_inference_threads(); /* what the pipeline will choose */
-    b.infer_threads = t > 0 ? t : 1;
-    b.stats.opaque = &b;
-    sf_pipeline_conf *c = &b.job.conf;
-    sf_pipeline_conf_init(c);
-    c->brokers = b.brokers;
-    c->input_topic = INPUT_TOPIC;
-    c->output_topic = OUTPUT_TOPIC;
-    c->group = "sigflow-bench";
-    c->model_path = o.model;
-    c->vars_path = o.vars;
-    c->emit = SF_EMIT_ALL;
-    c->batch_size = o.batch_size;
-    c->batch_wait_ms = o.batch_wait_ms;
-    c->log_level = SF_LOG_WARN;
-    c->stop = &b.job.stop;
-    c->metrics = b.metrics;
-    c->stats = &b.stats;
-    c->kafka_props = o.kafka_props;
-    c->n_kafka_props = o.n_kafka_props;
-    pthread_t tid;
-    if (!b.metrics || pthread_create(&tid, NULL, pipeline_thread, &b.job)) {
-        fprintf(stderr, "sigflow-bench: cannot start the pipeline\n");
-        sf_metrics_free(b.metrics);
-        sf_broker_stop(broker);
-        json_decref(machine);
-        return 1;
-    }
-
     static phase flat, paced;
-    const phase *top = &flat, *lat = &paced;
-    int rc = prime(&b, err, sizeof err);
-    if (rc) {
-        /* reported below */
-    } else if (o.rate > 0) {
-        if (!o.json)
-            fprintf(stderr, "sigflow-bench: %.0f events/s for %.1f s after %.1f s of warm-up...\n", o.rate,
-                    o.seconds, o.warmup);
-        rc = run_phase(&b, &paced, "rate", o.rate, err, sizeof err);
-        top = lat = &paced;
-    } else {
-        if (!o.json)
-            fprintf(stderr, "sigflow-bench: flat out for %.1f s after %.1f s of warm-up...\n", o.seconds,
-                    o.warmup);
-        rc = run_phase(&b, &flat, "max", 0, err, sizeof err);
-        if (rc == 0 && flat.events_per_s < 2) {
-            snprintf(err, sizeof err, "no events processed flat out");
-            rc = -1;
-        }
-        if (rc == 0) {
-            if (!o.json)
-                fprintf(stderr, "sigflow-bench: at half that, %.0f events/s, for the latency...\n",
-                        flat.events_per_s / 2);
-            rc = run_phase(&b, &paced, "half", flat.events_per_s / 2, err, sizeof err);
-        }
-    }
-    atomic_store(&b.job.stop, 1);
-    pthread_join(tid, NULL);
-    if (rc == 0 && b.job.rc) {
-        snprintf(err, sizeof err, "pipeline: %s", b.job.err);
-        rc = -1;
-    }
-    sf_metrics_free(b.metrics);
-    sf_broker_stop(broker);
-    if (rc) {
-        fprintf(stderr, "sigflow-bench: %s\n", err);
-        json_decref(machine);
-        return 1;
-    }
+    const phase *top, *lat;
+    b.o = &o;
+    b.events = events;
+    if (stream(&b, &flat, &paced, &top, &lat, err, sizeof err))
+        goto fail;
 
     double rss = bench_rss_max_mb();
     json_object_set_new(machine, "blas_threads", json_integer(b.blas_threads));
     if (!o.json) {
         print_human(&o, &b, &lim, top, lat, rss, machine);
-        json_decref(machine);
-        return 0;
+    } else {
+        json_t *out = report_json(&o, &b, &lim, top, lat, rss, machine);
+        json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        putchar('\n');
+        json_decref(out);
     }
-    json_t *phases = json_array();
-    json_array_append_new(phases, phase_json(top));
-    if (lat != top)
-        json_array_append_new(phases, phase_json(lat));
-    json_t *out = json_pack(
-        "{s:{s:s, s:s, s:I, s:s}, s:{s:I, s:i, s:i, s:I, s:i, s:i, s:f, s:f, s:f, s:b},"
-        " s:f, s:o, s:f, s:o, s:f, s:f, s:f, s:f, s:b, s:b, s:f, s:f, s:f, s:o, s:o}",
-        "model", "path", o.model, "variables", o.vars, "parameters", (json_int_t)lim.parameters,
-        "sha256", lim.sha256,
-        "config", "batch_size", (json_int_t)o.batch_size, "batch_wait_ms", o.batch_wait_ms,
-        "partitions", o.partitions, "window", (json_int_t)o.window, "inference_threads", b.infer_threads, "blas_threads", b.blas_threads,
-        "seconds", o.seconds, "warmup_s", o.warmup, "limit_seconds", o.limit_seconds, "quick", o.quick,
-        "events_per_s", top->events_per_s, "latency_ms", latency_json(lat),
-        "batch_size_mean", top->batch_size_mean, "cpu_s_per_event", cpu_json(top),
-        "rss_max_mb", rss, "inference_only_events_per_s", lim.inference_eps,
-        "inference_only_1thread_events_per_s", lim.inference_1thread_eps,
-        "inference_only_openblas_threads_events_per_s", lim.inference_blas_threads_eps,
-        "inference_batch_independent", lim.batch_independent,
-        "inference_split_identical", lim.split_identical,
-        "parse_only_events_per_s", lim.parse_eps, "normalize_only_events_per_s", lim.normalize_eps,
-        "ratio_end_to_end_to_inference_only", top->events_per_s / lim.inference_eps,
-        "machine", machine, "phases", phases);
-    if (!out) {
-        fprintf(stderr, "sigflow-bench: cannot build the JSON report\n");
-        return 1;
-    }
-    json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-    putchar('\n');
-    json_decref(out);
-    return 0;
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "sigflow-bench: %s\n", err);
+done:
+    bench_events_free(events);
+    json_decref(machine);
+    return rc;
 }

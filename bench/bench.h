@@ -69,12 +69,23 @@ double bench_rss_max_mb(void);
 /* Cores, CPU model, load average, kernel, BLAS kernel and threads, librdkafka. */
 json_t *bench_machine_json(void);
 
+/* ---- the sample (bench_feed.c) ----
+ * The sample's events as the replay tool sends them (JSON value, EventId key),
+ * read once. */
+typedef struct bench_events bench_events;
+
+int bench_events_load(bench_events **out, const char *csv_path, char *errstr, size_t errstr_size);
+size_t bench_events_count(const bench_events *ev);
+/* Event i's JSON (NUL-terminated) and its length. */
+const char *bench_events_value(const bench_events *ev, size_t i, size_t *len);
+void bench_events_free(bench_events *ev);
+
 /* ---- compute limits (bench_limits.c) ---- */
 
 typedef struct bench_limits_conf {
     const char *model_path;
     const char *vars_path;
-    const char *csv_path;
+    const bench_events *events; /* the sample, its first 4,096 events */
     size_t batch_size;
     double seconds;          /* per measurement */
     int all_threads;         /* threads for the machine's limit (its cores); the BLAS
@@ -101,7 +112,7 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
                      size_t errstr_size);
 
 /* ---- input feed (bench_feed.c) ----
- * A producer thread replaying the CSV (rewound at its end) into a topic, either
+ * A producer thread replaying the events (from the top again at the end) into a topic, either
  * paced at `rate` events/s or, with rate 0, as fast as the pipeline takes
  * them: at most `window` events produced and not yet consumed, so the
  * pipeline never starves and the embedded broker (a few MB per partition)
@@ -111,7 +122,7 @@ typedef struct bench_feed bench_feed;
 typedef struct bench_feed_conf {
     const char *brokers;
     const char *topic;
-    const char *csv_path;
+    const bench_events *events; /* must outlive the feed */
     double rate;                /* events/s; 0: closed loop */
     uint64_t window;            /* closed loop: events in flight */
     const sf_metrics *metrics;  /* the pipeline's, for SF_C_CONSUMED */

@@ -2,10 +2,14 @@
  *
  * sf_replay_run paces or floods, and flooding the embedded broker (a few MB
  * per partition) faster than the pipeline reads would make it drop unread
- * events and the measurement with them. So the feed has its own loop over the
- * replay reader: paced at a fixed rate for latency, or closed-loop for
- * throughput, keeping a bounded number of events between the producer and the
- * pipeline's consumer so the pipeline never waits for input. */
+ * events and the measurement with them. So the feed has its own loop: paced at
+ * a fixed rate for latency, or closed-loop for throughput, keeping a bounded
+ * number of events between the producer and the pipeline's consumer so the
+ * pipeline never waits for input.
+ *
+ * The events are the replay reader's JSON, rendered once up front: the feed
+ * shares the machine with what it measures, and decompressing and converting
+ * the CSV again for every event cost about 2 us of CPU an event. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +23,15 @@
 #include "sigflow/replay.h"
 #include "bench.h"
 
+struct bench_events {
+    size_t n;
+    char *arena;         /* every value and key, NUL-terminated, back to back */
+    size_t *value, *value_len, *key, *key_len; /* offsets into arena */
+};
+
 struct bench_feed {
     bench_feed_conf conf;
     rd_kafka_t *rk;
-    sf_replay *reader;
     pthread_t tid;
     atomic_int stop;
     atomic_uint_least64_t sent;
@@ -50,19 +59,99 @@ static void sleep_s(double s) {
     nanosleep(&ts, NULL);
 }
 
-/* The next row of the file, from the top again at its end. */
-static int next_row(bench_feed *f, sf_replay_msg *m) {
-    for (int tries = 0; tries < 2; tries++) {
-        int got;
-        while ((got = sf_replay_next(f->reader, m, f->err, sizeof f->err)) == SF_REPLAY_BAD)
-            ;
-        if (got == SF_REPLAY_ROW)
-            return 0;
-        if (got != SF_REPLAY_EOF || sf_replay_rewind(f->reader, f->err, sizeof f->err))
-            return -1;
+void bench_events_free(bench_events *ev) {
+    if (!ev)
+        return;
+    free(ev->arena);
+    free(ev->value);
+    free(ev->value_len);
+    free(ev->key);
+    free(ev->key_len);
+    free(ev);
+}
+
+/* Appends len bytes to the arena; returns their offset, or (size_t)-1. */
+static size_t arena_add(bench_events *ev, size_t *used, size_t *cap, const char *p, size_t len) {
+    if (*used + len > *cap) {
+        size_t ncap = *cap ? *cap : 1 << 20;
+        while (*used + len > ncap)
+            ncap *= 2;
+        char *a = realloc(ev->arena, ncap);
+        if (!a)
+            return (size_t)-1;
+        ev->arena = a;
+        *cap = ncap;
     }
-    snprintf(f->err, sizeof f->err, "%s: no events", f->conf.csv_path);
-    return -1;
+    if (len)
+        memcpy(ev->arena + *used, p, len);
+    *used += len;
+    return *used - len;
+}
+
+int bench_events_load(bench_events **out, const char *path, char *errstr, size_t n) {
+    *out = NULL;
+    sf_replay *r;
+    if (sf_replay_open(&r, path, NULL, NULL, errstr, n))
+        return -1;
+    bench_events *ev = calloc(1, sizeof *ev);
+    size_t used = 0, cap = 0, slots = 0;
+    int rc = ev ? 0 : -1;
+    while (rc == 0) {
+        sf_replay_msg m;
+        int got = sf_replay_next(r, &m, errstr, n);
+        if (got == SF_REPLAY_EOF)
+            break;
+        if (got == SF_REPLAY_BAD)
+            continue;
+        if (got != SF_REPLAY_ROW) {
+            rc = -1;
+            break;
+        }
+        if (ev->n == slots) {
+            slots = slots ? 2 * slots : 4096;
+            size_t **arrays[] = {&ev->value, &ev->value_len, &ev->key, &ev->key_len};
+            for (size_t i = 0; i < 4 && rc == 0; i++) {
+                size_t *a = realloc(*arrays[i], slots * sizeof *a);
+                if (a)
+                    *arrays[i] = a;
+                else
+                    rc = -1;
+            }
+        }
+        /* Each NUL-terminated, as the replay reader hands them out. */
+        size_t v = rc ? (size_t)-1 : arena_add(ev, &used, &cap, m.value, m.value_len + 1);
+        size_t k = v == (size_t)-1 ? v : arena_add(ev, &used, &cap, m.key ? m.key : "", m.key ? m.key_len + 1 : 1);
+        if (k == (size_t)-1) {
+            snprintf(errstr, n, "out of memory reading %s", path);
+            rc = -1;
+            break;
+        }
+        ev->value[ev->n] = v;
+        ev->value_len[ev->n] = m.value_len;
+        ev->key[ev->n] = k;
+        ev->key_len[ev->n] = m.key ? m.key_len : 0;
+        ev->n++;
+    }
+    sf_replay_close(r);
+    if (rc == 0 && (!ev || ev->n == 0)) {
+        snprintf(errstr, n, ev ? "%s: no events" : "out of memory reading %s", path);
+        rc = -1;
+    }
+    if (rc) {
+        bench_events_free(ev);
+        return -1;
+    }
+    *out = ev;
+    return 0;
+}
+
+size_t bench_events_count(const bench_events *ev) {
+    return ev->n;
+}
+
+const char *bench_events_value(const bench_events *ev, size_t i, size_t *len) {
+    *len = ev->value_len[i];
+    return ev->arena + ev->value[i];
 }
 
 /* May the next event go now? Otherwise sleeps a little and says no. */
@@ -88,22 +177,20 @@ static int may_send(bench_feed *f, double t0, uint64_t sent) {
 
 static void *feed_thread(void *arg) {
     bench_feed *f = arg;
+    const bench_events *ev = f->conf.events;
     bench_thread_name("sf-feed");
     double t0 = sf_clock_s();
     uint64_t sent = 0;
     while (!atomic_load(&f->stop)) {
         if (!may_send(f, t0, sent))
             continue;
-        sf_replay_msg m;
-        if (next_row(f, &m)) {
-            f->rc = -1;
-            break;
-        }
+        size_t i = (size_t)(sent % ev->n);
+        /* No copy: the events outlive the producer. */
         rd_kafka_resp_err_t err;
-        while ((err = rd_kafka_producev(f->rk, RD_KAFKA_V_TOPIC(f->conf.topic),
-                                        RD_KAFKA_V_KEY(m.key, m.key_len),
-                                        RD_KAFKA_V_VALUE((void *)m.value, m.value_len),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+        while ((err = rd_kafka_producev(
+                    f->rk, RD_KAFKA_V_TOPIC(f->conf.topic),
+                    RD_KAFKA_V_KEY(ev->key_len[i] ? ev->arena + ev->key[i] : NULL, ev->key_len[i]),
+                    RD_KAFKA_V_VALUE(ev->arena + ev->value[i], ev->value_len[i]), RD_KAFKA_V_END)) ==
                    RD_KAFKA_RESP_ERR__QUEUE_FULL &&
                !atomic_load(&f->stop))
             rd_kafka_poll(f->rk, 10);
@@ -147,8 +234,6 @@ static int learn_topic(bench_feed *f, char *errstr, size_t n) {
 static void feed_free(bench_feed *f) {
     if (f->rk)
         rd_kafka_destroy(f->rk);
-    if (f->reader)
-        sf_replay_close(f->reader);
     free(f);
 }
 
@@ -161,10 +246,6 @@ int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, s
     }
     f->conf = *c;
     f->consumed0 = sf_metrics_get(c->metrics, SF_C_CONSUMED);
-    if (sf_replay_open(&f->reader, c->csv_path, NULL, NULL, errstr, n)) {
-        feed_free(f);
-        return -1;
-    }
     /* The replay tool's settings: batches of up to 10,000 messages, 5 ms linger. */
     static const char *const props[] = {
         "linger.ms", "5", "batch.num.messages", "10000", "compression.codec", "none",

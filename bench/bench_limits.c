@@ -13,65 +13,37 @@
 #include "sigflow/features.h"
 #include "sigflow/infer.h"
 #include "sigflow/model.h"
-#include "sigflow/replay.h"
 #include "sigflow/vars.h"
 #include "bench.h"
 
 #define SAMPLE_EVENTS 4096
 
+/* The first SAMPLE_EVENTS events, as the JSON the feed sends, and their rows. */
 typedef struct sample {
     size_t n;
-    char **json;
+    const char **json;
     size_t *len;
     float *rows; /* n x n_inputs, raw, then normalized */
 } sample;
 
 static void sample_free(sample *s) {
-    for (size_t i = 0; i < s->n; i++)
-        free(s->json[i]);
     free(s->json);
     free(s->len);
     free(s->rows);
 }
 
-/* The first SAMPLE_EVENTS events of the CSV as the JSON the feed sends. */
-static int sample_read(sample *s, const char *path, size_t n_inputs, char *errstr, size_t n) {
+static int sample_take(sample *s, const bench_events *ev, size_t n_inputs) {
     memset(s, 0, sizeof *s);
-    s->json = calloc(SAMPLE_EVENTS, sizeof *s->json);
-    s->len = calloc(SAMPLE_EVENTS, sizeof *s->len);
-    s->rows = malloc(SAMPLE_EVENTS * n_inputs * sizeof *s->rows);
-    if (!s->json || !s->len || !s->rows) {
-        snprintf(errstr, n, "out of memory reading %s", path);
+    size_t n = bench_events_count(ev) < SAMPLE_EVENTS ? bench_events_count(ev) : SAMPLE_EVENTS;
+    s->json = calloc(n, sizeof *s->json);
+    s->len = calloc(n, sizeof *s->len);
+    s->rows = malloc(n * n_inputs * sizeof *s->rows);
+    if (!s->json || !s->len || !s->rows)
         return -1;
-    }
-    sf_replay *r;
-    if (sf_replay_open(&r, path, NULL, NULL, errstr, n))
-        return -1;
-    int rc = 0;
-    while (s->n < SAMPLE_EVENTS) {
-        sf_replay_msg m;
-        int got = sf_replay_next(r, &m, errstr, n);
-        if (got == SF_REPLAY_EOF)
-            break;
-        if (got == SF_REPLAY_BAD)
-            continue;
-        if (got != SF_REPLAY_ROW) {
-            rc = -1;
-            break;
-        }
-        if (!(s->json[s->n] = strdup(m.value))) {
-            snprintf(errstr, n, "out of memory reading %s", path);
-            rc = -1;
-            break;
-        }
-        s->len[s->n++] = m.value_len;
-    }
-    sf_replay_close(r);
-    if (rc == 0 && s->n == 0) {
-        snprintf(errstr, n, "%s: no events", path);
-        rc = -1;
-    }
-    return rc;
+    for (size_t i = 0; i < n; i++)
+        s->json[i] = bench_events_value(ev, i, &s->len[i]);
+    s->n = n;
+    return 0;
 }
 
 /* The stage being timed, called with i = 0, 1, ... cycling through a period. */
@@ -134,8 +106,10 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     size_t nin = model->n_inputs;
     out->parameters = model->n_params;
     snprintf(out->sha256, sizeof out->sha256, "%s", model->sha256);
-    if (sample_read(&s, c->csv_path, nin, errstr, n))
+    if (sample_take(&s, c->events, nin)) {
+        snprintf(errstr, n, "out of memory");
         goto out;
+    }
     out->events = s.n;
     as = sf_assembler_new(vars, "EventId");
     inf = sf_infer_new(model, c->batch_size);
@@ -152,7 +126,7 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     sf_event_id id;
     for (size_t i = 0; i < s.n; i++) {
         if (sf_assembler_run(as, s.json[i], s.len[i], s.rows + i * nin, &id, why, sizeof why)) {
-            snprintf(errstr, n, "%s: event %zu rejected: %s", c->csv_path, i + 1, why);
+            snprintf(errstr, n, "sample event %zu rejected: %s", i + 1, why);
             goto out;
         }
     }

@@ -21,6 +21,7 @@
 
 #include <cblas.h>
 
+#include "sigflow/blas.h"
 #include "sigflow/infer.h"
 
 /* A helper thread and the share of the current batch it runs. */
@@ -416,4 +417,12 @@ size_t sf_argmax(const float *v, size_t n) {
         if (v[i] > v[best])
             best = i;
     return best;
+}
+
+int sf_infer_use_default_threads(sf_infer *e) {
+    int threads = sf_blas_inference_threads();
+    if (threads <= 0)
+        return 0;
+    sf_blas_set_threads(1);
+    return sf_infer_set_threads(e, threads) ? 1 : threads;
 }

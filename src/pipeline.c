@@ -168,11 +168,7 @@ static int engine_load(engine *e, const sf_pipeline_conf *c, char *errstr, size_
     }
     /* Unless the user chose BLAS's threading, one BLAS thread per share of
      * the batch on threads of our own (blas.h says why). */
-    if ((e->threads = sf_blas_inference_threads()) > 0) {
-        sf_blas_set_threads(1);
-        if (sf_infer_set_threads(e->infer, e->threads))
-            e->threads = 1;
-    }
+    e->threads = sf_infer_use_default_threads(e->infer);
     return 0;
 fail:
     engine_free(e);
@@ -789,6 +785,10 @@ static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
         "fetch.max.bytes", "8388608",
         "receive.message.max.bytes", receive_max,
         "statistics.interval.ms", c->metrics ? "5000" : "0",
+        /* Idle fetches come back within 100 ms; librdkafka's 500 ms would
+         * stall a batch that long on brokers (the embedded one among them)
+         * that answer an empty fetch only when it expires. */
+        "fetch.wait.max.ms", "100",
         NULL};
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (set_all(conf, defaults, errstr, n) || apply_props(conf, c, errstr, n)) {

@@ -88,8 +88,8 @@ check "a >= 1" "$(get config.inference_threads)" 0 "no inference thread count"
 [ "$(get config.blas_threads)" = 1 ] || fail "the split pass did not run BLAS on one thread"
 
 # ---- --rate, the human summary, and the user's BLAS threading respected ---------
-OPENBLAS_NUM_THREADS=1 "$BENCH" --quick --rate 1000 "${model[@]}" >"$T/human" 2>"$T/err" ||
-    fail "sigflow-bench --quick --rate 1000 failed"
+OPENBLAS_NUM_THREADS=1 "$BENCH" --quick --rate 1000 --seconds 0.5 --warmup 0.2 --limit-seconds 0.05 \
+    "${model[@]}" >"$T/human" 2>"$T/err" || fail "sigflow-bench --quick --rate 1000 failed"
 grep -q "^at rate: " "$T/human" || fail "no rate line in the summary"
 grep -q "ev/s end to end" "$T/human" || fail "no end-to-end rate in the summary"
 grep -q "latency:   at " "$T/human" || fail "no latency in the summary"

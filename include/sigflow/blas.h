@@ -4,8 +4,10 @@
  * OpenBLAS picks its kernel set (by CPU detection, or OPENBLAS_CORETYPE) and
  * sizes its thread pool when the library is loaded, before main(). Throughput
  * figures mean nothing without knowing that choice, so the daemon logs it at
- * start-up and the benchmark reports it. The thread count is the one knob we
- * set ourselves: see sf_blas_threads_default(). */
+ * start-up and the benchmark reports it. We leave the kernel to OpenBLAS (on
+ * the Zen 4 build machine it picks an AVX-512 one, and forcing another gained
+ * nothing: bench/README.md); the thread count we do set, see
+ * sf_blas_inference_threads(). */
 #ifndef SIGFLOW_BLAS_H
 #define SIGFLOW_BLAS_H
 
@@ -24,9 +26,8 @@ void sf_blas_info_get(sf_blas_info *out);
  * chose BLAS's threading (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or
  * OMP_NUM_THREADS is set), to be left alone; otherwise the online cores, at
  * most 8. The caller then sets BLAS to one thread and splits batches over its
- * own threads (sf_infer_set_threads): OpenBLAS's workers spin between calls
- * and took half again the CPU per event that one thread needs, CPU the Kafka
- * client threads lack (bench/README.md has the figures). */
+ * own threads (sf_infer_set_threads): OpenBLAS's workers spin between calls,
+ * burning CPU the Kafka client threads need (bench/README.md has the figures). */
 int sf_blas_inference_threads(void);
 
 /* Sets the number of threads later BLAS calls may use (n >= 1). */

@@ -24,9 +24,17 @@ void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y);
  * one thread by the caller (sf_blas_set_threads(1)). Shares start on 16-row
  * boundaries, so with a BLAS kernel that gives a row the same bits whatever
  * batch it is in (the AVX-512 ones do; sigflow-bench checks) the results are
- * those of one thread, bit for bit. 1 stops the helpers. 0, or -1 when a helper
- * cannot be started (the engine then runs on the calling thread alone). */
+ * those of one thread, bit for bit. 1 stops the helpers. Call it between runs,
+ * from the thread that runs them. 0, or -1 when a helper cannot be started
+ * (the engine then runs on the calling thread alone). */
 int sf_infer_set_threads(sf_infer *e, int threads);
+
+/* sigflow's threading policy, shared by `run` and `predict` so both compute
+ * the same bits: unless the user chose BLAS's threading (see
+ * sf_blas_inference_threads), BLAS runs single-threaded and batches are split
+ * over all cores with sf_infer_set_threads. Returns the threads the engine
+ * uses, 0 when BLAS's own threading was left in charge. */
+int sf_infer_use_default_threads(sf_infer *e);
 
 /* Applies an activation in place to rows x cols values (softmax per row).
  * Softmax and sigmoid are computed in their numerically stable forms. */

@@ -219,6 +219,8 @@ int sf_cmd_predict(int argc, char **argv) {
         fprintf(stderr, "sigflow predict: out of memory for a batch of %ld events\n", batch);
         goto out;
     }
+    /* The daemon's threading, so offline and online results agree bit for bit. */
+    sf_infer_use_default_threads(p.engine);
     if (predict_stream(&p, stdin) == 0) {
         if (fflush(stdout) || ferror(stdout))
             fprintf(stderr, "sigflow predict: error writing stdout\n");
