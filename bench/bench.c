@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "sigflow/args.h"
 #include "sigflow/blas.h"
 #include "sigflow/broker.h"
 #include "sigflow/clock.h"
@@ -334,31 +335,6 @@ static const char usage[] =
     "--quick: a few seconds in all (the smoke test). -X: librdkafka properties for\n"
     "the pipeline (default fetch.wait.max.ms=5, see bench/README.md).\n";
 
-static int bad_value(const char *option, const char *value, const char *what) {
-    fprintf(stderr, "sigflow-bench: %s '%s': expected %s\n", option, value, what);
-    return 1;
-}
-
-static int parse_double(const char *s, double min, double max, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_long(const char *s, long min, long max, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* The bundled model and data: from the source tree named at build time, or by
  * $SIGFLOW_SOURCE_DIR, or relative to the working directory. */
 static const char *source_dir(void) {
@@ -409,7 +385,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         switch (opt) {
         case 'X':
             if (!strchr(optarg, '=') || o->n_kafka_props == MAX_KAFKA_PROPS)
-                bad = bad_value("-X", optarg, "key=value (at most 31 of them)");
+                bad = sf_args_bad("sigflow-bench", "-X", optarg, "key=value (at most 31 of them)");
             else
                 o->kafka_props[o->n_kafka_props++] = optarg;
             break;
@@ -417,49 +393,49 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         case O_VARS: o->vars = optarg; break;
         case O_FILE: o->file = optarg; break;
         case O_SECONDS:
-            if (parse_double(optarg, 0.1, 86400, &o->seconds))
-                bad = bad_value("--seconds", optarg, "a number of seconds in 0.1..86400");
+            if (sf_args_double(optarg, 0.1, 86400, &o->seconds))
+                bad = sf_args_bad("sigflow-bench", "--seconds", optarg, "a number of seconds in 0.1..86400");
             seconds_set = 1;
             break;
         case O_WARMUP:
-            if (parse_double(optarg, 0, 3600, &o->warmup))
-                bad = bad_value("--warmup", optarg, "a number of seconds in 0..3600");
+            if (sf_args_double(optarg, 0, 3600, &o->warmup))
+                bad = sf_args_bad("sigflow-bench", "--warmup", optarg, "a number of seconds in 0..3600");
             warmup_set = 1;
             break;
         case O_LIMIT:
-            if (parse_double(optarg, 0.05, 600, &o->limit_seconds))
-                bad = bad_value("--limit-seconds", optarg, "a number of seconds in 0.05..600");
+            if (sf_args_double(optarg, 0.05, 600, &o->limit_seconds))
+                bad = sf_args_bad("sigflow-bench", "--limit-seconds", optarg, "a number of seconds in 0.05..600");
             limit_set = 1;
             break;
         case O_RATE:
-            if (parse_double(optarg, 1, 1e8, &o->rate))
-                bad = bad_value("--rate", optarg, "events per second, at least 1");
+            if (sf_args_double(optarg, 1, 1e8, &o->rate))
+                bad = sf_args_bad("sigflow-bench", "--rate", optarg, "events per second, at least 1");
             break;
         case O_JSON: o->json = 1; break;
         case O_QUICK: o->quick = 1; break;
         case O_BS:
-            if (parse_long(optarg, 1, 4096, &v))
-                bad = bad_value("--batch-size", optarg, "an integer in 1..4096");
+            if (sf_args_long(optarg, 1, 4096, &v))
+                bad = sf_args_bad("sigflow-bench", "--batch-size", optarg, "an integer in 1..4096");
             o->batch_size = (size_t)v;
             break;
         case O_BW:
-            if (parse_long(optarg, 0, 60000, &v))
-                bad = bad_value("--batch-wait-ms", optarg, "an integer in 0..60000");
+            if (sf_args_long(optarg, 0, 60000, &v))
+                bad = sf_args_bad("sigflow-bench", "--batch-wait-ms", optarg, "an integer in 0..60000");
             o->batch_wait_ms = (int)v;
             break;
         case O_BLAS:
-            if (parse_long(optarg, 1, 256, &v))
-                bad = bad_value("--blas-threads", optarg, "an integer in 1..256");
+            if (sf_args_long(optarg, 1, 256, &v))
+                bad = sf_args_bad("sigflow-bench", "--blas-threads", optarg, "an integer in 1..256");
             o->blas_threads = (int)v;
             break;
         case O_PARTS:
-            if (parse_long(optarg, 1, 64, &v))
-                bad = bad_value("--partitions", optarg, "an integer in 1..64");
+            if (sf_args_long(optarg, 1, 64, &v))
+                bad = sf_args_bad("sigflow-bench", "--partitions", optarg, "an integer in 1..64");
             o->partitions = (int)v;
             break;
         case O_WINDOW:
-            if (parse_long(optarg, 1, 1000000, &window))
-                bad = bad_value("--window", optarg, "an integer in 1..1000000");
+            if (sf_args_long(optarg, 1, 1000000, &window))
+                bad = sf_args_bad("sigflow-bench", "--window", optarg, "an integer in 1..1000000");
             break;
         case 'h': fputs(usage, stdout); exit(0);
         default: bad = 1;

@@ -13,6 +13,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "sigflow/args.h"
 #include "sigflow/kafka.h"
 #include "sigflow/replay.h"
 
@@ -63,16 +64,6 @@ static int parse_u64(const char *s, uint64_t *out) {
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_double(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || errno || *end || !isfinite(v) || v < 0)
         return -1;
     *out = v;
     return 0;
@@ -148,18 +139,18 @@ int main(int argc, char **argv) {
             break;
         case O_FOREVER: forever = 1; break;
         case O_INTERVAL:
-            if (parse_double(optarg, &o.interval) != 0)
+            if (sf_args_double(optarg, 0, 1e9, &o.interval) != 0)
                 bad = "--interval wants a number of seconds >= 0";
             break;
         case O_RATE:
-            if (parse_double(optarg, &o.rate) != 0 || o.rate == 0)
+            if (sf_args_double(optarg, 0, 1e12, &o.rate) != 0 || o.rate == 0)
                 bad = "--rate wants a positive number of events per second";
             break;
         case O_KEY: o.key_field = optarg; break;
         case O_DROP: o.drop = optarg; break;
         case O_STRICT: o.strict = 1; break;
         case O_TIMEOUT:
-            if (parse_double(optarg, &timeout_s) != 0 || timeout_s < 0.1 || timeout_s > 3600)
+            if (sf_args_double(optarg, 0, 1e9, &timeout_s) != 0 || timeout_s < 0.1 || timeout_s > 3600)
                 bad = "--timeout wants seconds between 0.1 and 3600";
             break;
         case ':':

@@ -12,9 +12,9 @@
 #include "sigflow/broker.h"
 #include "sigflow/clock.h"
 #include "sigflow/kafka.h"
+#include "sigflow/args.h"
 #include "sigflow/pipeline.h"
 #include "sigflow/replay.h"
-#include "cli.h"
 #include "commands.h"
 
 #define DEMO_TIMEOUT_MS 120000
@@ -109,22 +109,22 @@ int sf_cmd_demo(int argc, char **argv) {
         case O_VARS: c->vars_path = optarg; break;
         case 'f': file = optarg; break;
         case 'n':
-            if (sf_cli_parse_long(optarg, 1, 100000000, &limit))
-                bad = sf_cli_bad("demo", "--limit", optarg, "a positive integer");
+            if (sf_args_long(optarg, 1, 100000000, &limit))
+                bad = sf_args_bad("sigflow demo", "--limit", optarg, "a positive integer");
             break;
         case O_BS:
-            if (sf_cli_parse_long(optarg, 1, 1 << 20, &v))
-                bad = sf_cli_bad("demo", "--batch-size", optarg, "an integer in 1..1048576");
+            if (sf_args_long(optarg, 1, 1 << 20, &v))
+                bad = sf_args_bad("sigflow demo", "--batch-size", optarg, "an integer in 1..1048576");
             c->batch_size = (size_t)v;
             break;
         case O_BW:
-            if (sf_cli_parse_long(optarg, 0, 60000, &v))
-                bad = sf_cli_bad("demo", "--batch-wait-ms", optarg, "an integer in 0..60000");
+            if (sf_args_long(optarg, 0, 60000, &v))
+                bad = sf_args_bad("sigflow demo", "--batch-wait-ms", optarg, "an integer in 0..60000");
             c->batch_wait_ms = (int)v;
             break;
         case O_LOG:
             if (sf_log_level_parse(optarg, &c->log_level))
-                bad = sf_cli_bad("demo", "--log-level", optarg, "error, warn, info or debug");
+                bad = sf_args_bad("sigflow demo", "--log-level", optarg, "error, warn, info or debug");
             break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = 1;
@@ -153,7 +153,7 @@ int sf_cmd_demo(int argc, char **argv) {
     c->stop = &stop;
     c->metrics = metrics;
     c->metrics_addr = NULL;
-    sf_cli_signals(on_stop, NULL);
+    sf_args_signals(on_stop, NULL);
 
     /* The pipeline consumes while the replay produces: the embedded broker keeps
      * only a few MB per partition, so streaming concurrently is what a real

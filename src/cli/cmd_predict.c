@@ -16,7 +16,7 @@
 #include "sigflow/model.h"
 #include "sigflow/output.h"
 #include "sigflow/vars.h"
-#include "cli.h"
+#include "sigflow/args.h"
 #include "commands.h"
 
 static const char usage[] =
@@ -172,11 +172,11 @@ int sf_cmd_predict(int argc, char **argv) {
         case O_ID: id_field = *optarg ? optarg : NULL; break;
         case O_NORM:
             if (sf_norm_parse(optarg, &norm))
-                bad = sf_cli_bad("predict", "--normalize", optarg, "standard, l2 or none");
+                bad = sf_args_bad("sigflow predict", "--normalize", optarg, "standard, l2 or none");
             break;
         case O_BS:
-            if (sf_cli_parse_long(optarg, 1, 1 << 20, &batch))
-                bad = sf_cli_bad("predict", "--batch-size", optarg, "an integer in 1..1048576");
+            if (sf_args_long(optarg, 1, 1 << 20, &batch))
+                bad = sf_args_bad("sigflow predict", "--batch-size", optarg, "an integer in 1..1048576");
             break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = 1;

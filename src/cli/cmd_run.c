@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sigflow/args.h"
 #include "sigflow/pipeline.h"
-#include "cli.h"
 #include "commands.h"
 
 /* The only global state: what the signal handlers ask of the main loop. */
@@ -100,8 +100,8 @@ int sf_cmd_run(int argc, char **argv) {
         case O_ID: c.id_field = *optarg ? optarg : NULL; break;
         case O_LABEL: c.signal_label = optarg; break;
         case O_THR:
-            if (sf_cli_parse_double(optarg, &d) || d < 0 || d > 1)
-                bad = sf_cli_bad("run", "--threshold", optarg, "a probability in [0, 1]");
+            if (sf_args_double(optarg, 0, 1, &d))
+                bad = sf_args_bad("sigflow run", "--threshold", optarg, "a probability in [0, 1]");
             c.threshold = d;
             break;
         case O_EMIT:
@@ -110,38 +110,38 @@ int sf_cmd_run(int argc, char **argv) {
             else if (!strcmp(optarg, "signal"))
                 c.emit = SF_EMIT_SIGNAL;
             else
-                bad = sf_cli_bad("run", "--emit", optarg, "signal or all");
+                bad = sf_args_bad("sigflow run", "--emit", optarg, "signal or all");
             break;
         case O_BS:
-            if (sf_cli_parse_long(optarg, 1, 1 << 20, &v))
-                bad = sf_cli_bad("run", "--batch-size", optarg, "an integer in 1..1048576");
+            if (sf_args_long(optarg, 1, 1 << 20, &v))
+                bad = sf_args_bad("sigflow run", "--batch-size", optarg, "an integer in 1..1048576");
             c.batch_size = (size_t)v;
             break;
         case O_BW:
-            if (sf_cli_parse_long(optarg, 0, 60000, &v))
-                bad = sf_cli_bad("run", "--batch-wait-ms", optarg, "an integer in 0..60000");
+            if (sf_args_long(optarg, 0, 60000, &v))
+                bad = sf_args_bad("sigflow run", "--batch-wait-ms", optarg, "an integer in 0..60000");
             c.batch_wait_ms = (int)v;
             break;
         case O_NORM:
             if (sf_norm_parse(optarg, &c.norm))
-                bad = sf_cli_bad("run", "--normalize", optarg, "standard, l2 or none");
+                bad = sf_args_bad("sigflow run", "--normalize", optarg, "standard, l2 or none");
             break;
         case O_MAXB:
-            if (sf_cli_parse_long(optarg, 1, 256L << 20, &v))
-                bad = sf_cli_bad("run", "--max-event-bytes", optarg, "an integer in 1..268435456");
+            if (sf_args_long(optarg, 1, 256L << 20, &v))
+                bad = sf_args_bad("sigflow run", "--max-event-bytes", optarg, "an integer in 1..268435456");
             c.max_event_bytes = (size_t)v;
             break;
         case O_EOS: c.exactly_once = 1; break;
         case O_TXID: c.transactional_id = optarg; break;
         case O_METRICS: c.metrics_addr = optarg; break;
         case O_CONN:
-            if (sf_cli_parse_long(optarg, 1, 3600000, &v))
-                bad = sf_cli_bad("run", "--connect-timeout-ms", optarg, "an integer in 1..3600000");
+            if (sf_args_long(optarg, 1, 3600000, &v))
+                bad = sf_args_bad("sigflow run", "--connect-timeout-ms", optarg, "an integer in 1..3600000");
             c.connect_timeout_ms = (int)v;
             break;
         case O_LOG:
             if (sf_log_level_parse(optarg, &c.log_level))
-                bad = sf_cli_bad("run", "--log-level", optarg, "error, warn, info or debug");
+                bad = sf_args_bad("sigflow run", "--log-level", optarg, "error, warn, info or debug");
             break;
         case 'X': props[n_props++] = optarg; break;
         case 'h': fputs(usage, stdout); free(props); return 0;
@@ -171,7 +171,7 @@ int sf_cmd_run(int argc, char **argv) {
 
     sf_metrics *metrics = sf_metrics_new();
     c.metrics = metrics;
-    sf_cli_signals(on_stop, on_hup);
+    sf_args_signals(on_stop, on_hup);
 
     char err[1024];
     int rc = sf_pipeline_run(&c, err, sizeof err) == 0 ? 0 : 1;

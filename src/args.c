@@ -1,5 +1,5 @@
-/* cli.c: strict number parsing and signal set-up for the subcommands, so a typo
- * in a flag is an error, never a silent zero. */
+/* args.c: strict option parsing and signal set-up shared by sigflow,
+ * sigflow-replay and sigflow-bench. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "sigflow/args.h"
 
-int sf_cli_parse_long(const char *s, long min, long max, long *out) {
+int sf_args_long(const char *s, long min, long max, long *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -19,22 +19,22 @@ int sf_cli_parse_long(const char *s, long min, long max, long *out) {
     return 0;
 }
 
-int sf_cli_parse_double(const char *s, double *out) {
+int sf_args_double(const char *s, double min, double max, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v))
+    if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
         return -1;
     *out = v;
     return 0;
 }
 
-int sf_cli_bad(const char *cmd, const char *option, const char *value, const char *what) {
-    fprintf(stderr, "sigflow %s: %s '%s': expected %s\n", cmd, option, value, what);
+int sf_args_bad(const char *prog, const char *option, const char *value, const char *what) {
+    fprintf(stderr, "%s: %s '%s': expected %s\n", prog, option, value, what);
     return 1;
 }
 
-void sf_cli_signals(void (*on_stop)(int), void (*on_hup)(int)) {
+void sf_args_signals(void (*on_stop)(int), void (*on_hup)(int)) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
