@@ -201,14 +201,6 @@ static void stage_mark(pipeline *p, sf_stage s) {
     p->cpu_mark_ns = now;
 }
 
-/* Wall-clock milliseconds with sub-millisecond digits, to compare with Kafka
- * timestamps. */
-static double wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* ------------------------------------------------------------ bookkeeping */
 
 static void inflight_free(inflight *f) {
@@ -375,7 +367,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         sf_metrics_add(p->conf->metrics, is_dlq ? SF_C_DEAD_LETTERS : SF_C_SIGNALS, 1);
     const sf_pipeline_stats *st = p->conf->stats;
     if (ref->input_ts > 0 && (p->conf->metrics || (st && st->on_ack))) {
-        double latency_ms = wall_ms() - (double)ref->input_ts;
+        double latency_ms = sf_clock_wall_ms() - (double)ref->input_ts;
         if (p->conf->metrics)
             sf_metrics_observe(p->conf->metrics, SF_H_END_TO_END, latency_ms / 1000.0);
         if (st && st->on_ack)
@@ -723,6 +715,23 @@ static int set_all(rd_kafka_conf_t *conf, const char *const *kv, char *errstr, s
     return 0;
 }
 
+/* The callbacks both clients share, then the client itself (which owns conf
+ * from then on). NULL with errstr when librdkafka refuses the configuration. */
+static rd_kafka_t *new_client(pipeline *p, rd_kafka_type_t type, rd_kafka_conf_t *conf,
+                              char *errstr, size_t n) {
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    rd_kafka_conf_set_opaque(conf, p);
+    char rderr[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, rderr, sizeof rderr);
+    if (!rk) {
+        snprintf(errstr, n, "cannot create %s: %s",
+                 type == RD_KAFKA_PRODUCER ? "producer" : "consumer", rderr);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
 static rd_kafka_t *make_producer(pipeline *p, char *errstr, size_t n) {
     const sf_pipeline_conf *c = p->conf;
     /* Room for any dead letter: a too-large event is copied to the dead-letter
@@ -747,16 +756,7 @@ static rd_kafka_t *make_producer(pipeline *p, char *errstr, size_t n) {
         return NULL;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
-    rd_kafka_conf_set_opaque(conf, p);
-    char rderr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof rderr);
-    if (!rk) {
-        snprintf(errstr, n, "cannot create producer: %s", rderr);
-        rd_kafka_conf_destroy(conf);
-    }
-    return rk;
+    return new_client(p, RD_KAFKA_PRODUCER, conf, errstr, n);
 }
 
 static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
@@ -796,18 +796,9 @@ static rd_kafka_t *make_consumer(pipeline *p, char *errstr, size_t n) {
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     if (c->metrics)
         rd_kafka_conf_set_stats_cb(conf, on_stats);
-    rd_kafka_conf_set_opaque(conf, p);
-    char rderr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rderr, sizeof rderr);
-    if (!rk) {
-        snprintf(errstr, n, "cannot create consumer: %s", rderr);
-        rd_kafka_conf_destroy(conf);
-    }
-    return rk;
+    return new_client(p, RD_KAFKA_CONSUMER, conf, errstr, n);
 }
 
 /* Fails fast when the brokers cannot be reached at start-up. */

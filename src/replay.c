@@ -12,6 +12,7 @@
 
 #include "sigflow/csv.h"
 #include "sigflow/kafka.h"
+#include "sigflow/clock.h"
 #include "sigflow/replay.h"
 
 struct sf_replay {
@@ -466,12 +467,6 @@ void sf_replay_opts_init(sf_replay_opts *o) {
     o->passes = 1;
 }
 
-static double sf_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int sf_stopped(const volatile sig_atomic_t *stop) {
     return stop && *stop;
 }
@@ -480,7 +475,7 @@ static int sf_stopped(const volatile sig_atomic_t *stop) {
  * returns early when *stop is set. */
 static void sf_wait_until(rd_kafka_t *rk, double deadline, const volatile sig_atomic_t *stop) {
     for (;;) {
-        double left = deadline - sf_now();
+        double left = deadline - sf_clock_s();
         if (left <= 0 || sf_stopped(stop))
             return;
         if (left > 0.002) {
@@ -506,7 +501,7 @@ typedef struct {
 static void sf_replay_sync(sf_replay_loop *l) {
     l->st->delivered = l->c->delivered;
     l->st->failed = l->c->failed + l->refused;
-    l->st->seconds = sf_now() - l->t0;
+    l->st->seconds = sf_clock_s() - l->t0;
     if (!l->st->error[0] && l->c->error[0])
         snprintf(l->st->error, sizeof l->st->error, "%s", l->c->error);
 }
@@ -518,7 +513,7 @@ static uint64_t sf_in_flight(const sf_replay_loop *l) {
 static void sf_replay_progress(sf_replay_loop *l, int force) {
     if (!l->o->on_progress)
         return;
-    double now = sf_now();
+    double now = sf_clock_s();
     if (!force && now < l->next_progress)
         return;
     l->next_progress = now + 0.25;
@@ -528,16 +523,16 @@ static void sf_replay_progress(sf_replay_loop *l, int force) {
 
 /* Waits for every report of the messages sent, so no opaque outlives the run. */
 static void sf_replay_drain(sf_replay_loop *l, int timeout_ms) {
-    double deadline = sf_now() + timeout_ms / 1000.0;
-    while (sf_in_flight(l) > 0 && sf_now() < deadline) {
+    double deadline = sf_clock_s() + timeout_ms / 1000.0;
+    while (sf_in_flight(l) > 0 && sf_clock_s() < deadline) {
         rd_kafka_flush(l->rk, 100);
         sf_replay_progress(l, 0);
     }
     if (sf_in_flight(l) == 0)
         return;
     rd_kafka_purge(l->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    deadline = sf_now() + 5.0;
-    while (sf_in_flight(l) > 0 && sf_now() < deadline)
+    deadline = sf_clock_s() + 5.0;
+    while (sf_in_flight(l) > 0 && sf_clock_s() < deadline)
         rd_kafka_poll(l->rk, 50);
 }
 
@@ -602,14 +597,14 @@ static int sf_replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt
         }
         if (o->rate > 0) {
             /* Token bucket: at most `cap` (20 ms worth) can go out back to back. */
-            double now = sf_now();
+            double now = sf_clock_s();
             *tokens += (now - *last) * o->rate;
             if (*tokens > cap)
                 *tokens = cap;
             *last = now;
             if (*tokens < 1) {
                 sf_wait_until(l->rk, now + (1 - *tokens) / o->rate, stop);
-                now = sf_now();
+                now = sf_clock_s();
                 *tokens += (now - *last) * o->rate;
                 *last = now;
                 if (sf_stopped(stop))
@@ -682,12 +677,12 @@ int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
     }
     if (o->passes != 1)
         sf_csv_keep(r->csv, SF_REPLAY_KEEP_MAX);
-    sf_replay_loop l = {rk, o, st, c, 0, sf_now(), 0};
+    sf_replay_loop l = {rk, o, st, c, 0, sf_clock_s(), 0};
     double tokens = 1, last = l.t0;
     int rc = 0;
     for (uint64_t pass = 0; !o->passes || pass < o->passes; pass++) {
         if (pass > 0) {
-            sf_wait_until(rk, sf_now() + o->interval, stop);
+            sf_wait_until(rk, sf_clock_s() + o->interval, stop);
             if (sf_stopped(stop))
                 break;
             if (sf_replay_rewind(r, errstr, errstr_size) != 0) {

@@ -16,12 +16,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "sigflow/broker.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "sigflow/clock.h"
 
 static sf_broker *start(int partitions, const char *const *topics, size_t n) {
     sf_broker *b = NULL;
@@ -76,8 +71,8 @@ static void consume_n(const char *bootstrap, const char *topic, int partitions, 
     rd_kafka_topic_partition_list_destroy(l);
     unsigned char *seen = calloc((size_t)want, 1);
     int n = 0;
-    double deadline = now() + 15;
-    while (n < want && now() < deadline) {
+    double deadline = sf_clock_s() + 15;
+    while (n < want && sf_clock_s() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
         if (!m)
             continue;
@@ -182,8 +177,8 @@ static void test_down_and_up(void **state) {
 
     sf_broker_set_down(b, 0);
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    double deadline = now() + 15;
-    while (err && now() < deadline)
+    double deadline = sf_clock_s() + 15;
+    while (err && sf_clock_s() < deadline)
         err = rd_kafka_metadata(p, 1, NULL, &md, 1000);
     assert_int_equal(err, 0);
     rd_kafka_metadata_destroy(md);
@@ -246,8 +241,8 @@ static void test_consumer_group(void **state) {
     rd_kafka_topic_partition_list_destroy(s);
     int got = 0;
     unsigned char seen[100] = {0};
-    double deadline = now() + 20;
-    while (got < 100 && now() < deadline) {
+    double deadline = sf_clock_s() + 20;
+    while (got < 100 && sf_clock_s() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
         if (!m)
             continue;

@@ -18,10 +18,12 @@ static inline double sf_clock_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static inline int64_t sf_clock_wall_ms(void) {
+/* Wall-clock milliseconds with sub-millisecond digits, to compare with Kafka
+ * message timestamps. */
+static inline double sf_clock_wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 #endif
