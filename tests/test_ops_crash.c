@@ -62,9 +62,7 @@ static void test_sigkill_three_times(void **state) {
     const char *brokers = sf_broker_bootstrap(f->broker);
     const char *model, *vars;
     sft_pick_model(&model, &vars);
-    unsigned seed = getenv("SIGFLOW_TEST_SEED") ? (unsigned)atoi(getenv("SIGFLOW_TEST_SEED"))
-                                                : (unsigned)sft_now_ms();
-    srand(seed);
+    unsigned seed = sft_seed();
     /* The dead instance stays a group member until its session expires: a
      * short session makes each restart take seconds, not the default 45. */
     const char *args[] = {"--brokers", brokers, "--model", model, "--variables", vars,

@@ -194,9 +194,7 @@ static void test_exactly_once_across_sigkill(void **state) {
     if (!real_eos)
         printf("this broker cannot give exactly-once: %s; asserting at-least-once instead\n", why);
 
-    unsigned seed = getenv("SIGFLOW_TEST_SEED") ? (unsigned)atoi(getenv("SIGFLOW_TEST_SEED"))
-                                                : (unsigned)sft_now_ms();
-    srand(seed);
+    unsigned seed = sft_seed();
     assert_true(sft_wait_metric(&f->kill, "sigflow_assigned_partitions", 8, WAIT_MS) == 8);
     char *const replay[] = {SF_TEST_REPLAY, "-b", (char *)f->brokers, "-t", "in.kill", "-f", SF_TEST_DATA,
                             "--rate", RATE, "--timeout", "60", "-q", NULL};

@@ -55,9 +55,7 @@ static void test_broker_outage_mid_stream(void **state) {
     const char *brokers = sf_broker_bootstrap(f->broker);
     const char *model, *vars;
     sft_pick_model(&model, &vars);
-    unsigned seed = getenv("SIGFLOW_TEST_SEED") ? (unsigned)atoi(getenv("SIGFLOW_TEST_SEED"))
-                                                : (unsigned)sft_now_ms();
-    srand(seed);
+    unsigned seed = sft_seed();
     const char *args[] = {"--brokers", brokers, "--model", model, "--variables", vars,
                           "--group", "ops-outage", "--emit", "all", NULL};
     sft_daemon_start(&f->d, args, WAIT_MS);

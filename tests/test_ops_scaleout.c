@@ -58,9 +58,7 @@ static void test_two_instances_then_one(void **state) {
     const char *brokers = sf_broker_bootstrap(f->broker);
     const char *model, *vars;
     sft_pick_model(&model, &vars);
-    unsigned seed = getenv("SIGFLOW_TEST_SEED") ? (unsigned)atoi(getenv("SIGFLOW_TEST_SEED"))
-                                                : (unsigned)sft_now_ms();
-    srand(seed);
+    unsigned seed = sft_seed();
     /* A killed member holds its partitions until its session times out
      * (45 s by default): a short session keeps the test quick. */
     const char *args[] = {"--brokers", brokers, "--model", model, "--variables", vars,

@@ -21,10 +21,13 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+
+#include "support.h"
 #include <librdkafka/rdkafka.h>
 #include <zlib.h>
 
 #include "sigflow/broker.h"
+#include "sigflow/clock.h"
 #include "sigflow/replay.h"
 
 #define FIX SF_SOURCE_DIR "/tests/fixtures/"
@@ -34,18 +37,12 @@
 
 extern char **environ;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void nap_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-static char tmpdir[64];
+static char *tmpdir; /* per run, made by setup */
 
 /* ---- the expected data: the CSV read by a naive, separate reader ---- */
 
@@ -192,8 +189,8 @@ static msg *consume(const char *bootstrap, const char *topic, size_t want) {
     rd_kafka_topic_partition_list_destroy(parts);
     msg *out = calloc(want + 1, sizeof *out);
     size_t n = 0;
-    double deadline = now() + 20;
-    while (n < want && now() < deadline) {
+    double deadline = sf_clock_s() + 20;
+    while (n < want && sf_clock_s() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m)
             continue;
@@ -266,12 +263,12 @@ static run_result run_replay(double limit_s, ...) {
     posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     pid_t pid;
     run_result r = {0};
-    double t0 = now();
+    double t0 = sf_clock_s();
     assert_int_equal(posix_spawn(&pid, REPLAY, &fa, NULL, (char *const *)argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     int status;
     while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now() - t0 > limit_s) {
+        if (sf_clock_s() - t0 > limit_s) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             slurp(err_path, r.err, sizeof r.err);
@@ -279,7 +276,7 @@ static run_result run_replay(double limit_s, ...) {
         }
         nap_ms(10);
     }
-    r.seconds = now() - t0;
+    r.seconds = sf_clock_s() - t0;
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     slurp(out_path, r.out, sizeof r.out);
     slurp(err_path, r.err, sizeof r.err);
@@ -484,14 +481,14 @@ static void test_failed_deliveries(void **state) {
     assert_int_equal(posix_spawn(&pid, REPLAY, &fa, NULL, (char *const *)argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     /* Once deliveries flow, take the broker down. */
-    double deadline = now() + 20;
-    while (topic_count(bs, "events") < 100 && now() < deadline)
+    double deadline = sf_clock_s() + 20;
+    while (topic_count(bs, "events") < 100 && sf_clock_s() < deadline)
         nap_ms(20);
     sf_broker_set_down(b, 1);
     int status;
-    deadline = now() + 30;
+    deadline = sf_clock_s() + 30;
     while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now() > deadline) {
+        if (sf_clock_s() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             fail();
@@ -628,15 +625,15 @@ static void test_refused_message(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sf_replay_kafka.XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    tmpdir = sft_temp_dir();
+    return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    int rc = sft_remove_tree(tmpdir);
+    free(tmpdir);
+    return rc;
 }
 
 int main(void) {

@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+
+#include "support.h"
 #include <zlib.h>
 
 #include "sigflow/csv.h"
@@ -352,7 +354,7 @@ static void test_bad_rows(void **state) {
 
 /* ---- header and file errors ---- */
 
-static char tmpdir[64];
+static char *tmpdir; /* per run, made by setup */
 
 static const char *write_tmp(const char *name, const char *data, size_t len) {
     static char path[256];
@@ -549,15 +551,15 @@ static void test_random_bytes(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sf_replay_parse.XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    tmpdir = sft_temp_dir();
+    return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    int rc = sft_remove_tree(tmpdir);
+    free(tmpdir);
+    return rc;
 }
 
 int main(void) {

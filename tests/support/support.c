@@ -32,6 +32,13 @@ int64_t sft_now_ms(void) {
     return sf_clock_ms();
 }
 
+unsigned sft_seed(void) {
+    const char *env = getenv("SIGFLOW_TEST_SEED");
+    unsigned seed = env && *env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)sft_now_ms();
+    srand(seed);
+    return seed;
+}
+
 static void nap_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -578,4 +585,19 @@ void sft_pick_model(const char **model, const char **vars) {
         *model = SF_SOURCE_DIR "/tests/fixtures/model_mlp.h5";
         *vars = SF_SOURCE_DIR "/tests/fixtures/vars_higgs.json";
     }
+}
+
+char *sft_temp_dir(void) {
+    const char *dir = getenv("TMPDIR");
+    char tmpl[512];
+    snprintf(tmpl, sizeof tmpl, "%s/sigflow-test-XXXXXX", dir && *dir ? dir : "/tmp");
+    assert_non_null(mkdtemp(tmpl));
+    char *p = strdup(tmpl);
+    assert_non_null(p);
+    return p;
+}
+
+int sft_remove_tree(const char *dir) {
+    char *const argv[] = {"/bin/rm", "-rf", (char *)dir, NULL};
+    return sft_wait(sft_spawn(argv, NULL, NULL, NULL), 30000) == 0 ? 0 : -1;
 }

@@ -78,8 +78,18 @@ char *sft_read_file(const char *path, size_t *len);
 /* A fresh temporary path under $TMPDIR with the given suffix (caller frees). */
 char *sft_temp_path(const char *suffix);
 
+/* A fresh directory under $TMPDIR (caller frees the path), and its removal
+ * with everything in it (0, or -1 when rm failed). */
+char *sft_temp_dir(void);
+int sft_remove_tree(const char *dir);
+
 /* Monotonic milliseconds. */
 int64_t sft_now_ms(void);
+
+/* Seeds rand() for a test's random choices from $SIGFLOW_TEST_SEED, or the
+ * clock when unset; returns the seed so the test can print it (and a failing
+ * run can be replayed). */
+unsigned sft_seed(void);
 
 /* ------------------------------------------------------------------------
  * Running daemons and watching them (the operations tests).
