@@ -449,7 +449,11 @@ void sf_replay_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
 }
 
 int sf_replay_conf_init(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) {
+    /* Idempotence: a produce request retried across a broker outage must not
+     * write an event twice (the daemon would then rightly publish it twice),
+     * nor reorder a partition. -X enable.idempotence=false still turns it off. */
     static const char *const kv[][2] = {
+        {"enable.idempotence", "true"},
         {"linger.ms", "5"},
         {"batch.num.messages", "10000"},
         {"compression.type", "none"},

@@ -1,7 +1,12 @@
 /* test_ops_outage.c: brokers go away and come back (a rolling restart, a
  * network partition); the daemon must ride it out, not exit, and lose
  * nothing. The broker lives in this process so the test can take it down
- * for 5 s in the middle of a stream and bring it back. */
+ * for 5 s in the middle of a stream and bring it back.
+ *
+ * The replay tool is producing when the brokers go down, so the test also
+ * proves that replay is idempotent: its retries across the outage must not
+ * write a row twice. Only with a unique input can the daemon promise a
+ * unique output (an outage shorter than its group session redoes nothing). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,9 +96,12 @@ static void test_broker_outage_mid_stream(void **state) {
     printf("down %lld ms (%d health probes, all 200); consumed while down: %.0f (prefetched)\n",
            (long long)(up - down), probes, during);
 
-    /* Back up: the stream finishes and every event comes out. */
+    /* Back up: the stream finishes, each row entered the input once... */
     assert_int_equal(sft_wait(f->replay, WAIT_MS), 0);
     f->replay = 0;
+    sft_assert_each_key_once(brokers, "events", FIRST_ID, FIRST_ID + N_EVENTS, WAIT_MS);
+
+    /* ...and every event comes out. */
     unsigned *counts = calloc(N_EVENTS, sizeof *counts);
     assert_non_null(counts);
     sft_count_keys(brokers, "signals", FIRST_ID, FIRST_ID + N_EVENTS, counts, 0, WAIT_MS);
