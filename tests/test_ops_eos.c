@@ -167,6 +167,7 @@ static void test_exactly_once(void **state) {
                      N_EVENTS);
     sft_strings_free(keys, N_EVENTS);
     sft_strings_free(values, N_EVENTS);
+    sft_assert_each_key_once(f->brokers, "in.eos", FIRST_ID, FIRST_ID + N_EVENTS, WAIT_MS);
     assert_true(sft_wait_metric(&f->eos, "sigflow_signals_published_total", N_EVENTS, WAIT_MS) ==
                 N_EVENTS);
     double batches = sft_scrape(f->eos.port, "sigflow_batches_total");

@@ -394,14 +394,17 @@ static void test_rate(void **state) {
         if (m[i].ts_ms > hi)
             hi = m[i].ts_ms;
     }
+    /* Never faster than asked (+20 %): that is what --rate promises. Slower
+     * only says the machine was busy (2 loaded cores under ASan), so the lower
+     * bound is loose; it still catches a pacing bug that halves the rate. */
     double observed = 5999.0 / ((double)(hi - lo) / 1000.0);
-    if (observed < 1600 || observed > 2400)
+    if (observed < 1200 || observed > 2400)
         fail_msg("observed %.0f events/s from message timestamps, asked 2000", observed);
     /* The tool's own figure agrees. */
     const char *p = strstr(r.out, "rate=");
     assert_non_null(p);
     double reported = strtod(p + 5, NULL);
-    if (reported < 1600 || reported > 2400)
+    if (reported < 1200 || reported > 2400)
         fail_msg("summary rate %.0f, asked 2000", reported);
     free_msgs(m, 6000);
     sf_broker_stop(b);
