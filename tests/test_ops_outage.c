@@ -61,8 +61,13 @@ static void test_broker_outage_mid_stream(void **state) {
     const char *model, *vars;
     sft_pick_model(&model, &vars);
     unsigned seed = sft_seed();
+    /* "No duplicate" is promised only for an outage shorter than the group
+     * session: with the default 10 s, 5 s down plus reconnects on a loaded
+     * 2-core machine left too thin a margin (the session expired now and then,
+     * and at-least-once then rightly redid a few events). */
     const char *args[] = {"--brokers", brokers, "--model", model, "--variables", vars,
-                          "--group", "ops-outage", "--emit", "all", NULL};
+                          "--group", "ops-outage", "--emit", "all",
+                          "-X", "session.timeout.ms=30000", NULL};
     sft_daemon_start(&f->d, args, WAIT_MS);
     assert_true(sft_wait_metric(&f->d, "sigflow_assigned_partitions", 8, WAIT_MS) == 8);
 
@@ -106,6 +111,12 @@ static void test_broker_outage_mid_stream(void **state) {
     assert_non_null(counts);
     sft_count_keys(brokers, "signals", FIRST_ID, FIRST_ID + N_EVENTS, counts, 0, WAIT_MS);
     int64_t caught_up = sft_now_ms() - up;
+    /* Were the partitions revoked before the clean stop, the group session
+     * expired: duplicates are then allowed, the premise failed, not the
+     * daemon, and the failure must say so. */
+    char *log = sft_read_file(f->d.log, NULL);
+    int revoked = log && strstr(log, "revoked") != NULL;
+    free(log);
     assert_int_equal(sft_daemon_stop(&f->d, SIGTERM, WAIT_MS), 0);
     size_t total = sft_count_keys(brokers, "signals", FIRST_ID, FIRST_ID + N_EVENTS, counts, 0, WAIT_MS);
     size_t missing = 0;
@@ -118,6 +129,9 @@ static void test_broker_outage_mid_stream(void **state) {
     assert_int_equal(missing, 0);
     /* Nor any duplicate: the daemon reconnects within its group session, so
      * it keeps its partitions and redoes nothing. */
+    if (revoked && total != N_EVENTS)
+        fail_msg("the daemon's partitions were revoked during the outage (its group session "
+                 "expired), so at-least-once allowed these duplicates: the premise failed");
     assert_int_equal(total, N_EVENTS);
 }
 
