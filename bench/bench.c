@@ -490,10 +490,10 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     c->input_topic = INPUT_TOPIC;
     c->output_topic = OUTPUT_TOPIC;
     c->group = "sigflow-bench";
-    c->model_path = o->model;
-    c->vars_path = o->vars;
-    c->emit = SF_EMIT_ALL;
-    c->batch_size = o->batch_size;
+    c->engine.model_path = o->model;
+    c->engine.vars_path = o->vars;
+    c->engine.emit = SF_EMIT_ALL;
+    c->engine.batch_size = o->batch_size;
     c->batch_wait_ms = o->batch_wait_ms;
     c->log_level = SF_LOG_WARN;
     c->stop = &b->job.stop;

@@ -10,10 +10,7 @@
 
 #include "sigflow/blas.h"
 #include "sigflow/clock.h"
-#include "sigflow/features.h"
-#include "sigflow/infer.h"
-#include "sigflow/model.h"
-#include "sigflow/vars.h"
+#include "sigflow/engine.h"
 #include "bench.h"
 
 #define SAMPLE_EVENTS 4096
@@ -49,9 +46,7 @@ static int sample_take(sample *s, const bench_events *ev, size_t n_inputs) {
 /* The stage being timed, called with i = 0, 1, ... cycling through a period. */
 typedef struct job {
     sample *s;
-    sf_assembler *as;
-    const sf_vars *vars;
-    sf_infer *inf;
+    sf_engine *e;
     size_t nin, batch;
     float *buf;   /* parse: one row; normalize: one batch of scratch */
     float *probs;
@@ -60,18 +55,18 @@ typedef struct job {
 static void step_parse(job *j, size_t i) {
     char why[256];
     sf_event_id id;
-    sf_assembler_run(j->as, j->s->json[i], j->s->len[i], j->buf, &id, why, sizeof why);
+    sf_engine_assemble(j->e, j->s->json[i], j->s->len[i], j->buf, &id, why, sizeof why);
 }
 
 /* Normalizing in place again and again would drift the values: a fresh copy
  * each time (the copy is a small part of the cost, and is counted). */
 static void step_normalize(job *j, size_t i) {
     memcpy(j->buf, j->s->rows + i * j->batch * j->nin, j->batch * j->nin * sizeof *j->buf);
-    sf_features_normalize(j->vars, SF_NORM_STANDARD, j->buf, j->batch);
+    sf_engine_normalize_rows(j->e, j->buf, j->batch);
 }
 
 static void step_infer(job *j, size_t i) {
-    sf_infer_run(j->inf, j->s->rows + i * j->batch * j->nin, j->batch, j->probs);
+    sf_engine_infer_rows(j->e, j->s->rows + i * j->batch * j->nin, j->batch, j->probs);
 }
 
 /* Runs step over i = 0..period-1 again and again for `seconds`; returns the
@@ -93,16 +88,22 @@ static double timed_rate(double seconds, void (*step)(job *, size_t), job *j, si
 
 int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr, size_t n) {
     memset(out, 0, sizeof *out);
-    sf_model *model = NULL;
-    sf_vars *vars = NULL;
-    sf_assembler *as = NULL;
-    sf_infer *inf = NULL;
+    sf_engine *e = NULL;
     sample s = {0};
     float *probs = NULL, *ref = NULL, *buf = NULL;
     int rc = -1;
-    if (sf_model_load(&model, c->model_path, NULL, errstr, n) ||
-        sf_vars_load(&vars, c->vars_path, errstr, n) || sf_vars_bind(vars, model, errstr, n))
+    /* The stages timed one at a time; the forward pass starts on one thread
+     * and the threads are set below, as each figure needs. */
+    sf_engine_conf ec;
+    sf_engine_conf_init(&ec);
+    ec.model_path = c->model_path;
+    ec.vars_path = c->vars_path;
+    ec.emit = SF_EMIT_ALL;
+    ec.batch_size = c->batch_size;
+    ec.threads = 1;
+    if (sf_engine_load(&e, &ec, errstr, n))
         goto out;
+    const sf_model *model = sf_engine_model(e);
     size_t nin = model->n_inputs;
     out->parameters = model->n_params;
     snprintf(out->sha256, sizeof out->sha256, "%s", model->sha256);
@@ -111,12 +112,10 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
         goto out;
     }
     out->events = s.n;
-    as = sf_assembler_new(vars, "EventId");
-    inf = sf_infer_new(model, c->batch_size);
     probs = malloc(c->batch_size * model->n_outputs * sizeof *probs);
     ref = malloc(SAMPLE_EVENTS * model->n_outputs * sizeof *ref);
     buf = malloc(c->batch_size * nin * sizeof *buf);
-    if (!as || !inf || !probs || !ref || !buf) {
+    if (!probs || !ref || !buf) {
         snprintf(errstr, n, "out of memory");
         goto out;
     }
@@ -125,7 +124,7 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     char why[512];
     sf_event_id id;
     for (size_t i = 0; i < s.n; i++) {
-        if (sf_assembler_run(as, s.json[i], s.len[i], s.rows + i * nin, &id, why, sizeof why)) {
+        if (sf_engine_assemble(e, s.json[i], s.len[i], s.rows + i * nin, &id, why, sizeof why)) {
             snprintf(errstr, n, "sample event %zu rejected: %s", i + 1, why);
             goto out;
         }
@@ -135,11 +134,11 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
         snprintf(errstr, n, "batch size %zu is larger than the %zu sample events", c->batch_size, s.n);
         goto out;
     }
-    job j = {.s = &s, .as = as, .vars = vars, .inf = inf, .nin = nin, .batch = c->batch_size,
+    job j = {.s = &s, .e = e, .nin = nin, .batch = c->batch_size,
              .buf = buf, .probs = probs};
     out->parse_eps = timed_rate(c->seconds, step_parse, &j, s.n, 1);
     out->normalize_eps = timed_rate(c->seconds, step_normalize, &j, batches, c->batch_size);
-    sf_features_normalize(vars, SF_NORM_STANDARD, s.rows, s.n);
+    sf_engine_normalize_rows(e, s.rows, s.n);
 
     sf_blas_info before;
     sf_blas_info_get(&before);
@@ -148,7 +147,7 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
      * check below. */
     size_t per_batch = c->batch_size * model->n_outputs;
     for (size_t b = 0; b < batches; b++)
-        sf_infer_run(inf, s.rows + b * c->batch_size * nin, c->batch_size, ref + b * per_batch);
+        sf_engine_infer_rows(e, s.rows + b * c->batch_size * nin, c->batch_size, ref + b * per_batch);
     out->inference_1thread_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
 
     /* Does a row get the same bits in half a batch? Without that, no split can
@@ -156,25 +155,25 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     size_t half = (c->batch_size / 2 + 15) / 16 * 16;
     out->batch_independent = 1;
     if (half < c->batch_size) {
-        sf_infer_run(inf, s.rows, half, probs);
-        sf_infer_run(inf, s.rows + half * nin, c->batch_size - half, probs + half * model->n_outputs);
+        sf_engine_infer_rows(e, s.rows, half, probs);
+        sf_engine_infer_rows(e, s.rows + half * nin, c->batch_size - half, probs + half * model->n_outputs);
         out->batch_independent = !memcmp(probs, ref, per_batch * sizeof *probs);
     }
 
     /* The daemon's way: the batch split over our threads, which must not
      * change a bit of any output when rows are batch-independent. */
-    if (sf_infer_set_threads(inf, c->all_threads)) {
+    if (sf_engine_set_threads(e, c->all_threads)) {
         snprintf(errstr, n, "cannot start %d inference threads", c->all_threads);
         goto restore;
     }
     out->split_identical = 1;
     for (size_t b = 0; b < batches; b++) {
-        sf_infer_run(inf, s.rows + b * c->batch_size * nin, c->batch_size, probs);
+        sf_engine_infer_rows(e, s.rows + b * c->batch_size * nin, c->batch_size, probs);
         if (memcmp(probs, ref + b * per_batch, per_batch * sizeof *probs))
             out->split_identical = 0;
     }
     out->inference_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
-    sf_infer_set_threads(inf, 1);
+    sf_engine_set_threads(e, 1);
 
     sf_blas_set_threads(c->all_threads);
     out->inference_blas_threads_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
@@ -186,9 +185,6 @@ out:
     free(probs);
     free(ref);
     free(buf);
-    sf_infer_free(inf);
-    sf_assembler_free(as);
-    sf_vars_free(vars);
-    sf_model_free(model);
+    sf_engine_free(e);
     return rc;
 }

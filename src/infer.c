@@ -55,9 +55,12 @@ struct sf_infer {
 
 /* OpenBLAS's sgemm computes the last rows of a matrix that are not a multiple
  * of its kernel's row unroll with other code, which rounds differently in the
- * last bit. Padding every GEMM to a multiple of 16 rows makes an event's result
- * independent of the batch it happens to share, so the daemon's outputs match
- * `sigflow predict` byte for byte. It costs at most 15 rows per batch. */
+ * last bit. Padding every GEMM to a multiple of 16 rows removes that source of
+ * difference; it is necessary but not sufficient: whether a row then gets the
+ * same bits in any batch depends on the kernel also blocking its reduction the
+ * same way for every row count (the AVX-512 kernels do; others may not, which
+ * sigflow-bench reports as batch_independent and the tests check). It costs at
+ * most 15 rows per batch. */
 #define ROW_BLOCK 16
 
 /* Smallest batch worth splitting: every share at least one ROW_BLOCK. */

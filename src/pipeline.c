@@ -23,12 +23,9 @@
 #include "sigflow/blas.h"
 #include "sigflow/clock.h"
 #include "sigflow/http.h"
-#include "sigflow/infer.h"
 #include "sigflow/kafka.h"
-#include "sigflow/model.h"
 #include "sigflow/output.h"
 #include "sigflow/pipeline.h"
-#include "sigflow/vars.h"
 
 #define REPORT_INTERVAL_MS 10000
 #define DRAIN_TIMEOUT_MS 30000
@@ -39,18 +36,6 @@
  * consumer could come back after its 10 s session expired, lose its
  * partitions and redo everything since its last commit. Retry every second. */
 #define RECONNECT_BACKOFF_MAX_MS "1000"
-
-/* The model and everything derived from it; replaced whole on reload. */
-typedef struct engine {
-    sf_model *model;
-    sf_vars *vars;
-    sf_assembler *assembler;
-    sf_infer *infer;
-    int signal_index; /* -1 when selection needs no label (--emit all) */
-    int threads;      /* threads the forward pass is split over; 0: BLAS's own */
-    float *rows;      /* batch_size x n_inputs */
-    float *probs;     /* batch_size x n_outputs */
-} engine;
 
 /* One output in flight, the opaque of its delivery report: the report's own
  * timestamp may be the broker's LogAppendTime (the embedded broker always says
@@ -81,14 +66,13 @@ typedef struct redo {
 typedef struct pipeline {
     const sf_pipeline_conf *conf;
     sf_log_level log;
-    engine eng;
+    sf_engine *eng; /* replaced whole on reload */
     rd_kafka_t *consumer, *producer;
     rd_kafka_queue_t *queue;
 
     rd_kafka_message_t **msgs; /* the batch being filled */
     size_t n_msgs;
     int64_t first_ms;
-    sf_event_id *ids;
     size_t *row_msg; /* row j of the batch came from msgs[row_msg[j]] */
 
     inflight *head, *tail;
@@ -108,12 +92,8 @@ void sf_pipeline_conf_init(sf_pipeline_conf *c) {
     c->input_topic = "events";
     c->output_topic = "signals";
     c->group = "sigflow";
-    c->id_field = "EventId";
-    c->threshold = -1;
-    c->emit = SF_EMIT_SIGNAL;
-    c->batch_size = 512;
+    sf_engine_conf_init(&c->engine);
     c->batch_wait_ms = 5;
-    c->norm = SF_NORM_STANDARD;
     c->max_event_bytes = 1 << 20;
     c->connect_timeout_ms = 10000;
     c->log_level = SF_LOG_INFO;
@@ -128,55 +108,8 @@ static void set_fatal(pipeline *p, const char *fmt, const char *detail) {
 
 /* ---------------------------------------------------------------- engine */
 
-static void engine_free(engine *e) {
-    sf_infer_free(e->infer);
-    sf_assembler_free(e->assembler);
-    sf_vars_free(e->vars);
-    sf_model_free(e->model);
-    free(e->rows);
-    free(e->probs);
-    memset(e, 0, sizeof *e);
-}
-
-static int engine_load(engine *e, const sf_pipeline_conf *c, char *errstr, size_t n) {
-    memset(e, 0, sizeof *e);
-    e->signal_index = -1;
-    if (sf_model_load(&e->model, c->model_path, c->arch_path, errstr, n) ||
-        sf_vars_load(&e->vars, c->vars_path, errstr, n) || sf_vars_bind(e->vars, e->model, errstr, n))
-        goto fail;
-    const char *label = c->signal_label;
-    if (label) {
-        e->signal_index = sf_vars_label_index(e->vars, label);
-        if (e->signal_index < 0) {
-            snprintf(errstr, n, "%s: no output label '%s'", c->vars_path, label);
-            goto fail;
-        }
-    } else if ((e->signal_index = sf_vars_label_index(e->vars, "s")) < 0 &&
-               (e->signal_index = sf_vars_label_index(e->vars, "signal")) < 0 &&
-               (c->emit != SF_EMIT_ALL || c->threshold >= 0)) {
-        snprintf(errstr, n, "%s: no label named 's' or 'signal'; say which output is the signal "
-                 "with --signal-label", c->vars_path);
-        goto fail;
-    }
-    e->assembler = sf_assembler_new(e->vars, c->id_field);
-    e->infer = sf_infer_new(e->model, c->batch_size);
-    e->rows = malloc(c->batch_size * e->model->n_inputs * sizeof *e->rows);
-    e->probs = malloc(c->batch_size * e->model->n_outputs * sizeof *e->probs);
-    if (!e->assembler || !e->infer || !e->rows || !e->probs) {
-        snprintf(errstr, n, "out of memory loading %s", c->model_path);
-        goto fail;
-    }
-    /* Unless the user chose BLAS's threading, one BLAS thread per share of
-     * the batch on threads of our own (blas.h says why). */
-    e->threads = sf_infer_use_default_threads(e->infer);
-    return 0;
-fail:
-    engine_free(e);
-    return -1;
-}
-
 static void engine_announce(pipeline *p) {
-    const sf_model *m = p->eng.model;
+    const sf_model *m = sf_engine_model(p->eng);
     if (p->conf->metrics)
         sf_metrics_set_model(p->conf->metrics, m->sha256, m->n_inputs, m->n_outputs);
     if (p->health)
@@ -419,22 +352,13 @@ static void dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject reas
             out_ref_new(p, f, ts));
 }
 
-static int is_selected(const pipeline *p, const float *probs, size_t label) {
-    const sf_pipeline_conf *c = p->conf;
-    if (c->emit == SF_EMIT_ALL)
-        return 1;
-    if (c->threshold >= 0)
-        return probs[p->eng.signal_index] >= c->threshold;
-    return (int)label == p->eng.signal_index;
-}
-
 /* Closes the batch: assemble, normalize, infer, publish. */
 static int transaction_commit(pipeline *p, inflight *f);
 
 static int process_batch(pipeline *p) {
     const sf_pipeline_conf *c = p->conf;
-    engine *e = &p->eng;
-    size_t n = p->n_msgs, nin = e->model->n_inputs, nout = e->model->n_outputs;
+    sf_engine *e = p->eng;
+    size_t n = p->n_msgs;
     if (n == 0)
         return 0;
     stage_mark(p, SF_STAGE_OTHER);
@@ -452,7 +376,7 @@ static int process_batch(pipeline *p) {
         return -1;
     }
 
-    size_t rows = 0;
+    sf_engine_clear(e);
     char why[512];
     for (size_t i = 0; i < n; i++) {
         const rd_kafka_message_t *m = p->msgs[i];
@@ -463,20 +387,20 @@ static int process_batch(pipeline *p) {
             snprintf(why, sizeof why, "message of %zu bytes exceeds the limit of %zu bytes", m->len,
                      c->max_event_bytes);
         } else {
-            r = sf_assembler_run(e->assembler, m->payload ? m->payload : "", m->len,
-                                 e->rows + rows * nin, &p->ids[rows], why, sizeof why);
+            r = sf_engine_add(e, m->payload ? m->payload : "", m->len, why, sizeof why);
         }
         if (r == SF_REJECT_NONE)
-            p->row_msg[rows++] = i;
+            p->row_msg[sf_engine_rows(e) - 1] = i;
         else
             dead_letter(p, m, r, why, f);
     }
 
     stage_mark(p, SF_STAGE_PARSE);
     double t0 = sf_clock_s();
-    sf_features_normalize(e->vars, c->norm, e->rows, rows);
+    size_t rows = sf_engine_rows(e);
+    sf_engine_normalize(e);
     stage_mark(p, SF_STAGE_NORMALIZE);
-    sf_infer_run(e->infer, e->rows, rows, e->probs);
+    sf_engine_infer(e);
     double t1 = sf_clock_s();
     stage_mark(p, SF_STAGE_INFERENCE);
     if (c->metrics) {
@@ -490,20 +414,19 @@ static int process_batch(pipeline *p) {
 
     char out[OUTPUT_MAX];
     for (size_t j = 0; j < rows && !p->fatal; j++) {
-        const float *pr = e->probs + j * nout;
-        size_t label = sf_argmax(pr, nout);
-        if (!is_selected(p, pr, label))
+        if (!sf_engine_selected(e, j))
             continue;
         const rd_kafka_message_t *m = p->msgs[p->row_msg[j]];
-        int len = sf_output_format(out, sizeof out, c->id_field, &p->ids[j], e->vars, pr, label,
-                                   m->partition, m->offset);
+        const sf_event_id *id = sf_engine_id(e, j);
+        int len = sf_output_format(out, sizeof out, c->engine.id_field, id, sf_engine_vars(e),
+                                   sf_engine_probs(e, j), sf_engine_label(e, j), m->partition,
+                                   m->offset);
         if (len < 0) { /* only an absurdly long label list gets here */
             dead_letter(p, m, SF_REJECT_TOO_LARGE, "prediction does not fit in an output message", f);
             continue;
         }
         rd_kafka_timestamp_type_t tstype;
         int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-        const sf_event_id *id = &p->ids[j];
         produce(p, c->output_topic, id->key_len ? id->key : NULL, id->key_len, out, (size_t)len,
                 NULL, ts > 0 ? ts : 0, out_ref_new(p, f, ts));
     }
@@ -849,17 +772,18 @@ static void maybe_reload(pipeline *p) {
     if (!p->conf->reload || !atomic_exchange(p->conf->reload, 0))
         return;
     char err[1024];
-    engine fresh;
-    if (engine_load(&fresh, p->conf, err, sizeof err)) {
+    sf_engine *fresh;
+    if (sf_engine_reload(p->eng, &fresh, err, sizeof err)) {
         sf_log(p->log, SF_LOG_ERROR, "reload failed, still serving the previous model: %s", err);
         return;
     }
     process_batch(p); /* events read under the old model are scored by it */
-    engine_free(&p->eng);
+    sf_engine_free(p->eng);
     p->eng = fresh;
     engine_announce(p);
-    sf_log(p->log, SF_LOG_INFO, "reloaded %s (sha256 %.12s, %zu parameters)", p->conf->model_path,
-           p->eng.model->sha256, p->eng.model->n_params);
+    const sf_model *m = sf_engine_model(p->eng);
+    sf_log(p->log, SF_LOG_INFO, "reloaded %s (sha256 %.12s, %zu parameters)",
+           p->conf->engine.model_path, m->sha256, m->n_params);
 }
 
 /* ------------------------------------------------------------ main loop */
@@ -881,7 +805,8 @@ static void add_messages(pipeline *p, rd_kafka_message_t **ms, size_t n) {
 
 static void loop(pipeline *p) {
     const sf_pipeline_conf *c = p->conf;
-    rd_kafka_message_t **got = malloc(c->batch_size * sizeof *got);
+    const size_t batch_size = c->engine.batch_size;
+    rd_kafka_message_t **got = malloc(batch_size * sizeof *got);
     if (!got) {
         set_fatal(p, "%s", "out of memory");
         return;
@@ -907,7 +832,7 @@ static void loop(pipeline *p) {
          * wait and its processing to every event's latency. */
         if (p->head && timeout > 1)
             timeout = 1;
-        size_t room = c->batch_size - p->n_msgs;
+        size_t room = batch_size - p->n_msgs;
         ssize_t got_n;
         stage_mark(p, SF_STAGE_OTHER);
         if (p->n_msgs == 0) {
@@ -921,7 +846,7 @@ static void loop(pipeline *p) {
             add_messages(p, got, (size_t)got_n);
         stage_mark(p, SF_STAGE_CONSUME);
         if (p->n_msgs > 0 &&
-            (p->n_msgs == c->batch_size || sf_clock_ms() - p->first_ms >= c->batch_wait_ms))
+            (p->n_msgs == batch_size || sf_clock_ms() - p->first_ms >= c->batch_wait_ms))
             process_batch(p);
         send_redos(p);
         rd_kafka_poll(p->producer, 0);
@@ -933,21 +858,23 @@ static void loop(pipeline *p) {
 
 static void log_startup(const pipeline *p) {
     const sf_pipeline_conf *c = p->conf;
-    const sf_model *m = p->eng.model;
+    const sf_engine_conf *ec = &c->engine;
+    const sf_model *m = sf_engine_model(p->eng);
+    int signal = sf_engine_signal_index(p->eng), threads = sf_engine_threads(p->eng);
     sf_blas_info blas;
     sf_blas_info_get(&blas);
     sf_log(p->log, SF_LOG_INFO,
            "sigflow run: model %s (%zu->%zu, %zu layers, %zu parameters, sha256 %.12s), brokers %s, "
            "input %s, output %s, dead letters %s, group %s, batch %zu events / %d ms, normalize %s, "
            "select %s%s, %s, forward pass on %d thread%s (BLAS kernel %s, %d thread%s each)",
-           c->model_path, m->n_inputs, m->n_outputs, m->n_layers, m->n_params, m->sha256, c->brokers,
+           ec->model_path, m->n_inputs, m->n_outputs, m->n_layers, m->n_params, m->sha256, c->brokers,
            c->input_topic, c->output_topic, c->dlq_topic ? c->dlq_topic : "(log only)", c->group,
-           c->batch_size, c->batch_wait_ms,
-           c->norm == SF_NORM_L2 ? "l2" : c->norm == SF_NORM_NONE ? "none" : "standard",
-           c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold on " : "argmax is ",
-           c->emit == SF_EMIT_ALL || p->eng.signal_index < 0 ? "" : p->eng.vars->labels[p->eng.signal_index],
-           c->exactly_once ? "exactly-once" : "at-least-once", p->eng.threads ? p->eng.threads : 1,
-           p->eng.threads > 1 ? "s" : "", blas.corename, blas.threads, blas.threads == 1 ? "" : "s");
+           ec->batch_size, c->batch_wait_ms,
+           ec->norm == SF_NORM_L2 ? "l2" : ec->norm == SF_NORM_NONE ? "none" : "standard",
+           ec->emit == SF_EMIT_ALL ? "all" : ec->threshold >= 0 ? "threshold on " : "argmax is ",
+           ec->emit == SF_EMIT_ALL || signal < 0 ? "" : sf_engine_vars(p->eng)->labels[signal],
+           c->exactly_once ? "exactly-once" : "at-least-once", threads ? threads : 1,
+           threads > 1 ? "s" : "", blas.corename, blas.threads, blas.threads == 1 ? "" : "s");
 }
 
 int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
@@ -959,16 +886,15 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
     sf_health health;
     int rc = -1;
 
-    if (c->batch_size == 0 || c->batch_wait_ms < 0) {
+    if (c->engine.batch_size == 0 || c->batch_wait_ms < 0) {
         snprintf(errstr, n, "batch size must be positive and batch wait non-negative");
         return -1;
     }
-    if (engine_load(&p.eng, c, errstr, n))
+    if (sf_engine_load(&p.eng, &c->engine, errstr, n))
         return -1;
-    p.msgs = calloc(c->batch_size, sizeof *p.msgs);
-    p.ids = calloc(c->batch_size, sizeof *p.ids);
-    p.row_msg = calloc(c->batch_size, sizeof *p.row_msg);
-    if (!p.msgs || !p.ids || !p.row_msg) {
+    p.msgs = calloc(c->engine.batch_size, sizeof *p.msgs);
+    p.row_msg = calloc(c->engine.batch_size, sizeof *p.row_msg);
+    if (!p.msgs || !p.row_msg) {
         snprintf(errstr, n, "out of memory");
         goto out;
     }
@@ -1059,8 +985,7 @@ out:
     }
     sf_http_stop(http);
     free(p.msgs);
-    free(p.ids);
     free(p.row_msg);
-    engine_free(&p.eng);
+    sf_engine_free(p.eng);
     return rc;
 }

@@ -11,11 +11,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "sigflow/features.h"
+#include "sigflow/engine.h"
 #include "sigflow/log.h"
 #include "sigflow/metrics.h"
-
-typedef enum { SF_EMIT_SIGNAL = 0, SF_EMIT_ALL } sf_emit;
 
 /* Where the pipeline thread spends its CPU time (CLOCK_THREAD_CPUTIME_ID). */
 typedef enum {
@@ -47,16 +45,8 @@ typedef struct sf_pipeline_conf {
     const char *output_topic;
     const char *dlq_topic;       /* NULL: dead letters are logged and counted only */
     const char *group;
-    const char *model_path;
-    const char *arch_path;       /* NULL for a whole-model file */
-    const char *vars_path;
-    const char *id_field;        /* NULL: events have no id */
-    const char *signal_label;    /* NULL: the label named "s" or "signal" */
-    double threshold;            /* < 0: argmax selection */
-    sf_emit emit;
-    size_t batch_size;
+    sf_engine_conf engine;       /* the model; engine.batch_size is the batch size */
     int batch_wait_ms;
-    sf_norm norm;
     size_t max_event_bytes;      /* larger events are dead letters */
     const char *const *kafka_props; /* "key=value", applied to consumer and producer */
     size_t n_kafka_props;
@@ -71,7 +61,7 @@ typedef struct sf_pipeline_conf {
     sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;
 
-/* Fills the defaults (batch 512, wait 5 ms, group "sigflow", ...). */
+/* Fills the defaults (batch 512, wait 5 ms, group "sigflow", the engine's, ...). */
 void sf_pipeline_conf_init(sf_pipeline_conf *conf);
 
 /* Runs until *conf->stop is set (returns 0) or a fatal error (returns -1 with

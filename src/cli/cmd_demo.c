@@ -88,8 +88,8 @@ int sf_cmd_demo(int argc, char **argv) {
     pipeline_job job;
     sf_pipeline_conf *c = &job.conf;
     sf_pipeline_conf_init(c);
-    c->model_path = SIGFLOW_SOURCE_DIR "/models/higgs_mlp.h5";
-    c->vars_path = SIGFLOW_SOURCE_DIR "/models/higgs_variables.json";
+    c->engine.model_path = SIGFLOW_SOURCE_DIR "/models/higgs_mlp.h5";
+    c->engine.vars_path = SIGFLOW_SOURCE_DIR "/models/higgs_variables.json";
     c->dlq_topic = "events.dlq";
     c->group = "sigflow-demo";
     c->log_level = SF_LOG_WARN;
@@ -105,8 +105,8 @@ int sf_cmd_demo(int argc, char **argv) {
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'm': c->model_path = optarg; break;
-        case O_VARS: c->vars_path = optarg; break;
+        case 'm': c->engine.model_path = optarg; break;
+        case O_VARS: c->engine.vars_path = optarg; break;
         case 'f': file = optarg; break;
         case 'n':
             if (sf_args_long(optarg, 1, 100000000, &limit))
@@ -115,7 +115,7 @@ int sf_cmd_demo(int argc, char **argv) {
         case O_BS:
             if (sf_args_long(optarg, 1, 1 << 20, &v))
                 bad = sf_args_bad("sigflow demo", "--batch-size", optarg, "an integer in 1..1048576");
-            c->batch_size = (size_t)v;
+            c->engine.batch_size = (size_t)v;
             break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))

@@ -12,8 +12,7 @@
 
 #include <jansson.h>
 
-#include "sigflow/model.h"
-#include "sigflow/vars.h"
+#include "sigflow/engine.h"
 #include "commands.h"
 
 static const char usage[] =
@@ -143,7 +142,10 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v) {
 }
 
 int sf_cmd_inspect(int argc, char **argv) {
-    const char *model_path = NULL, *arch_path = NULL, *vars_path = NULL;
+    sf_engine_conf ec;
+    sf_engine_conf_init(&ec);
+    ec.emit = SF_EMIT_ALL; /* shown as loaded: no signal label needed */
+    ec.threads = 1;        /* nothing runs */
     int as_json = 0;
     enum { O_ARCH = 256, O_JSON };
     static const struct option opts[] = {
@@ -154,15 +156,15 @@ int sf_cmd_inspect(int argc, char **argv) {
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:v:h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'm': model_path = optarg; break;
-        case O_ARCH: arch_path = optarg; break;
-        case 'v': vars_path = optarg; break;
+        case 'm': ec.model_path = optarg; break;
+        case O_ARCH: ec.arch_path = optarg; break;
+        case 'v': ec.vars_path = optarg; break;
         case O_JSON: as_json = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = 1;
         }
     }
-    if (!bad && (optind < argc || !model_path)) {
+    if (!bad && (optind < argc || !ec.model_path)) {
         fprintf(stderr, "sigflow inspect: %s\n",
                 optind < argc ? "unexpected argument" : "--model is required");
         bad = 1;
@@ -172,15 +174,15 @@ int sf_cmd_inspect(int argc, char **argv) {
         return 2;
     }
     char err[1024];
-    sf_model *m = NULL;
-    sf_vars *v = NULL;
+    sf_engine *e = NULL;
     int rc = 2;
-    if (sf_model_load(&m, model_path, arch_path, err, sizeof err) ||
-        (vars_path && (sf_vars_load(&v, vars_path, err, sizeof err) ||
-                       sf_vars_bind(v, m, err, sizeof err)))) {
+    if (sf_engine_load(&e, &ec, err, sizeof err)) {
         fprintf(stderr, "sigflow inspect: %s\n", err);
         goto out;
     }
+    const sf_model *m = sf_engine_model(e);
+    const sf_vars *v = sf_engine_vars(e);
+    const char *arch_path = ec.arch_path;
     if (as_json) {
         json_t *j = to_json(m, arch_path, v);
         char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
@@ -197,7 +199,6 @@ int sf_cmd_inspect(int argc, char **argv) {
     }
     rc = fflush(stdout) == 0 ? 0 : 2;
 out:
-    sf_vars_free(v);
-    sf_model_free(m);
+    sf_engine_free(e);
     return rc;
 }

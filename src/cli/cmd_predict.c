@@ -1,8 +1,7 @@
 /* cmd_predict.c: `sigflow predict`, the offline twin of the daemon: JSON events on
  * stdin, one prediction per line on stdout, in input order.
  *
- * It runs the same assembler, normalization, engine and output format as
- * `sigflow run`, so a file of events can be scored without Kafka and the results
+ * It runs the same engine (engine.h) and output format as `sigflow run`, so a file of events can be scored without Kafka and the results
  * compared byte for byte with what the daemon publishes. Lines are read with
  * getline (no length limit) and grouped so each GEMM sees a whole batch. */
 #include <getopt.h>
@@ -11,12 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sigflow/features.h"
-#include "sigflow/infer.h"
-#include "sigflow/model.h"
-#include "sigflow/output.h"
-#include "sigflow/vars.h"
 #include "sigflow/args.h"
+#include "sigflow/engine.h"
+#include "sigflow/output.h"
 #include "commands.h"
 
 static const char usage[] =
@@ -42,28 +38,20 @@ typedef struct slot {
 } slot;
 
 typedef struct predictor {
-    const sf_model *model;
-    const sf_vars *vars;
-    const sf_assembler *assembler;
-    sf_infer *engine;
-    sf_norm norm;
+    sf_engine *engine;
     const char *id_field;
     size_t batch;               /* rows per inference */
     size_t slot_cap;            /* lines held before a flush, rejected ones included */
-    float *rows, *probs;
-    sf_event_id *ids;
     slot *slots;
-    size_t n_rows, n_slots;
+    size_t n_slots;
     char *out;
     size_t out_size;
     uint64_t rejected;
 } predictor;
 
 static int flush(predictor *p) {
-    if (p->n_rows) {
-        sf_features_normalize(p->vars, p->norm, p->rows, p->n_rows);
-        sf_infer_run(p->engine, p->rows, p->n_rows, p->probs);
-    }
+    if (sf_engine_rows(p->engine))
+        sf_engine_score(p->engine);
     for (size_t i = 0; i < p->n_slots; i++) {
         slot *s = &p->slots[i];
         if (s->row < 0) {
@@ -76,10 +64,10 @@ static int flush(predictor *p) {
             free(s->error);
             continue;
         }
-        const float *pr = p->probs + (size_t)s->row * p->model->n_outputs;
-        size_t label = sf_argmax(pr, p->model->n_outputs);
-        int n = sf_output_format(p->out, p->out_size, p->id_field, &p->ids[s->row], p->vars, pr,
-                                 label, -1, 0);
+        size_t row = (size_t)s->row;
+        int n = sf_output_format(p->out, p->out_size, p->id_field, sf_engine_id(p->engine, row),
+                                 sf_engine_vars(p->engine), sf_engine_probs(p->engine, row),
+                                 sf_engine_label(p->engine, row), -1, 0);
         if (n < 0) {
             fprintf(stderr, "sigflow predict: line %llu: output too large\n",
                     (unsigned long long)s->line);
@@ -88,7 +76,8 @@ static int flush(predictor *p) {
         fwrite(p->out, 1, (size_t)n, stdout);
         fputc('\n', stdout);
     }
-    p->n_rows = p->n_slots = 0;
+    sf_engine_clear(p->engine);
+    p->n_slots = 0;
     return 0;
 }
 
@@ -98,17 +87,14 @@ static int take_line(predictor *p, uint64_t lineno, const char *line, size_t len
     s->row = -1;
     s->error = NULL;
     char err[512];
-    float *row = p->rows + p->n_rows * p->vars->n_vars;
-    sf_reject r = sf_assembler_run(p->assembler, line, len, row, &p->ids[p->n_rows], err,
-                                   sizeof err);
-    if (r == SF_REJECT_NONE) {
-        s->row = (long)p->n_rows++;
+    if (sf_engine_add(p->engine, line, len, err, sizeof err) == SF_REJECT_NONE) {
+        s->row = (long)sf_engine_rows(p->engine) - 1;
     } else {
         p->rejected++;
         if (!(s->error = strdup(err)))
             return -1;
     }
-    if (p->n_rows == p->batch || p->n_slots == p->slot_cap)
+    if (sf_engine_rows(p->engine) == p->batch || p->n_slots == p->slot_cap)
         return flush(p);
     return 0;
 }
@@ -151,9 +137,9 @@ static size_t output_size(const sf_vars *v, const char *id_field) {
 }
 
 int sf_cmd_predict(int argc, char **argv) {
-    const char *model_path = NULL, *arch_path = NULL, *vars_path = NULL;
-    const char *id_field = "EventId";
-    sf_norm norm = SF_NORM_STANDARD;
+    sf_engine_conf ec;
+    sf_engine_conf_init(&ec);
+    ec.emit = SF_EMIT_ALL; /* every line gets its prediction */
     long batch = 512;
     enum { O_ARCH = 256, O_ID, O_NORM, O_BS };
     static const struct option opts[] = {
@@ -166,12 +152,12 @@ int sf_cmd_predict(int argc, char **argv) {
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:v:h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'm': model_path = optarg; break;
-        case O_ARCH: arch_path = optarg; break;
-        case 'v': vars_path = optarg; break;
-        case O_ID: id_field = *optarg ? optarg : NULL; break;
+        case 'm': ec.model_path = optarg; break;
+        case O_ARCH: ec.arch_path = optarg; break;
+        case 'v': ec.vars_path = optarg; break;
+        case O_ID: ec.id_field = *optarg ? optarg : NULL; break;
         case O_NORM:
-            if (sf_norm_parse(optarg, &norm))
+            if (sf_norm_parse(optarg, &ec.norm))
                 bad = sf_args_bad("sigflow predict", "--normalize", optarg, "standard, l2 or none");
             break;
         case O_BS:
@@ -182,7 +168,7 @@ int sf_cmd_predict(int argc, char **argv) {
         default: bad = 1;
         }
     }
-    if (!bad && (optind < argc || !model_path || !vars_path)) {
+    if (!bad && (optind < argc || !ec.model_path || !ec.vars_path)) {
         fprintf(stderr, "sigflow predict: %s\n", optind < argc ? "unexpected argument"
                                                               : "--model and --variables are required");
         bad = 1;
@@ -193,34 +179,22 @@ int sf_cmd_predict(int argc, char **argv) {
     }
 
     char err[1024];
-    sf_model *model = NULL;
-    sf_vars *vars = NULL;
-    sf_assembler *assembler = NULL;
-    predictor p = {.norm = norm, .id_field = id_field, .batch = (size_t)batch};
+    ec.batch_size = (size_t)batch;
+    predictor p = {.id_field = ec.id_field, .batch = ec.batch_size, .slot_cap = 2 * ec.batch_size};
     int rc = 2;
-    if (sf_model_load(&model, model_path, arch_path, err, sizeof err) ||
-        sf_vars_load(&vars, vars_path, err, sizeof err) ||
-        sf_vars_bind(vars, model, err, sizeof err)) {
+    /* The engine applies the daemon's threading, so offline and online results
+     * agree bit for bit. */
+    if (sf_engine_load(&p.engine, &ec, err, sizeof err)) {
         fprintf(stderr, "sigflow predict: %s\n", err);
         goto out;
     }
-    p.model = model;
-    p.vars = vars;
-    p.slot_cap = 2 * p.batch;
-    p.assembler = assembler = sf_assembler_new(vars, id_field);
-    p.engine = sf_infer_new(model, p.batch);
-    p.rows = malloc(p.batch * vars->n_vars * sizeof *p.rows);
-    p.probs = malloc(p.batch * model->n_outputs * sizeof *p.probs);
-    p.ids = malloc(p.batch * sizeof *p.ids);
     p.slots = malloc(p.slot_cap * sizeof *p.slots);
-    p.out_size = output_size(vars, id_field);
+    p.out_size = output_size(sf_engine_vars(p.engine), ec.id_field);
     p.out = malloc(p.out_size);
-    if (!assembler || !p.engine || !p.rows || !p.probs || !p.ids || !p.slots || !p.out) {
+    if (!p.slots || !p.out) {
         fprintf(stderr, "sigflow predict: out of memory for a batch of %ld events\n", batch);
         goto out;
     }
-    /* The daemon's threading, so offline and online results agree bit for bit. */
-    sf_infer_use_default_threads(p.engine);
     if (predict_stream(&p, stdin) == 0) {
         if (fflush(stdout) || ferror(stdout))
             fprintf(stderr, "sigflow predict: error writing stdout\n");
@@ -229,14 +203,8 @@ int sf_cmd_predict(int argc, char **argv) {
     }
 out:
     fflush(stdout);
-    free(p.rows);
-    free(p.probs);
-    free(p.ids);
     free(p.slots);
     free(p.out);
-    sf_infer_free(p.engine);
-    sf_assembler_free(assembler);
-    sf_vars_free(vars);
-    sf_model_free(model);
+    sf_engine_free(p.engine);
     return rc;
 }

@@ -94,28 +94,28 @@ int sf_cmd_run(int argc, char **argv) {
         case O_OUT: c.output_topic = optarg; break;
         case O_DLQ: c.dlq_topic = optarg; break;
         case O_GROUP: c.group = optarg; break;
-        case 'm': c.model_path = optarg; break;
-        case O_ARCH: c.arch_path = optarg; break;
-        case 'v': c.vars_path = optarg; break;
-        case O_ID: c.id_field = *optarg ? optarg : NULL; break;
-        case O_LABEL: c.signal_label = optarg; break;
+        case 'm': c.engine.model_path = optarg; break;
+        case O_ARCH: c.engine.arch_path = optarg; break;
+        case 'v': c.engine.vars_path = optarg; break;
+        case O_ID: c.engine.id_field = *optarg ? optarg : NULL; break;
+        case O_LABEL: c.engine.signal_label = optarg; break;
         case O_THR:
             if (sf_args_double(optarg, 0, 1, &d))
                 bad = sf_args_bad("sigflow run", "--threshold", optarg, "a probability in [0, 1]");
-            c.threshold = d;
+            c.engine.threshold = d;
             break;
         case O_EMIT:
             if (!strcmp(optarg, "all"))
-                c.emit = SF_EMIT_ALL;
+                c.engine.emit = SF_EMIT_ALL;
             else if (!strcmp(optarg, "signal"))
-                c.emit = SF_EMIT_SIGNAL;
+                c.engine.emit = SF_EMIT_SIGNAL;
             else
                 bad = sf_args_bad("sigflow run", "--emit", optarg, "signal or all");
             break;
         case O_BS:
             if (sf_args_long(optarg, 1, 1 << 20, &v))
                 bad = sf_args_bad("sigflow run", "--batch-size", optarg, "an integer in 1..1048576");
-            c.batch_size = (size_t)v;
+            c.engine.batch_size = (size_t)v;
             break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))
@@ -123,7 +123,7 @@ int sf_cmd_run(int argc, char **argv) {
             c.batch_wait_ms = (int)v;
             break;
         case O_NORM:
-            if (sf_norm_parse(optarg, &c.norm))
+            if (sf_norm_parse(optarg, &c.engine.norm))
                 bad = sf_args_bad("sigflow run", "--normalize", optarg, "standard, l2 or none");
             break;
         case O_MAXB:
@@ -148,7 +148,7 @@ int sf_cmd_run(int argc, char **argv) {
         default: bad = 1;
         }
     }
-    if (!bad && (optind < argc || !c.brokers || !c.model_path || !c.vars_path)) {
+    if (!bad && (optind < argc || !c.brokers || !c.engine.model_path || !c.engine.vars_path)) {
         fprintf(stderr, "sigflow run: %s\n", optind < argc ? "unexpected argument"
                                                           : "--brokers, --model and --variables are required");
         bad = 1;

@@ -1,0 +1,120 @@
+/* engine.h: the one place a model is put together and run.
+ *
+ * An engine loads a model and its variables file, builds the feature assembler
+ * and the forward pass, owns the inference threads (sigflow's threading
+ * policy, blas.h), and turns a batch of raw JSON events into rows,
+ * probabilities, labels and the selection verdict. `sigflow run`, `predict`,
+ * `demo`, `inspect` and sigflow-bench all use it, so `predict` computes what the
+ * daemon publishes by construction.
+ *
+ * Later features plug in here, not in the callers: an inference backend or a
+ * reduced precision is a field of sf_engine_conf read by sf_engine_load; an
+ * ensemble is several members (model + variables each) whose probabilities
+ * the engine combines, behind the same batch calls.
+ *
+ * Conventions: CONTRIBUTING.md (0 or -1 with errstr; free(NULL) is a no-op). */
+#ifndef SIGFLOW_ENGINE_H
+#define SIGFLOW_ENGINE_H
+
+#include <stddef.h>
+
+#include "sigflow/features.h"
+#include "sigflow/model.h"
+#include "sigflow/vars.h"
+
+/* What counts as selected (published by the daemon). */
+typedef enum { SF_EMIT_SIGNAL = 0, SF_EMIT_ALL } sf_emit;
+
+/* How to build an engine. The strings are borrowed: they must outlive every
+ * engine loaded from the configuration (sf_engine_reload reads them again). */
+typedef struct sf_engine_conf {
+    const char *model_path;
+    const char *arch_path;    /* NULL for a whole-model file */
+    const char *vars_path;    /* NULL: model only (inspect); no batch calls then */
+    const char *id_field;     /* NULL: events have no id */
+    const char *signal_label; /* NULL: the label named "s" or "signal" */
+    double threshold;         /* < 0: argmax selection */
+    sf_emit emit;
+    sf_norm norm;
+    size_t batch_size;        /* rows per batch, > 0 */
+    /* Inference threads: 0 applies sigflow's policy (sf_infer_use_default_threads:
+     * one BLAS thread, batches split over the cores, unless the user chose
+     * BLAS's threading); n > 0 runs the engine on n threads as is. */
+    int threads;
+    /* Room for the backend and precision selection (issue 11: oneDNN, bf16):
+     * an enum field here, 0 meaning today's OpenBLAS float32 path. */
+} sf_engine_conf;
+
+/* Defaults: id field "EventId", argmax on "s"/"signal", batch 512, standard
+ * normalization, sigflow's threading policy. */
+void sf_engine_conf_init(sf_engine_conf *conf);
+
+typedef struct sf_engine sf_engine;
+
+/* Loads the model and variables of conf, checks them against each other and
+ * finds the signal label (needed unless conf->emit is SF_EMIT_ALL without a
+ * threshold), then starts the inference threads. 0 and *out, or -1 with
+ * errstr naming the file and what is wrong; nothing is allocated then. */
+int sf_engine_load(sf_engine **out, const sf_engine_conf *conf, char *errstr, size_t errstr_size);
+
+/* A fresh engine from e's configuration (the files as they are now), for a
+ * reload: e is left untouched either way. 0 and *out, or -1 with errstr. */
+int sf_engine_reload(const sf_engine *e, sf_engine **out, char *errstr, size_t errstr_size);
+
+/* Stops the threads and frees everything; NULL is a no-op. */
+void sf_engine_free(sf_engine *e);
+
+/* What was loaded, for logs, metrics and `inspect`. vars is NULL when the
+ * configuration named no variables file. */
+const sf_engine_conf *sf_engine_config(const sf_engine *e);
+const sf_model *sf_engine_model(const sf_engine *e);
+const sf_vars *sf_engine_vars(const sf_engine *e);
+size_t sf_engine_n_outputs(const sf_engine *e);
+int sf_engine_signal_index(const sf_engine *e); /* -1 when selection needs none */
+int sf_engine_threads(const sf_engine *e);      /* threads in use; 0: BLAS's own */
+
+/* ---- the batch: clear, add events, score, read the rows back ---- */
+
+/* Forgets the rows of the previous batch. */
+void sf_engine_clear(sf_engine *e);
+
+/* Assembles the event json[0..len) as the next row. SF_REJECT_NONE, or the
+ * reason with a message naming the field in why (the batch is unchanged then).
+ * The batch must have room: sf_engine_rows(e) < conf->batch_size. */
+sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, size_t why_size);
+
+/* Rows added since the last clear. */
+size_t sf_engine_rows(const sf_engine *e);
+
+/* Scoring in two steps, so a caller can time them apart (the daemon's stage
+ * costs): normalize the rows in place, then run the forward pass. */
+void sf_engine_normalize(sf_engine *e);
+void sf_engine_infer(sf_engine *e);
+/* Both. */
+void sf_engine_score(sf_engine *e);
+
+/* Row i of the scored batch: its probabilities (n_outputs), its argmax label,
+ * whether it is selected, its id as found in the event. */
+const float *sf_engine_probs(const sf_engine *e, size_t i);
+size_t sf_engine_label(const sf_engine *e, size_t i);
+int sf_engine_selected(const sf_engine *e, size_t i);
+const sf_event_id *sf_engine_id(const sf_engine *e, size_t i);
+
+/* The selection rule on its own: emit all, P(signal) >= threshold, or the
+ * argmax is the signal label. */
+int sf_engine_is_selected(const sf_engine *e, const float *probs, size_t label);
+
+/* ---- the stages one at a time, on caller buffers (sigflow-bench) ---- */
+
+/* Assembles one event into row (n_inputs floats), raw. */
+sf_reject sf_engine_assemble(const sf_engine *e, const char *json, size_t len, float *row,
+                             sf_event_id *id, char *why, size_t why_size);
+/* Normalizes n rows in place with the configured normalization. */
+void sf_engine_normalize_rows(const sf_engine *e, float *rows, size_t n);
+/* Forward pass of n rows x (n_inputs) into y (n x n_outputs). */
+void sf_engine_infer_rows(sf_engine *e, const float *x, size_t n, float *y);
+/* Runs the forward pass on n threads from now on (1: the calling thread only).
+ * 0, or -1 when a helper cannot start (the engine then runs on one thread). */
+int sf_engine_set_threads(sf_engine *e, int n);
+
+#endif
