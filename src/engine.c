@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sigflow/blas.h"
 #include "sigflow/engine.h"
 #include "sigflow/infer.h"
 
@@ -139,6 +140,23 @@ const sf_vars *sf_engine_vars(const sf_engine *e) { return e->m.vars; }
 size_t sf_engine_n_outputs(const sf_engine *e) { return e->m.model->n_outputs; }
 int sf_engine_signal_index(const sf_engine *e) { return e->signal_index; }
 int sf_engine_threads(const sf_engine *e) { return e->threads; }
+
+void sf_engine_describe(const sf_engine *e, char *buf, size_t size) {
+    const sf_engine_conf *c = &e->conf;
+    const sf_model *m = e->m.model;
+    int threads = e->threads ? e->threads : 1;
+    sf_blas_info blas;
+    sf_blas_info_get(&blas);
+    snprintf(buf, size,
+             "model %s (%zu->%zu, %zu layers, %zu parameters, sha256 %.12s), normalize %s, "
+             "select %s%s, forward pass on %d thread%s (BLAS kernel %s, %d thread%s each)",
+             c->model_path, m->n_inputs, m->n_outputs, m->n_layers, m->n_params, m->sha256,
+             c->norm == SF_NORM_L2 ? "l2" : c->norm == SF_NORM_NONE ? "none" : "standard",
+             c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold on " : "argmax is ",
+             c->emit == SF_EMIT_ALL || e->signal_index < 0 ? "" : e->m.vars->labels[e->signal_index],
+             threads, threads > 1 ? "s" : "", blas.corename, blas.threads,
+             blas.threads == 1 ? "" : "s");
+}
 
 void sf_engine_clear(sf_engine *e) { e->n_rows = 0; }
 

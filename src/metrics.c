@@ -141,6 +141,13 @@ uint64_t sf_metrics_rejected(const sf_metrics *m, sf_reject reason) {
     return atomic_load_explicit(&m->rejected[reason], memory_order_relaxed);
 }
 
+uint64_t sf_metrics_rejected_total(const sf_metrics *m) {
+    uint64_t n = 0;
+    for (int r = SF_REJECT_NONE + 1; r < SF_REJECT__COUNT; r++)
+        n += sf_metrics_rejected(m, (sf_reject)r);
+    return n;
+}
+
 void sf_metrics_set(sf_metrics *m, sf_gauge g, double v) {
     if ((unsigned)g >= SF_G__COUNT) return;
     atomic_store_explicit(&m->gauge_bits[g], double_bits(v), memory_order_relaxed);

@@ -42,6 +42,7 @@ void sf_metrics_add(sf_metrics *m, sf_counter c, uint64_t n);
 uint64_t sf_metrics_get(const sf_metrics *m, sf_counter c);
 void sf_metrics_reject(sf_metrics *m, sf_reject reason); /* sigflow_events_rejected_total{reason} */
 uint64_t sf_metrics_rejected(const sf_metrics *m, sf_reject reason);
+uint64_t sf_metrics_rejected_total(const sf_metrics *m); /* over every reason */
 void sf_metrics_set(sf_metrics *m, sf_gauge g, double v);
 void sf_metrics_observe(sf_metrics *m, sf_histogram h, double v);
 

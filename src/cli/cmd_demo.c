@@ -215,9 +215,7 @@ int sf_cmd_demo(int argc, char **argv) {
     }
 
     uint64_t consumed = sf_metrics_get(metrics, SF_C_CONSUMED);
-    uint64_t rejected = 0;
-    for (int r = SF_REJECT_NONE + 1; r < SF_REJECT__COUNT; r++)
-        rejected += sf_metrics_rejected(metrics, (sf_reject)r);
+    uint64_t rejected = sf_metrics_rejected_total(metrics);
     printf("events in:          %" PRIu64 "\n", consumed);
     printf("predicted:          %" PRIu64 "\n", sf_metrics_get(metrics, SF_C_PREDICTED));
     printf("signals published:  %" PRIu64 "\n", sf_metrics_get(metrics, SF_C_SIGNALS));

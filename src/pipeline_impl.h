@@ -1,0 +1,72 @@
+/* pipeline_impl.h: what the daemon's loop (pipeline.c) and its output side
+ * (pipeline_publish.c: producing, delivery reports, dead letters,
+ * transactions) share. Private to those two files. */
+#ifndef SIGFLOW_PIPELINE_IMPL_H
+#define SIGFLOW_PIPELINE_IMPL_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "sigflow/delivery.h"
+#include "sigflow/http.h"
+#include "sigflow/pipeline.h"
+
+#define DRAIN_TIMEOUT_MS 30000
+#define MAX_LOGGED_REJECTS 10 /* per report interval; the rest are counted */
+
+typedef struct pipeline {
+    const sf_pipeline_conf *conf;
+    sf_log_level log;
+    sf_engine *eng; /* replaced whole on reload */
+    rd_kafka_t *consumer, *producer;
+    rd_kafka_queue_t *queue;
+
+    rd_kafka_message_t **msgs; /* the batch being filled */
+    size_t n_msgs;
+    int64_t first_ms;
+    size_t *row_msg; /* row j of the batch came from msgs[row_msg[j]] */
+
+    sf_delivery *dlv;
+    int fatal;
+    char fatal_msg[1024];
+
+    int64_t report_ms;
+    uint64_t report_consumed, report_predicted;
+    unsigned rejects_logged, rejects_suppressed;
+    sf_health *health;
+    int64_t cpu_mark_ns; /* conf->stats: this thread's CPU time at the last stage mark */
+} pipeline;
+
+/* The first fatal error stops the loop, and no offset is stored after it. */
+void sf_pipeline_fail(pipeline *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Charges this thread's CPU time since the previous mark to stage s. */
+void sf_pipeline_stage_mark(pipeline *p, sf_stage s);
+
+/* delivery.c's store callback: the offsets of a completed batch. */
+void sf_pipeline_store_offsets(void *opaque, rd_kafka_topic_partition_list_t *offsets);
+
+/* The delivery-report opaque of f's next output (NULL: a fatal error). */
+sf_out_ref *sf_pipeline_out_ref(pipeline *p, sf_delivery_batch *f, int64_t input_ts);
+
+/* Produces one output (headers may be NULL; they are the producer's from
+ * then on, freed here on failure), waiting out a full queue. 0, or -1 after
+ * a fatal error. */
+int sf_pipeline_produce(pipeline *p, const char *topic, const void *key, size_t key_len,
+                        const void *value, size_t len, rd_kafka_headers_t *headers, int64_t ts,
+                        sf_out_ref *ref);
+
+/* The producer's delivery-report callback. */
+void sf_pipeline_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+
+/* Sends again, without payload, the dead letters the broker refused for size. */
+void sf_pipeline_send_redos(pipeline *p);
+
+/* Counts, logs and (with a dead-letter topic) publishes a rejected event. */
+void sf_pipeline_dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject reason,
+                             const char *why, sf_delivery_batch *f);
+
+/* --exactly-once: commits the batch's transaction with its offsets, or aborts
+ * it and rewinds so the batch is read again. 0, or -1 after a fatal error. */
+int sf_pipeline_transaction_commit(pipeline *p, sf_delivery_batch *f);
+
+#endif
