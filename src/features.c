@@ -1,8 +1,7 @@
-/* features.c: the rules that turn an event into a feature row, shared by the fast
- * scanner (features_fast.c) and the jansson fallback (features_jansson.c).
- *
- * Keeping every decision (defaults, the missing value, float range, id length)
- * and every message here is what makes the two parsers agree. A rejected event
+/* features.c: the assembler and its dispatch: the fast scanner
+ * (features_fast.c) first, the jansson fallback (features_jansson.c) for what
+ * it cannot judge; both apply the shared rules of features_rules.c, which is
+ * what makes them agree. Also normalization. A rejected event
  * reports the first problem in this order: not_json, a number beyond the double
  * range anywhere in the text (jansson cannot represent it, so it is an error of
  * the whole document), not_object, the id, then the variables in file order.
@@ -14,10 +13,6 @@
 #include <string.h>
 
 #include "features_impl.h"
-
-/* Doubles at or above this round to infinity as floats (FLT_MAX plus half an
- * ulp: the tie rounds to even, which is the infinity). */
-#define SF_FLOAT_LIMIT 0x1.ffffffp+127
 
 const char *sf_reject_name(sf_reject r) {
     switch (r) {
@@ -43,24 +38,6 @@ int sf_norm_parse(const char *s, sf_norm *out) {
     else
         return -1;
     return 0;
-}
-
-uint32_t sf_features_hash(const char *s, size_t len) {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
-const sf_feature_key *sf_features_lookup(const sf_assembler *a, const char *key, size_t len) {
-    uint32_t h = sf_features_hash(key, len);
-    for (size_t i = h & a->mask;; i = (i + 1) & a->mask) {
-        const sf_feature_key *k = &a->table[i];
-        if (!k->name)
-            return NULL;
-        if (k->hash == h && k->len == len && !memcmp(k->name, key, len))
-            return k;
-    }
 }
 
 static sf_feature_key *table_slot(sf_assembler *a, const char *name, size_t len) {
@@ -123,77 +100,6 @@ void sf_assembler_free(sf_assembler *a) {
     free(a->defaults);
     free(a->id_field);
     free(a);
-}
-
-int sf_features_number(const sf_assembler *a, double d, float *out) {
-    if (a->vars->has_missing_value && d == a->vars->missing_value)
-        return SF_NUM_MISSING;
-    if (!(fabs(d) < SF_FLOAT_LIMIT))
-        return SF_NUM_NOT_FINITE;
-    *out = (float)d;
-    return SF_NUM_OK;
-}
-
-sf_reject sf_features_absent(const sf_assembler *a, size_t i, int had_missing_value, float *row,
-                             char *errstr, size_t errstr_size) {
-    const sf_var *v = &a->vars->vars[i];
-    if (v->has_default) {
-        row[i] = a->defaults[i];
-        return SF_REJECT_NONE;
-    }
-    if (had_missing_value)
-        snprintf(errstr, errstr_size, "field '%s' has the missing value %.15g and no default",
-                 v->name, a->vars->missing_value);
-    else
-        snprintf(errstr, errstr_size, "field '%s' is missing and has no default", v->name);
-    return SF_REJECT_MISSING_FIELD;
-}
-
-/* Event text quoted in a message is bounded so a hostile event cannot push the
- * useful part out of a fixed-size error buffer. */
-#define QUOTE_MAX 64
-
-static int quoted_len(size_t len) {
-    return (int)(len > QUOTE_MAX ? QUOTE_MAX : len);
-}
-
-sf_reject sf_features_not_number(const char *field, size_t field_len, const char *type,
-                                 char *errstr, size_t errstr_size) {
-    snprintf(errstr, errstr_size, "field '%.*s%s': expected a number, got %s",
-             quoted_len(field_len), field, field_len > QUOTE_MAX ? "..." : "", type);
-    return SF_REJECT_NOT_NUMBER;
-}
-
-sf_reject sf_features_not_finite(const char *field, size_t field_len, const char *text,
-                                 size_t text_len, char *errstr, size_t errstr_size) {
-    const char *more = text_len > QUOTE_MAX ? "..." : "";
-    if (field)
-        snprintf(errstr, errstr_size, "field '%.*s%s': value %.*s%s is not a finite float",
-                 quoted_len(field_len), field, field_len > QUOTE_MAX ? "..." : "",
-                 quoted_len(text_len), text, more);
-    else
-        snprintf(errstr, errstr_size, "value %.*s%s is not a finite float", quoted_len(text_len),
-                 text, more);
-    return SF_REJECT_NOT_FINITE;
-}
-
-sf_reject sf_features_set_id(const sf_assembler *a, sf_event_id *id, const char *json,
-                             size_t json_len, const char *key, size_t key_len,
-                             char *errstr, size_t errstr_size) {
-    if (json_len > SF_ID_MAX - 1 || key_len > SF_ID_MAX - 1) {
-        snprintf(errstr, errstr_size, "field '%s': id longer than %d bytes", a->id_field,
-                 SF_ID_MAX - 1);
-        return SF_REJECT_TOO_LARGE;
-    }
-    if (!id)
-        return SF_REJECT_NONE;
-    memcpy(id->json, json, json_len);
-    id->json[json_len] = '\0';
-    id->json_len = json_len;
-    memcpy(id->key, key, key_len);
-    id->key[key_len] = '\0';
-    id->key_len = key_len;
-    return SF_REJECT_NONE;
 }
 
 /* Messages quote event text, which may be cut mid-character by the bound or by

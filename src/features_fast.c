@@ -19,8 +19,6 @@
 
 #define FALLBACK SF_FEATURES_FALLBACK
 
-enum { ST_ABSENT = 0, ST_OK, ST_MISSING, ST_WRONG_TYPE, ST_NOT_FINITE };
-
 static inline int is_ws(unsigned char c) {
     return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
@@ -241,25 +239,24 @@ int sf_features_run_fast(const sf_assembler *a, const char *json, size_t len, fl
             goto out;
 
         if (var >= 0) {
-            if (state[var] != ST_ABSENT)
+            if (state[var] != SF_FIELD_ABSENT)
                 goto out;                 /* duplicate: jansson keeps the last */
             expect = (size_t)var + 1;
-            int st = ST_WRONG_TYPE;
+            sf_field_status st = SF_FIELD_WRONG_TYPE;
             if (!type) {
                 double d;
                 if (sf_features_parse_number(val, end, &d) < 0) {
-                    st = ST_NOT_FINITE;
+                    st = SF_FIELD_NOT_FINITE;
                     if (!ov_text) {
                         ov_key = key, ov_key_len = key_len;
                         ov_text = val, ov_text_len = val_len;
                     }
                 } else {
-                    int r = sf_features_number(a, d, &row[var]);
-                    st = r == SF_NUM_OK ? ST_OK : r == SF_NUM_MISSING ? ST_MISSING : ST_NOT_FINITE;
+                    st = sf_features_number(a, d, &row[var]);
                 }
             }
             state[var] = (unsigned char)st;
-            if ((st == ST_WRONG_TYPE || st == ST_NOT_FINITE) && (size_t)var < bad) {
+            if ((st == SF_FIELD_WRONG_TYPE || st == SF_FIELD_NOT_FINITE) && (size_t)var < bad) {
                 bad = (size_t)var;
                 bad_type = type;
                 bad_text = val;
@@ -308,11 +305,11 @@ closed:
     rc = SF_REJECT_NONE;
     for (size_t i = 0; i < n; i++) {
         switch (state[i]) {
-        case ST_OK:
+        case SF_FIELD_OK:
             continue;
-        case ST_ABSENT:
-        case ST_MISSING:
-            rc = sf_features_absent(a, i, state[i] == ST_MISSING, row, errstr, errstr_size);
+        case SF_FIELD_ABSENT:
+        case SF_FIELD_MISSING:
+            rc = sf_features_absent(a, i, state[i] == SF_FIELD_MISSING, row, errstr, errstr_size);
             break;
         default:
             /* Only the first bad variable is remembered, and it comes first here. */

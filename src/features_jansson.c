@@ -220,10 +220,10 @@ sf_reject sf_features_run_jansson(const sf_assembler *a, const char *json, size_
         } else if (!json_is_number(v)) {
             r = sf_features_not_number(name, a->name_len[i], type_name(v), errstr, errstr_size);
         } else {
-            int st = sf_features_number(a, json_number_value(v), &row[i]);
-            if (st == SF_NUM_MISSING) {
+            sf_field_status st = sf_features_number(a, json_number_value(v), &row[i]);
+            if (st == SF_FIELD_MISSING) {
                 r = sf_features_absent(a, i, 1, row, errstr, errstr_size);
-            } else if (st == SF_NUM_NOT_FINITE) {
+            } else if (st == SF_FIELD_NOT_FINITE) {
                 walk w = {.want_key = name, .want_key_len = a->name_len[i]};
                 walk_text(json, len, &w);
                 r = sf_features_not_finite(name, a->name_len[i], w.val ? w.val : "?",
