@@ -25,6 +25,7 @@
 #include "sigflow/blas.h"
 #include "sigflow/broker.h"
 #include "sigflow/clock.h"
+#include "sigflow/kafka.h"
 #include "sigflow/metrics.h"
 #include "sigflow/pipeline.h"
 #include "bench.h"
@@ -33,8 +34,6 @@
 #define OUTPUT_TOPIC "signals"
 #define START_TIMEOUT_S 60.0 /* group join and first batch */
 #define DRAIN_TIMEOUT_S 60.0
-#define MAX_KAFKA_PROPS 32
-
 /* The embedded broker answers a fetch that finds no data only after the
  * consumer's fetch.wait.max.ms (500 ms by default), even if data arrives
  * meanwhile; a real broker answers as soon as there is data. A short wait
@@ -46,8 +45,7 @@ typedef struct opts {
     double seconds, warmup, limit_seconds, rate;
     size_t batch_size, window;
     int batch_wait_ms, partitions, blas_threads, json, quick;
-    const char *kafka_props[MAX_KAFKA_PROPS]; /* -X key=value for the pipeline */
-    size_t n_kafka_props;
+    sf_kafka_props kafka_props; /* -X and -F, for the pipeline */
 } opts;
 
 /* One measured stretch at one input rate. */
@@ -326,14 +324,15 @@ static const char usage[] =
     "                     [--model PATH --variables PATH] [--file CSV]\n"
     "                     [--batch-size N] [--batch-wait-ms MS] [--blas-threads N]\n"
     "                     [--partitions N] [--window N] [--limit-seconds S]\n"
-    "                     [-X key=value ...]\n"
+    "                     [-X key=value ...] [-F FILE]\n"
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
     "replay of the bundled ATLAS sample and the pipeline together: flat out for S\n"
     "seconds after a warm-up, then at half that rate for the latency (or only at\n"
     "--rate R events/s). Prints a summary, or one JSON object with --json.\n"
     "--quick: a few seconds in all (the smoke test). -X: librdkafka properties for\n"
-    "the pipeline (default fetch.wait.max.ms=5, see bench/README.md).\n";
+    "the pipeline (default fetch.wait.max.ms=5, see bench/README.md); -F: a file of\n"
+    "them, key=value lines and # comments.\n";
 
 /* The bundled model and data: from the source tree named at build time, or by
  * $SIGFLOW_SOURCE_DIR, or relative to the working directory. */
@@ -348,6 +347,7 @@ static const char *source_dir(void) {
 #endif
 }
 
+/* 0 to run, 1 when --help was printed, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_size) {
     memset(o, 0, sizeof *o);
     const char *src = source_dir();
@@ -365,7 +365,11 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     o->batch_wait_ms = 5;
     o->partitions = 2;
     o->blas_threads = 0;
-    o->kafka_props[o->n_kafka_props++] = default_fetch_wait;
+    char err[512];
+    if (sf_kafka_props_add(&o->kafka_props, default_fetch_wait, err, sizeof err)) {
+        fprintf(stderr, "sigflow-bench: %s\n", err);
+        return -1;
+    }
     int seconds_set = 0, warmup_set = 0, limit_set = 0;
     long window = 0, v;
     enum { O_VARS = 256, O_FILE, O_SECONDS, O_WARMUP, O_RATE, O_JSON, O_QUICK, O_BS, O_BW, O_BLAS,
@@ -381,13 +385,17 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"limit-seconds", required_argument, NULL, O_LIMIT}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
-    while ((opt = getopt_long(argc, argv, "hX:", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "hX:F:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'X':
-            if (!strchr(optarg, '=') || o->n_kafka_props == MAX_KAFKA_PROPS)
-                bad = sf_args_bad("sigflow-bench", "-X", optarg, "key=value (at most 31 of them)");
-            else
-                o->kafka_props[o->n_kafka_props++] = optarg;
+            if (sf_kafka_props_add(&o->kafka_props, optarg, err, sizeof err))
+                bad = sf_args_bad("sigflow-bench", "-X", optarg, "key=value");
+            break;
+        case 'F':
+            if (sf_kafka_props_load(&o->kafka_props, optarg, err, sizeof err)) {
+                fprintf(stderr, "sigflow-bench: %s\n", err);
+                bad = 1;
+            }
             break;
         case 'm': o->model = optarg; break;
         case O_VARS: o->vars = optarg; break;
@@ -437,7 +445,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
             if (sf_args_long(optarg, 1, 1000000, &window))
                 bad = sf_args_bad("sigflow-bench", "--window", optarg, "an integer in 1..1000000");
             break;
-        case 'h': fputs(usage, stdout); exit(0);
+        case 'h': fputs(usage, stdout); return 1;
         default: bad = 1;
         }
     }
@@ -498,8 +506,8 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     c->log_level = SF_LOG_WARN;
     c->stop = &b->job.stop;
     c->stats = &b->stats;
-    c->kafka_props = o->kafka_props;
-    c->n_kafka_props = o->n_kafka_props;
+    c->kafka_props = (const char *const *)o->kafka_props.kv;
+    c->n_kafka_props = o->kafka_props.n;
     c->metrics = b->metrics = sf_metrics_new();
     pthread_t tid;
     int rc = -1;
@@ -585,8 +593,11 @@ int main(int argc, char **argv) {
     bench_thread_name("sf-main");
     opts o;
     static char paths[3 * 4096];
-    if (parse_opts(argc, argv, &o, paths, sizeof paths))
-        return 2;
+    int parsed = parse_opts(argc, argv, &o, paths, sizeof paths);
+    if (parsed) {
+        sf_kafka_props_free(&o.kafka_props);
+        return parsed > 0 ? 0 : 2;
+    }
     json_t *machine = bench_machine_json(); /* first: the load average before we add to it */
     char err[1024];
     bench_events *events = NULL;
@@ -638,5 +649,6 @@ fail:
 done:
     bench_events_free(events);
     json_decref(machine);
+    sf_kafka_props_free(&o.kafka_props);
     return rc;
 }

@@ -2,10 +2,8 @@
  * (src/replay.c): it replays an ATLAS Higgs CSV to a Kafka topic as JSON, the
  * job of the dist-keras example producer, with pacing, counters and exit codes
  * a script can trust. Only option parsing and printing live here. */
-#include <errno.h>
 #include <getopt.h>
-#include <math.h>
-#include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +15,10 @@
 #include "sigflow/kafka.h"
 #include "sigflow/replay.h"
 
-#define MAX_X 64
+#define PROG "sigflow-replay"
 
-/* Set by SIGINT/SIGTERM; the one piece of global state a CLI may keep. */
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
+/* Set by SIGINT/SIGTERM (args.h). */
+static sf_stop_flag stop_flag;
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -48,6 +41,8 @@ static void usage(FILE *f) {
         "      --timeout SECONDS        broker reachability and delivery bound (default 10)\n"
         "  -q, --quiet                  no progress line\n"
         "  -X key=value                 librdkafka producer property (repeatable)\n"
+        "  -F FILE                      librdkafka properties file: key=value lines,\n"
+        "                               # comments (in order with -X)\n"
         "  -h, --help                   this text\n"
         "\n"
         "Prints one summary line on stdout at the end. Exit status: 0 all delivered,\n"
@@ -56,16 +51,12 @@ static void usage(FILE *f) {
         SF_REPLAY_DEFAULT_DROP);
 }
 
-/* Strict numeric parsing: the whole argument, finite, in range. */
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    if (!*s || *s == '-')
+/* A positive count for --limit and --loop. */
+static int parse_count(const char *s, uint64_t *out) {
+    long v;
+    if (sf_args_long(s, 1, LONG_MAX, &v))
         return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
+    *out = (uint64_t)v;
     return 0;
 }
 
@@ -104,8 +95,9 @@ int main(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *brokers = NULL, *topic = NULL, *xprops[MAX_X];
-    size_t n_x = 0;
+    const char *brokers = NULL, *topic = NULL;
+    sf_kafka_props props = {0};
+    char errstr[512];
     int quiet = 0, forever = 0, loop_given = 0;
     double timeout_s = 10;
     sf_replay_opts o;
@@ -113,114 +105,103 @@ int main(int argc, char **argv) {
 
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":b:t:f:qX:h", longopts, NULL)) != -1) {
-        const char *bad = NULL;
+    while ((opt = getopt_long(argc, argv, ":b:t:f:qX:F:h", longopts, NULL)) != -1) {
+        int bad = 0;
         switch (opt) {
         case 'b': brokers = optarg; break;
         case 't': topic = optarg; break;
         case 'f': o.path = optarg; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': usage(stdout); sf_kafka_props_free(&props); return 0;
         case 'X':
-            if (n_x == MAX_X) {
-                fprintf(stderr, "sigflow-replay: more than %d -X options\n", MAX_X);
-                return 2;
+        case 'F':
+            if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, errstr, sizeof errstr)
+                            : sf_kafka_props_load(&props, optarg, errstr, sizeof errstr))) {
+                fprintf(stderr, PROG ": %s\n", errstr);
+                bad = 1;
             }
-            xprops[n_x++] = optarg;
             break;
         case O_LIMIT:
-            if (parse_u64(optarg, &o.limit) != 0 || o.limit == 0)
-                bad = "--limit wants a positive integer";
+            if (parse_count(optarg, &o.limit))
+                bad = sf_args_bad(PROG, "--limit", optarg, "a positive integer");
             break;
         case O_LOOP:
-            if (parse_u64(optarg, &o.passes) != 0 || o.passes == 0)
-                bad = "--loop wants a positive integer";
+            if (parse_count(optarg, &o.passes))
+                bad = sf_args_bad(PROG, "--loop", optarg, "a positive integer");
             loop_given = 1;
             break;
         case O_FOREVER: forever = 1; break;
         case O_INTERVAL:
-            if (sf_args_double(optarg, 0, 1e9, &o.interval) != 0)
-                bad = "--interval wants a number of seconds >= 0";
+            if (sf_args_double(optarg, 0, 1e9, &o.interval))
+                bad = sf_args_bad(PROG, "--interval", optarg, "a number of seconds >= 0");
             break;
         case O_RATE:
-            if (sf_args_double(optarg, 0, 1e12, &o.rate) != 0 || o.rate == 0)
-                bad = "--rate wants a positive number of events per second";
+            if (sf_args_double(optarg, 0, 1e12, &o.rate) || o.rate == 0)
+                bad = sf_args_bad(PROG, "--rate", optarg, "a positive number of events per second");
             break;
         case O_KEY: o.key_field = optarg; break;
         case O_DROP: o.drop = optarg; break;
         case O_STRICT: o.strict = 1; break;
         case O_TIMEOUT:
-            if (sf_args_double(optarg, 0, 1e9, &timeout_s) != 0 || timeout_s < 0.1 || timeout_s > 3600)
-                bad = "--timeout wants seconds between 0.1 and 3600";
+            if (sf_args_double(optarg, 0.1, 3600, &timeout_s))
+                bad = sf_args_bad(PROG, "--timeout", optarg, "seconds between 0.1 and 3600");
             break;
-        case ':':
-            fprintf(stderr, "sigflow-replay: option '%s' needs a value (see --help)\n",
-                    argv[optind - 1]);
-            return 2;
         default:
-            if (optopt)
-                fprintf(stderr, "sigflow-replay: unknown option '-%c' (see --help)\n", optopt);
-            else
-                fprintf(stderr, "sigflow-replay: unknown option '%s' (see --help)\n",
-                        argv[optind - 1]);
-            return 2;
+            bad = sf_args_getopt_error(PROG, opt, argv);
         }
         if (bad) {
-            fprintf(stderr, "sigflow-replay: %s, not '%s'\n", bad, optarg);
+            sf_kafka_props_free(&props);
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "sigflow-replay: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
-    }
-    if (!brokers || !topic || !o.path) {
-        fprintf(stderr, "sigflow-replay: --brokers, --topic and --file are required (see --help)\n");
-        return 2;
-    }
-    if (forever && loop_given) {
-        fprintf(stderr, "sigflow-replay: --loop and --forever exclude each other\n");
+    const char *usage_error = NULL;
+    if (optind < argc)
+        usage_error = "unexpected argument (see --help)";
+    else if (!brokers || !topic || !o.path)
+        usage_error = "--brokers, --topic and --file are required (see --help)";
+    else if (forever && loop_given)
+        usage_error = "--loop and --forever exclude each other";
+    if (usage_error) {
+        if (optind < argc)
+            fprintf(stderr, PROG ": unexpected argument '%s' (see --help)\n", argv[optind]);
+        else
+            fprintf(stderr, PROG ": %s\n", usage_error);
+        sf_kafka_props_free(&props);
         return 2;
     }
     if (forever)
         o.passes = 0;
     o.timeout_ms = (int)(timeout_s * 1000);
 
-    char errstr[512], tmo[32];
+    char tmo[32];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     snprintf(tmo, sizeof tmo, "%d", o.timeout_ms);
     /* librdkafka's own log lines would repeat every connection failure; the
      * run reports one clear error instead (-X log_level=7 brings them back). */
+    int setup_rc = 0;
     if (sf_replay_conf_init(conf, errstr, sizeof errstr) != 0 ||
         sf_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof errstr) != 0 ||
         sf_kafka_conf_set(conf, "message.timeout.ms", tmo, errstr, sizeof errstr) != 0 ||
-        sf_kafka_conf_set(conf, "log_level", "0", errstr, sizeof errstr) != 0) {
-        fprintf(stderr, "sigflow-replay: %s\n", errstr);
+        sf_kafka_conf_set(conf, "log_level", "0", errstr, sizeof errstr) != 0)
+        setup_rc = 1;
+    else if (sf_kafka_props_apply(conf, (const char *const *)props.kv, props.n, errstr,
+                                  sizeof errstr) != 0)
+        setup_rc = 2; /* the user's property: a usage error */
+    sf_kafka_props_free(&props);
+    if (setup_rc) {
+        fprintf(stderr, PROG ": %s\n", errstr);
         rd_kafka_conf_destroy(conf);
-        return 1;
-    }
-    for (size_t i = 0; i < n_x; i++) {
-        if (sf_kafka_conf_set_kv(conf, xprops[i], errstr, sizeof errstr) != 0) {
-            fprintf(stderr, "sigflow-replay: %s\n", errstr);
-            rd_kafka_conf_destroy(conf);
-            return 2;
-        }
+        return setup_rc;
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk) {
-        fprintf(stderr, "sigflow-replay: cannot create the producer: %s\n", errstr);
+        fprintf(stderr, PROG ": cannot create the producer: %s\n", errstr);
         rd_kafka_conf_destroy(conf);
         return 1;
     }
 
-    /* SA_RESETHAND: a second Ctrl-C while flushing kills at once. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    /* A second Ctrl-C while flushing kills at once (args.h). */
+    sf_args_signals(&stop_flag, NULL);
 
     is_tty = isatty(STDERR_FILENO);
     o.on_bad_row = on_bad_row;

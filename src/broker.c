@@ -37,7 +37,7 @@ struct sf_broker {
 
 /* Nothing the host handle logs concerns the caller: it is only a client of
  * its own cluster, and idle. */
-static void sf_broker_quiet_log(const rd_kafka_t *rk, int level, const char *fac,
+static void broker_quiet_log(const rd_kafka_t *rk, int level, const char *fac,
                                 const char *buf) {
     (void)rk, (void)level, (void)fac, (void)buf;
 }
@@ -55,10 +55,10 @@ typedef struct {
     atomic_int done;
     pthread_t thread;
     int running;
-} sf_nudger;
+} nudger;
 
-static void *sf_nudge_loop(void *arg) {
-    sf_nudger *n = arg;
+static void *nudge_loop(void *arg) {
+    nudger *n = arg;
     while (!atomic_load(&n->done)) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
         if (s >= 0) {
@@ -73,7 +73,7 @@ static void *sf_nudge_loop(void *arg) {
 
 /* Starts nudging the first broker of `bootstrap` ("127.0.0.1:PORT,..."); when
  * that fails the op merely risks the slow path. */
-static void sf_nudge_start(sf_nudger *n, const char *bootstrap) {
+static void nudge_start(nudger *n, const char *bootstrap) {
     memset(n, 0, sizeof *n);
     const char *colon = bootstrap ? strchr(bootstrap, ':') : NULL;
     if (!colon)
@@ -89,10 +89,10 @@ static void sf_nudge_start(sf_nudger *n, const char *bootstrap) {
     if (inet_pton(AF_INET, host, &n->addr.sin_addr) != 1)
         return;
     atomic_init(&n->done, 0);
-    n->running = pthread_create(&n->thread, NULL, sf_nudge_loop, n) == 0;
+    n->running = pthread_create(&n->thread, NULL, nudge_loop, n) == 0;
 }
 
-static void sf_nudge_stop(sf_nudger *n) {
+static void nudge_stop(nudger *n) {
     if (!n->running)
         return;
     atomic_store(&n->done, 1);
@@ -114,7 +114,7 @@ int sf_broker_start(sf_broker **out, int partitions, const char *const *topics,
         return -1;
     }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, sf_broker_quiet_log);
+    rd_kafka_conf_set_log_cb(conf, broker_quiet_log);
     char count[16];
     snprintf(count, sizeof count, "%d", SF_BROKER_COUNT);
     if (rd_kafka_conf_set(conf, "test.mock.num.brokers", count, rderr, sizeof rderr) !=
@@ -143,8 +143,8 @@ int sf_broker_start(sf_broker **out, int partitions, const char *const *topics,
         sf_broker_stop(b);
         return -1;
     }
-    sf_nudger n;
-    sf_nudge_start(&n, b->bootstrap);
+    nudger n;
+    nudge_start(&n, b->bootstrap);
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     size_t i;
     for (i = 0; i < n_topics && !err; i++) {
@@ -152,7 +152,7 @@ int sf_broker_start(sf_broker **out, int partitions, const char *const *topics,
             break;
         err = rd_kafka_mock_topic_create(b->mc, topics[i], partitions, SF_BROKER_COUNT);
     }
-    sf_nudge_stop(&n);
+    nudge_stop(&n);
     if (i < n_topics && !err) {
         snprintf(errstr, errstr_size, "broker: topic %zu has an empty name", i + 1);
         sf_broker_stop(b);
@@ -173,15 +173,15 @@ const char *sf_broker_bootstrap(const sf_broker *b) {
 }
 
 void sf_broker_set_down(sf_broker *b, int down) {
-    sf_nudger n;
-    sf_nudge_start(&n, b->bootstrap);
+    nudger n;
+    nudge_start(&n, b->bootstrap);
     for (int id = 1; id <= SF_BROKER_COUNT; id++) {
         if (down)
             rd_kafka_mock_broker_set_down(b->mc, id);
         else
             rd_kafka_mock_broker_set_up(b->mc, id);
     }
-    sf_nudge_stop(&n);
+    nudge_stop(&n);
 }
 
 void sf_broker_stop(sf_broker *b) {

@@ -83,7 +83,7 @@ void sf_csv_keep(sf_csv *c, size_t max_bytes) {
     }
 }
 
-static void sf_csv_forget(sf_csv *c) {
+static void csv_forget(sf_csv *c) {
     free(c->memo);
     c->memo = NULL;
     c->memo_len = c->memo_cap = 0;
@@ -91,9 +91,9 @@ static void sf_csv_forget(sf_csv *c) {
 }
 
 /* Appends what was just read to the memo, giving up past memo_max. */
-static void sf_csv_record(sf_csv *c, const char *data, size_t n) {
+static void csv_record(sf_csv *c, const char *data, size_t n) {
     if (c->memo_len + n > c->memo_max) {
-        sf_csv_forget(c);
+        csv_forget(c);
         return;
     }
     if (c->memo_len + n > c->memo_cap) {
@@ -102,7 +102,7 @@ static void sf_csv_record(sf_csv *c, const char *data, size_t n) {
             cap *= 2;
         char *m = realloc(c->memo, cap);
         if (!m) {
-            sf_csv_forget(c);
+            csv_forget(c);
             return;
         }
         c->memo = m;
@@ -134,7 +134,7 @@ int sf_csv_rewind(sf_csv *c, char *errstr, size_t errstr_size) {
 /* Reads more input after buf[start, end), keeping one spare byte so the last
  * line of a file without a final newline can be NUL-terminated in place.
  * 0, or -1 with errstr (a damaged gzip stream lands here). */
-static int sf_csv_fill(sf_csv *c, char *errstr, size_t errstr_size) {
+static int csv_fill(sf_csv *c, char *errstr, size_t errstr_size) {
     if (c->start > 0) {
         memmove(c->buf, c->buf + c->start, c->end - c->start);
         c->end -= c->start;
@@ -174,14 +174,14 @@ static int sf_csv_fill(sf_csv *c, char *errstr, size_t errstr_size) {
     if (n == 0)
         c->eof = 1;
     if (c->memo_state == 1 && n > 0)
-        sf_csv_record(c, c->buf + c->end, (size_t)n);
+        csv_record(c, c->buf + c->end, (size_t)n);
     c->end += (size_t)n;
     return 0;
 }
 
 /* Splits line[0, len) into fields in place. line[len] must be writable.
  * 0 and *count, or -1 with errstr. */
-static int sf_csv_split(sf_csv *c, char *line, size_t len, size_t *count, char *errstr,
+static int csv_split(sf_csv *c, char *line, size_t len, size_t *count, char *errstr,
                         size_t errstr_size) {
     char *p = line, *end = line + len;
     size_t n = 0;
@@ -263,11 +263,11 @@ int sf_csv_next(sf_csv *c, const sf_csv_field **fields, size_t *n_fields, char *
                 c->line++;
             c->skipping = 1;
             c->start = c->end = 0;
-            if (sf_csv_fill(c, errstr, errstr_size) != 0)
+            if (csv_fill(c, errstr, errstr_size) != 0)
                 return SF_CSV_ERROR;
             continue;
         } else {
-            if (sf_csv_fill(c, errstr, errstr_size) != 0)
+            if (csv_fill(c, errstr, errstr_size) != 0)
                 return SF_CSV_ERROR;
             continue;
         }
@@ -292,7 +292,7 @@ int sf_csv_next(sf_csv *c, const sf_csv_field **fields, size_t *n_fields, char *
             return SF_CSV_BAD;
         }
         /* line[len] is the '\n', the '\r' or the spare byte: writable. */
-        if (sf_csv_split(c, line, len, n_fields, errstr, errstr_size) != 0)
+        if (csv_split(c, line, len, n_fields, errstr, errstr_size) != 0)
             return SF_CSV_BAD;
         *fields = c->fields;
         return SF_CSV_RECORD;

@@ -31,20 +31,20 @@ struct sf_replay {
     size_t out_cap;
 };
 
-static int sf_is_blank(char c) {
+static int is_blank(char c) {
     return c == ' ' || c == '\t';
 }
 
-static void sf_trim(const char **s, size_t *len) {
-    while (*len && sf_is_blank(**s))
+static void trim(const char **s, size_t *len) {
+    while (*len && is_blank(**s))
         (*s)++, (*len)--;
-    while (*len && sf_is_blank((*s)[*len - 1]))
+    while (*len && is_blank((*s)[*len - 1]))
         (*len)--;
 }
 
 /* Copies at most 32 bytes of s for an error message, with control and
  * non-ASCII bytes shown as '?' so bad input cannot garble a terminal. */
-static void sf_echo(char *dst, size_t dst_size, const char *s, size_t len) {
+static void quote(char *dst, size_t dst_size, const char *s, size_t len) {
     size_t n = 0;
     for (size_t i = 0; i < len && n + 4 < dst_size; i++) {
         if (n == 32) {
@@ -58,7 +58,7 @@ static void sf_echo(char *dst, size_t dst_size, const char *s, size_t len) {
     dst[n] = '\0';
 }
 
-static int sf_utf8_valid(const unsigned char *s, size_t len) {
+static int utf8_valid(const unsigned char *s, size_t len) {
     size_t i = 0;
     while (i < len) {
         unsigned char c = s[i];
@@ -95,8 +95,8 @@ int sf_replay_json_number(const char *text, size_t len, char *out, size_t out_si
                           size_t *out_len, int *is_int, char *errstr, size_t errstr_size) {
     const char *p = text;
     char echo[48];
-    if (len && (sf_is_blank(p[0]) || sf_is_blank(p[len - 1])))
-        sf_trim(&p, &len);
+    if (len && (is_blank(p[0]) || is_blank(p[len - 1])))
+        trim(&p, &len);
     const char *e = p + len;
     if (len == 0) {
         snprintf(errstr, errstr_size, "empty value");
@@ -154,7 +154,7 @@ int sf_replay_json_number(const char *text, size_t len, char *out, size_t out_si
         ok = o > xo;
     }
     if (!ok || p != e) {
-        sf_echo(echo, sizeof echo, text, (size_t)(e - text));
+        quote(echo, sizeof echo, text, (size_t)(e - text));
         snprintf(errstr, errstr_size, "'%s' is not a number", echo);
         return -1;
     }
@@ -163,13 +163,13 @@ int sf_replay_json_number(const char *text, size_t len, char *out, size_t out_si
     if (*is_int && (n_int > 19 ||
                     (n_int == 19 &&
                      memcmp(io, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0))) {
-        sf_echo(echo, sizeof echo, text, (size_t)(e - text));
+        quote(echo, sizeof echo, text, (size_t)(e - text));
         snprintf(errstr, errstr_size, "'%s' is out of the 64-bit integer range", echo);
         return -1;
     }
     /* Only an exponent or ~309 integer digits can overflow a double. */
     if (!*is_int && (has_exp || n_int > 300) && isinf(strtod(out, NULL))) {
-        sf_echo(echo, sizeof echo, text, (size_t)(e - text));
+        quote(echo, sizeof echo, text, (size_t)(e - text));
         snprintf(errstr, errstr_size, "'%s' is out of the double range", echo);
         return -1;
     }
@@ -179,7 +179,7 @@ int sf_replay_json_number(const char *text, size_t len, char *out, size_t out_si
 
 /* Writes s as the inside of a JSON string; returns the length (dst may be
  * NULL to measure). */
-static size_t sf_json_escape(char *dst, const char *s, size_t len) {
+static size_t json_escape(char *dst, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
@@ -205,14 +205,14 @@ static size_t sf_json_escape(char *dst, const char *s, size_t len) {
 }
 
 /* 1 when `name` appears in the comma-separated list. */
-static int sf_in_list(const char *list, const char *name) {
+static int in_list(const char *list, const char *name) {
     size_t nlen = strlen(name);
     const char *p = list;
     while (*p) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         const char *item = p;
-        sf_trim(&item, &len);
+        trim(&item, &len);
         if (len == nlen && !memcmp(item, name, len))
             return 1;
         if (!comma)
@@ -222,7 +222,7 @@ static int sf_in_list(const char *list, const char *name) {
     return 0;
 }
 
-static int sf_replay_header(sf_replay *r, const char *drop, const char *key_field,
+static int replay_header(sf_replay *r, const char *drop, const char *key_field,
                             char *errstr, size_t errstr_size) {
     const sf_csv_field *f;
     size_t n;
@@ -244,13 +244,13 @@ static int sf_replay_header(sf_replay *r, const char *drop, const char *key_fiel
     for (size_t i = 0; i < n; i++) {
         const char *s = f[i].ptr;
         size_t len = f[i].len;
-        sf_trim(&s, &len);
+        trim(&s, &len);
         if (len == 0) {
             snprintf(errstr, errstr_size, "%s:%llu: column %zu has an empty name", r->path,
                      (unsigned long long)sf_csv_line(r->csv), i + 1);
             return -1;
         }
-        if (!sf_utf8_valid((const unsigned char *)s, len) || memchr(s, '\0', len)) {
+        if (!utf8_valid((const unsigned char *)s, len) || memchr(s, '\0', len)) {
             snprintf(errstr, errstr_size, "%s:%llu: column %zu name is not valid UTF-8 text",
                      r->path, (unsigned long long)sf_csv_line(r->csv), i + 1);
             return -1;
@@ -270,16 +270,16 @@ static int sf_replay_header(sf_replay *r, const char *drop, const char *key_fiel
     for (size_t i = 0; i < n; i++) {
         if (key_field[0] && !strcmp(r->names[i], key_field))
             r->key_col = (long)i;
-        if (sf_in_list(drop, r->names[i]))
+        if (in_list(drop, r->names[i]))
             continue;
         size_t len = strlen(r->names[i]);
-        size_t esc = sf_json_escape(NULL, r->names[i], len);
+        size_t esc = json_escape(NULL, r->names[i], len);
         char *p = malloc(esc + 5);
         if (!p)
             goto oom;
         p[0] = r->n_fields ? ',' : '{';
         p[1] = '"';
-        sf_json_escape(p + 2, r->names[i], len);
+        json_escape(p + 2, r->names[i], len);
         memcpy(p + 2 + esc, "\":", 3);
         r->keep[i] = 1;
         r->prefix[i] = p;
@@ -303,7 +303,7 @@ int sf_replay_open(sf_replay **out, const char *path, const char *drop,
         return -1;
     }
     if (sf_csv_open(&r->csv, path, errstr, errstr_size) != 0 ||
-        sf_replay_header(r, drop ? drop : SF_REPLAY_DEFAULT_DROP,
+        replay_header(r, drop ? drop : SF_REPLAY_DEFAULT_DROP,
                          key_field ? key_field : SF_REPLAY_DEFAULT_KEY, errstr,
                          errstr_size) != 0) {
         sf_replay_close(r);
@@ -412,7 +412,7 @@ int sf_replay_next(sf_replay *r, sf_replay_msg *msg, char *errstr, size_t errstr
     if (r->key_col >= 0) {
         const char *k = f[r->key_col].ptr;
         size_t klen = f[r->key_col].len;
-        sf_trim(&k, &klen);
+        trim(&k, &klen);
         msg->key = k;
         msg->key_len = klen;
     }
@@ -471,16 +471,16 @@ void sf_replay_opts_init(sf_replay_opts *o) {
     o->passes = 1;
 }
 
-static int sf_stopped(const volatile sig_atomic_t *stop) {
-    return stop && *stop;
+static int stopped(sf_stop_flag *stop) {
+    return stop && atomic_load(stop);
 }
 
 /* Waits until the monotonic `deadline`, serving delivery reports meanwhile;
  * returns early when *stop is set. */
-static void sf_wait_until(rd_kafka_t *rk, double deadline, const volatile sig_atomic_t *stop) {
+static void wait_until(rd_kafka_t *rk, double deadline, sf_stop_flag *stop) {
     for (;;) {
         double left = deadline - sf_clock_s();
-        if (left <= 0 || sf_stopped(stop))
+        if (left <= 0 || stopped(stop))
             return;
         if (left > 0.002) {
             int ms = (int)((left - 0.001) * 1000);
@@ -502,7 +502,7 @@ typedef struct {
 } sf_replay_loop;
 
 /* Brings *st up to date with the delivery reports served so far. */
-static void sf_replay_sync(sf_replay_loop *l) {
+static void replay_sync(sf_replay_loop *l) {
     l->st->delivered = l->c->delivered;
     l->st->failed = l->c->failed + l->refused;
     l->st->seconds = sf_clock_s() - l->t0;
@@ -510,37 +510,37 @@ static void sf_replay_sync(sf_replay_loop *l) {
         snprintf(l->st->error, sizeof l->st->error, "%s", l->c->error);
 }
 
-static uint64_t sf_in_flight(const sf_replay_loop *l) {
+static uint64_t in_flight(const sf_replay_loop *l) {
     return l->st->sent - l->c->delivered - l->c->failed;
 }
 
-static void sf_replay_progress(sf_replay_loop *l, int force) {
+static void replay_progress(sf_replay_loop *l, int force) {
     if (!l->o->on_progress)
         return;
     double now = sf_clock_s();
     if (!force && now < l->next_progress)
         return;
     l->next_progress = now + 0.25;
-    sf_replay_sync(l);
-    l->o->on_progress(l->o->opaque, l->st, sf_in_flight(l));
+    replay_sync(l);
+    l->o->on_progress(l->o->opaque, l->st, in_flight(l));
 }
 
 /* Waits for every report of the messages sent, so no opaque outlives the run. */
-static void sf_replay_drain(sf_replay_loop *l, int timeout_ms) {
+static void replay_drain(sf_replay_loop *l, int timeout_ms) {
     double deadline = sf_clock_s() + timeout_ms / 1000.0;
-    while (sf_in_flight(l) > 0 && sf_clock_s() < deadline) {
+    while (in_flight(l) > 0 && sf_clock_s() < deadline) {
         rd_kafka_flush(l->rk, 100);
-        sf_replay_progress(l, 0);
+        replay_progress(l, 0);
     }
-    if (sf_in_flight(l) == 0)
+    if (in_flight(l) == 0)
         return;
     rd_kafka_purge(l->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     deadline = sf_clock_s() + 5.0;
-    while (sf_in_flight(l) > 0 && sf_clock_s() < deadline)
+    while (in_flight(l) > 0 && sf_clock_s() < deadline)
         rd_kafka_poll(l->rk, 50);
 }
 
-static int sf_replay_check_cluster(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *topic,
+static int replay_check_cluster(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *topic,
                                    int timeout_ms, char *errstr, size_t errstr_size) {
     char servers[512] = "(none)";
     size_t sz = sizeof servers;
@@ -561,7 +561,7 @@ static int sf_replay_check_cluster(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const 
     return rc;
 }
 
-static int sf_conf_int(rd_kafka_t *rk, const char *key, int dflt) {
+static int conf_int(rd_kafka_t *rk, const char *key, int dflt) {
     char buf[64];
     size_t sz = sizeof buf;
     if (rd_kafka_conf_get(rd_kafka_conf(rk), key, buf, &sz) != RD_KAFKA_CONF_OK)
@@ -571,14 +571,14 @@ static int sf_conf_int(rd_kafka_t *rk, const char *key, int dflt) {
 
 /* One pass over the file. 0 at the end of the pass (or on stop), -1 on a fatal
  * error. *produced gets the number of messages handed to librdkafka. */
-static int sf_replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt,
-                          const volatile sig_atomic_t *stop, uint64_t *produced, double *tokens,
+static int replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt,
+                          sf_stop_flag *stop, uint64_t *produced, double *tokens,
                           double *last, char *errstr, size_t errstr_size) {
     const sf_replay_opts *o = l->o;
     sf_replay_stats *st = l->st;
     double cap = o->rate > 0 ? (o->rate / 50 > 1 ? o->rate / 50 : 1) : 0;
     uint64_t sent = 0;
-    while (!sf_stopped(stop) && (!o->limit || sent < o->limit)) {
+    while (!stopped(stop) && (!o->limit || sent < o->limit)) {
         sf_replay_msg m;
         char why[512];
         int rc = sf_replay_next(r, &m, why, sizeof why);
@@ -607,11 +607,11 @@ static int sf_replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt
                 *tokens = cap;
             *last = now;
             if (*tokens < 1) {
-                sf_wait_until(l->rk, now + (1 - *tokens) / o->rate, stop);
+                wait_until(l->rk, now + (1 - *tokens) / o->rate, stop);
                 now = sf_clock_s();
                 *tokens += (now - *last) * o->rate;
                 *last = now;
-                if (sf_stopped(stop))
+                if (stopped(stop))
                     break;
             }
             *tokens -= 1;
@@ -637,14 +637,14 @@ static int sf_replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt
         if ((st->sent & 255) == 0)
             rd_kafka_poll(l->rk, 0);
         if (o->rate > 0 || (st->sent & 255) == 0)
-            sf_replay_progress(l, 0);
+            replay_progress(l, 0);
     }
     *produced = sent;
     return 0;
 }
 
 int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
-                  sf_replay_stats *st, const volatile sig_atomic_t *stop, char *errstr,
+                  sf_replay_stats *st, sf_stop_flag *stop, char *errstr,
                   size_t errstr_size) {
     memset(st, 0, sizeof *st);
     if (!o->path || !topic || !topic[0]) {
@@ -664,7 +664,7 @@ int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
         sf_replay_close(r);
         return -1;
     }
-    if (sf_replay_check_cluster(rk, rkt, topic, o->timeout_ms > 0 ? o->timeout_ms : 10000,
+    if (replay_check_cluster(rk, rkt, topic, o->timeout_ms > 0 ? o->timeout_ms : 10000,
                                 errstr, errstr_size) != 0) {
         rd_kafka_topic_destroy(rkt);
         sf_replay_close(r);
@@ -686,8 +686,8 @@ int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
     int rc = 0;
     for (uint64_t pass = 0; !o->passes || pass < o->passes; pass++) {
         if (pass > 0) {
-            sf_wait_until(rk, sf_clock_s() + o->interval, stop);
-            if (sf_stopped(stop))
+            wait_until(rk, sf_clock_s() + o->interval, stop);
+            if (stopped(stop))
                 break;
             if (sf_replay_rewind(r, errstr, errstr_size) != 0) {
                 rc = -1;
@@ -695,22 +695,22 @@ int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
             }
         }
         uint64_t produced = 0;
-        if (sf_replay_pass(&l, r, rkt, stop, &produced, &tokens, &last, errstr, errstr_size) != 0) {
+        if (replay_pass(&l, r, rkt, stop, &produced, &tokens, &last, errstr, errstr_size) != 0) {
             rc = -1;
             break;
         }
         /* A pass that got nothing out (no rows, only bad ones, or only
          * refused ones) would make an endless run spin without purpose. */
-        if (produced == 0 || sf_stopped(stop))
+        if (produced == 0 || stopped(stop))
             break;
     }
     int flush_ms = o->flush_timeout_ms > 0
                        ? o->flush_timeout_ms
-                       : sf_conf_int(rk, "message.timeout.ms", 300000) + 1000;
-    sf_replay_drain(&l, flush_ms);
-    sf_replay_sync(&l);
-    sf_replay_progress(&l, 1);
-    uint64_t left = sf_in_flight(&l);
+                       : conf_int(rk, "message.timeout.ms", 300000) + 1000;
+    replay_drain(&l, flush_ms);
+    replay_sync(&l);
+    replay_progress(&l, 1);
+    uint64_t left = in_flight(&l);
     rd_kafka_topic_destroy(rkt);
     sf_replay_close(r);
     if (left > 0) {

@@ -518,7 +518,7 @@ static void test_failed_deliveries(void **state) {
 
 /* The in-process engine, as the demo and the benchmark use it. */
 typedef struct {
-    volatile sig_atomic_t stop;
+    sf_stop_flag stop;
     uint64_t stop_after;
     int calls;
 } progress_ctx;
@@ -528,7 +528,7 @@ static void on_progress(void *opaque, const sf_replay_stats *st, uint64_t in_fli
     p->calls++;
     assert_true(st->delivered + st->failed + in_flight == st->sent);
     if (p->stop_after && st->delivered >= p->stop_after)
-        p->stop = 1;
+        atomic_store(&p->stop, 1);
 }
 
 static rd_kafka_t *replay_producer(const char *bs) {
@@ -573,7 +573,7 @@ static void test_engine_in_process(void **state) {
     o.on_progress = on_progress;
     o.opaque = &p;
     assert_int_equal(sf_replay_run(rk, "events", &o, &st, &p.stop, err, sizeof err), 0);
-    assert_true(p.stop);
+    assert_true(atomic_load(&p.stop));
     assert_true(p.calls >= 2);
     assert_true(st.delivered >= 500 && st.delivered < 20000);
     assert_int_equal(st.delivered, st.sent);

@@ -1,8 +1,15 @@
 /* args.h: what every command line of sigflow's binaries shares: strict number
- * parsing (a typo in a flag is an error, never a silent zero) and the signal
- * set-up of a long-running command. */
+ * parsing (a typo in a flag is an error, never a silent zero), one way to say
+ * what is wrong with an option, and one signal set-up with one stop flag.
+ *
+ * Error dialect, one line on stderr: "PROG: OPTION 'VALUE': OPTION wants WHAT"
+ * for a bad value, "PROG: unknown option '--x' (see --help)" and "PROG: option
+ * '--x' needs a value (see --help)" for getopt's errors (with opterr = 0 and
+ * a leading ':' in the short options). */
 #ifndef SIGFLOW_ARGS_H
 #define SIGFLOW_ARGS_H
+
+#include <stdatomic.h>
 
 /* The whole string as an integer in [min, max]. 0 or -1. */
 int sf_args_long(const char *s, long min, long max, long *out);
@@ -10,11 +17,30 @@ int sf_args_long(const char *s, long min, long max, long *out);
 /* The whole string as a finite number in [min, max]. 0 or -1. */
 int sf_args_double(const char *s, double min, double max, double *out);
 
-/* Prints "PROG: OPTION 'VALUE': expected WHAT" on stderr and returns 1. */
+/* Prints "PROG: OPTION 'VALUE': OPTION wants WHAT" on stderr and returns 1. */
 int sf_args_bad(const char *prog, const char *option, const char *value, const char *what);
 
-/* SIGINT and SIGTERM call on_stop, SIGHUP on_hup (left alone when NULL);
- * SIGPIPE is ignored so a closed socket is an error, not a death. */
-void sf_args_signals(void (*on_stop)(int), void (*on_hup)(int));
+/* Reports getopt_long's ':' (missing value) or '?' (unknown option) for the
+ * option just read and returns 1. */
+int sf_args_getopt_error(const char *prog, int opt, char *const argv[]);
+
+/* The stop flag every long-running command uses: SIGINT/SIGTERM set it. */
+typedef atomic_int sf_stop_flag;
+
+/* SIGINT and SIGTERM set *stop (the second one kills: a process stuck in its
+ * drain can still be interrupted), SIGHUP sets *reload (left alone when
+ * NULL); SIGPIPE is ignored so a closed socket is an error, not a death. The
+ * flags must live as long as the process: they are the process's one piece of
+ * global state. */
+void sf_args_signals(sf_stop_flag *stop, atomic_int *reload);
+
+/* For a command whose main thread only waits for a stop: blocks SIGINT and
+ * SIGTERM in the calling thread, so threads started later inherit the mask
+ * and the signals can only land in sf_args_wait_stop. Call before any thread
+ * starts, after sf_args_signals. */
+void sf_args_hold_stop_signals(void);
+
+/* Sleeps until *stop is set (by a signal delivered while waiting). */
+void sf_args_wait_stop(sf_stop_flag *stop);
 
 #endif

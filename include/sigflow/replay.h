@@ -22,11 +22,12 @@
 #ifndef SIGFLOW_REPLAY_H
 #define SIGFLOW_REPLAY_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
+
+#include "sigflow/args.h"
 
 #define SF_REPLAY_DEFAULT_DROP "Label,Weight,KaggleSet,KaggleWeight"
 #define SF_REPLAY_DEFAULT_KEY "EventId"
@@ -138,7 +139,7 @@ void sf_replay_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
  * unreadable, cluster unreachable, topic unknown, or a bad row in strict mode.
  * *st is filled in both cases. */
 int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *opts,
-                  sf_replay_stats *st, const volatile sig_atomic_t *stop, char *errstr,
+                  sf_replay_stats *st, sf_stop_flag *stop, char *errstr,
                   size_t errstr_size);
 
 #endif

@@ -4,13 +4,13 @@
  * to a file) because the port is ephemeral: scripts read it, never guess it. */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "commands.h"
+#include "sigflow/args.h"
 #include "sigflow/broker.h"
 
 #define MAX_TOPICS 64
@@ -75,13 +75,9 @@ int sf_cmd_broker(int argc, char **argv) {
     while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'p': {
-            char *end;
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (errno || *end || v < 1 || v > 10000) {
-                fprintf(stderr, "sigflow broker: --partitions wants 1..10000, not '%s'\n", optarg);
-                return 2;
-            }
+            long v;
+            if (sf_args_long(optarg, 1, 10000, &v))
+                return 2 * sf_args_bad("sigflow broker", "--partitions", optarg, "1..10000");
             partitions = (int)v;
             break;
         }
@@ -94,17 +90,8 @@ int sf_cmd_broker(int argc, char **argv) {
             break;
         case 'o': bootstrap_file = optarg; break;
         case 'h': usage(stdout); return 0;
-        case ':':
-            fprintf(stderr, "sigflow broker: option '%s' needs a value (see --help)\n",
-                    argv[optind - 1]);
-            return 2;
         default:
-            if (optopt)
-                fprintf(stderr, "sigflow broker: unknown option '-%c' (see --help)\n", optopt);
-            else
-                fprintf(stderr, "sigflow broker: unknown option '%s' (see --help)\n",
-                        argv[optind - 1]);
-            return 2;
+            return 2 * sf_args_getopt_error("sigflow broker", opt, argv);
         }
     }
     if (optind < argc) {
@@ -117,13 +104,11 @@ int sf_cmd_broker(int argc, char **argv) {
         topics[n_topics++] = "events.dlq";
     }
 
-    /* Block the stop signals before any thread exists, so every thread
-     * inherits the mask and sigwait below is the one place they land. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* Hold the stop signals before any thread exists, so every thread
+     * inherits the mask and the wait below is the one place they land. */
+    static sf_stop_flag stop;
+    sf_args_signals(&stop, NULL);
+    sf_args_hold_stop_signals();
 
     sf_broker *b;
     if (sf_broker_start(&b, partitions, topics, n_topics, errstr, sizeof errstr) != 0) {
@@ -141,9 +126,7 @@ int sf_cmd_broker(int argc, char **argv) {
     fprintf(stderr, "sigflow broker: serving %zu topic(s) with %d partitions at %s; "
             "SIGINT or SIGTERM stops\n", n_topics, partitions, addr);
 
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0)
-        ;
+    sf_args_wait_stop(&stop);
     if (bootstrap_file)
         unlink(bootstrap_file);
     sf_broker_stop(b);

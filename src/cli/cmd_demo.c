@@ -4,7 +4,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +19,8 @@
 #define DEMO_TIMEOUT_MS 120000
 #define SHOWN_SIGNALS 3
 
-static volatile sig_atomic_t interrupted;
-
-static void on_stop(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
+/* Set by SIGINT/SIGTERM (args.h). */
+static sf_stop_flag interrupted;
 
 typedef struct {
     sf_pipeline_conf conf;
@@ -153,7 +148,7 @@ int sf_cmd_demo(int argc, char **argv) {
     c->stop = &stop;
     c->metrics = metrics;
     c->metrics_addr = NULL;
-    sf_args_signals(on_stop, NULL);
+    sf_args_signals(&interrupted, NULL);
 
     /* The pipeline consumes while the replay produces: the embedded broker keeps
      * only a few MB per partition, so streaming concurrently is what a real
@@ -194,7 +189,7 @@ int sf_cmd_demo(int argc, char **argv) {
     /* Every replayed event consumed and scored, then the pipeline drains on stop. */
     int64_t deadline = sf_clock_ms() + DEMO_TIMEOUT_MS;
     double first = 0; /* when the group had formed and the first batch was scored */
-    while (rc == 0 && !interrupted && sf_metrics_get(metrics, SF_C_CONSUMED) < rs.delivered) {
+    while (rc == 0 && !atomic_load(&interrupted) && sf_metrics_get(metrics, SF_C_CONSUMED) < rs.delivered) {
         if (first == 0 && sf_metrics_get(metrics, SF_C_CONSUMED) > 0)
             first = sf_clock_s();
         if (sf_clock_ms() > deadline) {

@@ -1,29 +1,19 @@
 /* cmd_run.c: `sigflow run`, the daemon. Parses flags into an sf_pipeline_conf,
  * turns SIGINT/SIGTERM into a drain-and-exit and SIGHUP into a model reload. */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "sigflow/args.h"
+#include "sigflow/kafka.h"
 #include "sigflow/pipeline.h"
 #include "commands.h"
 
-/* The only global state: what the signal handlers ask of the main loop. */
-static atomic_int stop_flag;
+/* What the signals ask of the main loop (args.h). */
+static sf_stop_flag stop_flag;
 static atomic_int reload_flag;
-
-static void on_stop(int sig) {
-    (void)sig;
-    atomic_store(&stop_flag, 1);
-}
-
-static void on_hup(int sig) {
-    (void)sig;
-    atomic_store(&reload_flag, 1);
-}
 
 static const char usage[] =
     "usage: sigflow run --brokers B --model PATH --variables PATH [options]\n"
@@ -54,6 +44,8 @@ static const char usage[] =
     "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
     "  --log-level L          error, warn, info (default) or debug\n"
     "  -X key=value           librdkafka property for the consumer and producer\n"
+    "  -F FILE                librdkafka properties file: key=value lines, # comments\n"
+    "                         (keeps secrets out of the process list; in order with -X)\n"
     "\n"
     "SIGINT/SIGTERM drain the batch in flight, commit and exit 0. SIGHUP reloads the model.\n";
 
@@ -61,10 +53,8 @@ int sf_cmd_run(int argc, char **argv) {
     sf_pipeline_conf c;
     sf_pipeline_conf_init(&c);
     c.metrics_addr = "127.0.0.1:9464";
-    const char **props = calloc((size_t)argc, sizeof *props);
-    if (!props)
-        return 2;
-    size_t n_props = 0;
+    sf_kafka_props props = {0};
+    char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_ARCH, O_ID, O_LABEL, O_THR, O_EMIT, O_BS, O_BW,
            O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG };
@@ -87,7 +77,7 @@ int sf_cmd_run(int argc, char **argv) {
     long v;
     double d;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "b:m:v:X:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "b:m:v:X:F:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'b': c.brokers = optarg; break;
         case O_IN: c.input_topic = optarg; break;
@@ -143,8 +133,15 @@ int sf_cmd_run(int argc, char **argv) {
             if (sf_log_level_parse(optarg, &c.log_level))
                 bad = sf_args_bad("sigflow run", "--log-level", optarg, "error, warn, info or debug");
             break;
-        case 'X': props[n_props++] = optarg; break;
-        case 'h': fputs(usage, stdout); free(props); return 0;
+        case 'X':
+        case 'F':
+            if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, err, sizeof err)
+                            : sf_kafka_props_load(&props, optarg, err, sizeof err))) {
+                fprintf(stderr, "sigflow run: %s\n", err);
+                bad = 1;
+            }
+            break;
+        case 'h': fputs(usage, stdout); sf_kafka_props_free(&props); return 0;
         default: bad = 1;
         }
     }
@@ -155,7 +152,7 @@ int sf_cmd_run(int argc, char **argv) {
     }
     if (bad) {
         fputs(usage, stderr);
-        free(props);
+        sf_kafka_props_free(&props);
         return 2;
     }
     if (c.exactly_once && !c.transactional_id) {
@@ -164,20 +161,19 @@ int sf_cmd_run(int argc, char **argv) {
         snprintf(txid, sizeof txid, "sigflow-%s-%s", c.group, host);
         c.transactional_id = txid;
     }
-    c.kafka_props = props;
-    c.n_kafka_props = n_props;
+    c.kafka_props = (const char *const *)props.kv;
+    c.n_kafka_props = props.n;
     c.stop = &stop_flag;
     c.reload = &reload_flag;
 
     sf_metrics *metrics = sf_metrics_new();
     c.metrics = metrics;
-    sf_args_signals(on_stop, on_hup);
+    sf_args_signals(&stop_flag, &reload_flag);
 
-    char err[1024];
     int rc = sf_pipeline_run(&c, err, sizeof err) == 0 ? 0 : 1;
     if (rc)
         fprintf(stderr, "sigflow run: %s\n", err);
     sf_metrics_free(metrics);
-    free(props);
+    sf_kafka_props_free(&props);
     return rc;
 }
