@@ -17,6 +17,7 @@
 
 #include "sigflow/broker.h"
 #include "sigflow/clock.h"
+#include "support.h"
 
 static sf_broker *start(int partitions, const char *const *topics, size_t n) {
     sf_broker *b = NULL;
@@ -27,24 +28,17 @@ static sf_broker *start(int partitions, const char *const *topics, size_t n) {
 }
 
 /* A client with optional extra key, value pairs (NULL-terminated). */
-static rd_kafka_t *client(rd_kafka_type_t type, const char *bootstrap, ...) {
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof err), 0);
-    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err), 0);
-    va_list ap;
-    va_start(ap, bootstrap);
-    const char *k;
-    while ((k = va_arg(ap, const char *))) {
-        const char *v = va_arg(ap, const char *);
-        if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
-            fail_msg("%s", err);
+/* A quiet client (librdkafka's own log off) with the properties of kv. */
+static rd_kafka_t *client(rd_kafka_type_t type, const char *bootstrap, const char *const *kv) {
+    const char *all[16] = {"log_level", "0"};
+    size_t n = 2;
+    for (; kv && kv[0]; kv += 2) {
+        assert_true(n + 3 <= sizeof all / sizeof *all);
+        all[n++] = kv[0];
+        all[n++] = kv[1];
     }
-    va_end(ap);
-    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
-    if (!rk)
-        fail_msg("rd_kafka_new: %s", err);
-    return rk;
+    all[n] = NULL;
+    return sft_client(type, bootstrap, all);
 }
 
 static void produce_n(rd_kafka_t *p, const char *topic, int n, const char *prefix) {
@@ -62,8 +56,9 @@ static void produce_n(rd_kafka_t *p, const char *topic, int n, const char *prefi
 /* Reads `want` messages from the start of all partitions; checks values. */
 static void consume_n(const char *bootstrap, const char *topic, int partitions, int want,
                       const char *prefix, const char *isolation) {
-    rd_kafka_t *c = client(RD_KAFKA_CONSUMER, bootstrap, "group.id", "check",
-                           "enable.auto.commit", "false", "isolation.level", isolation, NULL);
+    rd_kafka_t *c = client(RD_KAFKA_CONSUMER, bootstrap,
+                           (const char *const[]){"group.id", "check", "enable.auto.commit",
+                                                 "false", "isolation.level", isolation, NULL});
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; p++)
         rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -196,8 +191,8 @@ static void test_transactions(void **state) {
     (void)state;
     const char *topics[] = {"signals"};
     sf_broker *b = start(2, topics, 1);
-    rd_kafka_t *p = client(RD_KAFKA_PRODUCER, sf_broker_bootstrap(b), "transactional.id", "t-1",
-                           NULL);
+    rd_kafka_t *p = client(RD_KAFKA_PRODUCER, sf_broker_bootstrap(b),
+                           (const char *const[]){"transactional.id", "t-1", NULL});
     rd_kafka_error_t *e;
     if ((e = rd_kafka_init_transactions(p, 10000)))
         fail_msg("init_transactions: %s", rd_kafka_error_string(e));
@@ -232,8 +227,9 @@ static void test_consumer_group(void **state) {
     assert_int_equal(rd_kafka_flush(p, 10000), 0);
     rd_kafka_destroy(p);
 
-    rd_kafka_t *c = client(RD_KAFKA_CONSUMER, bs, "group.id", "g1", "auto.offset.reset",
-                           "earliest", "enable.auto.commit", "false", NULL);
+    rd_kafka_t *c = client(RD_KAFKA_CONSUMER, bs,
+                           (const char *const[]){"group.id", "g1", "auto.offset.reset", "earliest",
+                                                 "enable.auto.commit", "false", NULL});
     rd_kafka_poll_set_consumer(c);
     rd_kafka_topic_partition_list_t *s = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(s, "events", RD_KAFKA_PARTITION_UA);
@@ -267,7 +263,7 @@ static void test_consumer_group(void **state) {
     rd_kafka_destroy(c);
 
     /* Another client of the group reads the committed offsets back. */
-    c = client(RD_KAFKA_CONSUMER, bs, "group.id", "g1", NULL);
+    c = client(RD_KAFKA_CONSUMER, bs, (const char *const[]){"group.id", "g1", NULL});
     rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(4);
     for (int i = 0; i < 4; i++)
         rd_kafka_topic_partition_list_add(q, "events", i);

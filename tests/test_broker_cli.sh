@@ -4,7 +4,7 @@
 # options are refused with status 2.
 set -u
 BIN="$SIGFLOW_BUILD_DIR/sigflow"
-TMP=$(mktemp -d /tmp/sf_test_broker.XXXXXX)
+TMP=$(mktemp -d -t sf_test_broker.XXXXXX)
 PID=
 cleanup() {
     [ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null

@@ -18,12 +18,14 @@
 
 #include "sigflow/features.h"
 #include "../src/features_impl.h"
+#include "support.h"
 
 #define HIGGS_VARS SF_SOURCE_DIR "/tests/fixtures/vars_higgs.json"
 #define HIGGS_CSV SF_SOURCE_DIR "/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz"
 
 static sf_vars *load_vars_text(const char *text) {
-    char path[] = "/tmp/sf_test_features_XXXXXX";
+    char path[512];
+    snprintf(path, sizeof path, "%s/sf_test_features_XXXXXX", sft_tmpdir());
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));

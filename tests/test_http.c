@@ -23,6 +23,7 @@
 #include "sigflow/clock.h"
 #include "sigflow/http.h"
 #include "sigflow/metrics.h"
+#include "support.h"
 
 #define CLIENT_TIMEOUT_MS 10000
 
@@ -39,11 +40,6 @@ typedef struct response {
     char *body;         /* NUL-terminated */
     size_t body_len;
 } response;
-
-static void nap_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int connect_to(int family, int port) {
     int fd = socket(family, SOCK_STREAM, 0);
@@ -258,7 +254,7 @@ static void test_healthz_fails_when_beats_stop(void **state) {
         assert_true(sent - last_beat <= f->h.stall_ms);
         free(r.body);
         if (received > deadline) fail_msg("/healthz never turned 503");
-        nap_ms(20);
+        sft_nap_ms(20);
     }
 
     /* One beat revives it. */

@@ -21,6 +21,7 @@
 
 #include "sigflow/model.h"
 #include "../src/sha256.h"
+#include "support.h"
 
 #define FIXTURES SF_SOURCE_DIR "/tests/fixtures/"
 
@@ -475,8 +476,9 @@ static char *slurp(const char *path, size_t *len) {
     return buf;
 }
 
+/* path: room for 512 bytes. */
 static void write_temp(char *path, const void *data, size_t len) {
-    strcpy(path, "/tmp/sf_test_model_XXXXXX");
+    snprintf(path, 512, "%s/sf_test_model_XXXXXX", sft_tmpdir());
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, data, len), (ssize_t)len);
@@ -486,7 +488,7 @@ static void write_temp(char *path, const void *data, size_t len) {
 /* Cut a valid file at many lengths: every cut is a clean error. */
 static void test_truncations(void **state) {
     (void)state;
-    char src[512], tmp[64];
+    char src[512], tmp[512];
     size_t len;
     char *bytes = slurp(fixture(src, sizeof src, "model_mlp.h5"), &len);
     const size_t cuts[] = {1, 7, 8, 100, 512, 2048, len / 3, len / 2, len - 100, len - 1};
@@ -607,7 +609,7 @@ static void test_inline_architectures(void **state) {
          {"input_layers"}},
     };
     for (size_t i = 0; i < sizeof loads / sizeof loads[0]; i++) {
-        char arch[64];
+        char arch[512];
         sf_model *m = NULL;
         if (load_inline(&m, "weights_tiny.h5", loads[i].json, arch) != 0)
             fail_msg("loads[%zu]: %s", i, errstr);
@@ -621,7 +623,7 @@ static void test_inline_architectures(void **state) {
         unlink(arch);
     }
     for (size_t i = 0; i < sizeof refusals / sizeof refusals[0]; i++) {
-        char arch[64];
+        char arch[512];
         sf_model *m = NULL;
         if (load_inline(&m, "weights_tiny.h5", refusals[i].json, arch) == 0) {
             sf_model_free(m);
@@ -660,7 +662,7 @@ static void test_edited_architectures(void **state) {
          "\"activation\": \"hard_sigmoid\"", "layer 'dense_2' (Dense): hard_sigmoid in Keras 3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char ap[512], wp[512], tmp[64];
+        char ap[512], wp[512], tmp[512];
         size_t len;
         char *text = slurp(fixture(ap, sizeof ap, cases[i].arch), &len);
         char *at = strstr(text, cases[i].from);

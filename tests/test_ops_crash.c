@@ -26,40 +26,9 @@
 #define KILLS 3
 #define WAIT_MS 90000
 
-static const char *const topics[] = {"events", "signals"};
-
-typedef struct fixture {
-    sf_broker *broker;
-    sft_daemon d;
-    pid_t replay;
-} fixture;
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    f->broker = sft_broker(8, topics, 2);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fixture *f = *state;
-    sft_daemon_free(&f->d);
-    if (f->replay > 0)
-        sft_wait(f->replay, 0);
-    sf_broker_stop(f->broker);
-    free(f);
-    return 0;
-}
-
-static void nap(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void test_sigkill_three_times(void **state) {
-    fixture *f = *state;
-    const char *brokers = sf_broker_bootstrap(f->broker);
+    sft_stream *f = *state;
+    const char *brokers = f->brokers;
     const char *model, *vars;
     sft_pick_model(&model, &vars);
     unsigned seed = sft_seed();
@@ -69,10 +38,8 @@ static void test_sigkill_three_times(void **state) {
                           "--group", "ops-crash", "--emit", "all",
                           "-X", "session.timeout.ms=" SFT_SESSION_MS, "-X", "heartbeat.interval.ms=500",
                           NULL};
-    sft_daemon_start(&f->d, args, WAIT_MS);
-    char *const replay[] = {SF_TEST_REPLAY, "-b", (char *)brokers, "-t", "events", "-f", SF_TEST_DATA,
-                            "--rate", RATE, "--timeout", "60", "-q", NULL};
-    f->replay = sft_spawn_tied(replay, NULL, NULL);
+    sft_daemon_start(&f->d[0], args, WAIT_MS);
+    f->replay = sft_replay_spawn(brokers, "events", RATE, NULL);
 
     /* Each instance is killed once it published a random number of outputs
      * of its own (so every one of them did work), plus a random few ms, so the
@@ -81,15 +48,15 @@ static void test_sigkill_three_times(void **state) {
     for (int k = 0; k < KILLS; k++) {
         double own = 500 + rand() % 4000;
         int extra_ms = rand() % 250;
-        double got = sft_wait_metric(&f->d, "sigflow_signals_published_total", own, WAIT_MS);
+        double got = sft_wait_metric(&f->d[0], "sigflow_signals_published_total", own, WAIT_MS);
         assert_true(got >= own);
-        nap(extra_ms);
+        sft_nap_ms(extra_ms);
         printf("seed %u: kill %d at %lld ms, after %.0f outputs of its own (target %.0f + %d ms), "
                "%lld in the topic\n", seed, k + 1, (long long)(sft_now_ms() - t0), got, own, extra_ms,
                (long long)sft_topic_end(brokers, "signals"));
-        assert_int_equal(sft_daemon_stop(&f->d, SIGKILL, 10000), 128 + SIGKILL);
-        sft_daemon_free(&f->d);
-        sft_daemon_start(&f->d, args, WAIT_MS);
+        assert_int_equal(sft_daemon_stop(&f->d[0], SIGKILL, 10000), 128 + SIGKILL);
+        sft_daemon_free(&f->d[0]);
+        sft_daemon_start(&f->d[0], args, WAIT_MS);
     }
     assert_int_equal(sft_wait(f->replay, WAIT_MS), 0);
     f->replay = 0;
@@ -99,7 +66,7 @@ static void test_sigkill_three_times(void **state) {
     sft_count_keys(brokers, "signals", FIRST_ID, FIRST_ID + N_EVENTS, counts, 0, WAIT_MS);
     int64_t done = sft_now_ms() - t0;
     /* A clean stop, then the whole output, duplicates included. */
-    assert_int_equal(sft_daemon_stop(&f->d, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(sft_daemon_stop(&f->d[0], SIGTERM, WAIT_MS), 0);
     size_t total = sft_count_keys(brokers, "signals", FIRST_ID, FIRST_ID + N_EVENTS, counts, 0, WAIT_MS);
     size_t missing = 0, twice = 0;
     for (size_t i = 0; i < N_EVENTS; i++) {
@@ -115,7 +82,8 @@ static void test_sigkill_three_times(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sigkill_three_times, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_three_times, sft_stream_setup,
+                                        sft_stream_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,20 +82,6 @@ static int group_teardown(void **state) {
     return 0;
 }
 
-static rd_kafka_t *client(fixture *f, rd_kafka_type_t type, const char *const *kv) {
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", f->brokers, err, sizeof err))
-        fail_msg("%s", err);
-    for (; kv && kv[0]; kv += 2)
-        if (rd_kafka_conf_set(conf, kv[0], kv[1], err, sizeof err))
-            fail_msg("%s", err);
-    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
-    if (!rk)
-        fail_msg("%s", err);
-    return rk;
-}
-
 static void ok(rd_kafka_error_t *e, const char *what) {
     if (e) {
         char msg[512];
@@ -111,9 +97,9 @@ static void ok(rd_kafka_error_t *e, const char *what) {
  * missing; returns 1 when both work. */
 static int broker_does_transactions(fixture *f, char *why, size_t why_size) {
     const char *pkv[] = {"transactional.id", "sigflow-test-probe", NULL};
-    rd_kafka_t *p = client(f, RD_KAFKA_PRODUCER, pkv);
+    rd_kafka_t *p = sft_client(RD_KAFKA_PRODUCER, f->brokers, pkv);
     const char *ckv[] = {"group.id", "sigflow-test-probe", NULL};
-    rd_kafka_t *c = client(f, RD_KAFKA_CONSUMER, ckv);
+    rd_kafka_t *c = sft_client(RD_KAFKA_CONSUMER, f->brokers, ckv);
     ok(rd_kafka_init_transactions(p, 10000), "init_transactions");
 
     ok(rd_kafka_begin_transaction(p), "begin_transaction");
@@ -197,9 +183,7 @@ static void test_exactly_once_across_sigkill(void **state) {
 
     unsigned seed = sft_seed();
     assert_true(sft_wait_metric(&f->kill, "sigflow_assigned_partitions", 8, WAIT_MS) == 8);
-    char *const replay[] = {SF_TEST_REPLAY, "-b", (char *)f->brokers, "-t", "in.kill", "-f", SF_TEST_DATA,
-                            "--rate", RATE, "--timeout", "60", "-q", NULL};
-    f->replay = sft_spawn_tied(replay, NULL, NULL);
+    f->replay = sft_replay_spawn(f->brokers, "in.kill", RATE, NULL);
 
     double kill_at = 1000 + rand() % 5000;
     double out = sft_wait_metric(&f->kill, "sigflow_signals_published_total", kill_at, WAIT_MS);

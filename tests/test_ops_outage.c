@@ -28,36 +28,9 @@
 #define OUTAGE_MS 5000
 #define WAIT_MS 90000
 
-static const char *const topics[] = {"events", "signals"};
-
-typedef struct fixture {
-    sf_broker *broker;
-    sft_daemon d;
-    pid_t replay;
-} fixture;
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    f->broker = sft_broker(8, topics, 2);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fixture *f = *state;
-    sf_broker_set_down(f->broker, 0);
-    sft_daemon_free(&f->d);
-    if (f->replay > 0)
-        sft_wait(f->replay, 0);
-    sf_broker_stop(f->broker);
-    free(f);
-    return 0;
-}
-
 static void test_broker_outage_mid_stream(void **state) {
-    fixture *f = *state;
-    const char *brokers = sf_broker_bootstrap(f->broker);
+    sft_stream *f = *state;
+    const char *brokers = f->brokers;
     const char *model, *vars;
     sft_pick_model(&model, &vars);
     unsigned seed = sft_seed();
@@ -68,34 +41,32 @@ static void test_broker_outage_mid_stream(void **state) {
     const char *args[] = {"--brokers", brokers, "--model", model, "--variables", vars,
                           "--group", "ops-outage", "--emit", "all",
                           "-X", "session.timeout.ms=30000", NULL};
-    sft_daemon_start(&f->d, args, WAIT_MS);
-    assert_true(sft_wait_metric(&f->d, "sigflow_assigned_partitions", 8, WAIT_MS) == 8);
+    sft_daemon_start(&f->d[0], args, WAIT_MS);
+    assert_true(sft_wait_metric(&f->d[0], "sigflow_assigned_partitions", 8, WAIT_MS) == 8);
 
     /* The replay tool must outlive the outage too (60 s delivery timeout),
      * and come back as fast as the daemon does, so that the catch-up time
      * measures the daemon, not librdkafka's 10 s default reconnect backoff. */
-    char *const replay[] = {SF_TEST_REPLAY, "-b", (char *)brokers, "-t", "events", "-f", SF_TEST_DATA,
-                            "--rate", RATE, "--timeout", "60", "-q",
-                            "-X", "reconnect.backoff.max.ms=1000", NULL};
-    f->replay = sft_spawn_tied(replay, NULL, NULL);
+    const char *const backoff[] = {"-X", "reconnect.backoff.max.ms=1000", NULL};
+    f->replay = sft_replay_spawn(brokers, "events", RATE, backoff);
     double down_at = 1000 + rand() % 5000;
     printf("seed %u: brokers go down once %.0f events were consumed\n", seed, down_at);
-    double consumed = sft_wait_metric(&f->d, "sigflow_events_consumed_total", down_at, WAIT_MS);
+    double consumed = sft_wait_metric(&f->d[0], "sigflow_events_consumed_total", down_at, WAIT_MS);
     assert_true(consumed >= down_at);
 
     /* Down for OUTAGE_MS; all along the daemon lives and its loop keeps
      * beating (/healthz), though it can neither read nor write. */
     sf_broker_set_down(f->broker, 1);
     int64_t down = sft_now_ms();
-    double before = sft_scrape(f->d.port, "sigflow_events_consumed_total");
+    double before = sft_scrape(f->d[0].port, "sigflow_events_consumed_total");
     int probes = 0;
     while (sft_now_ms() - down < OUTAGE_MS) {
-        assert_true(sft_daemon_running(&f->d));
-        assert_int_equal(sft_http_get(f->d.port, "/healthz", NULL), 200);
+        assert_true(sft_daemon_running(&f->d[0]));
+        assert_int_equal(sft_http_get(f->d[0].port, "/healthz", NULL), 200);
         probes++;
-        nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL); /* probe pacing */
+        sft_nap_ms(20); /* probe pacing */
     }
-    double during = sft_scrape(f->d.port, "sigflow_events_consumed_total") - before;
+    double during = sft_scrape(f->d[0].port, "sigflow_events_consumed_total") - before;
     sf_broker_set_down(f->broker, 0);
     int64_t up = sft_now_ms();
     printf("down %lld ms (%d health probes, all 200); consumed while down: %.0f (prefetched)\n",
@@ -114,10 +85,10 @@ static void test_broker_outage_mid_stream(void **state) {
     /* Were the partitions revoked before the clean stop, the group session
      * expired: duplicates are then allowed, the premise failed, not the
      * daemon, and the failure must say so. */
-    char *log = sft_read_file(f->d.log, NULL);
+    char *log = sft_read_file(f->d[0].log, NULL);
     int revoked = log && strstr(log, "revoked") != NULL;
     free(log);
-    assert_int_equal(sft_daemon_stop(&f->d, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(sft_daemon_stop(&f->d[0], SIGTERM, WAIT_MS), 0);
     size_t total = sft_count_keys(brokers, "signals", FIRST_ID, FIRST_ID + N_EVENTS, counts, 0, WAIT_MS);
     size_t missing = 0;
     for (size_t i = 0; i < N_EVENTS; i++)
@@ -137,7 +108,8 @@ static void test_broker_outage_mid_stream(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_broker_outage_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broker_outage_mid_stream, sft_stream_setup,
+                                        sft_stream_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,40 +22,13 @@
 #define RATE "8000"
 #define WAIT_MS 90000
 
-static const char *const topics[] = {"events", "signals"};
-
-typedef struct fixture {
-    sf_broker *broker;
-    sft_daemon a, b;
-    pid_t replay;
-} fixture;
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    f->broker = sft_broker(8, topics, 2);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fixture *f = *state;
-    sft_daemon_free(&f->a);
-    sft_daemon_free(&f->b);
-    if (f->replay > 0)
-        sft_wait(f->replay, 0);
-    sf_broker_stop(f->broker);
-    free(f);
-    return 0;
-}
-
 static double assigned(sft_daemon *d) {
     return sft_scrape(d->port, "sigflow_assigned_partitions");
 }
 
 static void test_two_instances_then_one(void **state) {
-    fixture *f = *state;
-    const char *brokers = sf_broker_bootstrap(f->broker);
+    sft_stream *f = *state;
+    const char *brokers = f->brokers;
     const char *model, *vars;
     sft_pick_model(&model, &vars);
     unsigned seed = sft_seed();
@@ -65,39 +38,37 @@ static void test_two_instances_then_one(void **state) {
                           "--group", "ops-scale", "--emit", "all",
                           "-X", "session.timeout.ms=" SFT_SESSION_MS, "-X", "heartbeat.interval.ms=500",
                           NULL};
-    sft_daemon_start(&f->a, args, WAIT_MS);
-    sft_daemon_start(&f->b, args, WAIT_MS);
+    sft_daemon_start(&f->d[0], args, WAIT_MS);
+    sft_daemon_start(&f->d[1], args, WAIT_MS);
 
     /* Both members share the 8 partitions. */
     int64_t deadline = sft_now_ms() + WAIT_MS;
     double pa = 0, pb = 0;
     while (!(pa > 0 && pb > 0 && pa + pb == 8) && sft_now_ms() < deadline) {
-        assert_true(sft_daemon_running(&f->a) && sft_daemon_running(&f->b));
-        pa = assigned(&f->a);
-        pb = assigned(&f->b);
+        assert_true(sft_daemon_running(&f->d[0]) && sft_daemon_running(&f->d[1]));
+        pa = assigned(&f->d[0]);
+        pb = assigned(&f->d[1]);
     }
     printf("assigned partitions: %g and %g\n", pa, pb);
     assert_true(pa > 0 && pb > 0 && pa + pb == 8);
 
-    char *const replay[] = {SF_TEST_REPLAY, "-b", (char *)brokers, "-t", "events", "-f", SF_TEST_DATA,
-                            "--rate", RATE, "--timeout", "60", "-q", NULL};
-    f->replay = sft_spawn_tied(replay, NULL, NULL);
+    f->replay = sft_replay_spawn(brokers, "events", RATE, NULL);
 
     /* Both do work; then one dies at a random point of the stream. */
     double kill_at = 1000 + rand() % 4000;
     printf("seed %u: killing one instance once it consumed %.0f events\n", seed, kill_at);
-    double ca = sft_wait_metric(&f->a, "sigflow_events_consumed_total", kill_at, WAIT_MS);
-    double cb = sft_wait_metric(&f->b, "sigflow_events_consumed_total", 1, WAIT_MS);
+    double ca = sft_wait_metric(&f->d[0], "sigflow_events_consumed_total", kill_at, WAIT_MS);
+    double cb = sft_wait_metric(&f->d[1], "sigflow_events_consumed_total", 1, WAIT_MS);
     printf("consumed before the kill: %g and %g\n", ca, cb);
     assert_true(ca >= kill_at && cb > 0);
-    assert_int_equal(sft_daemon_stop(&f->a, SIGKILL, 10000), 128 + SIGKILL);
+    assert_int_equal(sft_daemon_stop(&f->d[0], SIGKILL, 10000), 128 + SIGKILL);
     int64_t killed = sft_now_ms();
 
     /* The survivor takes every partition... */
-    double pb_now = assigned(&f->b);
+    double pb_now = assigned(&f->d[1]);
     while (pb_now != 8 && sft_now_ms() < killed + WAIT_MS) {
-        assert_true(sft_daemon_running(&f->b));
-        pb_now = assigned(&f->b);
+        assert_true(sft_daemon_running(&f->d[1]));
+        pb_now = assigned(&f->d[1]);
     }
     int64_t takeover = sft_now_ms() - killed;
     assert_true(pb_now == 8);
@@ -120,12 +91,13 @@ static void test_two_instances_then_one(void **state) {
     assert_int_equal(missing, 0);
     assert_true(total >= N_EVENTS);
 
-    assert_int_equal(sft_daemon_stop(&f->b, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(sft_daemon_stop(&f->d[1], SIGTERM, WAIT_MS), 0);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_two_instances_then_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_instances_then_one, sft_stream_setup,
+                                        sft_stream_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

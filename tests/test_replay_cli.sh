@@ -6,7 +6,7 @@
 set -u
 REPLAY="$SIGFLOW_BUILD_DIR/sigflow-replay"
 SAMPLE="$SIGFLOW_SOURCE_DIR/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz"
-TMP=$(mktemp -d /tmp/sf_test_replay_cli.XXXXXX)
+TMP=$(mktemp -d -t sf_test_replay_cli.XXXXXX)
 BPID=
 RPID=
 cleanup() {

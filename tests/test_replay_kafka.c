@@ -37,11 +37,6 @@
 
 extern char **environ;
 
-static void nap_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static char *tmpdir; /* per run, made by setup */
 
 /* ---- the expected data: the CSV read by a naive, separate reader ---- */
@@ -149,19 +144,12 @@ typedef struct {
     int64_t ts_ms;
 } msg;
 
+/* A quiet client; consumers read by assignment, committing nothing. */
 static rd_kafka_t *client(rd_kafka_type_t type, const char *bootstrap) {
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof err), 0);
-    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err), 0);
-    if (type == RD_KAFKA_CONSUMER) {
-        assert_int_equal(rd_kafka_conf_set(conf, "group.id", "test", err, sizeof err), 0);
-        assert_int_equal(rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err), 0);
-    }
-    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
-    if (!rk)
-        fail_msg("rd_kafka_new: %s", err);
-    return rk;
+    static const char *const consumer_kv[] = {"log_level", "0", "group.id", "test",
+                                              "enable.auto.commit", "false", NULL};
+    static const char *const producer_kv[] = {"log_level", "0", NULL};
+    return sft_client(type, bootstrap, type == RD_KAFKA_CONSUMER ? consumer_kv : producer_kv);
 }
 
 /* Messages in the topic: the sum of the partitions' high watermarks. */
@@ -274,7 +262,7 @@ static run_result run_replay(double limit_s, ...) {
             slurp(err_path, r.err, sizeof r.err);
             fail_msg("sigflow-replay still running after %.0f s; stderr: %s", limit_s, r.err);
         }
-        nap_ms(10);
+        sft_nap_ms(10);
     }
     r.seconds = sf_clock_s() - t0;
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -291,13 +279,6 @@ static void expect_summary(const run_result *r, unsigned long long read, unsigne
              read, sent, delivered, failed, skipped);
     if (strncmp(r->out, want, strlen(want)) != 0)
         fail_msg("summary '%s', want '%s...'; stderr: %s", r->out, want, r->err);
-}
-
-static size_t count_lines(const char *s) {
-    size_t n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
 }
 
 /* ---- tests ---- */
@@ -420,7 +401,7 @@ static void test_bad_rows_and_strict(void **state) {
     assert_non_null(strstr(r.err, "csv_bad.csv:3: column DER_mass_MMC: 'abc' is not a number\n"));
     assert_non_null(strstr(r.err, "csv_bad.csv:4: expected 5 fields, found 4\n"));
     assert_non_null(strstr(r.err, "csv_bad.csv:8: expected 5 fields, found 6\n"));
-    assert_int_equal(count_lines(r.err), 3);
+    assert_int_equal(sft_count_lines(r.err), 3);
     assert_int_equal(topic_count(bs, "events"), 4);
     msg *m = consume(bs, "events", 4);
     static const char *const want_keys[] = {"1", "4", "5", "7"};
@@ -437,7 +418,7 @@ static void test_bad_rows_and_strict(void **state) {
     r = run_replay(60, "-b", bs, "-t", "events", "-f", FIX "csv_bad.csv", "-q", "--strict", NULL);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "csv_bad.csv:3:"));
-    assert_int_equal(count_lines(r.err), 1);
+    assert_int_equal(sft_count_lines(r.err), 1);
     assert_int_equal(topic_count(bs, "events"), 5);
     sf_broker_stop(b);
 }
@@ -451,7 +432,7 @@ static void test_broker_down(void **state) {
                               "--timeout", "1", "-q", NULL);
     assert_int_equal(r.status, 1);
     assert_true(r.seconds < 6);
-    assert_int_equal(count_lines(r.err), 1);
+    assert_int_equal(sft_count_lines(r.err), 1);
     if (!strstr(r.err, "sigflow-replay: no Kafka broker answered at ") ||
         !strstr(r.err, "within 1.0 s"))
         fail_msg("stderr: %s", r.err);
@@ -486,7 +467,7 @@ static void test_failed_deliveries(void **state) {
     /* Once deliveries flow, take the broker down. */
     double deadline = sf_clock_s() + 20;
     while (topic_count(bs, "events") < 100 && sf_clock_s() < deadline)
-        nap_ms(20);
+        sft_nap_ms(20);
     sf_broker_set_down(b, 1);
     int status;
     deadline = sf_clock_s() + 30;
@@ -496,7 +477,7 @@ static void test_failed_deliveries(void **state) {
             waitpid(pid, &status, 0);
             fail();
         }
-        nap_ms(20);
+        sft_nap_ms(20);
     }
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);

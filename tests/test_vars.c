@@ -11,15 +11,16 @@
 #include <cmocka.h>
 
 #include "sigflow/vars.h"
+#include "support.h"
 
 typedef struct tmp {
-    char dir[64];
-    char path[128];
+    char dir[512];
+    char path[600];
 } tmp;
 
 static int setup(void **state) {
     tmp *t = calloc(1, sizeof *t);
-    strcpy(t->dir, "/tmp/sf_test_vars_XXXXXX");
+    snprintf(t->dir, sizeof t->dir, "%s/sf_test_vars_XXXXXX", sft_tmpdir());
     if (!mkdtemp(t->dir))
         return -1;
     snprintf(t->path, sizeof t->path, "%s/vars.json", t->dir);

@@ -39,9 +39,21 @@ unsigned sft_seed(void) {
     return seed;
 }
 
-static void nap_ms(int ms) {
+void sft_nap_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+size_t sft_count_lines(const char *s) {
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+const char *sft_tmpdir(void) {
+    const char *dir = getenv("TMPDIR");
+    return dir && *dir ? dir : P_tmpdir;
 }
 
 sf_broker *sft_broker(int partitions, const char *const *topics, size_t n_topics) {
@@ -81,7 +93,7 @@ void sft_msgs_free(sft_msgs *m) {
     memset(m, 0, sizeof *m);
 }
 
-static rd_kafka_t *make_client(rd_kafka_type_t type, const char *brokers, const char *const *kv) {
+rd_kafka_t *sft_client(rd_kafka_type_t type, const char *brokers, const char *const *kv) {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err))
@@ -100,7 +112,7 @@ sft_msgs sft_consume_all(const char *brokers, const char *topic, size_t expect, 
     const char *kv[] = {"group.id", "sigflow-test-reader", "enable.auto.commit", "false",
                         "isolation.level", committed_only ? "read_committed" : "read_uncommitted",
                         NULL};
-    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, brokers, kv);
+    rd_kafka_t *rk = sft_client(RD_KAFKA_CONSUMER, brokers, kv);
     const struct rd_kafka_metadata *md;
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
     if (rd_kafka_metadata(rk, 0, t, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err)
@@ -240,7 +252,7 @@ int sft_wait(pid_t pid, int timeout_ms) {
             waitpid(pid, &status, 0);
             return -1;
         }
-        nap_ms(10);
+        sft_nap_ms(10);
     }
 }
 
@@ -281,15 +293,14 @@ int sft_wait_for_text(const char *path, const char *needle, int timeout_ms) {
         free(s);
         if (found)
             return 1;
-        nap_ms(20);
+        sft_nap_ms(20);
     } while (sft_now_ms() < deadline);
     return 0;
 }
 
 char *sft_temp_path(const char *suffix) {
-    const char *dir = getenv("TMPDIR");
     char tmpl[512];
-    snprintf(tmpl, sizeof tmpl, "%s/sigflow-test-XXXXXX", dir && *dir ? dir : "/tmp");
+    snprintf(tmpl, sizeof tmpl, "%s/sigflow-test-XXXXXX", sft_tmpdir());
     int fd = mkstemp(tmpl);
     assert_true(fd >= 0);
     close(fd);
@@ -377,7 +388,7 @@ void sft_daemon_start(sft_daemon *d, const char *const *args, int timeout_ms) {
             daemon_died(d, "starting");
         if (sft_now_ms() >= deadline)
             fail_msg("sigflow run printed no metrics port within %d ms (log %s)", timeout_ms, d->log);
-        nap_ms(10);
+        sft_nap_ms(10);
     }
 }
 
@@ -473,7 +484,7 @@ double sft_wait_metric(sft_daemon *d, const char *series, double min, int timeou
             return v;
         if (!sft_daemon_running(d))
             daemon_died(d, "waited on");
-        nap_ms(20);
+        sft_nap_ms(20);
     }
 }
 
@@ -489,7 +500,7 @@ static int partition_count(rd_kafka_t *rk, const char *topic) {
 }
 
 int64_t sft_topic_end(const char *brokers, const char *topic) {
-    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, brokers, NULL);
+    rd_kafka_t *rk = sft_client(RD_KAFKA_PRODUCER, brokers, NULL);
     int parts = partition_count(rk, topic);
     int64_t sum = 0;
     for (int i = 0; i < parts; i++) {
@@ -509,7 +520,7 @@ size_t sft_count_keys(const char *brokers, const char *topic, int64_t lo, int64_
                         "enable.partition.eof", "true",
                         "isolation.level", committed_only ? "read_committed" : "read_uncommitted",
                         NULL};
-    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, brokers, kv);
+    rd_kafka_t *rk = sft_client(RD_KAFKA_CONSUMER, brokers, kv);
     int parts = partition_count(rk, topic);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
     for (int i = 0; i < parts; i++)
@@ -576,7 +587,7 @@ void sft_assert_each_key_once(const char *brokers, const char *topic, int64_t lo
 
 int64_t sft_group_lag(const char *brokers, const char *group, const char *topic) {
     const char *kv[] = {"group.id", group, "enable.auto.commit", "false", NULL};
-    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, brokers, kv);
+    rd_kafka_t *rk = sft_client(RD_KAFKA_CONSUMER, brokers, kv);
     int parts = partition_count(rk, topic);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
     for (int i = 0; i < parts; i++)
@@ -610,9 +621,8 @@ void sft_pick_model(const char **model, const char **vars) {
 }
 
 char *sft_temp_dir(void) {
-    const char *dir = getenv("TMPDIR");
     char tmpl[512];
-    snprintf(tmpl, sizeof tmpl, "%s/sigflow-test-XXXXXX", dir && *dir ? dir : "/tmp");
+    snprintf(tmpl, sizeof tmpl, "%s/sigflow-test-XXXXXX", sft_tmpdir());
     assert_non_null(mkdtemp(tmpl));
     char *p = strdup(tmpl);
     assert_non_null(p);
@@ -622,4 +632,43 @@ char *sft_temp_dir(void) {
 int sft_remove_tree(const char *dir) {
     char *const argv[] = {"/bin/rm", "-rf", (char *)dir, NULL};
     return sft_wait(sft_spawn(argv, NULL, NULL, NULL), 30000) == 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------------
+ * The streaming operations tests.
+ * ------------------------------------------------------------------------ */
+
+int sft_stream_setup(void **state) {
+    static const char *const topics[] = {"events", "signals"};
+    sft_stream *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->broker = sft_broker(8, topics, 2);
+    f->brokers = sf_broker_bootstrap(f->broker);
+    *state = f;
+    return 0;
+}
+
+int sft_stream_teardown(void **state) {
+    sft_stream *f = *state;
+    sf_broker_set_down(f->broker, 0);
+    sft_daemon_free(&f->d[0]);
+    sft_daemon_free(&f->d[1]);
+    if (f->replay > 0)
+        sft_wait(f->replay, 0);
+    sf_broker_stop(f->broker);
+    free(f);
+    return 0;
+}
+
+pid_t sft_replay_spawn(const char *brokers, const char *topic, const char *rate,
+                       const char *const *extra) {
+    const char *argv[32] = {SF_TEST_REPLAY, "-b", brokers, "-t", topic, "-f", SF_TEST_DATA,
+                            "--rate", rate, "--timeout", "60", "-q"};
+    size_t n = 12;
+    for (; extra && *extra; extra++) {
+        assert_true(n < sizeof argv / sizeof *argv - 1);
+        argv[n++] = *extra;
+    }
+    argv[n] = NULL;
+    return sft_spawn_tied((char *const *)argv, NULL, NULL);
 }

@@ -1,5 +1,7 @@
-/* support.h: what the Kafka-facing tests share: an embedded broker, processes
- * to spawn and stop, and producing/consuming whole topics with deadlines.
+/* support.h: what the tests share: an embedded broker and Kafka clients,
+ * processes to spawn and stop, producing/consuming whole topics with
+ * deadlines, temporary paths (under $TMPDIR, which ctest points into the build
+ * tree), and the fixture of the streaming operations tests.
  *
  * Every wait here polls a condition against a deadline; nothing sleeps and
  * hopes. Functions abort the test (via cmocka's fail_msg) on set-up errors. */
@@ -24,6 +26,17 @@
 /* Starts an embedded broker with the given topics (8 partitions unless
  * partitions > 0). */
 sf_broker *sft_broker(int partitions, const char *const *topics, size_t n_topics);
+
+/* A Kafka client of `brokers` with the properties of kv ({key, value, ...,
+ * NULL}; kv may be NULL). Fails the test when librdkafka refuses one. */
+rd_kafka_t *sft_client(rd_kafka_type_t type, const char *brokers, const char *const *kv);
+
+/* Sleeps ms milliseconds: for pacing (probes, random delays) only, never to
+ * wait for a condition (poll it against a deadline instead). */
+void sft_nap_ms(int ms);
+
+/* Newlines in s. */
+size_t sft_count_lines(const char *s);
 
 /* One consumed message, owned by an sft_msgs. */
 typedef struct sft_msg {
@@ -74,6 +87,9 @@ int sft_wait_for_text(const char *path, const char *needle, int timeout_ms);
 
 /* Reads a whole file (NUL-terminated, caller frees); NULL when unreadable. */
 char *sft_read_file(const char *path, size_t *len);
+
+/* The directory for temporary files: $TMPDIR, else the system's (P_tmpdir). */
+const char *sft_tmpdir(void);
 
 /* A fresh temporary path under $TMPDIR with the given suffix (caller frees). */
 char *sft_temp_path(const char *suffix);
@@ -173,5 +189,28 @@ void sft_pick_model(const char **model, const char **vars);
  * and expires members on a 1 s tick, so below ~4 s a joining member can time
  * out before it is ever answered. */
 #define SFT_SESSION_MS "4000"
+
+/* ------------------------------------------------------------------------
+ * The streaming operations tests (crash, outage, scale-out): a broker with
+ * `events` and `signals` on 8 partitions, up to two daemons and a replay.
+ * ------------------------------------------------------------------------ */
+
+typedef struct sft_stream {
+    sf_broker *broker;
+    const char *brokers;
+    sft_daemon d[2];
+    pid_t replay; /* 0: none running */
+} sft_stream;
+
+/* cmocka setup and teardown: *state is the sft_stream. The teardown brings
+ * the broker back up, kills what still runs and frees everything. */
+int sft_stream_setup(void **state);
+int sft_stream_teardown(void **state);
+
+/* Spawns sigflow-replay of the bundled sample into `topic` at `rate` events/s
+ * (60 s delivery timeout, quiet), tied to the test, with extra arguments
+ * (NULL-terminated, may be NULL). */
+pid_t sft_replay_spawn(const char *brokers, const char *topic, const char *rate,
+                       const char *const *extra);
 
 #endif
