@@ -385,7 +385,8 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"limit-seconds", required_argument, NULL, O_LIMIT}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
-    while ((opt = getopt_long(argc, argv, "hX:F:", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":hX:F:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'X':
             if (sf_kafka_props_add(&o->kafka_props, optarg, err, sizeof err))
@@ -446,7 +447,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
                 bad = sf_args_bad("sigflow-bench", "--window", optarg, "an integer in 1..1000000");
             break;
         case 'h': fputs(usage, stdout); return 1;
-        default: bad = 1;
+        default: bad = sf_args_getopt_error("sigflow-bench", opt, argv);
         }
     }
     if (bad || optind < argc) {

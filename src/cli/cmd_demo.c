@@ -97,8 +97,9 @@ int sf_cmd_demo(int argc, char **argv) {
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
+    opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case 'm': c->engine.model_path = optarg; break;
         case O_VARS: c->engine.vars_path = optarg; break;
@@ -122,7 +123,7 @@ int sf_cmd_demo(int argc, char **argv) {
                 bad = sf_args_bad("sigflow demo", "--log-level", optarg, "error, warn, info or debug");
             break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = 1;
+        default: bad = sf_args_getopt_error("sigflow demo", opt, argv);
         }
     }
     if (bad || optind < argc) {

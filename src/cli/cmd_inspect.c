@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "sigflow/args.h"
 #include "sigflow/engine.h"
 #include "commands.h"
 
@@ -153,15 +154,16 @@ int sf_cmd_inspect(int argc, char **argv) {
         {"variables", required_argument, NULL, 'v'}, {"json", no_argument, NULL, O_JSON},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt, bad = 0;
+    opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:v:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'm': ec.model_path = optarg; break;
         case O_ARCH: ec.arch_path = optarg; break;
         case 'v': ec.vars_path = optarg; break;
         case O_JSON: as_json = 1; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = 1;
+        default: bad = sf_args_getopt_error("sigflow inspect", opt, argv);
         }
     }
     if (!bad && (optind < argc || !ec.model_path)) {

@@ -149,8 +149,9 @@ int sf_cmd_predict(int argc, char **argv) {
         {"batch-size", required_argument, NULL, O_BS}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
+    opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:v:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'm': ec.model_path = optarg; break;
         case O_ARCH: ec.arch_path = optarg; break;
@@ -165,7 +166,7 @@ int sf_cmd_predict(int argc, char **argv) {
                 bad = sf_args_bad("sigflow predict", "--batch-size", optarg, "an integer in 1..1048576");
             break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = 1;
+        default: bad = sf_args_getopt_error("sigflow predict", opt, argv);
         }
     }
     if (!bad && (optind < argc || !ec.model_path || !ec.vars_path)) {

@@ -76,8 +76,9 @@ int sf_cmd_run(int argc, char **argv) {
     int opt, bad = 0;
     long v;
     double d;
+    opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "b:m:v:X:F:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":b:m:v:X:F:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'b': c.brokers = optarg; break;
         case O_IN: c.input_topic = optarg; break;
@@ -142,7 +143,7 @@ int sf_cmd_run(int argc, char **argv) {
             }
             break;
         case 'h': fputs(usage, stdout); sf_kafka_props_free(&props); return 0;
-        default: bad = 1;
+        default: bad = sf_args_getopt_error("sigflow run", opt, argv);
         }
     }
     if (!bad && (optind < argc || !c.brokers || !c.engine.model_path || !c.engine.vars_path)) {
