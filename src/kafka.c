@@ -26,12 +26,20 @@ int sf_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
     return 0;
 }
 
-int sf_kafka_conf_set_kv(rd_kafka_conf_t *conf, const char *kv, char *errstr, size_t errstr_size) {
+/* The '=' of "key=value" (key non-empty), or NULL with errstr. */
+static const char *kv_equals(const char *kv, char *errstr, size_t errstr_size) {
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv) {
         snprintf(errstr, errstr_size, "kafka property '%s': expected key=value", kv);
-        return -1;
+        return NULL;
     }
+    return eq;
+}
+
+int sf_kafka_conf_set_kv(rd_kafka_conf_t *conf, const char *kv, char *errstr, size_t errstr_size) {
+    const char *eq = kv_equals(kv, errstr, errstr_size);
+    if (!eq)
+        return -1;
     char key[256];
     size_t klen = (size_t)(eq - kv);
     if (klen >= sizeof key) {
@@ -82,11 +90,9 @@ static int props_append(sf_kafka_props *p, const char *key, size_t klen, const c
 }
 
 int sf_kafka_props_add(sf_kafka_props *p, const char *kv, char *errstr, size_t errstr_size) {
-    const char *eq = strchr(kv, '=');
-    if (!eq || eq == kv) {
-        snprintf(errstr, errstr_size, "kafka property '%s': expected key=value", kv);
+    const char *eq = kv_equals(kv, errstr, errstr_size);
+    if (!eq)
         return -1;
-    }
     if (props_append(p, kv, (size_t)(eq - kv), eq + 1, strlen(eq + 1))) {
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
