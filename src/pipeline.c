@@ -213,7 +213,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             aerr = rd_kafka_assign(rk, parts);
     } else {
         int lost = rd_kafka_assignment_lost(rk);
-        log_partitions(p, lost ? "lost" : "revoked", parts);
+        log_partitions(p, lost ? "revoked (assignment lost)" : "revoked", parts);
         /* Everything read from these partitions is published and committed
          * before they go, so their next owner starts where we stopped. A lost
          * assignment already has another owner: publish what is in flight,
