@@ -15,6 +15,7 @@ struct sf_delivery_batch {
 
 struct sf_delivery {
     sf_delivery_batch *head, *tail;
+    size_t n_batches;
     sf_delivery_redo *redo;
     int failed;
     sf_delivery_store_fn store;
@@ -74,6 +75,7 @@ sf_delivery_batch *sf_delivery_open(sf_delivery *d, size_t max_outputs) {
     }
     b->cap_refs = max_outputs;
     b->pending = 1;
+    d->n_batches++;
     if (d->tail)
         d->tail->next = b;
     else
@@ -127,16 +129,12 @@ void sf_delivery_advance(sf_delivery *d) {
         d->head = b->next;
         if (!d->head)
             d->tail = NULL;
+        d->n_batches--;
         batch_free(b);
     }
 }
 
-size_t sf_delivery_pending(const sf_delivery *d) {
-    size_t n = 0;
-    for (const sf_delivery_batch *b = d->head; b; b = b->next)
-        n++;
-    return n;
-}
+size_t sf_delivery_pending(const sf_delivery *d) { return d->n_batches; }
 
 int sf_delivery_redo_push(sf_delivery *d, sf_out_ref *ref, const void *key, size_t key_len,
                           const rd_kafka_headers_t *headers, size_t value_len) {

@@ -169,6 +169,10 @@ sf_reject sf_engine_assemble(const sf_engine *e, const char *json, size_t len, f
 
 sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, size_t why_size) {
     size_t i = e->n_rows;
+    if (i == e->conf.batch_size) { /* the caller's bug; refused, not overrun */
+        snprintf(why, why_size, "batch of %zu events already full", i);
+        return SF_REJECT_TOO_LARGE;
+    }
     sf_reject r = sf_engine_assemble(e, json, len, e->m.rows + i * e->m.model->n_inputs, &e->ids[i],
                                      why, why_size);
     if (r == SF_REJECT_NONE)

@@ -84,7 +84,8 @@ void sf_engine_clear(sf_engine *e);
 
 /* Assembles the event json[0..len) as the next row. SF_REJECT_NONE, or the
  * reason with a message naming the field in why (the batch is unchanged then).
- * The batch must have room: sf_engine_rows(e) < conf->batch_size. */
+ * The batch holds conf->batch_size rows; a full one refuses the event
+ * (SF_REJECT_TOO_LARGE). */
 sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, size_t why_size);
 
 /* Rows added since the last clear. */

@@ -1,0 +1,181 @@
+/* test_engine.c: the engine (engine.c) against the stages it puts together.
+ *
+ * Whatever command runs it, the engine must give each event what the
+ * assembler, normalization and forward pass give it when called by hand, and
+ * select by the rule the daemon documents (argmax on the signal label, a
+ * threshold, or everything). Also what loading refuses and what a reload
+ * yields. No broker. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sigflow/engine.h"
+#include "sigflow/infer.h"
+#include "support.h"
+
+#define N 100
+
+static void conf_for(sf_engine_conf *c, size_t batch) {
+    sf_engine_conf_init(c);
+    c->model_path = SF_TEST_MODEL;
+    c->vars_path = SF_TEST_VARS;
+    c->batch_size = batch;
+}
+
+/* The engine's rows, probabilities, labels and ids are those of the stages
+ * run by hand, bit for bit (threads = 1 on both sides). */
+static void matches_the_stages(void **state) {
+    (void)state;
+    char **keys, **values;
+    sft_atlas_events(N, &keys, &values);
+    sf_engine_conf c;
+    conf_for(&c, N);
+    c.threads = 1;
+    char err[512];
+    sf_engine *e;
+    if (sf_engine_load(&e, &c, err, sizeof err))
+        fail_msg("%s", err);
+    const sf_model *m = sf_engine_model(e);
+    const sf_vars *v = sf_engine_vars(e);
+    assert_int_equal(sf_engine_n_outputs(e), 2);
+    assert_int_equal(sf_engine_threads(e), 1);
+
+    sf_assembler *a = sf_assembler_new(v, "EventId");
+    sf_infer *inf = sf_infer_new(m, N);
+    float *rows = malloc(N * m->n_inputs * sizeof *rows), *probs = malloc(N * 2 * sizeof *probs);
+    assert_non_null(rows);
+    assert_non_null(probs);
+    sf_engine_clear(e);
+    for (size_t i = 0; i < N; i++) {
+        sf_event_id id;
+        assert_int_equal(sf_assembler_run(a, values[i], strlen(values[i]), rows + i * m->n_inputs,
+                                          &id, err, sizeof err), SF_REJECT_NONE);
+        assert_int_equal(sf_engine_add(e, values[i], strlen(values[i]), err, sizeof err),
+                         SF_REJECT_NONE);
+    }
+    assert_int_equal(sf_engine_rows(e), N);
+    sf_features_normalize(v, SF_NORM_STANDARD, rows, N);
+    sf_infer_run(inf, rows, N, probs);
+    sf_engine_score(e);
+    assert_memory_equal(sf_engine_probs(e, 0), probs, N * 2 * sizeof *probs);
+    size_t signals = 0;
+    for (size_t i = 0; i < N; i++) {
+        assert_string_equal(sf_engine_id(e, i)->key, keys[i]);
+        size_t label = sf_argmax(probs + 2 * i, 2);
+        assert_int_equal(sf_engine_label(e, i), label);
+        /* default selection: the argmax is "s" */
+        assert_int_equal(sf_engine_selected(e, i), label == 1);
+        signals += label == 1;
+    }
+    assert_true(signals > 0 && signals < N); /* the rule is exercised both ways */
+
+    /* A rejected event leaves the batch as it was; a full batch refuses. */
+    assert_int_equal(sf_engine_add(e, "{}", 2, err, sizeof err), SF_REJECT_TOO_LARGE);
+    assert_non_null(strstr(err, "full"));
+    sf_engine_clear(e);
+    assert_int_equal(sf_engine_add(e, "[1]", 3, err, sizeof err), SF_REJECT_NOT_OBJECT);
+    assert_int_equal(sf_engine_rows(e), 0);
+
+    free(rows);
+    free(probs);
+    sf_infer_free(inf);
+    sf_assembler_free(a);
+    sf_engine_free(e);
+    sft_strings_free(keys, N);
+    sft_strings_free(values, N);
+}
+
+/* Threshold and emit-all selection, and the label they need. */
+static void selection_rules(void **state) {
+    (void)state;
+    sf_engine_conf c;
+    conf_for(&c, 4);
+    char err[512];
+    sf_engine *e;
+    const float p[2] = {0.6f, 0.4f};
+
+    c.threshold = 0.4;
+    assert_int_equal(sf_engine_load(&e, &c, err, sizeof err), 0);
+    assert_int_equal(sf_engine_signal_index(e), 1);
+    assert_true(sf_engine_is_selected(e, p, 0));  /* P(s) >= 0.4 whatever the argmax */
+    const float q[2] = {0.61f, 0.39f};
+    assert_false(sf_engine_is_selected(e, q, 0));
+    sf_engine_free(e);
+
+    c.threshold = -1;
+    c.emit = SF_EMIT_ALL;
+    assert_int_equal(sf_engine_load(&e, &c, err, sizeof err), 0);
+    assert_true(sf_engine_is_selected(e, q, 0));
+    sf_engine_free(e);
+
+    c.emit = SF_EMIT_SIGNAL;
+    c.signal_label = "b";
+    assert_int_equal(sf_engine_load(&e, &c, err, sizeof err), 0);
+    assert_int_equal(sf_engine_signal_index(e), 0);
+    assert_true(sf_engine_is_selected(e, q, 0));
+    assert_false(sf_engine_is_selected(e, q, 1));
+    sf_engine_free(e);
+
+    c.signal_label = "higgs";
+    assert_int_equal(sf_engine_load(&e, &c, err, sizeof err), -1);
+    assert_null(e);
+    assert_non_null(strstr(err, "no output label 'higgs'"));
+}
+
+/* What loading refuses, and the inspect-only engine without variables. */
+static void load_errors_and_model_only(void **state) {
+    (void)state;
+    sf_engine_conf c;
+    conf_for(&c, 8);
+    char err[512];
+    sf_engine *e;
+    c.model_path = SF_SOURCE_DIR "/tests/fixtures/bad_conv1d.h5";
+    assert_int_equal(sf_engine_load(&e, &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "bad_conv1d.h5"));
+    conf_for(&c, 0);
+    assert_int_equal(sf_engine_load(&e, &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "batch size"));
+
+    conf_for(&c, 8);
+    c.vars_path = NULL;
+    c.threads = 1;
+    assert_int_equal(sf_engine_load(&e, &c, err, sizeof err), 0);
+    assert_null(sf_engine_vars(e));
+    assert_int_equal(sf_engine_model(e)->n_inputs, 30);
+    sf_engine_free(e);
+    sf_engine_free(NULL);
+}
+
+/* A reload reads the files again into a new engine; the old one is intact. */
+static void reload_gives_a_fresh_engine(void **state) {
+    (void)state;
+    sf_engine_conf c;
+    conf_for(&c, 8);
+    char err[512], desc[1024];
+    sf_engine *e, *fresh;
+    assert_int_equal(sf_engine_load(&e, &c, err, sizeof err), 0);
+    assert_int_equal(sf_engine_reload(e, &fresh, err, sizeof err), 0);
+    assert_ptr_not_equal(fresh, e);
+    assert_string_equal(sf_engine_model(fresh)->sha256, sf_engine_model(e)->sha256);
+    sf_engine_describe(fresh, desc, sizeof desc);
+    assert_non_null(strstr(desc, "higgs_mlp.h5"));
+    assert_non_null(strstr(desc, "argmax is s"));
+    sf_engine_free(e);
+    sf_engine_free(fresh);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(matches_the_stages),
+        cmocka_unit_test(selection_rules),
+        cmocka_unit_test(load_errors_and_model_only),
+        cmocka_unit_test(reload_gives_a_fresh_engine),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
