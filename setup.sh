@@ -12,9 +12,11 @@ if [[ ${1:-} == --build-dir ]]; then
     shift 2
 fi
 
-# Build tools and libraries, plus what the tests use (kcat as an independent client).
+# Build tools and libraries, plus what the tests use (kcat as an independent client;
+# Java and Maven to run Apache Kafka for the real-broker tests and the bench).
 packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjansson-dev
-          libevent-dev libcmocka-dev libhdf5-dev zlib1g-dev kcat)
+          libevent-dev libcmocka-dev libhdf5-dev zlib1g-dev kcat python3
+          openjdk-17-jre-headless maven)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -42,3 +44,20 @@ if ! cmake --build "$build_dir" -j "$(nproc)" >"$log" 2>&1; then
     exit 1
 fi
 echo "setup.sh: sigflow built in $build_dir/"
+
+# Apache Kafka's jars (tests/kafka/pom.xml) for tests/kafka/kafka.sh, copied into
+# BUILD/kafka/lib; skipped while the copy matches the pom. Maven's ~/.m2 cache
+# makes the copy for a second build dir a local one.
+kafka_lib=$build_dir/kafka/lib
+pom_sum=$(sha256sum tests/kafka/pom.xml | cut -d' ' -f1)
+if [[ $(cat "$kafka_lib/.pom.sha256" 2>/dev/null) != "$pom_sum" ]]; then
+    rm -rf "$kafka_lib"
+    mkdir -p "$build_dir/kafka"
+    if mvn -B -q -f tests/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+           -DoutputDirectory="$(cd "$build_dir/kafka" && pwd)/lib" >"$build_dir/kafka/maven.log" 2>&1; then
+        echo "$pom_sum" >"$kafka_lib/.pom.sha256"
+        echo "setup.sh: Apache Kafka jars in $kafka_lib/"
+    else
+        echo "setup.sh: Apache Kafka jars missing: Maven could not fetch tests/kafka/pom.xml's dependencies (log: $build_dir/kafka/maven.log); the real-broker tests (ctest -L real) will fail" >&2
+    fi
+fi
