@@ -34,6 +34,9 @@
 #define OUTPUT_TOPIC "signals"
 #define START_TIMEOUT_S 60.0 /* group join and first batch */
 #define DRAIN_TIMEOUT_S 60.0
+#define MAX_BROKER_PIDS 16
+#define BACKLOG_TIMEOUT_S 3600.0
+
 /* The embedded broker answers a fetch that finds no data only after the
  * consumer's fetch.wait.max.ms (500 ms by default), even if data arrives
  * meanwhile; a real broker answers as soon as there is data. A short wait
@@ -46,6 +49,10 @@ typedef struct opts {
     size_t batch_size, window;
     int batch_wait_ms, partitions, blas_threads, json, quick;
     sf_kafka_props kafka_props; /* -X and -F, for the pipeline */
+    const char *brokers;                      /* an external cluster; NULL: embedded */
+    int broker_pids[MAX_BROKER_PIDS];         /* its processes, for its CPU share */
+    size_t n_broker_pids;
+    uint64_t backlog;                         /* pre-fill this many, time the catch-up */
 } opts;
 
 /* One measured stretch at one input rate. */
@@ -75,12 +82,14 @@ typedef struct pipeline_job {
 typedef struct bench {
     const opts *o;
     const char *brokers;
+    const char *in_topic, *out_topic;
     const bench_events *events;
     sf_metrics *metrics;
     sf_pipeline_stats stats;
     _Atomic(bench_hist *) hist; /* where on_ack records, NULL between windows */
     pipeline_job job;
     uint64_t delivered;         /* events fed so far, all phases */
+    double prefill_eps;         /* --backlog: how fast the feed filled it */
     int blas_threads;           /* BLAS threads while the pipeline ran */
     int infer_threads;          /* threads its forward pass was split over */
 } bench;
@@ -152,7 +161,7 @@ static int consuming(const bench *b) {
 /* Waits, feeding a single event, until the pipeline has joined its group and
  * published: events fed during the join would be a backlog in the first phase. */
 static int prime(bench *b, char *errstr, size_t n) {
-    bench_feed_conf fc = {.brokers = b->brokers, .topic = INPUT_TOPIC, .events = b->events,
+    bench_feed_conf fc = {.brokers = b->brokers, .topic = b->in_topic, .events = b->events,
                           .rate = 0, .window = 1, .metrics = b->metrics};
     bench_feed *feed;
     if (bench_feed_start(&feed, &fc, errstr, n))
@@ -169,7 +178,7 @@ static int prime(bench *b, char *errstr, size_t n) {
 }
 
 typedef struct snapshot {
-    double t, process_cpu;
+    double t, process_cpu, broker_cpu;
     uint64_t acked, sent, events, batches;
     uint64_t stage_ns[SF_STAGE__COUNT];
     bench_threads threads;
@@ -178,13 +187,34 @@ typedef struct snapshot {
 static void snap(bench *b, const bench_feed *feed, snapshot *s) {
     s->t = sf_clock_s();
     s->acked = sf_metrics_get(b->metrics, SF_C_SIGNALS);
-    s->sent = bench_feed_sent(feed);
+    s->sent = feed ? bench_feed_sent(feed) : 0;
     s->events = atomic_load(&b->stats.events);
     s->batches = atomic_load(&b->stats.batches);
     for (int i = 0; i < SF_STAGE__COUNT; i++)
         s->stage_ns[i] = atomic_load(&b->stats.cpu_ns[i]);
     s->process_cpu = bench_process_cpu_s();
+    s->broker_cpu = bench_pids_cpu_s(b->o->broker_pids, b->o->n_broker_pids);
     bench_threads_snapshot(&s->threads);
+}
+
+/* Per-event figures of the window s0..s1. */
+static void phase_figures(phase *ph, const snapshot *s0, const snapshot *s1) {
+    double dt = s1->t - s0->t;
+    uint64_t ev = s1->events - s0->events;
+    ph->seconds = dt;
+    ph->events = s1->acked - s0->acked;
+    ph->events_per_s = (double)ph->events / dt;
+    ph->fed_per_s = (double)(s1->sent - s0->sent) / dt;
+    ph->batch_size_mean = s1->batches > s0->batches ? (double)ev / (double)(s1->batches - s0->batches) : 0;
+    double per = ev ? 1.0 / (double)ev : 0;
+    for (int i = 0; i < SF_STAGE__COUNT; i++)
+        ph->stage_cpu[i] = (double)(s1->stage_ns[i] - s0->stage_ns[i]) / 1e9 * per;
+    bench_threads_diff(&s0->threads, &s1->threads, ph->group_cpu);
+    /* an external broker is another process: its CPU is the broker's share */
+    ph->group_cpu[BENCH_T_BROKER] += s1->broker_cpu - s0->broker_cpu;
+    for (int g = 0; g < BENCH_T__COUNT; g++)
+        ph->group_cpu[g] *= per;
+    ph->process_cpu = (s1->process_cpu - s0->process_cpu) * per;
 }
 
 /* Feeds at `rate` (0: closed loop), warms up, measures, stops feeding and
@@ -194,7 +224,7 @@ static int run_phase(bench *b, phase *ph, const char *name, double rate, char *e
     memset(ph, 0, sizeof *ph);
     ph->name = name;
     ph->offered_rate = rate;
-    bench_feed_conf fc = {.brokers = b->brokers, .topic = INPUT_TOPIC, .events = b->events,
+    bench_feed_conf fc = {.brokers = b->brokers, .topic = b->in_topic, .events = b->events,
                           .rate = rate, .window = o->window, .metrics = b->metrics};
     bench_feed *feed;
     if (bench_feed_start(&feed, &fc, errstr, n))
@@ -230,20 +260,56 @@ stop:
     if (rc || wait_for(b, drained, DRAIN_TIMEOUT_S, "drain", errstr, n))
         return -1;
 
-    double dt = s1.t - s0.t;
-    uint64_t ev = s1.events - s0.events;
-    ph->seconds = dt;
-    ph->events = s1.acked - s0.acked;
-    ph->events_per_s = (double)ph->events / dt;
-    ph->fed_per_s = (double)(s1.sent - s0.sent) / dt;
-    ph->batch_size_mean = s1.batches > s0.batches ? (double)ev / (double)(s1.batches - s0.batches) : 0;
-    double per = ev ? 1.0 / (double)ev : 0;
-    for (int i = 0; i < SF_STAGE__COUNT; i++)
-        ph->stage_cpu[i] = (double)(s1.stage_ns[i] - s0.stage_ns[i]) / 1e9 * per;
-    bench_threads_diff(&s0.threads, &s1.threads, ph->group_cpu);
-    for (int g = 0; g < BENCH_T__COUNT; g++)
-        ph->group_cpu[g] *= per;
-    ph->process_cpu = (s1.process_cpu - s0.process_cpu) * per;
+    phase_figures(ph, &s0, &s1);
+    return 0;
+}
+
+/* --backlog: fills the input topic with o->backlog events before the pipeline
+ * starts (the feed at full speed). */
+static int prefill(bench *b, double *rate, char *errstr, size_t n) {
+    const opts *o = b->o;
+    bench_feed_conf fc = {.brokers = b->brokers, .topic = b->in_topic, .events = b->events,
+                          .rate = 0, .window = o->backlog, .metrics = b->metrics,
+                          .limit = o->backlog};
+    bench_feed *feed;
+    if (bench_feed_start(&feed, &fc, errstr, n))
+        return -1;
+    double t0 = sf_clock_s();
+    while (bench_feed_sent(feed) < o->backlog && sf_clock_s() - t0 < BACKLOG_TIMEOUT_S)
+        sleep_ms(20);
+    uint64_t delivered = 0;
+    if (bench_feed_stop(feed, &delivered, errstr, n))
+        return -1;
+    *rate = (double)delivered / (sf_clock_s() - t0);
+    b->delivered += delivered;
+    if (delivered != o->backlog) {
+        snprintf(errstr, n, "pre-fill: %llu of %llu events delivered", (unsigned long long)delivered,
+                 (unsigned long long)o->backlog);
+        return -1;
+    }
+    return 0;
+}
+
+static int caught_up(const bench *b) {
+    return sf_metrics_get(b->metrics, SF_C_SIGNALS) >= b->o->backlog;
+}
+
+/* --backlog: the pipeline (started after the pre-fill) works through it; the
+ * window runs from its first output to its last. */
+static int run_backlog(bench *b, phase *ph, char *errstr, size_t n) {
+    memset(ph, 0, sizeof *ph);
+    ph->name = "backlog";
+    if (wait_for(b, consuming, START_TIMEOUT_S, "start", errstr, n))
+        return -1;
+    snapshot s0, s1;
+    snap(b, NULL, &s0);
+    sf_blas_info blas;
+    sf_blas_info_get(&blas);
+    b->blas_threads = blas.threads;
+    if (wait_for(b, caught_up, BACKLOG_TIMEOUT_S, "backlog", errstr, n))
+        return -1;
+    snap(b, NULL, &s1);
+    phase_figures(ph, &s0, &s1);
     return 0;
 }
 
@@ -300,8 +366,13 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
            lim->inference_eps, (int)json_integer_value(json_object_get(machine, "cores")),
            lim->inference_1thread_eps, lim->inference_blas_threads_eps,
            (int)json_integer_value(json_object_get(machine, "cores")), lim->parse_eps);
+    if (o->backlog)
+        printf("broker:    %s; pre-filled %llu events at %.0f ev/s\n", o->brokers,
+               (unsigned long long)o->backlog, b->prefill_eps);
+    else if (o->brokers)
+        printf("broker:    %s\n", o->brokers);
     printf("%-10s %.0f ev/s end to end = %.2f of inference only; mean batch %.0f\n",
-           top->offered_rate > 0 ? "at rate:" : "flat out:", top->events_per_s,
+           o->backlog ? "catch-up:" : top->offered_rate > 0 ? "at rate:" : "flat out:", top->events_per_s,
            top->events_per_s / lim->inference_eps, top->batch_size_mean);
     printf("cpu/event: ");
     for (int i = 0; i < SF_STAGE__COUNT; i++)
@@ -310,7 +381,8 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
     for (int g = 0; g < BENCH_T__COUNT; g++)
         printf("%s %.1f us, ", bench_thread_group_names[g], top->group_cpu[g] * 1e6);
     printf("process %.1f us\n", top->process_cpu * 1e6);
-    printf("latency:   at %.0f ev/s: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%llu outputs)\n",
+    if (bench_hist_count(&lat->hist))
+        printf("latency:   at %.0f ev/s: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%llu outputs)\n",
            lat->events_per_s, bench_hist_quantile(&lat->hist, 0.5), bench_hist_quantile(&lat->hist, 0.9),
            bench_hist_quantile(&lat->hist, 0.99), bench_hist_max(&lat->hist),
            (unsigned long long)bench_hist_count(&lat->hist));
@@ -324,6 +396,7 @@ static const char usage[] =
     "                     [--model PATH --variables PATH] [--file CSV]\n"
     "                     [--batch-size N] [--batch-wait-ms MS] [--blas-threads N]\n"
     "                     [--partitions N] [--window N] [--limit-seconds S]\n"
+    "                     [--brokers B [--broker-pids P,P...] [--backlog N]]\n"
     "                     [-X key=value ...] [-F FILE]\n"
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
@@ -332,7 +405,10 @@ static const char usage[] =
     "--rate R events/s). Prints a summary, or one JSON object with --json.\n"
     "--quick: a few seconds in all (the smoke test). -X: librdkafka properties for\n"
     "the pipeline (default fetch.wait.max.ms=5, see bench/README.md); -F: a file of\n"
-    "them, key=value lines and # comments.\n";
+    "them, key=value lines and # comments.\n"
+    "--brokers B: an external Kafka cluster instead of the embedded broker (fresh\n"
+    "topics, deleted at the end); --broker-pids: its processes, for its CPU share;\n"
+    "--backlog N: pre-fill N events, then time the pipeline working through them.\n";
 
 /* The bundled model and data: from the source tree named at build time, or by
  * $SIGFLOW_SOURCE_DIR, or relative to the working directory. */
@@ -373,7 +449,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     int seconds_set = 0, warmup_set = 0, limit_set = 0;
     long window = 0, v;
     enum { O_VARS = 256, O_FILE, O_SECONDS, O_WARMUP, O_RATE, O_JSON, O_QUICK, O_BS, O_BW, O_BLAS,
-           O_PARTS, O_WINDOW, O_LIMIT };
+           O_PARTS, O_WINDOW, O_LIMIT, O_BROKERS, O_BROKER_PIDS, O_BACKLOG };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
         {"file", required_argument, NULL, O_FILE}, {"seconds", required_argument, NULL, O_SECONDS},
@@ -383,6 +459,9 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"blas-threads", required_argument, NULL, O_BLAS},
         {"partitions", required_argument, NULL, O_PARTS}, {"window", required_argument, NULL, O_WINDOW},
         {"limit-seconds", required_argument, NULL, O_LIMIT}, {"help", no_argument, NULL, 'h'},
+        {"brokers", required_argument, NULL, O_BROKERS},
+        {"broker-pids", required_argument, NULL, O_BROKER_PIDS},
+        {"backlog", required_argument, NULL, O_BACKLOG},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -446,9 +525,31 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
             if (sf_args_long(optarg, 1, 1000000, &window))
                 bad = sf_args_bad("sigflow-bench", "--window", optarg, "an integer in 1..1000000");
             break;
+        case O_BROKERS: o->brokers = optarg; break;
+        case O_BROKER_PIDS:
+            for (char *p = optarg, *end; *p; p = *end ? end + 1 : end) {
+                long pid = strtol(p, &end, 10);
+                if (end == p || pid <= 0 || (*end && *end != ',') || o->n_broker_pids == MAX_BROKER_PIDS) {
+                    bad = sf_args_bad("sigflow-bench", "--broker-pids", optarg,
+                                      "process ids separated by commas (at most 16)");
+                    break;
+                }
+                o->broker_pids[o->n_broker_pids++] = (int)pid;
+            }
+            break;
+        case O_BACKLOG:
+            if (sf_args_long(optarg, 1, 1000000000, &v))
+                bad = sf_args_bad("sigflow-bench", "--backlog", optarg, "an integer in 1..1000000000");
+            o->backlog = (uint64_t)v;
+            break;
         case 'h': fputs(usage, stdout); return 1;
         default: bad = sf_args_getopt_error("sigflow-bench", opt, argv);
         }
+    }
+    if (!bad && o->backlog && !o->brokers) {
+        fprintf(stderr, "sigflow-bench: --backlog needs --brokers: the embedded broker keeps only "
+                        "about 6,500 events a partition\n");
+        bad = 1;
     }
     if (bad || optind < argc) {
         fputs(usage, stderr);
@@ -484,11 +585,29 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
 static int stream(bench *b, phase *flat, phase *paced, const phase **top, const phase **lat,
                   char *errstr, size_t n) {
     const opts *o = b->o;
-    static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC};
     sf_broker *broker = NULL;
-    if (sf_broker_start(&broker, o->partitions, topics, 2, errstr, n))
-        return -1;
-    b->brokers = sf_broker_bootstrap(broker);
+    static char in[64], out[64], group[64];
+    if (o->brokers) {
+        /* fresh topics and group on a cluster that may hold earlier runs' */
+        long id = (long)time(NULL) * 100000 + (long)getpid() % 100000;
+        snprintf(in, sizeof in, "sigflow-bench-%ld-" INPUT_TOPIC, id);
+        snprintf(out, sizeof out, "sigflow-bench-%ld-" OUTPUT_TOPIC, id);
+        snprintf(group, sizeof group, "sigflow-bench-%ld", id);
+        const char *topics[] = {in, out};
+        if (bench_topics_create(o->brokers, topics, 2, o->partitions, errstr, n))
+            return -1;
+        b->brokers = o->brokers;
+        b->in_topic = in;
+        b->out_topic = out;
+    } else {
+        static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC};
+        if (sf_broker_start(&broker, o->partitions, topics, 2, errstr, n))
+            return -1;
+        b->brokers = sf_broker_bootstrap(broker);
+        b->in_topic = INPUT_TOPIC;
+        b->out_topic = OUTPUT_TOPIC;
+        snprintf(group, sizeof group, "sigflow-bench");
+    }
     b->stats.on_ack = on_ack;
     b->stats.opaque = b;
     int t = sf_blas_inference_threads(); /* what the pipeline will choose */
@@ -496,9 +615,9 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     sf_pipeline_conf *c = &b->job.conf;
     sf_pipeline_conf_init(c);
     c->brokers = b->brokers;
-    c->input_topic = INPUT_TOPIC;
-    c->output_topic = OUTPUT_TOPIC;
-    c->group = "sigflow-bench";
+    c->input_topic = b->in_topic;
+    c->output_topic = b->out_topic;
+    c->group = group;
     c->engine.model_path = o->model;
     c->engine.vars_path = o->vars;
     c->engine.emit = SF_EMIT_ALL;
@@ -512,12 +631,29 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     c->metrics = b->metrics = sf_metrics_new();
     pthread_t tid;
     int rc = -1;
-    if (!b->metrics || pthread_create(&tid, NULL, pipeline_thread, &b->job)) {
+    if (!b->metrics) {
+        snprintf(errstr, n, "out of memory");
+        goto out;
+    }
+    if (o->backlog) {
+        if (!o->json)
+            fprintf(stderr, "sigflow-bench: pre-filling %s with %llu events...\n", b->in_topic,
+                    (unsigned long long)o->backlog);
+        if (prefill(b, &b->prefill_eps, errstr, n))
+            goto out;
+    }
+    if (pthread_create(&tid, NULL, pipeline_thread, &b->job)) {
         snprintf(errstr, n, "cannot start the pipeline");
         goto out;
     }
-    rc = prime(b, errstr, n);
-    if (rc == 0 && o->rate > 0) {
+    rc = o->backlog ? 0 : prime(b, errstr, n);
+    if (rc == 0 && o->backlog) {
+        if (!o->json)
+            fprintf(stderr, "sigflow-bench: pre-filled at %.0f events/s; the pipeline catches up...\n",
+                    b->prefill_eps);
+        rc = run_backlog(b, flat, errstr, n);
+        *top = *lat = flat;
+    } else if (rc == 0 && o->rate > 0) {
         if (!o->json)
             fprintf(stderr, "sigflow-bench: %.0f events/s for %.1f s after %.1f s of warm-up...\n",
                     o->rate, o->seconds, o->warmup);
@@ -550,7 +686,10 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
 out:
     sf_metrics_free(b->metrics);
     b->metrics = NULL;
-    sf_broker_stop(broker);
+    if (broker)
+        sf_broker_stop(broker);
+    else
+        bench_topics_delete(o->brokers, (const char *[]){in, out}, 2);
     return rc;
 }
 
@@ -568,6 +707,11 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
         "inference_threads", b->infer_threads, "blas_threads", b->blas_threads, "seconds", o->seconds,
         "warmup_s", o->warmup, "limit_seconds", o->limit_seconds, "quick", o->quick);
     json_t *out = json_object();
+    json_object_set_new(config, "broker", json_string(o->brokers ? o->brokers : "embedded"));
+    if (o->backlog) {
+        json_object_set_new(config, "backlog", json_integer((json_int_t)o->backlog));
+        json_object_set_new(out, "prefill_events_per_s", json_real(b->prefill_eps));
+    }
     json_object_set_new(out, "model", model);
     json_object_set_new(out, "config", config);
     json_object_set_new(out, "events_per_s", json_real(top->events_per_s));

@@ -65,6 +65,9 @@ void bench_threads_diff(const bench_threads *before, const bench_threads *after,
                         double cpu_s[BENCH_T__COUNT]);
 
 double bench_process_cpu_s(void);
+/* CPU seconds (user + system) of other processes, e.g. an external broker's
+ * JVMs, from /proc/PID/stat; a process that is gone counts 0. */
+double bench_pids_cpu_s(const int *pids, size_t n);
 double bench_rss_max_mb(void);
 /* Cores, CPU model, load average, kernel, BLAS kernel and threads, librdkafka. */
 json_t *bench_machine_json(void);
@@ -126,6 +129,7 @@ typedef struct bench_feed_conf {
     double rate;                /* events/s; 0: closed loop */
     uint64_t window;            /* closed loop: events in flight */
     const sf_metrics *metrics;  /* the pipeline's, for SF_C_CONSUMED */
+    uint64_t limit;             /* stop after this many events; 0: until stopped */
 } bench_feed_conf;
 
 int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, size_t errstr_size);
@@ -133,5 +137,14 @@ uint64_t bench_feed_sent(const bench_feed *f);
 /* Stops producing, waits for every delivery report and frees the feed.
  * *delivered: events the broker acknowledged. 0, or -1 with errstr. */
 int bench_feed_stop(bench_feed *f, uint64_t *delivered, char *errstr, size_t errstr_size);
+
+/* ---- topics on an external cluster (bench_topics.c) ---- */
+
+/* Creates nt (at most 2) topics with the cluster's default replication
+ * factor. 0, or -1 with errstr. */
+int bench_topics_create(const char *brokers, const char *const *topics, size_t nt, int partitions,
+                        char *errstr, size_t errstr_size);
+/* Deletes them (best effort). */
+void bench_topics_delete(const char *brokers, const char *const *topics, size_t nt);
 
 #endif

@@ -181,7 +181,7 @@ static void *feed_thread(void *arg) {
     bench_thread_name("sf-feed");
     double t0 = sf_clock_s();
     uint64_t sent = 0;
-    while (!atomic_load(&f->stop)) {
+    while (!atomic_load(&f->stop) && !(f->conf.limit && sent >= f->conf.limit)) {
         if (!may_send(f, t0, sent))
             continue;
         size_t i = (size_t)(sent % ev->n);

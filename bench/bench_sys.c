@@ -135,6 +135,27 @@ static void cpuinfo(const char *key, char *out, size_t size) {
     fclose(f);
 }
 
+double bench_pids_cpu_s(const int *pids, size_t n) {
+    double ticks = (double)sysconf(_SC_CLK_TCK), sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/%d/stat", pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        /* fields after the ")" that ends the command name: state is field 3,
+         * utime and stime are fields 14 and 15 */
+        const char *p = strrchr(buf, ')');
+        unsigned long long ut = 0, st = 0;
+        if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+            sum += (double)(ut + st) / ticks;
+    }
+    return sum;
+}
+
 json_t *bench_machine_json(void) {
     char model[256], mhz[64];
     cpuinfo("model name", model, sizeof model);
