@@ -4,7 +4,8 @@
  * its own outputs plus a random delay; the seed is printed and
  * SIGFLOW_TEST_SEED replays it) and
  * restarted each time; every EventId must come out at least once. The
- * duplicates are the price of at-least-once and are printed, not judged. */
+ * duplicates are the price of at-least-once and are printed, not judged.
+ * Runs on the embedded broker and, as test_ops_crash_real, on Apache Kafka. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -7,7 +7,9 @@
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <pthread.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -62,6 +64,258 @@ sf_broker *sft_broker(int partitions, const char *const *topics, size_t n_topics
     if (sf_broker_start(&b, partitions > 0 ? partitions : 8, topics, n_topics, err, sizeof err))
         fail_msg("broker: %s", err);
     return b;
+}
+
+
+/* Deletes each topic (absent ones are fine) and waits until the cluster no
+ * longer lists them, so they can be created afresh. */
+static void delete_topics(rd_kafka_t *rk, const char *const *topics, size_t n) {
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopic_t **del = calloc(n, sizeof *del);
+    assert_non_null(del);
+    for (size_t i = 0; i < n; i++)
+        del[i] = rd_kafka_DeleteTopic_new(topics[i]);
+    rd_kafka_DeleteTopics(rk, del, n, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (!ev || rd_kafka_event_error(ev))
+        fail_msg("DeleteTopics: %s", ev ? rd_kafka_event_error_string(ev) : "timed out");
+    rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteTopic_destroy_array(del, n);
+    free(del);
+    rd_kafka_queue_destroy(q);
+}
+
+/* Creates the topics, retrying while a deletion of the same name is still
+ * going through the controller. */
+static void create_topics(rd_kafka_t *rk, int partitions, int rf, const char *const *topics,
+                          size_t n, const char *const *configs) {
+    char err[512];
+    int64_t deadline = sft_now_ms() + 60000;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    for (size_t i = 0; i < n; i++) {
+        for (;;) {
+            rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(topics[i], partitions, rf, err, sizeof err);
+            if (!t)
+                fail_msg("NewTopic %s: %s", topics[i], err);
+            for (const char *const *kv = configs; kv && kv[0]; kv += 2)
+                rd_kafka_NewTopic_set_config(t, kv[0], kv[1]);
+            rd_kafka_CreateTopics(rk, &t, 1, NULL, q);
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+            rd_kafka_NewTopic_destroy(t);
+            if (!ev)
+                fail_msg("CreateTopics %s: timed out", topics[i]);
+            size_t cnt = 0;
+            const rd_kafka_topic_result_t **res =
+                rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+            rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", rd_kafka_event_error_string(ev));
+            if (!e && cnt == 1 && rd_kafka_topic_result_error(res[0])) {
+                e = rd_kafka_topic_result_error(res[0]);
+                snprintf(msg, sizeof msg, "%s", rd_kafka_topic_result_error_string(res[0]));
+            }
+            rd_kafka_event_destroy(ev);
+            if (!e)
+                break;
+            if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS || sft_now_ms() > deadline)
+                fail_msg("CreateTopics %s: %s", topics[i], msg);
+            sft_nap_ms(200);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+}
+
+/* Waits until every partition of every topic has a leader in the metadata. */
+static void wait_leaders(rd_kafka_t *rk, int partitions, const char *const *topics, size_t n) {
+    int64_t deadline = sft_now_ms() + 60000;
+    for (size_t i = 0; i < n; i++) {
+        for (;;) {
+            const struct rd_kafka_metadata *md;
+            rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topics[i], NULL);
+            int ok = 0;
+            if (!rd_kafka_metadata(rk, 0, t, &md, 5000)) {
+                ok = md->topic_cnt == 1 && !md->topics[0].err &&
+                     md->topics[0].partition_cnt == partitions;
+                for (int p = 0; ok && p < md->topics[0].partition_cnt; p++)
+                    ok = md->topics[0].partitions[p].leader >= 0 && !md->topics[0].partitions[p].err;
+                rd_kafka_metadata_destroy(md);
+            }
+            rd_kafka_topic_destroy(t);
+            if (ok)
+                break;
+            if (sft_now_ms() > deadline)
+                fail_msg("topic %s has no leader for every partition after 60 s", topics[i]);
+            sft_nap_ms(100);
+        }
+    }
+}
+
+sft_kafka *sft_kafka_open(int partitions, const char *const *topics, size_t n_topics,
+                          const char *const *configs, int need_real) {
+    sft_kafka *k = calloc(1, sizeof *k);
+    assert_non_null(k);
+    partitions = partitions > 0 ? partitions : 8;
+    const char *dir = getenv("SIGFLOW_KAFKA_DIR");
+    if (!dir || !*dir) {
+        if (need_real)
+            fail_msg("this test needs Apache Kafka: run it through ctest (its fixture starts a "
+                     "cluster) or set SIGFLOW_KAFKA_DIR to a `tests/kafka/kafka.sh start DIR`");
+        k->mock = sft_broker(partitions, topics, n_topics);
+        k->bootstrap = sf_broker_bootstrap(k->mock);
+        k->nodes = 1;
+        return k;
+    }
+    k->real = 1;
+    k->dir = strdup(dir);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/bootstrap", dir);
+    k->bs_copy = sft_read_file(path, NULL);
+    if (!k->bs_copy)
+        fail_msg("no cluster in %s (%s unreadable)", dir, path);
+    k->bs_copy[strcspn(k->bs_copy, "\n")] = '\0';
+    k->bootstrap = k->bs_copy;
+    snprintf(path, sizeof path, "%s/size", dir);
+    char *size = sft_read_file(path, NULL);
+    k->nodes = size ? atoi(size) : 1;
+    free(size);
+    rd_kafka_t *rk = sft_client(RD_KAFKA_PRODUCER, k->bootstrap, NULL);
+    delete_topics(rk, topics, n_topics);
+    create_topics(rk, partitions, k->nodes < 3 ? k->nodes : 3, topics, n_topics, configs);
+    wait_leaders(rk, partitions, topics, n_topics);
+    rd_kafka_destroy(rk);
+    return k;
+}
+
+void sft_kafka_close(sft_kafka *k) {
+    if (!k)
+        return;
+    if (k->mock)
+        sf_broker_stop(k->mock);
+    free(k->dir);
+    free(k->bs_copy);
+    free(k);
+}
+
+void sft_kafka_node(sft_kafka *k, const char *cmd, int node) {
+    assert_true(k->real);
+    char idx[16];
+    snprintf(idx, sizeof idx, "%d", node);
+    char *const argv[] = {"/bin/bash", SF_SOURCE_DIR "/tests/kafka/kafka.sh", (char *)cmd, k->dir,
+                          idx, NULL};
+    int rc = sft_wait(sft_spawn(argv, NULL, NULL, NULL), 120000);
+    if (rc)
+        fail_msg("kafka.sh %s %s %d: exit %d", cmd, k->dir, node, rc);
+}
+
+int sft_partition_leader(const char *brokers, const char *topic, int partition) {
+    rd_kafka_t *rk = sft_client(RD_KAFKA_PRODUCER, brokers, NULL);
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    int leader = -1;
+    if (!rd_kafka_metadata(rk, 0, t, &md, 10000)) {
+        if (md->topic_cnt == 1 && partition < md->topics[0].partition_cnt)
+            leader = md->topics[0].partitions[partition].leader;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(t);
+    rd_kafka_destroy(rk);
+    return leader;
+}
+
+struct sft_feed {
+    char *brokers, *topic;
+    size_t n, bad_every;
+    int rate;
+    long first_bad;
+    pthread_t thread;
+    atomic_size_t sent;
+    size_t delivered;
+    char *err;
+};
+
+static void feed_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    sft_feed *f = opaque;
+    if (!m->err)
+        f->delivered++;
+    else if (!f->err)
+        f->err = strdup(rd_kafka_err2str(m->err));
+}
+
+static void feed_one(rd_kafka_t *rk, const char *topic, const char *key, const char *value) {
+    while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                             RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        rd_kafka_poll(rk, 10);
+}
+
+static void *feed_run(void *arg) {
+    sft_feed *f = arg;
+    char **keys, **values;
+    sft_atlas_events(f->n, &keys, &values);
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", f->brokers, err, sizeof err);
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err);
+    rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof err);
+    rd_kafka_conf_set(conf, "message.timeout.ms", "0", err, sizeof err); /* outlive a broker failure */
+    rd_kafka_conf_set_dr_msg_cb(conf, feed_delivery);
+    rd_kafka_conf_set_opaque(conf, f);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk) {
+        f->err = strdup(err);
+        return NULL;
+    }
+    int64_t t0 = sft_now_ms();
+    for (size_t i = 0; i < f->n; i++) {
+        int64_t due = t0 + (int64_t)i * 1000 / f->rate; /* pacing: event i is due then */
+        while (sft_now_ms() < due)
+            rd_kafka_poll(rk, (int)(due - sft_now_ms()));
+        feed_one(rk, f->topic, keys[i], values[i]);
+        if (f->bad_every && i % f->bad_every == f->bad_every - 1) {
+            char key[32], value[64];
+            snprintf(key, sizeof key, "%ld", f->first_bad + (long)(i / f->bad_every));
+            snprintf(value, sizeof value, "not json %zu", i);
+            feed_one(rk, f->topic, key, value);
+        }
+        atomic_store(&f->sent, i + 1);
+        rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, 120000);
+    rd_kafka_destroy(rk);
+    sft_strings_free(keys, f->n);
+    sft_strings_free(values, f->n);
+    return NULL;
+}
+
+sft_feed *sft_feed_start(const char *brokers, const char *topic, size_t n, int rate, size_t bad_every,
+                         long first_bad) {
+    sft_feed *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->brokers = strdup(brokers);
+    f->topic = strdup(topic);
+    f->n = n;
+    f->rate = rate > 0 ? rate : 1;
+    f->bad_every = bad_every;
+    f->first_bad = first_bad;
+    assert_int_equal(pthread_create(&f->thread, NULL, feed_run, f), 0);
+    return f;
+}
+
+size_t sft_feed_sent(sft_feed *f) {
+    return atomic_load(&f->sent);
+}
+
+size_t sft_feed_join(sft_feed *f) {
+    assert_int_equal(pthread_join(f->thread, NULL), 0);
+    if (f->err)
+        fail_msg("feeding %s: %s", f->topic, f->err);
+    size_t delivered = f->delivered;
+    free(f->brokers);
+    free(f->topic);
+    free(f);
+    return delivered;
 }
 
 static char *dup_n(const void *p, size_t n) {
@@ -642,20 +896,22 @@ int sft_stream_setup(void **state) {
     static const char *const topics[] = {"events", "signals"};
     sft_stream *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    f->broker = sft_broker(8, topics, 2);
-    f->brokers = sf_broker_bootstrap(f->broker);
+    f->kafka = sft_kafka_open(8, topics, 2, NULL, 0);
+    f->broker = f->kafka->mock;
+    f->brokers = f->kafka->bootstrap;
     *state = f;
     return 0;
 }
 
 int sft_stream_teardown(void **state) {
     sft_stream *f = *state;
-    sf_broker_set_down(f->broker, 0);
+    if (f->broker)
+        sf_broker_set_down(f->broker, 0);
     sft_daemon_free(&f->d[0]);
     sft_daemon_free(&f->d[1]);
     if (f->replay > 0)
         sft_wait(f->replay, 0);
-    sf_broker_stop(f->broker);
+    sft_kafka_close(f->kafka);
     free(f);
     return 0;
 }

@@ -38,6 +38,48 @@ void sft_nap_ms(int ms);
 /* Newlines in s. */
 size_t sft_count_lines(const char *s);
 
+/* The broker a test runs against: the Apache Kafka cluster that
+ * tests/kafka/kafka.sh started in $SIGFLOW_KAFKA_DIR (the ctest fixtures of the
+ * tests labelled `real` set it), or else an embedded broker. */
+typedef struct sft_kafka {
+    const char *bootstrap;
+    int real;         /* 1: Apache Kafka */
+    int nodes;        /* cluster size (1 for the embedded broker) */
+    char *dir;        /* the kafka.sh directory when real */
+    sf_broker *mock;  /* the embedded broker when not real */
+    char *bs_copy;
+} sft_kafka;
+
+/* Opens the broker and creates each topic with `partitions` partitions (8 when
+ * 0) and, on a real cluster, replication factor min(nodes, 3) and the given
+ * topic configs (name/value pairs, NULL-terminated; may be NULL). On a real
+ * cluster a topic of the same name is deleted first, so a test starts from
+ * empty topics; tests keep their group names distinct. need_real: fail unless
+ * $SIGFLOW_KAFKA_DIR names a running cluster. */
+sft_kafka *sft_kafka_open(int partitions, const char *const *topics, size_t n_topics,
+                          const char *const *configs, int need_real);
+void sft_kafka_close(sft_kafka *k);
+
+/* Runs `kafka.sh CMD DIR I` (kill-node / start-node) on the real cluster;
+ * fails the test when it fails. */
+void sft_kafka_node(sft_kafka *k, const char *cmd, int node);
+
+/* The node id leading partition of topic (-1 when none). */
+int sft_partition_leader(const char *brokers, const char *topic, int partition);
+
+/* A paced producer thread: the first n ATLAS events (keys = EventIds) to
+ * topic at `rate` events/s, and, when bad_every > 0, a malformed event keyed
+ * first_bad + j after every bad_every valid ones. Idempotent producer, so a
+ * broker failure neither loses nor duplicates input. */
+typedef struct sft_feed sft_feed;
+sft_feed *sft_feed_start(const char *brokers, const char *topic, size_t n, int rate, size_t bad_every,
+                         long first_bad);
+/* Valid events handed to the producer so far. */
+size_t sft_feed_sent(sft_feed *f);
+/* Waits for the thread; fails the test on a delivery error; returns the
+ * number of messages delivered (valid + malformed) and frees. */
+size_t sft_feed_join(sft_feed *f);
+
 /* One consumed message, owned by an sft_msgs. */
 typedef struct sft_msg {
     char *key;          /* NUL-terminated copy, NULL when absent */
@@ -192,11 +234,13 @@ void sft_pick_model(const char **model, const char **vars);
 
 /* ------------------------------------------------------------------------
  * The streaming operations tests (crash, outage, scale-out): a broker with
- * `events` and `signals` on 8 partitions, up to two daemons and a replay.
+ * `events` and `signals` on 8 partitions, up to two daemons and a replay. The
+ * broker is sft_kafka_open's: Apache Kafka when $SIGFLOW_KAFKA_DIR is set.
  * ------------------------------------------------------------------------ */
 
 typedef struct sft_stream {
-    sf_broker *broker;
+    sft_kafka *kafka;
+    sf_broker *broker;  /* the embedded broker; NULL on Apache Kafka */
     const char *brokers;
     sft_daemon d[2];
     pid_t replay; /* 0: none running */
