@@ -33,7 +33,7 @@ static const char *const topics[] = {"fo.in", "fo.out"};
 
 typedef struct watch {
     sft_daemon *d;
-    sft_feed *feed;
+    sft_feed *feed;  /* NULL once joined: all N_EVENTS fed */
     int bad_health;  /* /healthz answers other than 200 */
     int64_t lag;     /* events fed but not yet published */
 } watch;
@@ -49,7 +49,7 @@ static void look(watch *w) {
         printf("/healthz answered %d\n", code);
     }
     double out = sft_scrape(w->d->port, "sigflow_signals_published_total");
-    w->lag = (int64_t)sft_feed_sent(w->feed) - (int64_t)out;
+    w->lag = (int64_t)(w->feed ? sft_feed_sent(w->feed) : N_EVENTS) - (int64_t)out;
 }
 
 static void test_node_failure(void **state) {
@@ -128,6 +128,7 @@ static void test_node_failure(void **state) {
     if (t_back < 0)
         fail_msg("node %d not serving %d ms after its restart", victim, WAIT_MS);
     assert_int_equal(sft_feed_join(w.feed), N_EVENTS);
+    w.feed = NULL;
 
     unsigned *counts = calloc(N_EVENTS, sizeof *counts);
     assert_non_null(counts);
