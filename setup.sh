@@ -15,7 +15,7 @@ fi
 # Build tools and libraries, plus what the tests use (kcat as an independent client;
 # Java and Maven to run Apache Kafka for the real-broker tests and the bench).
 packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjansson-dev
-          libevent-dev libcmocka-dev libhdf5-dev zlib1g-dev kcat python3
+          libevent-dev libcmocka-dev libhdf5-dev zlib1g-dev libdnnl-dev kcat python3
           openjdk-17-jre-headless maven)
 
 missing=()

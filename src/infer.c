@@ -1,28 +1,26 @@
-/* infer.c: the forward pass, the hot path of every prediction.
+/* infer.c: the forward pass, the hot path of every prediction: the choice of
+ * backend (infer_blas.c, infer_onednn.c), chunking, the threads that share a
+ * batch, and the activations both backends use.
  *
- * A Dense layer over a batch is one matrix product, so the whole batch goes
- * through a single cblas_sgemm per layer and OpenBLAS does the heavy lifting;
- * bias and activation are then applied in one pass over the product while it is
- * still in cache. Two preallocated buffers are swapped between layers (ping-pong)
- * so a run never allocates. The activations follow Keras exactly, in their
- * numerically stable forms, because a served model must reproduce training.
+ * The activations follow Keras exactly, in their numerically stable forms,
+ * because a served model must reproduce training.
  *
  * Several cores share a batch through helper threads of our own, each running
- * single-threaded BLAS on its own rows (sf_infer_set_threads): OpenBLAS's own
- * threads spin for a while after every call, taking the cores that the Kafka
- * client threads need between batches. */
+ * its backend single-threaded on its own rows (sf_infer_set_threads):
+ * OpenBLAS's threads, and oneDNN's OpenMP team, spin for a while after every
+ * call, taking the cores that the Kafka client threads need between batches. */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
 
-#include <cblas.h>
-
 #include "sigflow/blas.h"
 #include "sigflow/infer.h"
+#include "infer_impl.h"
 
 /* A helper thread and the share of the current batch it runs. */
 typedef struct helper {
@@ -38,10 +36,10 @@ typedef struct helper {
 
 struct sf_infer {
     const sf_model *m;
-    size_t max_batch;   /* a multiple of ROW_BLOCK */
-    size_t width;       /* widest layer, in floats per row */
-    float *buf[2];
-    float *stage;       /* max_batch x n_inputs: a chunk padded to ROW_BLOCK rows */
+    const sf_infer_backend *be;
+    void *impl;
+    sf_precision precision;
+    size_t max_batch;   /* a multiple of SF_INFER_ROW_BLOCK */
 
     /* sf_infer_set_threads: the helpers and their hand-over. */
     helper *helpers;
@@ -51,17 +49,10 @@ struct sf_infer {
     unsigned long batch_no; /* bumped when a batch is handed out */
     size_t busy;            /* helpers still working on it */
     int quit;
+    int library_threads;    /* last sf_infer_set_library_threads, 0: untouched */
 };
 
-/* OpenBLAS's sgemm computes the last rows of a matrix that are not a multiple
- * of its kernel's row unroll with other code, which rounds differently in the
- * last bit. Padding every GEMM to a multiple of 16 rows removes that source of
- * difference; it is necessary but not sufficient: whether a row then gets the
- * same bits in any batch depends on the kernel also blocking its reduction the
- * same way for every row count (the AVX-512 kernels do; others may not, which
- * sigflow-bench reports as batch_independent and the tests check). It costs at
- * most 15 rows per batch. */
-#define ROW_BLOCK 16
+#define ROW_BLOCK SF_INFER_ROW_BLOCK
 
 /* Smallest batch worth splitting: every share at least one ROW_BLOCK. */
 #define SPLIT_MIN_ROWS (2 * ROW_BLOCK)
@@ -72,38 +63,108 @@ static void stop_helpers(sf_infer *e);
 #define SELU_ALPHA 1.6732632423543772f
 #define SELU_SCALE 1.0507009873554805f
 
-sf_infer *sf_infer_new(const sf_model *m, size_t max_batch) {
-    if (!m || max_batch == 0)
-        return NULL;
-    size_t width = m->n_inputs > m->n_outputs ? m->n_inputs : m->n_outputs;
-    for (size_t i = 0; i < m->n_layers; i++) {
-        if (m->layers[i].n_in > width)
-            width = m->layers[i].n_in;
-        if (m->layers[i].n_out > width)
-            width = m->layers[i].n_out;
+const char *sf_backend_name(sf_backend b) {
+    switch (b) {
+    case SF_BACKEND_AUTO: return "auto";
+    case SF_BACKEND_OPENBLAS: return "openblas";
+    case SF_BACKEND_ONEDNN: return "onednn";
     }
-    if (width == 0)
-        width = 1;
-    if (max_batch > (size_t)-1 / sizeof(float) / width - ROW_BLOCK)
-        return NULL;
+    return "?";
+}
+
+const char *sf_precision_name(sf_precision p) {
+    return p == SF_PRECISION_BF16 ? "bf16" : "fp32";
+}
+
+int sf_backend_parse(const char *s, sf_backend *out) {
+    for (sf_backend b = SF_BACKEND_AUTO; b <= SF_BACKEND_ONEDNN; b++)
+        if (!strcmp(s, sf_backend_name(b))) {
+            *out = b;
+            return 0;
+        }
+    return -1;
+}
+
+int sf_precision_parse(const char *s, sf_precision *out) {
+    if (!strcmp(s, "fp32"))
+        *out = SF_PRECISION_FP32;
+    else if (!strcmp(s, "bf16"))
+        *out = SF_PRECISION_BF16;
+    else
+        return -1;
+    return 0;
+}
+
+int sf_infer_cpu_bf16(void) {
+#if defined(__x86_64__)
+    /* CPUID leaf 7: subleaf 1 EAX bit 5 is AVX512_BF16, subleaf 0 EDX bit 22
+     * AMX-BF16 (GCC 12's __builtin_cpu_supports knows neither). */
+    unsigned a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0));
+    if (a < 7)
+        return 0;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    int amx = (d >> 22) & 1;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(1));
+    return amx || ((a >> 5) & 1);
+#else
+    return 0;
+#endif
+}
+
+/* AUTO's rule. oneDNN's JIT fp32 kernels beat or match OpenBLAS's best on the
+ * AVX-512 machines measured (bench/README.md), and never fall back to generic
+ * code where the CPU has AVX2: so oneDNN whenever it has a JIT kernel here. */
+static sf_backend resolve(sf_backend b) {
+    if (b != SF_BACKEND_AUTO)
+        return b;
+    return sf_infer_backend_available(SF_BACKEND_ONEDNN) ? SF_BACKEND_ONEDNN : SF_BACKEND_OPENBLAS;
+}
+
+static const sf_infer_backend *backend_of(sf_backend b) {
+    return b == SF_BACKEND_ONEDNN ? &sf_infer_onednn : &sf_infer_openblas;
+}
+
+int sf_infer_open(sf_infer **out, const sf_model *m, size_t max_batch, const sf_infer_conf *c,
+                  char *errstr, size_t n) {
+    *out = NULL;
+    if (!m || max_batch == 0) {
+        snprintf(errstr, n, "no model, or a batch of 0 rows");
+        return -1;
+    }
+    if (max_batch > ((size_t)1 << 24)) {
+        snprintf(errstr, n, "batch of %zu rows is too large", max_batch);
+        return -1;
+    }
+    sf_infer_conf def = {0};
+    if (!c)
+        c = &def;
     max_batch = (max_batch + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK;
     sf_infer *e = calloc(1, sizeof *e);
-    if (!e)
-        return NULL;
+    if (!e) {
+        snprintf(errstr, n, "out of memory");
+        return -1;
+    }
     e->m = m;
     e->max_batch = max_batch;
-    e->width = width;
+    e->precision = c->precision;
+    e->be = backend_of(resolve(c->backend));
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->go, NULL);
     pthread_cond_init(&e->done, NULL);
-    e->buf[0] = malloc(max_batch * width * sizeof(float));
-    e->buf[1] = malloc(max_batch * width * sizeof(float));
-    e->stage = malloc(max_batch * (m->n_inputs ? m->n_inputs : 1) * sizeof(float));
-    if (!e->buf[0] || !e->buf[1] || !e->stage) {
+    if (e->be->open(&e->impl, m, max_batch, c->precision, errstr, n)) {
         sf_infer_free(e);
-        return NULL;
+        return -1;
     }
-    return e;
+    *out = e;
+    return 0;
+}
+
+sf_infer *sf_infer_new(const sf_model *m, size_t max_batch) {
+    sf_infer_conf c = {.backend = SF_BACKEND_OPENBLAS, .precision = SF_PRECISION_FP32};
+    sf_infer *e;
+    char err[256];
+    return sf_infer_open(&e, m, max_batch, &c, err, sizeof err) ? NULL : e;
 }
 
 void sf_infer_free(sf_infer *e) {
@@ -113,10 +174,30 @@ void sf_infer_free(sf_infer *e) {
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->go);
     pthread_cond_destroy(&e->done);
-    free(e->buf[0]);
-    free(e->buf[1]);
-    free(e->stage);
+    if (e->impl)
+        e->be->close(e->impl);
     free(e);
+}
+
+void sf_infer_info_get(const sf_infer *e, sf_infer_info *out) {
+    memset(out, 0, sizeof *out);
+    out->backend = e->be->id;
+    out->precision = e->precision;
+    e->be->kernel(e->impl, out->kernel, sizeof out->kernel, &out->generic);
+    out->threads = (int)e->n_helpers + 1;
+    out->bf16_native = sf_infer_cpu_bf16();
+}
+
+void sf_infer_describe(const sf_infer *e, char *buf, size_t size) {
+    sf_infer_info in;
+    sf_infer_info_get(e, &in);
+    snprintf(buf, size, "backend %s, precision %s, kernel %s, %d thread%s%s%s",
+             sf_backend_name(in.backend), sf_precision_name(in.precision), in.kernel, in.threads,
+             in.threads == 1 ? "" : "s",
+             in.generic ? " (WARNING: generic kernel on a CPU that has AVX2/AVX-512)" : "",
+             in.precision == SF_PRECISION_BF16 && !in.bf16_native
+                 ? " (bf16 EMULATED: this CPU has neither AVX512_BF16 nor AMX, expect it slower than fp32)"
+                 : "");
 }
 
 static inline float sigmoidf(float x) {
@@ -234,10 +315,10 @@ void sf_activation_apply(sf_activation a, float alpha, float *v, size_t rows, si
 /* The epilogue of a Dense layer: bias then activation. For the activations
  * that dominate real networks the two are fused into one pass; the rest add
  * the bias first and reuse sf_activation_apply on the rows still in cache. */
-static void bias_activate(const sf_layer *l, float *v, size_t rows) {
+void sf_infer_bias_activate(const sf_layer *l, float *v, size_t rows, int add_bias) {
     size_t cols = l->n_out;
-    const float *b = l->bias;
-    if (b && l->activation == SF_ACT_RELU) {
+    const float *b = add_bias ? l->bias : NULL;
+    if (l->activation == SF_ACT_RELU) {
         for (size_t r = 0; r < rows; r++)
             relu_inplace(v + r * cols, b, cols);
         return;
@@ -251,50 +332,17 @@ static void bias_activate(const sf_layer *l, float *v, size_t rows) {
     }
 }
 
-/* Runs rows <= max_batch rows through the network; returns where the output is.
- * Elementwise layers work in place once the data is in an engine buffer (the
- * caller's input is never written). */
-static const float *forward(sf_infer *e, const float *x, size_t rows) {
-    const sf_model *m = e->m;
-    const float *cur = x;
-    float *curbuf = NULL;     /* cur, when it is one of our buffers */
-    int next = 0;             /* the buffer a non-in-place layer writes into */
-    for (size_t li = 0; li < m->n_layers; li++) {
-        const sf_layer *l = &m->layers[li];
-        float *out = curbuf ? curbuf : e->buf[next];
-        switch (l->kind) {
-        case SF_LAYER_IDENTITY:
-            continue;
-        case SF_LAYER_DENSE:
-            out = e->buf[next];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)l->n_out,
-                        (int)l->n_in, 1.0f, cur, (int)l->n_in, l->kernel, (int)l->n_out, 0.0f,
-                        out, (int)l->n_out);
-            bias_activate(l, out, rows);
-            break;
-        case SF_LAYER_SCALE:
-            for (size_t r = 0; r < rows; r++) {
-                const float *in = cur + r * l->n_in;
-                float *o = out + r * l->n_out;
-                if (l->bias)
-                    for (size_t j = 0; j < l->n_out; j++)
-                        o[j] = in[j] * l->scale[j] + l->bias[j];
-                else
-                    for (size_t j = 0; j < l->n_out; j++)
-                        o[j] = in[j] * l->scale[j];
-            }
-            break;
-        case SF_LAYER_ACTIVATION:
-            if (!curbuf)
-                memcpy(out, cur, rows * l->n_out * sizeof(float));
-            sf_activation_apply(l->activation, l->alpha, out, rows, l->n_out);
-            break;
-        }
-        if (out == e->buf[next])
-            next ^= 1;
-        cur = curbuf = out;
+void sf_infer_scale(const sf_layer *l, const float *cur, float *out, size_t rows) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *in = cur + r * l->n_in;
+        float *o = out + r * l->n_out;
+        if (l->bias)
+            for (size_t j = 0; j < l->n_out; j++)
+                o[j] = in[j] * l->scale[j] + l->bias[j];
+        else
+            for (size_t j = 0; j < l->n_out; j++)
+                o[j] = in[j] * l->scale[j];
     }
-    return cur;
 }
 
 /* The forward pass of n rows on the calling thread alone. */
@@ -302,15 +350,7 @@ static void run_here(sf_infer *e, const float *x, size_t n, float *y) {
     size_t n_in = e->m->n_inputs, n_out = e->m->n_outputs;
     while (n > 0) {
         size_t rows = n < e->max_batch ? n : e->max_batch;
-        size_t padded = (rows + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK;
-        const float *in = x;
-        if (padded != rows) {
-            memcpy(e->stage, x, rows * n_in * sizeof(float));
-            memset(e->stage + rows * n_in, 0, (padded - rows) * n_in * sizeof(float));
-            in = e->stage;
-        }
-        const float *out = forward(e, in, padded);
-        memcpy(y, out, rows * n_out * sizeof(float));
+        e->be->run(e->impl, x, rows, y);
         x += rows * n_in;
         y += rows * n_out;
         n -= rows;
@@ -376,11 +416,16 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
         helper *h = &e->helpers[i];
         h->pool = e;
         h->seen = e->batch_no;
-        if (!(h->sub = sf_infer_new(e->m, share)) || pthread_create(&h->tid, NULL, helper_main, h)) {
+        sf_infer_conf c = {.backend = e->be->id, .precision = e->precision};
+        char err[256];
+        if (sf_infer_open(&h->sub, e->m, share, &c, err, sizeof err) ||
+            pthread_create(&h->tid, NULL, helper_main, h)) {
             stop_helpers(e);
             return -1;
         }
         h->started = 1;
+        if (e->library_threads)
+            sf_infer_set_library_threads(h->sub, e->library_threads);
     }
     return 0;
 }
@@ -422,10 +467,17 @@ size_t sf_argmax(const float *v, size_t n) {
     return best;
 }
 
+void sf_infer_set_library_threads(sf_infer *e, int n) {
+    e->library_threads = n < 1 ? 1 : n;
+    e->be->library_threads(e->impl, e->library_threads);
+    for (size_t i = 0; i < e->n_helpers; i++)
+        e->be->library_threads(e->helpers[i].sub->impl, e->library_threads);
+}
+
 int sf_infer_use_default_threads(sf_infer *e) {
     int threads = sf_blas_inference_threads();
     if (threads <= 0)
         return 0;
-    sf_blas_set_threads(1);
+    sf_infer_set_library_threads(e, 1);
     return sf_infer_set_threads(e, threads) ? 1 : threads;
 }

@@ -229,16 +229,31 @@ static void reference(const sf_model *m, const float *x, double *y) {
         y[i] = a[i];
 }
 
+static const sf_infer_conf conf_openblas = {SF_BACKEND_OPENBLAS, SF_PRECISION_FP32};
+static const sf_infer_conf conf_onednn = {SF_BACKEND_ONEDNN, SF_PRECISION_FP32};
+static const sf_infer_conf conf_bf16 = {SF_BACKEND_ONEDNN, SF_PRECISION_BF16};
+
+static sf_infer *open_engine(const sf_model *m, size_t max_batch, const sf_infer_conf *c) {
+    sf_infer *e;
+    char err[512];
+    if (sf_infer_open(&e, m, max_batch, c, err, sizeof err))
+        fail_msg("sf_infer_open(%s, %s, %zu): %s", sf_backend_name(c->backend),
+                 sf_precision_name(c->precision), max_batch, err);
+    return e;
+}
+
+/* Every backend in fp32 within 1e-5 of float64; bf16 within 0.02 (8 bits of
+ * mantissa on weights and activations). */
 static void test_random_network(void **state) {
-    (void)state;
+    const sf_infer_conf *c = *state;
+    double tol = c->precision == SF_PRECISION_BF16 ? 2e-2 : 1e-5;
     sf_model m;
     build_net(&m, 0x9e3779b97f4a7c15ull);
     rng r = {42};
     const size_t n = 200;
     float *x = rnd_array(&r, n * 30, 3.0);
     float *y = malloc(n * 3 * sizeof *y);
-    sf_infer *e = sf_infer_new(&m, 64);
-    assert_non_null(e);
+    sf_infer *e = open_engine(&m, 64, c);
     sf_infer_run(e, x, n, y);
     double worst = 0;
     for (size_t k = 0; k < n; k++) {
@@ -251,7 +266,9 @@ static void test_random_network(void **state) {
         }
         assert_true(fabs(sum - 1.0) < 1e-5);
     }
-    if (worst > 1e-5)
+    print_message("%s %s: max deviation from float64 %.3g\n", sf_backend_name(c->backend),
+                  sf_precision_name(c->precision), worst);
+    if (worst > tol)
         fail_msg("max deviation from the float64 reference: %g", worst);
     /* the input is never written */
     rng r2 = {42};
@@ -265,7 +282,7 @@ static void test_random_network(void **state) {
 }
 
 static void test_batch_equals_single(void **state) {
-    (void)state;
+    const sf_infer_conf *c = *state;
     sf_model m;
     build_net(&m, 7);
     rng r = {99};
@@ -274,8 +291,8 @@ static void test_batch_equals_single(void **state) {
     float *batch = malloc(n * 3 * sizeof *batch);
     float *single = malloc(n * 3 * sizeof *single);
     float *chunked = malloc(n * 3 * sizeof *chunked);
-    sf_infer *big = sf_infer_new(&m, 512), *one = sf_infer_new(&m, 1), *small = sf_infer_new(&m, 7);
-    assert_true(big && one && small);
+    sf_infer *big = open_engine(&m, 512, c), *one = open_engine(&m, 1, c),
+             *small = open_engine(&m, 7, c);
     sf_infer_run(big, x, n, batch);
     for (size_t k = 0; k < n; k++)
         sf_infer_run(big, x + k * 30, 1, single + k * 3);
@@ -354,6 +371,61 @@ static void test_small_by_hand(void **state) {
     assert_null(sf_infer_new(&m, 0));
 }
 
+/* Names round-trip, bf16 is refused on OpenBLAS with a reason, AUTO resolves
+ * to a real backend and every engine says what it runs on. */
+static void test_conf(void **state) {
+    (void)state;
+    sf_backend b;
+    sf_precision p;
+    assert_int_equal(sf_backend_parse("onednn", &b), 0);
+    assert_int_equal(b, SF_BACKEND_ONEDNN);
+    assert_int_equal(sf_backend_parse("openblas", &b), 0);
+    assert_int_equal(b, SF_BACKEND_OPENBLAS);
+    assert_int_equal(sf_backend_parse("auto", &b), 0);
+    assert_int_equal(b, SF_BACKEND_AUTO);
+    assert_int_equal(sf_backend_parse("mkl", &b), -1);
+    assert_int_equal(sf_precision_parse("bf16", &p), 0);
+    assert_int_equal(p, SF_PRECISION_BF16);
+    assert_int_equal(sf_precision_parse("fp16", &p), -1);
+
+    sf_model m;
+    build_net(&m, 3);
+    sf_infer *e;
+    char err[512] = "";
+    sf_infer_conf bad = {SF_BACKEND_OPENBLAS, SF_PRECISION_BF16};
+    assert_int_equal(sf_infer_open(&e, &m, 16, &bad, err, sizeof err), -1);
+    assert_non_null(strstr(err, "fp32 only"));
+    assert_int_equal(sf_infer_open(&e, &m, 0, &conf_onednn, err, sizeof err), -1);
+
+    sf_infer_conf autoc = {0};
+    e = open_engine(&m, 64, &autoc);
+    sf_infer_info in;
+    sf_infer_info_get(e, &in);
+    assert_true(in.backend == SF_BACKEND_OPENBLAS || in.backend == SF_BACKEND_ONEDNN);
+    if (sf_infer_backend_available(SF_BACKEND_ONEDNN))
+        assert_int_equal(in.backend, SF_BACKEND_ONEDNN);
+    assert_true(in.kernel[0] != '\0');
+    assert_int_equal(in.threads, 1);
+    char desc[512];
+    sf_infer_describe(e, desc, sizeof desc);
+    print_message("auto: %s\n", desc);
+    assert_non_null(strstr(desc, sf_backend_name(in.backend)));
+    assert_non_null(strstr(desc, in.kernel));
+    assert_int_equal(sf_infer_set_threads(e, 2), 0);
+    sf_infer_info_get(e, &in);
+    assert_int_equal(in.threads, 2);
+    sf_infer_free(e);
+
+    e = open_engine(&m, 64, &conf_bf16);
+    sf_infer_info_get(e, &in);
+    assert_int_equal(in.precision, SF_PRECISION_BF16);
+    sf_infer_describe(e, desc, sizeof desc);
+    print_message("bf16: %s\n", desc);
+    assert_true(in.bf16_native || strstr(desc, "EMULATED") != NULL);
+    sf_infer_free(e);
+    free_model(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_activations),
@@ -361,8 +433,12 @@ int main(void) {
         cmocka_unit_test(test_stability),
         cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_small_by_hand),
-        cmocka_unit_test(test_random_network),
-        cmocka_unit_test(test_batch_equals_single),
+        cmocka_unit_test_prestate(test_random_network, (void *)&conf_openblas),
+        cmocka_unit_test_prestate(test_random_network, (void *)&conf_onednn),
+        cmocka_unit_test_prestate(test_random_network, (void *)&conf_bf16),
+        cmocka_unit_test_prestate(test_batch_equals_single, (void *)&conf_openblas),
+        cmocka_unit_test_prestate(test_batch_equals_single, (void *)&conf_onednn),
+        cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,8 @@
 /* infer.h: batched forward pass of a loaded model.
  *
- * One cblas_sgemm per Dense layer over the whole batch (row-major), then bias and
- * activation fused in one pass over the output. The engine owns its scratch
- * buffers so the hot path never allocates. */
+ * One matrix product per Dense layer over the whole batch, on one of two
+ * backends (OpenBLAS or oneDNN), in fp32 or bf16. The engine owns its scratch
+ * buffers and primitives so the hot path never allocates. */
 #ifndef SIGFLOW_INFER_H
 #define SIGFLOW_INFER_H
 
@@ -11,23 +11,81 @@
 
 typedef struct sf_infer sf_infer;
 
+/* Which library runs the Dense layers. OPENBLAS: cblas_sgemm plus our own bias
+ * and activation pass, fp32 only, the reference. ONEDNN: one oneDNN matmul
+ * primitive per Dense layer with bias and activation fused, weights reordered
+ * once into the layout the kernel wants. AUTO: ONEDNN when it has a JIT kernel
+ * for this CPU, else OPENBLAS (a rule, not a timing, so `run` and `predict`
+ * always pick the same and compute the same bits; bench/README.md has the
+ * figures behind it). */
+typedef enum { SF_BACKEND_AUTO = 0, SF_BACKEND_OPENBLAS, SF_BACKEND_ONEDNN } sf_backend;
+
+/* FP32 everywhere, or BF16: weights and hidden activations rounded to bf16,
+ * products accumulated in fp32, the last layer's output and every
+ * non-fused activation in fp32 (oneDNN only). */
+typedef enum { SF_PRECISION_FP32 = 0, SF_PRECISION_BF16 } sf_precision;
+
+typedef struct sf_infer_conf {
+    sf_backend backend;
+    sf_precision precision;
+} sf_infer_conf; /* all zero: auto, fp32 */
+
+/* What an engine runs on, for the start-up line, `inspect`, the metrics and
+ * the bench. */
+typedef struct sf_infer_info {
+    sf_backend backend;     /* never AUTO: what AUTO chose */
+    sf_precision precision;
+    char kernel[192];       /* OpenBLAS: openblas_get_corename(); oneDNN: the
+                               implementation strings of the Dense layers */
+    int threads;            /* threads a batch is split over (ours) */
+    int generic;            /* the kernel is generic code on a CPU that has
+                               better: never silent, the start-up line warns */
+    int bf16_native;        /* the CPU has AVX512_BF16 or AMX (bf16 is emulated
+                               otherwise, much slower) */
+} sf_infer_info;
+
+const char *sf_backend_name(sf_backend b);
+const char *sf_precision_name(sf_precision p);
+int sf_backend_parse(const char *s, sf_backend *out);      /* 0 or -1 */
+int sf_precision_parse(const char *s, sf_precision *out);  /* 0 or -1 */
+
+/* Whether this build and CPU can run `b` (ONEDNN: the library loads and has a
+ * JIT kernel here). */
+int sf_infer_backend_available(sf_backend b);
+
 /* An engine for `m` (which must outlive it) running up to max_batch rows per
- * GEMM; larger batches are processed in chunks. NULL when out of memory. */
+ * call of the backend; larger batches are processed in chunks. 0, or -1 with
+ * errstr (BF16 on OPENBLAS, oneDNN missing, out of memory). */
+int sf_infer_open(sf_infer **out, const sf_model *m, size_t max_batch, const sf_infer_conf *c,
+                  char *errstr, size_t errstr_size);
+
+/* sf_infer_open with OPENBLAS and FP32, the reference. NULL on error. */
 sf_infer *sf_infer_new(const sf_model *m, size_t max_batch);
 void sf_infer_free(sf_infer *e);
+
+void sf_infer_info_get(const sf_infer *e, sf_infer_info *out);
+
+/* "backend onednn, precision bf16, kernel brg:avx512_core_amx_bf16, 2 threads"
+ * (plus a warning when the kernel is generic or bf16 emulated). */
+void sf_infer_describe(const sf_infer *e, char *buf, size_t size);
 
 /* x: n rows of m->n_inputs floats; y: n rows of m->n_outputs floats. */
 void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y);
 
 /* Splits each batch of sf_infer_run between the calling thread and threads - 1
- * helper threads that sleep between batches, each share run with BLAS set to
- * one thread by the caller (sf_blas_set_threads(1)). Shares start on 16-row
+ * helper threads that sleep between batches, each share run with the backend
+ * library on one thread (see sf_infer_set_library_threads). Shares start on 16-row
  * boundaries, so with a BLAS kernel that gives a row the same bits whatever
  * batch it is in (the AVX-512 ones do; sigflow-bench checks) the results are
  * those of one thread, bit for bit. 1 stops the helpers. Call it between runs,
  * from the thread that runs them. 0, or -1 when a helper cannot be started
  * (the engine then runs on the calling thread alone). */
 int sf_infer_set_threads(sf_infer *e, int threads);
+
+/* Threads the backend library may use inside one call from each of our
+ * threads: OpenBLAS's pool (process-wide), oneDNN's OpenMP team (per calling
+ * thread). 1 is sigflow's policy (their pools spin between calls). */
+void sf_infer_set_library_threads(sf_infer *e, int n);
 
 /* sigflow's threading policy, shared by `run` and `predict` so both compute
  * the same bits: unless the user chose BLAS's threading (see
