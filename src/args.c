@@ -100,3 +100,15 @@ void sf_args_wait_stop(sf_stop_flag *stop) {
     while (!atomic_load(stop))
         sigsuspend(&wait_mask);
 }
+
+int sf_args_backend(const char *prog, const char *value, sf_infer_conf *c) {
+    if (sf_backend_parse(value, &c->backend))
+        return sf_args_bad(prog, "--backend", value, "auto, openblas or onednn");
+    return 0;
+}
+
+int sf_args_precision(const char *prog, const char *value, sf_infer_conf *c) {
+    if (sf_precision_parse(value, &c->precision))
+        return sf_args_bad(prog, "--precision", value, "fp32 or bf16");
+    return 0;
+}

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sigflow/blas.h"
 #include "sigflow/engine.h"
 #include "sigflow/infer.h"
 
@@ -57,10 +56,15 @@ static int member_load(member *m, const sf_engine_conf *c, char *errstr, size_t 
     if (sf_vars_load(&m->vars, c->vars_path, errstr, n) || sf_vars_bind(m->vars, m->model, errstr, n))
         return -1;
     m->assembler = sf_assembler_new(m->vars, c->id_field);
-    m->infer = sf_infer_new(m->model, c->batch_size);
+    if (sf_infer_open(&m->infer, m->model, c->batch_size, &c->infer, errstr, n)) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", errstr);
+        snprintf(errstr, n, "%s: inference engine: %s", c->model_path, why);
+        return -1;
+    }
     m->rows = malloc(c->batch_size * m->model->n_inputs * sizeof *m->rows);
     m->probs = malloc(c->batch_size * m->model->n_outputs * sizeof *m->probs);
-    if (!m->assembler || !m->infer || !m->rows || !m->probs) {
+    if (!m->assembler || !m->rows || !m->probs) {
         snprintf(errstr, n, "out of memory loading %s for batches of %zu events", c->model_path,
                  c->batch_size);
         return -1;
@@ -141,21 +145,30 @@ size_t sf_engine_n_outputs(const sf_engine *e) { return e->m.model->n_outputs; }
 int sf_engine_signal_index(const sf_engine *e) { return e->signal_index; }
 int sf_engine_threads(const sf_engine *e) { return e->threads; }
 
+void sf_engine_inference(const sf_engine *e, sf_infer_info *out) {
+    sf_infer_info_get(e->m.infer, out);
+}
+
+void sf_engine_describe_inference(const sf_engine *e, char *buf, size_t size) {
+    if (e->m.infer)
+        sf_infer_describe(e->m.infer, buf, size);
+    else
+        snprintf(buf, size, "none (no variables file)");
+}
+
 void sf_engine_describe(const sf_engine *e, char *buf, size_t size) {
     const sf_engine_conf *c = &e->conf;
     const sf_model *m = e->m.model;
-    int threads = e->threads ? e->threads : 1;
-    sf_blas_info blas;
-    sf_blas_info_get(&blas);
+    char inf[512];
+    sf_engine_describe_inference(e, inf, sizeof inf);
     snprintf(buf, size,
              "model %s (%zu->%zu, %zu layers, %zu parameters, sha256 %.12s), normalize %s, "
-             "select %s%s, forward pass on %d thread%s (BLAS kernel %s, %d thread%s each)",
+             "select %s%s, forward pass: %s",
              c->model_path, m->n_inputs, m->n_outputs, m->n_layers, m->n_params, m->sha256,
              c->norm == SF_NORM_L2 ? "l2" : c->norm == SF_NORM_NONE ? "none" : "standard",
              c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold on " : "argmax is ",
              c->emit == SF_EMIT_ALL || e->signal_index < 0 ? "" : e->m.vars->labels[e->signal_index],
-             threads, threads > 1 ? "s" : "", blas.corename, blas.threads,
-             blas.threads == 1 ? "" : "s");
+             inf);
 }
 
 void sf_engine_clear(sf_engine *e) { e->n_rows = 0; }

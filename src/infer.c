@@ -185,15 +185,16 @@ void sf_infer_info_get(const sf_infer *e, sf_infer_info *out) {
     out->precision = e->precision;
     e->be->kernel(e->impl, out->kernel, sizeof out->kernel, &out->generic);
     out->threads = (int)e->n_helpers + 1;
+    out->library_threads = e->be->library_threads_get(e->impl);
     out->bf16_native = sf_infer_cpu_bf16();
 }
 
 void sf_infer_describe(const sf_infer *e, char *buf, size_t size) {
     sf_infer_info in;
     sf_infer_info_get(e, &in);
-    snprintf(buf, size, "backend %s, precision %s, kernel %s, %d thread%s%s%s",
+    snprintf(buf, size, "backend %s, precision %s, kernel %s, %d thread%s x %d library thread%s%s%s",
              sf_backend_name(in.backend), sf_precision_name(in.precision), in.kernel, in.threads,
-             in.threads == 1 ? "" : "s",
+             in.threads == 1 ? "" : "s", in.library_threads, in.library_threads == 1 ? "" : "s",
              in.generic ? " (WARNING: generic kernel on a CPU that has AVX2/AVX-512)" : "",
              in.precision == SF_PRECISION_BF16 && !in.bf16_native
                  ? " (bf16 EMULATED: this CPU has neither AVX512_BF16 nor AMX, expect it slower than fp32)"

@@ -143,6 +143,13 @@ static void blas_library_threads(void *p, int n) {
     sf_blas_set_threads(n);
 }
 
+static int blas_library_threads_get(const void *p) {
+    (void)p;
+    sf_blas_info bi;
+    sf_blas_info_get(&bi);
+    return bi.threads;
+}
+
 const sf_infer_backend sf_infer_openblas = {
     .id = SF_BACKEND_OPENBLAS,
     .open = blas_open,
@@ -150,4 +157,5 @@ const sf_infer_backend sf_infer_openblas = {
     .run = blas_run,
     .kernel = blas_kernel,
     .library_threads = blas_library_threads,
+    .library_threads_get = blas_library_threads_get,
 };

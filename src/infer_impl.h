@@ -22,6 +22,7 @@ typedef struct sf_infer_backend {
     void (*run)(void *impl, const float *x, size_t rows, float *y);
     void (*kernel)(const void *impl, char *buf, size_t size, int *generic);
     void (*library_threads)(void *impl, int n);
+    int (*library_threads_get)(const void *impl);
 } sf_infer_backend;
 
 extern const sf_infer_backend sf_infer_openblas;

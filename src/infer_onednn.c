@@ -423,6 +423,11 @@ static void onednn_library_threads(void *p, int n) {
     ((onednn_impl *)p)->omp_threads = n;
 }
 
+static int onednn_library_threads_get(const void *p) {
+    const onednn_impl *o = p;
+    return o->omp_threads ? o->omp_threads : omp_get_max_threads();
+}
+
 const sf_infer_backend sf_infer_onednn = {
     .id = SF_BACKEND_ONEDNN,
     .open = onednn_open,
@@ -430,6 +435,7 @@ const sf_infer_backend sf_infer_onednn = {
     .run = onednn_run,
     .kernel = onednn_kernel,
     .library_threads = onednn_library_threads,
+    .library_threads_get = onednn_library_threads_get,
 };
 
 /* A small fp32 matmul: does oneDNN have a JIT kernel for this CPU? */

@@ -82,6 +82,7 @@ struct sf_metrics {
     char *model_sha256; /* NULL: no model described */
     size_t model_inputs;
     size_t model_outputs;
+    char *infer_labels; /* sigflow_inference_info's labels, rendered; NULL: none */
 };
 
 static uint64_t double_bits(double v) {
@@ -117,6 +118,7 @@ void sf_metrics_free(sf_metrics *m) {
     if (!m) return;
     pthread_mutex_destroy(&m->model_lock);
     free(m->model_sha256);
+    free(m->infer_labels);
     free(m);
 }
 
@@ -290,6 +292,47 @@ static void render_model_info(sf_out *o, const sf_metrics *m) {
     pthread_mutex_unlock(lock);
 }
 
+void sf_metrics_set_inference(sf_metrics *m, const char *backend, const char *precision,
+                              const char *kernel, int threads) {
+    /* Rendered once here, escaped, so a scrape only copies it; on OOM the
+     * series disappears rather than lying. */
+    sf_out o = {0};
+    out_printf(&o, "backend=\"");
+    out_label_value(&o, backend);
+    out_printf(&o, "\",precision=\"");
+    out_label_value(&o, precision);
+    out_printf(&o, "\",kernel=\"");
+    out_label_value(&o, kernel);
+    out_printf(&o, "\",threads=\"%d\"", threads);
+    if (o.oom) {
+        free(o.buf);
+        o.buf = NULL;
+    }
+    pthread_mutex_lock(&m->model_lock);
+    char *old = m->infer_labels;
+    m->infer_labels = o.buf;
+    pthread_mutex_unlock(&m->model_lock);
+    free(old);
+}
+
+void sf_metrics_get_inference(const sf_metrics *m, char *buf, size_t size) {
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->model_lock;
+    pthread_mutex_lock(lock);
+    snprintf(buf, size, "%s", m->infer_labels ? m->infer_labels : "");
+    pthread_mutex_unlock(lock);
+}
+
+static void render_inference_info(sf_out *o, const sf_metrics *m) {
+    out_family(o, "sigflow_inference_info",
+               "What the forward pass runs on: backend, precision, kernel (OpenBLAS core or "
+               "oneDNN implementation), threads.", "gauge");
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->model_lock;
+    pthread_mutex_lock(lock);
+    if (m->infer_labels)
+        out_printf(o, "sigflow_inference_info{%s} 1\n", m->infer_labels);
+    pthread_mutex_unlock(lock);
+}
+
 char *sf_metrics_render(const sf_metrics *m) {
     sf_out o = {0};
     char num[64];
@@ -318,6 +361,7 @@ char *sf_metrics_render(const sf_metrics *m) {
     }
 
     render_model_info(&o, m);
+    render_inference_info(&o, m);
 
     for (size_t h = 0; h < SF_H__COUNT; h++) render_histogram(&o, &hist_defs[h], &m->hists[h]);
 

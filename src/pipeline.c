@@ -67,8 +67,13 @@ void sf_pipeline_stage_mark(pipeline *p, sf_stage s) {
 
 static void engine_announce(pipeline *p) {
     const sf_model *m = sf_engine_model(p->eng);
-    if (p->conf->metrics)
+    if (p->conf->metrics) {
         sf_metrics_set_model(p->conf->metrics, m->sha256, m->n_inputs, m->n_outputs);
+        sf_infer_info in;
+        sf_engine_inference(p->eng, &in);
+        sf_metrics_set_inference(p->conf->metrics, sf_backend_name(in.backend),
+                                 sf_precision_name(in.precision), in.kernel, in.threads);
+    }
     if (p->health)
         sf_health_set_model_loaded(p->health, 1);
 }

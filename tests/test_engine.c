@@ -47,7 +47,9 @@ static void matches_the_stages(void **state) {
     assert_int_equal(sf_engine_threads(e), 1);
 
     sf_assembler *a = sf_assembler_new(v, "EventId");
-    sf_infer *inf = sf_infer_new(m, N);
+    sf_infer *inf; /* the engine's backend and precision (auto, fp32) */
+    if (sf_infer_open(&inf, m, N, &c.infer, err, sizeof err))
+        fail_msg("%s", err);
     float *rows = malloc(N * m->n_inputs * sizeof *rows), *probs = malloc(N * 2 * sizeof *probs);
     assert_non_null(rows);
     assert_non_null(probs);

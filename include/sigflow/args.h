@@ -11,6 +11,8 @@
 
 #include <stdatomic.h>
 
+#include "sigflow/infer.h"
+
 /* The whole string as an integer in [min, max]. 0 or -1. */
 int sf_args_long(const char *s, long min, long max, long *out);
 
@@ -42,5 +44,16 @@ void sf_args_hold_stop_signals(void);
 
 /* Sleeps until *stop is set (by a signal delivered while waiting). */
 void sf_args_wait_stop(sf_stop_flag *stop);
+
+/* --backend and --precision, shared by run, predict, demo, inspect and
+ * sigflow-bench: parse into c, or print the error and return 1. */
+int sf_args_backend(const char *prog, const char *value, sf_infer_conf *c);
+int sf_args_precision(const char *prog, const char *value, sf_infer_conf *c);
+
+#define SF_ARGS_INFER_USAGE                                                              \
+    "  --backend B            forward pass on auto (default: onednn where it has a JIT\n" \
+    "                         kernel for this CPU, else openblas), openblas or onednn\n"   \
+    "  --precision P          fp32 (default) or bf16 (onednn; emulated and slow on a CPU\n" \
+    "                         without AVX512_BF16/AMX, which the start-up line says)\n"
 
 #endif

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "sigflow/features.h"
+#include "sigflow/infer.h"
 #include "sigflow/model.h"
 #include "sigflow/vars.h"
 
@@ -41,8 +42,9 @@ typedef struct sf_engine_conf {
      * one BLAS thread, batches split over the cores, unless the user chose
      * BLAS's threading); n > 0 runs the engine on n threads as is. */
     int threads;
-    /* Room for the backend and precision selection (issue 11: oneDNN, bf16):
-     * an enum field here, 0 meaning today's OpenBLAS float32 path. */
+    /* Backend and precision of the forward pass (infer.h); all zero: auto,
+     * fp32. */
+    sf_infer_conf infer;
 } sf_engine_conf;
 
 /* Defaults: id field "EventId", argmax on "s"/"signal", batch 512, standard
@@ -76,6 +78,12 @@ int sf_engine_threads(const sf_engine *e);      /* threads in use; 0: BLAS's own
 /* One line for a start-up log: the model, its shape, the normalization, the
  * selection rule, the threads and the BLAS kernel. */
 void sf_engine_describe(const sf_engine *e, char *buf, size_t size);
+
+/* What the forward pass runs on (backend, precision, kernel, threads), and
+ * the same as infer.h's one-line description. Only for an engine with a
+ * variables file (one that has a forward pass). */
+void sf_engine_inference(const sf_engine *e, sf_infer_info *out);
+void sf_engine_describe_inference(const sf_engine *e, char *buf, size_t size);
 
 /* ---- the batch: clear, add events, score, read the rows back ---- */
 

@@ -38,6 +38,7 @@ typedef struct sf_infer_info {
     char kernel[192];       /* OpenBLAS: openblas_get_corename(); oneDNN: the
                                implementation strings of the Dense layers */
     int threads;            /* threads a batch is split over (ours) */
+    int library_threads;    /* threads the library may use in each of those */
     int generic;            /* the kernel is generic code on a CPU that has
                                better: never silent, the start-up line warns */
     int bf16_native;        /* the CPU has AVX512_BF16 or AMX (bf16 is emulated
@@ -65,7 +66,8 @@ void sf_infer_free(sf_infer *e);
 
 void sf_infer_info_get(const sf_infer *e, sf_infer_info *out);
 
-/* "backend onednn, precision bf16, kernel brg:avx512_core_amx_bf16, 2 threads"
+/* "backend onednn, precision bf16, kernel brg:avx512_core_amx_bf16, 2 threads
+ * x 1 library thread"
  * (plus a warning when the kernel is generic or bf16 emulated). */
 void sf_infer_describe(const sf_infer *e, char *buf, size_t size);
 

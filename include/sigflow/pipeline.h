@@ -13,6 +13,7 @@
 
 #include "sigflow/engine.h"
 #include "sigflow/log.h"
+#include "sigflow/infer.h"
 #include "sigflow/metrics.h"
 
 /* Where the pipeline thread spends its CPU time (CLOCK_THREAD_CPUTIME_ID). */

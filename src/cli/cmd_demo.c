@@ -73,6 +73,7 @@ static void show_signals(const char *brokers, const char *topic, int partitions)
 static const char usage[] =
     "usage: sigflow demo [--model PATH --variables PATH] [--file CSV] [--limit N]\n"
     "                    [--batch-size N] [--batch-wait-ms MS] [--log-level L]\n"
+    "                    [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
     "\n"
     "Starts the embedded broker, replays the bundled ATLAS Higgs sample into 'events',\n"
     "runs the pipeline with the shipped model until every event is processed, and\n"
@@ -89,12 +90,13 @@ int sf_cmd_demo(int argc, char **argv) {
     c->group = "sigflow-demo";
     c->log_level = SF_LOG_WARN;
     long limit = 0, v;
-    enum { O_VARS = 256, O_BS, O_BW, O_LOG };
+    enum { O_VARS = 256, O_BS, O_BW, O_LOG, O_BACKEND, O_PREC };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
         {"file", required_argument, NULL, 'f'}, {"limit", required_argument, NULL, 'n'},
         {"batch-size", required_argument, NULL, O_BS}, {"batch-wait-ms", required_argument, NULL, O_BW},
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
+        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -122,6 +124,8 @@ int sf_cmd_demo(int argc, char **argv) {
             if (sf_log_level_parse(optarg, &c->log_level))
                 bad = sf_args_bad("sigflow demo", "--log-level", optarg, "error, warn, info or debug");
             break;
+        case O_BACKEND: bad |= sf_args_backend("sigflow demo", optarg, &c->engine.infer); break;
+        case O_PREC: bad |= sf_args_precision("sigflow demo", optarg, &c->engine.infer); break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow demo", opt, argv);
         }
@@ -218,6 +222,9 @@ int sf_cmd_demo(int argc, char **argv) {
     printf("dead letters:       %" PRIu64 " (%" PRIu64 " rejected)\n",
            sf_metrics_get(metrics, SF_C_DEAD_LETTERS), rejected);
     printf("batches:            %" PRIu64 "\n", sf_metrics_get(metrics, SF_C_BATCHES));
+    char inf[512];
+    sf_metrics_get_inference(metrics, inf, sizeof inf);
+    printf("forward pass:       %s\n", inf);
     printf("elapsed:            %.2f s, of which %.2f s joining the consumer group\n", done - t0,
            (first ? first : done) - t0);
     if (first && done > first)

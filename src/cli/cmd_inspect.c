@@ -14,6 +14,7 @@
 
 #include "sigflow/args.h"
 #include "sigflow/engine.h"
+#include "sigflow/infer.h"
 #include "commands.h"
 
 static const char usage[] =
@@ -25,7 +26,11 @@ static const char usage[] =
     "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file, checked against the model\n"
-    "  --json                 one JSON object instead of text\n";
+    "  --json                 one JSON object instead of text\n"
+    SF_ARGS_INFER_USAGE
+    "\n"
+    "It also builds the inference engine `run` and `predict` would use with the same\n"
+    "--backend/--precision and says what it runs on (backend, kernel, threads).\n";
 
 static const char *kind_name(sf_layer_kind k) {
     switch (k) {
@@ -57,8 +62,9 @@ static double float_as_written(float f) {
     return f;
 }
 
-static void print_text(const sf_model *m, const char *arch, const sf_vars *v) {
+static void print_text(const sf_model *m, const char *arch, const sf_vars *v, const char *inference) {
     printf("model         %s\n", m->path);
+    printf("inference     %s\n", inference);
     if (arch)
         printf("architecture  %s\n", arch);
     printf("sha256        %s\n", m->sha256);
@@ -101,7 +107,7 @@ static void print_text(const sf_model *m, const char *arch, const sf_vars *v) {
     printf("\n");
 }
 
-static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v) {
+static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, const sf_infer *e) {
     json_t *layers = json_array();
     for (size_t i = 0; i < m->n_layers; i++) {
         const sf_layer *l = &m->layers[i];
@@ -121,6 +127,14 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v) {
                              "architecture", arch, "sha256", m->sha256, "inputs",
                              (json_int_t)m->n_inputs, "outputs", (json_int_t)m->n_outputs,
                              "params", (json_int_t)m->n_params, "layers", layers);
+    sf_infer_info in;
+    sf_infer_info_get(e, &in);
+    json_object_set_new(root, "inference",
+                        json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b}", "backend",
+                                  sf_backend_name(in.backend), "precision",
+                                  sf_precision_name(in.precision), "kernel", in.kernel, "threads",
+                                  in.threads, "library_threads", in.library_threads, "generic",
+                                  in.generic, "bf16_native", in.bf16_native));
     if (!v)
         return root;
     json_t *inputs = json_array();
@@ -148,10 +162,12 @@ int sf_cmd_inspect(int argc, char **argv) {
     ec.emit = SF_EMIT_ALL; /* shown as loaded: no signal label needed */
     ec.threads = 1;        /* nothing runs */
     int as_json = 0;
-    enum { O_ARCH = 256, O_JSON };
+    enum { O_ARCH = 256, O_JSON, O_BACKEND, O_PREC };
+    sf_infer *engine = NULL;
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
         {"variables", required_argument, NULL, 'v'}, {"json", no_argument, NULL, O_JSON},
+        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -162,6 +178,8 @@ int sf_cmd_inspect(int argc, char **argv) {
         case O_ARCH: ec.arch_path = optarg; break;
         case 'v': ec.vars_path = optarg; break;
         case O_JSON: as_json = 1; break;
+        case O_BACKEND: bad |= sf_args_backend("sigflow inspect", optarg, &ec.infer); break;
+        case O_PREC: bad |= sf_args_precision("sigflow inspect", optarg, &ec.infer); break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow inspect", opt, argv);
         }
@@ -185,8 +203,17 @@ int sf_cmd_inspect(int argc, char **argv) {
     const sf_model *m = sf_engine_model(e);
     const sf_vars *v = sf_engine_vars(e);
     const char *arch_path = ec.arch_path;
+    /* The forward pass run and predict would build (the engine has one only
+     * with a variables file), with their threading. */
+    if (sf_infer_open(&engine, m, 512, &ec.infer, err, sizeof err)) {
+        fprintf(stderr, "sigflow inspect: %s: inference engine: %s\n", ec.model_path, err);
+        goto out;
+    }
+    sf_infer_use_default_threads(engine);
+    char desc[512];
+    sf_infer_describe(engine, desc, sizeof desc);
     if (as_json) {
-        json_t *j = to_json(m, arch_path, v);
+        json_t *j = to_json(m, arch_path, v, engine);
         char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
                     : NULL;
         json_decref(j);
@@ -197,10 +224,11 @@ int sf_cmd_inspect(int argc, char **argv) {
         puts(s);
         free(s);
     } else {
-        print_text(m, arch_path, v);
+        print_text(m, arch_path, v, desc);
     }
     rc = fflush(stdout) == 0 ? 0 : 2;
 out:
+    sf_infer_free(engine);
     sf_engine_free(e);
     return rc;
 }

@@ -27,6 +27,7 @@ static const char usage[] =
     "  --id-field F           event field copied to each output (default EventId; '' for none)\n"
     "  --normalize MODE       standard (default), l2 or none\n"
     "  --batch-size N         events per inference batch (default 512)\n"
+    SF_ARGS_INFER_USAGE
     "\n"
     "Exit status: 0 every event predicted, 1 some lines rejected, 2 usage or model error.\n";
 
@@ -141,12 +142,13 @@ int sf_cmd_predict(int argc, char **argv) {
     sf_engine_conf_init(&ec);
     ec.emit = SF_EMIT_ALL; /* every line gets its prediction */
     long batch = 512;
-    enum { O_ARCH = 256, O_ID, O_NORM, O_BS };
+    enum { O_ARCH = 256, O_ID, O_NORM, O_BS, O_BACKEND, O_PREC };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
         {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, O_ID},
         {"normalize", required_argument, NULL, O_NORM},
         {"batch-size", required_argument, NULL, O_BS}, {"help", no_argument, NULL, 'h'},
+        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -165,6 +167,8 @@ int sf_cmd_predict(int argc, char **argv) {
             if (sf_args_long(optarg, 1, 1 << 20, &batch))
                 bad = sf_args_bad("sigflow predict", "--batch-size", optarg, "an integer in 1..1048576");
             break;
+        case O_BACKEND: bad |= sf_args_backend("sigflow predict", optarg, &ec.infer); break;
+        case O_PREC: bad |= sf_args_precision("sigflow predict", optarg, &ec.infer); break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow predict", opt, argv);
         }
@@ -189,6 +193,10 @@ int sf_cmd_predict(int argc, char **argv) {
         fprintf(stderr, "sigflow predict: %s\n", err);
         goto out;
     }
+    /* Never a silent kernel choice: one line on stderr, as the daemon logs it. */
+    char desc[512];
+    sf_engine_describe_inference(p.engine, desc, sizeof desc);
+    fprintf(stderr, "sigflow predict: forward pass: %s\n", desc);
     p.slots = malloc(p.slot_cap * sizeof *p.slots);
     p.out_size = output_size(sf_engine_vars(p.engine), ec.id_field);
     p.out = malloc(p.out_size);

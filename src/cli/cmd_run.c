@@ -42,6 +42,7 @@ static const char usage[] =
     "  --metrics-addr A       HOST:PORT for /metrics, /healthz, /readyz, or none\n"
     "                         (default 127.0.0.1:9464)\n"
     "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
+    SF_ARGS_INFER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
     "  -X key=value           librdkafka property for the consumer and producer\n"
     "  -F FILE                librdkafka properties file: key=value lines, # comments\n"
@@ -57,7 +58,7 @@ int sf_cmd_run(int argc, char **argv) {
     char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_ARCH, O_ID, O_LABEL, O_THR, O_EMIT, O_BS, O_BW,
-           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG };
+           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG, O_BACKEND, O_PREC };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -72,6 +73,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"metrics-addr", required_argument, NULL, O_METRICS},
         {"connect-timeout-ms", required_argument, NULL, O_CONN},
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
+        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     long v;
@@ -134,6 +136,8 @@ int sf_cmd_run(int argc, char **argv) {
             if (sf_log_level_parse(optarg, &c.log_level))
                 bad = sf_args_bad("sigflow run", "--log-level", optarg, "error, warn, info or debug");
             break;
+        case O_BACKEND: bad |= sf_args_backend("sigflow run", optarg, &c.engine.infer); break;
+        case O_PREC: bad |= sf_args_precision("sigflow run", optarg, &c.engine.infer); break;
         case 'X':
         case 'F':
             if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, err, sizeof err)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sigflow/blas.h"
 #include "commands.h"
 
 static const struct {
@@ -24,6 +25,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* Before anything else: OpenBLAS may have settled on a generic kernel. */
+    sf_blas_select_core(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
