@@ -47,7 +47,8 @@ typedef struct opts {
     const char *model, *vars, *file;
     double seconds, warmup, limit_seconds, rate;
     size_t batch_size, window;
-    int batch_wait_ms, partitions, blas_threads, json, quick;
+    int batch_wait_ms, partitions, blas_threads, json, quick, compare;
+    sf_infer_conf infer;        /* --backend, --precision */
     sf_kafka_props kafka_props; /* -X and -F, for the pipeline */
     const char *brokers;                      /* an external cluster; NULL: embedded */
     int broker_pids[MAX_BROKER_PIDS];         /* its processes, for its CPU share */
@@ -234,9 +235,11 @@ static int run_phase(bench *b, phase *ph, const char *name, double rate, char *e
     if (wait_running(b, o->warmup))
         goto died;
     snap(b, feed, &s0);
-    sf_blas_info blas;
-    sf_blas_info_get(&blas);
-    b->blas_threads = blas.threads;
+    /* What the pipeline's engine reports, OpenBLAS's or oneDNN's threads. */
+    char inf[512];
+    sf_metrics_get_inference(b->metrics, inf, sizeof inf);
+    const char *lt = strstr(inf, "library_threads=\"");
+    b->blas_threads = lt ? atoi(lt + strlen("library_threads=\"")) : -1;
     atomic_store_explicit(&b->hist, &ph->hist, memory_order_release);
     if (wait_running(b, o->seconds))
         goto died;
@@ -359,13 +362,20 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
            json_string_value(json_object_get(machine, "cpu_model")),
            json_real_value(json_array_get(json_object_get(machine, "loadavg_at_start"), 0)),
            json_string_value(json_object_get(machine, "blas_core")));
-    printf("pipeline:  forward pass on %d thread(s), %d BLAS thread(s) each\n", b->infer_threads,
-           b->blas_threads);
-    printf("limits:    inference only %.0f ev/s on %d threads (%.0f on 1 thread, %.0f with %d OpenBLAS threads)\n"
+    printf("engine:    backend %s, precision %s, isa %s%s\n", sf_backend_name(lim->info.backend),
+           sf_precision_name(lim->info.precision), lim->info.kernel,
+           lim->info.generic ? " (GENERIC kernel)" : "");
+    printf("pipeline:  forward pass on %d thread(s), %d library thread(s) each\n", b->infer_threads,
+           lim->info.backend == SF_BACKEND_OPENBLAS ? b->blas_threads : 1);
+    printf("limits:    inference only %.0f ev/s on %d threads (%.0f on 1 thread, %.0f with %d library threads)\n"
+           "           bare oneDNN loop %.0f ev/s on 1 thread (%s): inference_vs_bare_onednn %.2f\n"
+           "           held-out: AUC %.4f, labels as openblas/fp32 %.2f%%, max |dp| %.2g\n"
            "           parse + assemble only %.0f ev/s\n",
            lim->inference_eps, (int)json_integer_value(json_object_get(machine, "cores")),
            lim->inference_1thread_eps, lim->inference_blas_threads_eps,
-           (int)json_integer_value(json_object_get(machine, "cores")), lim->parse_eps);
+           (int)json_integer_value(json_object_get(machine, "cores")), lim->bare_onednn_eps,
+           lim->bare_impl, lim->bare_onednn_eps > 0 ? lim->inference_1thread_best_eps / lim->bare_onednn_eps : 0,
+           lim->auc, 100 * lim->label_agreement, lim->max_dp_vs_reference, lim->parse_eps);
     if (o->backlog)
         printf("broker:    %s; pre-filled %llu events at %.0f ev/s\n", o->brokers,
                (unsigned long long)o->backlog, b->prefill_eps);
@@ -397,7 +407,8 @@ static const char usage[] =
     "                     [--batch-size N] [--batch-wait-ms MS] [--blas-threads N]\n"
     "                     [--partitions N] [--window N] [--limit-seconds S]\n"
     "                     [--brokers B [--broker-pids P,P...] [--backlog N]]\n"
-    "                     [-X key=value ...] [-F FILE]\n"
+    "                     [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
+    "                     [--compare] [-X key=value ...] [-F FILE]\n"
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
     "replay of the bundled ATLAS sample and the pipeline together: flat out for S\n"
@@ -408,7 +419,10 @@ static const char usage[] =
     "them, key=value lines and # comments.\n"
     "--brokers B: an external Kafka cluster instead of the embedded broker (fresh\n"
     "topics, deleted at the end); --broker-pids: its processes, for its CPU share;\n"
-    "--backlog N: pre-fill N events, then time the pipeline working through them.\n";
+    "--backlog N: pre-fill N events, then time the pipeline working through them.\n"
+    "--backend/--precision: the configuration run (default auto, fp32); --compare:\n"
+    "every available backend x precision in turn, then a table (and a `comparison`\n"
+    "array with --json).\n";
 
 /* The bundled model and data: from the source tree named at build time, or by
  * $SIGFLOW_SOURCE_DIR, or relative to the working directory. */
@@ -449,7 +463,8 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     int seconds_set = 0, warmup_set = 0, limit_set = 0;
     long window = 0, v;
     enum { O_VARS = 256, O_FILE, O_SECONDS, O_WARMUP, O_RATE, O_JSON, O_QUICK, O_BS, O_BW, O_BLAS,
-           O_PARTS, O_WINDOW, O_LIMIT, O_BROKERS, O_BROKER_PIDS, O_BACKLOG };
+           O_PARTS, O_WINDOW, O_LIMIT, O_BROKERS, O_BROKER_PIDS, O_BACKLOG, O_BACKEND, O_PREC,
+           O_COMPARE };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
         {"file", required_argument, NULL, O_FILE}, {"seconds", required_argument, NULL, O_SECONDS},
@@ -462,6 +477,8 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"brokers", required_argument, NULL, O_BROKERS},
         {"broker-pids", required_argument, NULL, O_BROKER_PIDS},
         {"backlog", required_argument, NULL, O_BACKLOG},
+        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"compare", no_argument, NULL, O_COMPARE},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -500,6 +517,9 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
                 bad = sf_args_bad("sigflow-bench", "--rate", optarg, "events per second, at least 1");
             break;
         case O_JSON: o->json = 1; break;
+        case O_BACKEND: bad |= sf_args_backend("sigflow-bench", optarg, &o->infer); break;
+        case O_PREC: bad |= sf_args_precision("sigflow-bench", optarg, &o->infer); break;
+        case O_COMPARE: o->compare = 1; break;
         case O_QUICK: o->quick = 1; break;
         case O_BS:
             if (sf_args_long(optarg, 1, 4096, &v))
@@ -623,6 +643,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     c->engine.emit = SF_EMIT_ALL;
     c->engine.batch_size = o->batch_size;
     c->batch_wait_ms = o->batch_wait_ms;
+    c->engine.infer = o->infer;
     c->log_level = SF_LOG_WARN;
     c->stop = &b->job.stop;
     c->stats = &b->stats;
@@ -693,6 +714,12 @@ out:
     return rc;
 }
 
+/* One configuration's figures, for --compare's table. */
+typedef struct summary {
+    sf_infer_info info;
+    double inf_1thread, inf_best, inf_all, inf_library, e2e, p99_half, agreement, auc, max_dp, rss, bare;
+} summary;
+
 static json_t *report_json(const opts *o, const bench *b, const bench_limits *lim, const phase *top,
                            const phase *lat, double rss, json_t *machine) {
     json_t *phases = json_array();
@@ -712,6 +739,9 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
         json_object_set_new(config, "backlog", json_integer((json_int_t)o->backlog));
         json_object_set_new(out, "prefill_events_per_s", json_real(b->prefill_eps));
     }
+    json_object_set_new(out, "backend", json_string(sf_backend_name(lim->info.backend)));
+    json_object_set_new(out, "precision", json_string(sf_precision_name(lim->info.precision)));
+    json_object_set_new(out, "isa", json_string(lim->info.kernel));
     json_object_set_new(out, "model", model);
     json_object_set_new(out, "config", config);
     json_object_set_new(out, "events_per_s", json_real(top->events_per_s));
@@ -721,10 +751,18 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
     json_object_set_new(out, "rss_max_mb", json_real(rss));
     json_object_set_new(out, "inference_only_events_per_s", json_real(lim->inference_eps));
     json_object_set_new(out, "inference_only_1thread_events_per_s", json_real(lim->inference_1thread_eps));
-    json_object_set_new(out, "inference_only_openblas_threads_events_per_s",
+    json_object_set_new(out, "inference_only_library_threads_events_per_s",
                         json_real(lim->inference_blas_threads_eps));
+    json_object_set_new(out, "bare_onednn_1thread_events_per_s", json_real(lim->bare_onednn_eps));
+    json_object_set_new(out, "bare_onednn_isa", json_string(lim->bare_impl));
+    json_object_set_new(out, "inference_vs_bare_onednn",
+                        lim->bare_onednn_eps > 0 ? json_real(lim->inference_1thread_best_eps / lim->bare_onednn_eps)
+                                                 : json_null());
     json_object_set_new(out, "inference_batch_independent", json_boolean(lim->batch_independent));
     json_object_set_new(out, "inference_split_identical", json_boolean(lim->split_identical));
+    json_object_set_new(out, "label_agreement_with_openblas_fp32", json_real(lim->label_agreement));
+    json_object_set_new(out, "max_abs_dp_vs_openblas_fp32", json_real(lim->max_dp_vs_reference));
+    json_object_set_new(out, "heldout_auc", json_real(lim->auc));
     json_object_set_new(out, "parse_only_events_per_s", json_real(lim->parse_eps));
     json_object_set_new(out, "normalize_only_events_per_s", json_real(lim->normalize_eps));
     json_object_set_new(out, "ratio_end_to_end_to_inference_only",
@@ -734,9 +772,84 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
     return out;
 }
 
+/* Limits, then the streaming phases, for one backend and precision. */
+static int run_config(const opts *o, const bench_events *events, const bench_heldout *heldout,
+                      json_t *machine, json_t **report, summary *row, char *err, size_t n) {
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    static bench_limits lim;
+    bench_limits_conf lc = {.model_path = o->model, .vars_path = o->vars, .events = events,
+                            .heldout = heldout, .infer = o->infer, .batch_size = o->batch_size,
+                            .seconds = o->limit_seconds, .all_threads = cores > 0 ? cores : 1};
+    if (!o->json)
+        fprintf(stderr, "sigflow-bench: %s/%s: timing the model and the parser alone...\n",
+                sf_backend_name(o->infer.backend), sf_precision_name(o->infer.precision));
+    if (bench_limits_run(&lc, &lim, err, n))
+        return -1;
+
+    static bench b; /* the histograms make it large for a stack */
+    static phase flat, paced;
+    const phase *top, *lat;
+    memset(&b, 0, sizeof b);
+    b.o = o;
+    b.events = events;
+    if (stream(&b, &flat, &paced, &top, &lat, err, n))
+        return -1;
+
+    double rss = bench_rss_max_mb();
+    json_object_set_new(machine, "blas_threads", json_integer(b.blas_threads));
+    if (!o->json)
+        print_human(o, &b, &lim, top, lat, rss, machine);
+    *report = report_json(o, &b, &lim, top, lat, rss, machine);
+    row->info = lim.info;
+    row->inf_1thread = lim.inference_1thread_eps;
+    row->inf_all = lim.inference_eps;
+    row->inf_library = lim.inference_blas_threads_eps;
+    row->e2e = top->events_per_s;
+    row->p99_half = bench_hist_quantile(&lat->hist, 0.99);
+    row->agreement = lim.label_agreement;
+    row->auc = lim.auc;
+    row->max_dp = lim.max_dp_vs_reference;
+    row->rss = rss;
+    row->bare = lim.bare_onednn_eps;
+    row->inf_best = lim.inference_1thread_best_eps;
+    return 0;
+}
+
+static json_t *summary_json(const summary *r) {
+    json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "backend",
+                          sf_backend_name(r->info.backend), "precision",
+                          sf_precision_name(r->info.precision), "isa", r->info.kernel,
+                          "inference_only_1thread_events_per_s", r->inf_1thread,
+                          "inference_only_events_per_s", r->inf_all,
+                          "inference_only_library_threads_events_per_s", r->inf_library,
+                          "events_per_s", r->e2e, "p99_half_load_ms", r->p99_half,
+                          "label_agreement_with_openblas_fp32", r->agreement, "heldout_auc", r->auc,
+                          "max_abs_dp_vs_openblas_fp32", r->max_dp, "rss_max_mb_so_far", r->rss);
+    json_object_set_new(j, "inference_vs_bare_onednn",
+                        r->bare > 0 ? json_real(r->inf_best / r->bare) : json_null());
+    return j;
+}
+
+static void print_table(const summary *rows, size_t n) {
+    printf("\n%-9s %-5s %-28s %9s %9s %9s %9s %8s %8s %7s %6s\n", "backend", "prec", "isa",
+           "inf 1thr", "inf all", "inf lib", "e2e", "p99 half", "vs bare", "agree", "AUC");
+    for (size_t i = 0; i < n; i++) {
+        const summary *r = &rows[i];
+        printf("%-9s %-5s %-28.28s %9.0f %9.0f %9.0f %9.0f %6.1fms %8.2f %6.2f%% %6.4f\n",
+               sf_backend_name(r->info.backend), sf_precision_name(r->info.precision), r->info.kernel,
+               r->inf_1thread, r->inf_all, r->inf_library, r->e2e, r->p99_half,
+               r->bare > 0 ? r->inf_best / r->bare : 0, 100 * r->agreement, r->auc);
+    }
+    printf("(events/s; inf: inference only on 1 thread, split over all cores our way, one caller with\n"
+           " the library's own threads; e2e: end to end flat out; vs bare: inf 1thr / the bare oneDNN\n"
+           " loop in the same precision, timed in turns; agree: held-out labels equal to openblas/fp32's)\n");
+}
+
 int main(int argc, char **argv) {
+    /* Before anything else: OpenBLAS may have settled on a generic kernel. */
+    sf_blas_select_core(argv);
     bench_thread_name("sf-main");
-    opts o;
+    static opts o;
     static char paths[3 * 4096];
     int parsed = parse_opts(argc, argv, &o, paths, sizeof paths);
     if (parsed) {
@@ -746,6 +859,8 @@ int main(int argc, char **argv) {
     json_t *machine = bench_machine_json(); /* first: the load average before we add to it */
     char err[1024];
     bench_events *events = NULL;
+    bench_heldout heldout = {0};
+    json_t *out = NULL;
     int rc = 1;
 
     /* --blas-threads N acts as OPENBLAS_NUM_THREADS=N would: the pipeline keeps
@@ -756,42 +871,61 @@ int main(int argc, char **argv) {
         setenv("OPENBLAS_NUM_THREADS", v, 1);
         sf_blas_set_threads(o.blas_threads);
     }
-    if (bench_events_load(&events, o.file, err, sizeof err))
+    if (bench_events_load(&events, o.file, err, sizeof err) ||
+        bench_heldout_load(&heldout, o.file, err, sizeof err))
         goto fail;
 
-    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    bench_limits lim;
-    bench_limits_conf lc = {.model_path = o.model, .vars_path = o.vars, .events = events,
-                            .batch_size = o.batch_size, .seconds = o.limit_seconds,
-                            .all_threads = cores > 0 ? cores : 1};
-    if (!o.json)
-        fprintf(stderr, "sigflow-bench: timing the model and the parser alone...\n");
-    if (bench_limits_run(&lc, &lim, err, sizeof err))
-        goto fail;
-
-    static bench b; /* the histograms make it large for a stack */
-    static phase flat, paced;
-    const phase *top, *lat;
-    b.o = &o;
-    b.events = events;
-    if (stream(&b, &flat, &paced, &top, &lat, err, sizeof err))
-        goto fail;
-
-    double rss = bench_rss_max_mb();
-    json_object_set_new(machine, "blas_threads", json_integer(b.blas_threads));
-    if (!o.json) {
-        print_human(&o, &b, &lim, top, lat, rss, machine);
+    if (!o.compare) {
+        summary row;
+        if (run_config(&o, events, &heldout, machine, &out, &row, err, sizeof err))
+            goto fail;
     } else {
-        json_t *out = report_json(&o, &b, &lim, top, lat, rss, machine);
+        /* openblas/fp32 (the reference) first, then what oneDNN can do here. */
+        static const sf_infer_conf configs[] = {{SF_BACKEND_OPENBLAS, SF_PRECISION_FP32},
+                                                {SF_BACKEND_ONEDNN, SF_PRECISION_FP32},
+                                                {SF_BACKEND_ONEDNN, SF_PRECISION_BF16}};
+        summary rows[3];
+        size_t n_rows = 0;
+        json_t *runs = json_array(), *comparison = json_array();
+        for (size_t i = 0; i < 3; i++) {
+            if (configs[i].backend == SF_BACKEND_ONEDNN && !sf_infer_backend_available(SF_BACKEND_ONEDNN))
+                continue;
+            o.infer = configs[i];
+            json_t *rep = NULL;
+            if (run_config(&o, events, &heldout, machine, &rep, &rows[n_rows], err, sizeof err)) {
+                json_decref(runs);
+                json_decref(comparison);
+                goto fail;
+            }
+            json_array_append_new(runs, rep);
+            json_array_append_new(comparison, summary_json(&rows[n_rows]));
+            n_rows++;
+        }
+        if (!o.json)
+            print_table(rows, n_rows);
+        /* The top-level keys describe what `auto` picks here. */
+        sf_infer_conf def = {0};
+        sf_backend chosen = sf_infer_backend_available(SF_BACKEND_ONEDNN) ? SF_BACKEND_ONEDNN
+                                                                            : SF_BACKEND_OPENBLAS;
+        const char *isa = "";
+        for (size_t i = 0; i < n_rows; i++)
+            if (rows[i].info.backend == chosen && rows[i].info.precision == def.precision)
+                isa = rows[i].info.kernel;
+        out = json_pack("{s:s, s:s, s:s, s:O, s:o, s:o}", "backend", sf_backend_name(chosen),
+                        "precision", sf_precision_name(def.precision), "isa", isa, "machine",
+                        machine, "comparison", comparison, "runs", runs);
+    }
+    if (o.json) {
         json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         putchar('\n');
-        json_decref(out);
     }
     rc = 0;
     goto done;
 fail:
     fprintf(stderr, "sigflow-bench: %s\n", err);
 done:
+    json_decref(out);
+    bench_heldout_free(&heldout);
     bench_events_free(events);
     json_decref(machine);
     sf_kafka_props_free(&o.kafka_props);

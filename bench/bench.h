@@ -10,7 +10,9 @@
 
 #include <jansson.h>
 
+#include "sigflow/infer.h"
 #include "sigflow/metrics.h"
+#include "sigflow/model.h"
 
 /* ---- latency histogram (bench_hist.c) ----
  * Log-spaced buckets 1% wide from 10 us to 10 min: quantiles to within 0.5%,
@@ -85,10 +87,34 @@ void bench_events_free(bench_events *ev);
 
 /* ---- compute limits (bench_limits.c) ---- */
 
+/* ---- the held-out events, with their truth (bench_limits.c) ----
+ * EventId % 10 == 9 of the sample, never trained on: for the label agreement
+ * and the AUC of each backend and precision. */
+typedef struct bench_heldout {
+    size_t n;
+    char **json;
+    size_t *len;
+    unsigned char *signal; /* Label == "s" */
+} bench_heldout;
+
+int bench_heldout_load(bench_heldout *out, const char *csv_path, char *errstr, size_t errstr_size);
+void bench_heldout_free(bench_heldout *h);
+
+/* ---- the bare oneDNN loop (bench_bare.c) ----
+ * The model's Dense layers as plain oneDNN matmuls (bias + ReLU fused), one
+ * thread, `batch` rows. NULL when oneDNN cannot; impl: the implementation
+ * strings. bench_bare_rate: events/s over `seconds`. */
+typedef struct bench_bare bench_bare;
+bench_bare *bench_bare_new(const sf_model *m, int bf16, size_t batch, char *impl, size_t impl_size);
+double bench_bare_rate(bench_bare *b, double seconds);
+void bench_bare_free(bench_bare *b);
+
 typedef struct bench_limits_conf {
     const char *model_path;
     const char *vars_path;
     const bench_events *events; /* the sample, its first 4,096 events */
+    const bench_heldout *heldout; /* NULL: no quality figures */
+    sf_infer_conf infer;        /* the configuration measured */
     size_t batch_size;
     double seconds;          /* per measurement */
     int all_threads;         /* threads for the machine's limit (its cores); the BLAS
@@ -102,7 +128,15 @@ typedef struct bench_limits {
     double inference_eps;          /* batched forward pass split over all_threads
                                       threads of ours, one BLAS thread each (the daemon's way) */
     double inference_1thread_eps;  /* the same on one thread */
-    double inference_blas_threads_eps; /* one caller, all_threads OpenBLAS threads */
+    double inference_blas_threads_eps; /* one caller, all_threads library threads
+                                          (OpenBLAS's pool, oneDNN's OpenMP team) */
+    double bare_onednn_eps;        /* the bare loop in the same precision, best of 5 turns, -1: none */
+    double inference_1thread_best_eps; /* the engine on one thread, best of the same turns */
+    char bare_impl[128];
+    sf_infer_info info;            /* what the engine ran on */
+    double label_agreement;        /* held-out labels equal to openblas/fp32's, fraction */
+    double auc;                    /* held-out ROC AUC */
+    double max_dp_vs_reference;    /* largest |p - p(openblas/fp32)| over held-out */
     int batch_independent;         /* one thread gives a row the same bits in a whole
                                       batch as in either half of it (a property of
                                       the BLAS kernel, see ROW_BLOCK in src/infer.c) */

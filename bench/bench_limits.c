@@ -8,9 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "sigflow/blas.h"
 #include "sigflow/clock.h"
 #include "sigflow/engine.h"
+#include "sigflow/replay.h"
 #include "bench.h"
 
 #define SAMPLE_EVENTS 4096
@@ -41,6 +44,217 @@ static int sample_take(sample *s, const bench_events *ev, size_t n_inputs) {
         s->json[i] = bench_events_value(ev, i, &s->len[i]);
     s->n = n;
     return 0;
+}
+
+void bench_heldout_free(bench_heldout *h) {
+    for (size_t i = 0; i < h->n; i++)
+        free(h->json[i]);
+    free(h->json);
+    free(h->len);
+    free(h->signal);
+    memset(h, 0, sizeof *h);
+}
+
+/* The truth of the held-out rows, in file order: the replay reader renders
+ * numbers only (it refuses Label), so the CSV is read once more for it. */
+static int heldout_truth(const char *path, unsigned long long **ids, unsigned char **sig, size_t *n,
+                         char *errstr, size_t en) {
+    gzFile f = gzopen(path, "rb");
+    char line[8192];
+    int label_col = -1, rc = 0;
+    size_t cap = 0;
+    *n = 0;
+    if (!f || !gzgets(f, line, sizeof line)) {
+        snprintf(errstr, en, "%s: cannot read the header", path);
+        if (f)
+            gzclose(f);
+        return -1;
+    }
+    int col = 0;
+    for (char *tok = strtok(line, ",\r\n"); tok; tok = strtok(NULL, ",\r\n"), col++)
+        if (!strcmp(tok, "Label"))
+            label_col = col;
+    if (label_col < 0) {
+        snprintf(errstr, en, "%s: no Label column", path);
+        gzclose(f);
+        return -1;
+    }
+    while (rc == 0 && gzgets(f, line, sizeof line)) {
+        unsigned long long id = strtoull(line, NULL, 10);
+        if (id % 10 != 9)
+            continue;
+        const char *p = line;
+        for (int k = 0; k < label_col && p; k++)
+            if ((p = strchr(p, ',')))
+                p++;
+        if (!p)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            unsigned long long *i2 = realloc(*ids, cap * sizeof *i2);
+            if (i2)
+                *ids = i2;
+            unsigned char *s2 = i2 ? realloc(*sig, cap) : NULL;
+            if (s2)
+                *sig = s2;
+            if (!s2) {
+                snprintf(errstr, en, "out of memory");
+                rc = -1;
+                break;
+            }
+        }
+        (*ids)[*n] = id;
+        (*sig)[*n] = *p == 's';
+        (*n)++;
+    }
+    gzclose(f);
+    return rc;
+}
+
+int bench_heldout_load(bench_heldout *h, const char *path, char *errstr, size_t n) {
+    memset(h, 0, sizeof *h);
+    unsigned long long *ids = NULL;
+    size_t n_truth = 0;
+    if (heldout_truth(path, &ids, &h->signal, &n_truth, errstr, n)) {
+        free(ids);
+        bench_heldout_free(h);
+        return -1;
+    }
+    sf_replay *r;
+    if (sf_replay_open(&r, path, NULL, NULL, errstr, n)) {
+        free(ids);
+        bench_heldout_free(h);
+        return -1;
+    }
+    int rc = 0;
+    h->json = calloc(n_truth ? n_truth : 1, sizeof *h->json);
+    h->len = calloc(n_truth ? n_truth : 1, sizeof *h->len);
+    if (!h->json || !h->len) {
+        snprintf(errstr, n, "out of memory");
+        rc = -1;
+    }
+    while (rc == 0 && h->n < n_truth) {
+        sf_replay_msg m;
+        int got = sf_replay_next(r, &m, errstr, n);
+        if (got == SF_REPLAY_EOF)
+            break;
+        if (got == SF_REPLAY_BAD)
+            continue;
+        if (got != SF_REPLAY_ROW) {
+            rc = -1;
+            break;
+        }
+        unsigned long long id = m.key ? strtoull(m.key, NULL, 10) : 0;
+        if (id % 10 != 9)
+            continue;
+        if (id != ids[h->n]) {
+            snprintf(errstr, n, "%s: held-out EventId %llu where %llu was expected", path, id,
+                     ids[h->n]);
+            rc = -1;
+            break;
+        }
+        if (!(h->json[h->n] = strndup(m.value, m.value_len))) {
+            snprintf(errstr, n, "out of memory");
+            rc = -1;
+            break;
+        }
+        h->len[h->n] = m.value_len;
+        h->n++;
+    }
+    sf_replay_close(r);
+    free(ids);
+    if (rc == 0 && h->n != n_truth) {
+        snprintf(errstr, n, "%s: %zu held-out rows rendered of %zu", path, h->n, n_truth);
+        rc = -1;
+    }
+    if (rc)
+        bench_heldout_free(h);
+    return rc;
+}
+
+/* ROC AUC of scores p against truth y (Mann-Whitney, ties count half). */
+static int by_score(const void *a, const void *b) {
+    const double *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+static double roc_auc(const float *p, const unsigned char *y, size_t n) {
+    double *v = malloc(n * 2 * sizeof *v);
+    if (!v || n == 0) {
+        free(v);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[2 * i] = p[i];
+        v[2 * i + 1] = y[i];
+    }
+    qsort(v, n, 2 * sizeof *v, by_score);
+    double rank_sum = 0, pos = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && v[2 * j] == v[2 * i])
+            j++;
+        double avg = (double)(i + 1 + j) / 2.0;
+        for (size_t k = i; k < j; k++)
+            if (v[2 * k + 1] > 0.5) {
+                rank_sum += avg;
+                pos++;
+            }
+        i = j;
+    }
+    free(v);
+    double neg = (double)n - pos;
+    return pos > 0 && neg > 0 ? (rank_sum - pos * (pos + 1) / 2) / (pos * neg) : 0;
+}
+
+/* Label agreement with openblas/fp32, the largest probability difference and
+ * the AUC of engine e over the held-out events. */
+static int quality(const bench_limits_conf *c, sf_engine *e, bench_limits *out, char *errstr,
+                   size_t n) {
+    const bench_heldout *h = c->heldout;
+    const sf_model *model = sf_engine_model(e);
+    size_t nin = model->n_inputs, nout = model->n_outputs;
+    int sig = sf_vars_label_index(sf_engine_vars(e), "s");
+    float *x = malloc(h->n * nin * sizeof *x), *y = malloc(h->n * nout * sizeof *y);
+    float *ref = malloc(h->n * nout * sizeof *ref), *ps = malloc(h->n * sizeof *ps);
+    sf_infer *base = sf_infer_new(model, c->batch_size);
+    int rc = -1;
+    if (!x || !y || !ref || !ps || !base || sig < 0) {
+        snprintf(errstr, n, sig < 0 ? "no label 's' for the AUC" : "out of memory");
+        goto out;
+    }
+    char why[512];
+    sf_event_id id;
+    for (size_t i = 0; i < h->n; i++)
+        if (sf_engine_assemble(e, h->json[i], h->len[i], x + i * nin, &id, why, sizeof why)) {
+            snprintf(errstr, n, "held-out event %zu rejected: %s", i, why);
+            goto out;
+        }
+    sf_engine_normalize_rows(e, x, h->n);
+    sf_engine_infer_rows(e, x, h->n, y);
+    sf_infer_run(base, x, h->n, ref);
+    size_t agree = 0;
+    out->max_dp_vs_reference = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        agree += sf_argmax(y + i * nout, nout) == sf_argmax(ref + i * nout, nout);
+        for (size_t k = 0; k < nout; k++) {
+            double d = (double)y[i * nout + k] - (double)ref[i * nout + k];
+            d = d < 0 ? -d : d;
+            if (d > out->max_dp_vs_reference)
+                out->max_dp_vs_reference = d;
+        }
+        ps[i] = y[i * nout + (size_t)sig];
+    }
+    out->label_agreement = h->n ? (double)agree / (double)h->n : 0;
+    out->auc = roc_auc(ps, h->signal, h->n);
+    rc = 0;
+out:
+    sf_infer_free(base);
+    free(x);
+    free(y);
+    free(ref);
+    free(ps);
+    return rc;
 }
 
 /* The stage being timed, called with i = 0, 1, ... cycling through a period. */
@@ -101,8 +315,10 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     ec.emit = SF_EMIT_ALL;
     ec.batch_size = c->batch_size;
     ec.threads = 1;
+    ec.infer = c->infer;
     if (sf_engine_load(&e, &ec, errstr, n))
         goto out;
+    sf_engine_inference(e, &out->info);
     const sf_model *model = sf_engine_model(e);
     size_t nin = model->n_inputs;
     out->parameters = model->n_params;
@@ -142,7 +358,7 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
 
     sf_blas_info before;
     sf_blas_info_get(&before);
-    sf_blas_set_threads(1);
+    sf_engine_set_library_threads(e, 1);
     /* The outputs of one thread, untimed (BLAS buffers, page faults), for the
      * check below. */
     size_t per_batch = c->batch_size * model->n_outputs;
@@ -175,8 +391,30 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     out->inference_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
     sf_engine_set_threads(e, 1);
 
-    sf_blas_set_threads(c->all_threads);
+    /* The library's own threading (OpenBLAS's pool, oneDNN's OpenMP team). */
+    sf_engine_set_library_threads(e, c->all_threads);
     out->inference_blas_threads_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
+    sf_engine_set_library_threads(e, 1);
+
+    /* The bare oneDNN loop, same precision (fp32 for the openblas backend),
+     * timed in turns with the engine on one thread, best of each: on a shared
+     * machine the ratio of two figures taken at different times means little. */
+    bench_bare *bare = bench_bare_new(model, c->infer.precision == SF_PRECISION_BF16,
+                                      c->batch_size, out->bare_impl, sizeof out->bare_impl);
+    out->bare_onednn_eps = -1;
+    if (bare) {
+        for (int turn = 0; turn < 5; turn++) {
+            double ours = timed_rate(c->seconds / 5, step_infer, &j, batches, c->batch_size);
+            double theirs = bench_bare_rate(bare, c->seconds / 5);
+            if (ours > out->inference_1thread_best_eps)
+                out->inference_1thread_best_eps = ours;
+            if (theirs > out->bare_onednn_eps)
+                out->bare_onednn_eps = theirs;
+        }
+        bench_bare_free(bare);
+    }
+    if (c->heldout && quality(c, e, out, errstr, n))
+        goto restore;
     rc = 0;
 restore:
     sf_blas_set_threads(before.threads);

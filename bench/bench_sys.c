@@ -172,10 +172,15 @@ json_t *bench_machine_json(void) {
         snprintf(u.release, sizeof u.release, "unknown");
     sf_blas_info b;
     sf_blas_info_get(&b);
-    return json_pack("{s:i, s:s, s:f, s:b, s:[f,f,f], s:s, s:s, s:s, s:i, s:s, s:b, s:s}",
+    json_t *j = json_pack("{s:i, s:s, s:f, s:b, s:[f,f,f], s:s, s:s, s:s, s:i, s:s, s:b, s:s}",
                      "cores", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpu_model", model, "cpu_mhz",
                      atof(mhz), "cpu_avx512", b.cpu_avx512, "loadavg_at_start", load[0], load[1],
                      load[2], "kernel", u.release, "blas_core", b.corename, "blas_config", b.config,
                      "blas_threads", b.threads, "openblas_coretype_env", b.coretype_env,
                      "blas_kernel_avx512", b.kernel_avx512, "librdkafka", rd_kafka_version_str());
+    json_object_set_new(j, "cpu_bf16", json_boolean(sf_infer_cpu_bf16()));
+    json_object_set_new(j, "blas_generic", json_boolean(b.generic));
+    json_object_set_new(j, "blas_detected_by_openblas", json_string(b.detected[0] ? b.detected : b.corename));
+    json_object_set_new(j, "onednn", json_boolean(sf_infer_backend_available(SF_BACKEND_ONEDNN)));
+    return j;
 }

@@ -207,6 +207,10 @@ int sf_engine_set_threads(sf_engine *e, int n) {
     return rc;
 }
 
+void sf_engine_set_library_threads(sf_engine *e, int n) {
+    sf_infer_set_library_threads(e->m.infer, n);
+}
+
 void sf_engine_normalize(sf_engine *e) { sf_engine_normalize_rows(e, e->m.rows, e->n_rows); }
 
 void sf_engine_infer(sf_engine *e) { sf_engine_infer_rows(e, e->m.rows, e->n_rows, e->m.probs); }

@@ -34,6 +34,4 @@ void sf_infer_bias_activate(const sf_layer *l, float *v, size_t rows, int add_bi
 /* The elementwise layers (SCALE, ACTIVATION) of both backends, fp32. */
 void sf_infer_scale(const sf_layer *l, const float *in, float *out, size_t rows);
 
-int sf_infer_cpu_bf16(void); /* AVX512_BF16 or AMX-BF16 */
-
 #endif

@@ -293,7 +293,7 @@ static void render_model_info(sf_out *o, const sf_metrics *m) {
 }
 
 void sf_metrics_set_inference(sf_metrics *m, const char *backend, const char *precision,
-                              const char *kernel, int threads) {
+                              const char *kernel, int threads, int library_threads) {
     /* Rendered once here, escaped, so a scrape only copies it; on OOM the
      * series disappears rather than lying. */
     sf_out o = {0};
@@ -303,7 +303,7 @@ void sf_metrics_set_inference(sf_metrics *m, const char *backend, const char *pr
     out_label_value(&o, precision);
     out_printf(&o, "\",kernel=\"");
     out_label_value(&o, kernel);
-    out_printf(&o, "\",threads=\"%d\"", threads);
+    out_printf(&o, "\",threads=\"%d\",library_threads=\"%d\"", threads, library_threads);
     if (o.oom) {
         free(o.buf);
         o.buf = NULL;

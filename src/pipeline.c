@@ -72,7 +72,8 @@ static void engine_announce(pipeline *p) {
         sf_infer_info in;
         sf_engine_inference(p->eng, &in);
         sf_metrics_set_inference(p->conf->metrics, sf_backend_name(in.backend),
-                                 sf_precision_name(in.precision), in.kernel, in.threads);
+                                 sf_precision_name(in.precision), in.kernel, in.threads,
+                                 in.library_threads);
     }
     if (p->health)
         sf_health_set_model_loaded(p->health, 1);

@@ -61,7 +61,7 @@ check() {
 }
 
 for k in events_per_s inference_only_events_per_s inference_only_1thread_events_per_s \
-         inference_only_openblas_threads_events_per_s parse_only_events_per_s \
+         inference_only_library_threads_events_per_s parse_only_events_per_s \
          ratio_end_to_end_to_inference_only rss_max_mb cpu_s_per_event.inference \
          cpu_s_per_event.parse_assemble cpu_s_per_event.process; do
     check "a > 0" "$(get "$k")" 0 "$k is not positive"
@@ -87,7 +87,17 @@ else
     echo "skipped: BLAS kernel $(get machine.blas_core) is not batch-independent, so the split pass is not checked bit for bit"
 fi
 check "a >= 1" "$(get config.inference_threads)" 0 "no inference thread count"
-[ "$(get config.blas_threads)" = 1 ] || fail "the split pass did not run BLAS on one thread"
+[ "$(get config.blas_threads)" = 1 ] || fail "the split pass did not run its library on one thread"
+# issue 11: the configuration is always named, and never a generic kernel by default
+for k in backend precision isa; do
+    [ "$(get $k)" != '""' ] || fail "no $k in the report"
+done
+check "a > 0.85 && a <= 1" "$(get heldout_auc)" 0 "held-out AUC"
+check "a >= 0.999" "$(get label_agreement_with_openblas_fp32)" 0 "fp32 labels differ from openblas/fp32"
+if [ "$(get machine.onednn)" = true ]; then
+    [ "$(get backend)" = '"onednn"' ] || fail "auto did not pick oneDNN where it has a JIT kernel"
+    check "a > 0" "$(get inference_vs_bare_onednn)" 0 "no inference_vs_bare_onednn"
+fi
 
 # ---- --rate, the human summary, and the user's BLAS threading respected ---------
 OPENBLAS_NUM_THREADS=1 "$BENCH" --quick --rate 1000 --seconds 0.5 --warmup 0.2 --limit-seconds 0.05 \
@@ -95,7 +105,22 @@ OPENBLAS_NUM_THREADS=1 "$BENCH" --quick --rate 1000 --seconds 0.5 --warmup 0.2 -
 grep -q "^at rate: " "$T/human" || fail "no rate line in the summary"
 grep -q "ev/s end to end" "$T/human" || fail "no end-to-end rate in the summary"
 grep -q "latency:   at " "$T/human" || fail "no latency in the summary"
-grep -q "forward pass on 1 thread(s), 1 BLAS thread(s) each" "$T/human" ||
+grep -q "forward pass on 1 thread(s), 1 library thread(s) each" "$T/human" ||
     fail "OPENBLAS_NUM_THREADS=1 was not respected: $(grep pipeline: "$T/human")"
 grep -q "peak RSS" "$T/human" || fail "no RSS in the summary"
 echo "ok: $(grep 'end to end' "$T/human")"
+
+# ---- --compare: every available backend x precision, one row each ----------------
+env -u OPENBLAS_NUM_THREADS "$BENCH" --quick --compare --json --seconds 0.5 --warmup 0.2 \
+    --limit-seconds 0.05 "${model[@]}" >"$T/cmp" 2>"$T/err" || fail "sigflow-bench --compare failed: $(tail -3 "$T/err")"
+sed -n '/^  "comparison": \[/,/^  \]/p' "$T/cmp" >"$T/cmp_rows"
+rows=$(grep -c '^      "backend": ' "$T/cmp_rows" || true)
+want=1
+grep -q '"onednn": true' "$T/cmp" && want=3
+[ "$rows" -eq "$want" ] || fail "--compare: $rows rows in the comparison, expected $want"
+grep -q '^  "isa": ' "$T/cmp" || fail "--compare: no top-level isa"
+for k in inference_only_1thread_events_per_s inference_only_events_per_s events_per_s \
+         p99_half_load_ms label_agreement_with_openblas_fp32 heldout_auc; do
+    [ "$(grep -c "\"$k\": " "$T/cmp_rows")" -eq "$want" ] || fail "--compare: $k missing"
+done
+echo "ok: --compare, $rows configurations"

@@ -268,6 +268,7 @@ static void test_format_every_family(void **state) {
         {"sigflow_consumer_lag", "gauge"},
         {"sigflow_assigned_partitions", "gauge"},
         {"sigflow_model_info", "gauge"},
+        {"sigflow_inference_info", "gauge"},
         {"sigflow_batch_size", "histogram"},
         {"sigflow_inference_seconds", "histogram"},
         {"sigflow_end_to_end_seconds", "histogram"},
@@ -535,7 +536,19 @@ static void test_model_info_escaping(void **state) {
     sf_metrics_set_model(m, NULL, 0, 0);
     e = render_parse(m);
     assert_int_equal(count_samples(e, "sigflow_model_info"), 0);
+    assert_int_equal(count_samples(e, "sigflow_inference_info"), 0);
     free(e);
+
+    /* What the forward pass runs on (issue 11), escaped like any label. */
+    sf_metrics_set_inference(m, "onednn", "bf16", "brg:avx512_core_amx\"x", 2, 1);
+    e = render_parse(m);
+    assert_true(value_of(e, "sigflow_inference_info",
+                         "backend=\"onednn\",precision=\"bf16\",kernel=\"brg:avx512_core_amx\\\"x\","
+                         "threads=\"2\",library_threads=\"1\"") == 1);
+    free(e);
+    char got[256];
+    sf_metrics_get_inference(m, got, sizeof got);
+    assert_non_null(strstr(got, "backend=\"onednn\""));
     sf_metrics_free(m);
 }
 

@@ -129,5 +129,8 @@ void sf_engine_infer_rows(sf_engine *e, const float *x, size_t n, float *y);
 /* Runs the forward pass on n threads from now on (1: the calling thread only).
  * 0, or -1 when a helper cannot start (the engine then runs on one thread). */
 int sf_engine_set_threads(sf_engine *e, int n);
+/* Threads the backend library may use inside each of those (infer.h's
+ * sf_infer_set_library_threads): sigflow-bench's "library threads" figure. */
+void sf_engine_set_library_threads(sf_engine *e, int n);
 
 #endif

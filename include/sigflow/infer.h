@@ -54,6 +54,9 @@ int sf_precision_parse(const char *s, sf_precision *out);  /* 0 or -1 */
  * JIT kernel here). */
 int sf_infer_backend_available(sf_backend b);
 
+/* The CPU has AVX512_BF16 or AMX-BF16 (bf16 runs natively). */
+int sf_infer_cpu_bf16(void);
+
 /* An engine for `m` (which must outlive it) running up to max_batch rows per
  * call of the backend; larger batches are processed in chunks. 0, or -1 with
  * errstr (BF16 on OPENBLAS, oneDNN missing, out of memory). */

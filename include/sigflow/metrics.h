@@ -50,10 +50,11 @@ void sf_metrics_observe(sf_metrics *m, sf_histogram h, double v);
  * scrapes run (the model can be reloaded). */
 void sf_metrics_set_model(sf_metrics *m, const char *sha256, size_t inputs, size_t outputs);
 
-/* sigflow_inference_info{backend=...,precision=...,kernel=...,threads=...} 1,
+/* sigflow_inference_info{backend=...,precision=...,kernel=...,threads=...,
+ * library_threads=...} 1,
  * what sf_infer_info says of the engine in use; safe while scrapes run. */
 void sf_metrics_set_inference(sf_metrics *m, const char *backend, const char *precision,
-                              const char *kernel, int threads);
+                              const char *kernel, int threads, int library_threads);
 
 /* Copies sigflow_inference_info's labels into buf ("" when not set yet). */
 void sf_metrics_get_inference(const sf_metrics *m, char *buf, size_t size);
