@@ -69,7 +69,12 @@ typedef struct phase {
     double group_cpu[BENCH_T__COUNT];  /* per thread group, s per event */
     double process_cpu;                /* s per event */
     bench_hist hist;                   /* input timestamp to output acknowledgement */
+    bench_hist parts[6];               /* that latency in parts (part_keys) */
 } phase;
+
+/* sf_latency_parts in order, then the feed's own timestamp -> acknowledgement. */
+static const char *const part_keys[6] = {"to_consumer", "batch_wait", "inference", "publish",
+                                         "output_ack", "input_producer_ack"};
 
 typedef struct pipeline_job {
     sf_pipeline_conf conf;
@@ -88,6 +93,8 @@ typedef struct bench {
     sf_metrics *metrics;
     sf_pipeline_stats stats;
     _Atomic(bench_hist *) hist; /* where on_ack records, NULL between windows */
+    _Atomic(bench_hist *) parts; /* where on_ack_parts records (6 of them) */
+    _Atomic(bench_hist *) feed_ack;
     pipeline_job job;
     uint64_t delivered;         /* events fed so far, all phases */
     double prefill_eps;         /* --backlog: how fast the feed filled it */
@@ -103,6 +110,16 @@ static void on_ack(void *opaque, double latency_ms) {
     bench_hist *h = atomic_load_explicit(&b->hist, memory_order_acquire);
     if (h)
         bench_hist_add(h, latency_ms);
+}
+
+static void on_ack_parts(void *opaque, const sf_latency_parts *l) {
+    bench *b = opaque;
+    bench_hist *h = atomic_load_explicit(&b->parts, memory_order_acquire);
+    if (!h)
+        return;
+    const double v[5] = {l->to_consumer, l->batch_wait, l->inference, l->publish, l->ack};
+    for (int i = 0; i < 5; i++)
+        bench_hist_add(&h[i], v[i] > 0 ? v[i] : 0);
 }
 
 static void *pipeline_thread(void *arg) {
@@ -226,7 +243,8 @@ static int run_phase(bench *b, phase *ph, const char *name, double rate, char *e
     ph->name = name;
     ph->offered_rate = rate;
     bench_feed_conf fc = {.brokers = b->brokers, .topic = b->in_topic, .events = b->events,
-                          .rate = rate, .window = o->window, .metrics = b->metrics};
+                          .rate = rate, .window = o->window, .metrics = b->metrics,
+                          .ack_hist = &b->feed_ack};
     bench_feed *feed;
     if (bench_feed_start(&feed, &fc, errstr, n))
         return -1;
@@ -240,10 +258,14 @@ static int run_phase(bench *b, phase *ph, const char *name, double rate, char *e
     sf_metrics_get_inference(b->metrics, inf, sizeof inf);
     const char *lt = strstr(inf, "library_threads=\"");
     b->blas_threads = lt ? atoi(lt + strlen("library_threads=\"")) : -1;
+    atomic_store_explicit(&b->parts, ph->parts, memory_order_release);
+    atomic_store_explicit(&b->feed_ack, &ph->parts[5], memory_order_release);
     atomic_store_explicit(&b->hist, &ph->hist, memory_order_release);
     if (wait_running(b, o->seconds))
         goto died;
     atomic_store_explicit(&b->hist, NULL, memory_order_release);
+    atomic_store_explicit(&b->parts, NULL, memory_order_release);
+    atomic_store_explicit(&b->feed_ack, NULL, memory_order_release);
     snap(b, feed, &s1);
     rc = 0;
     goto stop;
@@ -251,6 +273,8 @@ died:
     snprintf(errstr, n, "pipeline stopped: %s", b->job.err);
 stop:
     atomic_store_explicit(&b->hist, NULL, memory_order_release);
+    atomic_store_explicit(&b->parts, NULL, memory_order_release);
+    atomic_store_explicit(&b->feed_ack, NULL, memory_order_release);
     {
         uint64_t delivered = 0;
         char ferr[512];
@@ -317,6 +341,16 @@ static int run_backlog(bench *b, phase *ph, char *errstr, size_t n) {
 }
 
 /* ---------------------------------------------------------------- output */
+
+static json_t *breakdown_json(const phase *ph) {
+    json_t *o = json_object();
+    for (int i = 0; i < 6; i++)
+        json_object_set_new(o, part_keys[i],
+                            json_pack("{s:f, s:f, s:f}", "p50", bench_hist_quantile(&ph->parts[i], 0.5),
+                                      "p90", bench_hist_quantile(&ph->parts[i], 0.9), "p99",
+                                      bench_hist_quantile(&ph->parts[i], 0.99)));
+    return o;
+}
 
 static json_t *latency_json(const phase *ph) {
     return json_pack("{s:f, s:f, s:f, s:f, s:f, s:I}", "rate_events_per_s", ph->events_per_s, "p50",
@@ -396,6 +430,10 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
            lat->events_per_s, bench_hist_quantile(&lat->hist, 0.5), bench_hist_quantile(&lat->hist, 0.9),
            bench_hist_quantile(&lat->hist, 0.99), bench_hist_max(&lat->hist),
            (unsigned long long)bench_hist_count(&lat->hist));
+    printf("breakdown: p50/p99 ms:");
+    for (int i = 0; i < 6; i++)
+        printf(" %s %.1f/%.1f%s", part_keys[i], bench_hist_quantile(&lat->parts[i], 0.5),
+               bench_hist_quantile(&lat->parts[i], 0.99), i < 5 ? "," : "\n");
     printf("memory:    peak RSS %.1f MB\n", rss);
 }
 
@@ -629,6 +667,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
         snprintf(group, sizeof group, "sigflow-bench");
     }
     b->stats.on_ack = on_ack;
+    b->stats.on_ack_parts = on_ack_parts;
     b->stats.opaque = b;
     int t = sf_blas_inference_threads(); /* what the pipeline will choose */
     b->infer_threads = t > 0 ? t : 1;
@@ -746,6 +785,7 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
     json_object_set_new(out, "config", config);
     json_object_set_new(out, "events_per_s", json_real(top->events_per_s));
     json_object_set_new(out, "latency_ms", latency_json(lat));
+    json_object_set_new(out, "latency_breakdown_ms", breakdown_json(lat));
     json_object_set_new(out, "batch_size_mean", json_real(top->batch_size_mean));
     json_object_set_new(out, "cpu_s_per_event", cpu_json(top));
     json_object_set_new(out, "rss_max_mb", json_real(rss));
@@ -788,12 +828,16 @@ static int run_config(const opts *o, const bench_events *events, const bench_hel
 
     static bench b; /* the histograms make it large for a stack */
     static phase flat, paced;
-    const phase *top, *lat;
+    const phase *top = NULL, *lat = NULL;
     memset(&b, 0, sizeof b);
     b.o = o;
     b.events = events;
     if (stream(&b, &flat, &paced, &top, &lat, err, n))
         return -1;
+    if (!top || !lat) {
+        snprintf(err, n, "no phase was measured");
+        return -1;
+    }
 
     double rss = bench_rss_max_mb();
     json_object_set_new(machine, "blas_threads", json_integer(b.blas_threads));

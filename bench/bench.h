@@ -164,6 +164,9 @@ typedef struct bench_feed_conf {
     uint64_t window;            /* closed loop: events in flight */
     const sf_metrics *metrics;  /* the pipeline's, for SF_C_CONSUMED */
     uint64_t limit;             /* stop after this many events; 0: until stopped */
+    /* Where delivery reports record timestamp -> acknowledgement of the
+     * feed's own messages (its linger and the broker), NULL: nowhere. */
+    _Atomic(bench_hist *) *ack_hist;
 } bench_feed_conf;
 
 int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, size_t errstr_size);

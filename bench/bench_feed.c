@@ -11,6 +11,7 @@
  * shares the machine with what it measures, and decompressing and converting
  * the CSV again for every event cost about 2 us of CPU an event. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
             snprintf(f->err, sizeof f->err, "delivery to %s failed: %s", f->conf.topic,
                      rd_kafka_err2str(m->err));
     } else {
+        bench_hist *h = f->conf.ack_hist ? atomic_load(f->conf.ack_hist) : NULL;
+        /* The produce time rides in the opaque (the report's timestamp is not
+         * the one the pipeline sees). */
+        intptr_t sent_ms = (intptr_t)m->_private;
+        if (h && sent_ms > 0)
+            bench_hist_add(h, sf_clock_wall_ms() - (double)sent_ms);
         atomic_fetch_add(&f->delivered, 1);
     }
 }
@@ -190,7 +197,8 @@ static void *feed_thread(void *arg) {
         while ((err = rd_kafka_producev(
                     f->rk, RD_KAFKA_V_TOPIC(f->conf.topic),
                     RD_KAFKA_V_KEY(ev->key_len[i] ? ev->arena + ev->key[i] : NULL, ev->key_len[i]),
-                    RD_KAFKA_V_VALUE(ev->arena + ev->value[i], ev->value_len[i]), RD_KAFKA_V_END)) ==
+                    RD_KAFKA_V_VALUE(ev->arena + ev->value[i], ev->value_len[i]),
+                    RD_KAFKA_V_OPAQUE((void *)(intptr_t)sf_clock_wall_ms()), RD_KAFKA_V_END)) ==
                    RD_KAFKA_RESP_ERR__QUEUE_FULL &&
                !atomic_load(&f->stop))
             rd_kafka_poll(f->rk, 10);

@@ -103,6 +103,7 @@ sf_out_ref *sf_delivery_ref(sf_delivery_batch *b, int64_t input_ts) {
     sf_out_ref *r = &b->refs[b->n_refs++];
     r->owner = b;
     r->input_ts = input_ts > 0 ? input_ts : 0;
+    r->taken_ms = r->closed_ms = r->inferred_ms = r->produced_ms = 0;
     return r;
 }
 

@@ -89,6 +89,8 @@ static int process_batch(pipeline *p) {
     if (n == 0)
         return 0;
     sf_pipeline_stage_mark(p, SF_STAGE_OTHER);
+    int parts = c->stats && c->stats->on_ack_parts;
+    double closed_ms = parts ? sf_clock_wall_ms() : 0;
     if (c->exactly_once) {
         rd_kafka_error_t *err = rd_kafka_begin_transaction(p->producer);
         if (err) {
@@ -131,6 +133,7 @@ static int process_batch(pipeline *p) {
     sf_engine_infer(e);
     double t1 = sf_clock_s();
     sf_pipeline_stage_mark(p, SF_STAGE_INFERENCE);
+    double inferred_ms = parts ? sf_clock_wall_ms() : 0;
     if (c->metrics) {
         sf_metrics_add(c->metrics, SF_C_CONSUMED, n);
         sf_metrics_add(c->metrics, SF_C_PREDICTED, rows);
@@ -156,8 +159,15 @@ static int process_batch(pipeline *p) {
         }
         rd_kafka_timestamp_type_t tstype;
         int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+        sf_out_ref *ref = sf_pipeline_out_ref(p, f, ts);
+        if (ref && parts) {
+            ref->taken_ms = p->taken_ms[p->row_msg[j]];
+            ref->closed_ms = closed_ms;
+            ref->inferred_ms = inferred_ms;
+            ref->produced_ms = sf_clock_wall_ms();
+        }
         sf_pipeline_produce(p, c->output_topic, id->key_len ? id->key : NULL, id->key_len, out,
-                            (size_t)len, NULL, ts > 0 ? ts : 0, sf_pipeline_out_ref(p, f, ts));
+                            (size_t)len, NULL, ts > 0 ? ts : 0, ref);
     }
     sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
 
@@ -377,6 +387,8 @@ static void add_messages(pipeline *p, rd_kafka_message_t **ms, size_t n) {
         }
         if (p->n_msgs == 0)
             p->first_ms = sf_clock_ms();
+        if (p->conf->stats && p->conf->stats->on_ack_parts)
+            p->taken_ms[p->n_msgs] = sf_clock_wall_ms();
         p->msgs[p->n_msgs++] = m;
     }
 }
@@ -462,8 +474,9 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         return -1;
     p.msgs = calloc(c->engine.batch_size, sizeof *p.msgs);
     p.row_msg = calloc(c->engine.batch_size, sizeof *p.row_msg);
+    p.taken_ms = calloc(c->engine.batch_size, sizeof *p.taken_ms);
     p.dlv = sf_delivery_new(c->exactly_once ? NULL : sf_pipeline_store_offsets, &p);
-    if (!p.msgs || !p.row_msg || !p.dlv) {
+    if (!p.msgs || !p.row_msg || !p.taken_ms || !p.dlv) {
         snprintf(errstr, n, "out of memory");
         goto out;
     }
@@ -543,6 +556,7 @@ out:
     sf_http_stop(http);
     free(p.msgs);
     free(p.row_msg);
+    free(p.taken_ms);
     sf_engine_free(p.eng);
     return rc;
 }

@@ -21,6 +21,7 @@ typedef struct pipeline {
     rd_kafka_queue_t *queue;
 
     rd_kafka_message_t **msgs; /* the batch being filled */
+    double *taken_ms;          /* wall clock when each was taken, for on_ack_parts */
     size_t n_msgs;
     int64_t first_ms;
     size_t *row_msg; /* row j of the batch came from msgs[row_msg[j]] */

@@ -114,6 +114,13 @@ void sf_pipeline_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *
             sf_metrics_observe(p->conf->metrics, SF_H_END_TO_END, latency_ms / 1000.0);
         if (st && st->on_ack)
             st->on_ack(st->opaque, latency_ms);
+        if (st && st->on_ack_parts && ref->produced_ms > 0) {
+            double now = latency_ms + (double)ref->input_ts;
+            sf_latency_parts parts = {ref->taken_ms - (double)ref->input_ts,
+                                      ref->closed_ms - ref->taken_ms, ref->inferred_ms - ref->closed_ms,
+                                      ref->produced_ms - ref->inferred_ms, now - ref->produced_ms};
+            st->on_ack_parts(st->opaque, &parts);
+        }
     }
 }
 

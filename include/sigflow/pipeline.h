@@ -27,6 +27,18 @@ typedef enum {
     SF_STAGE__COUNT
 } sf_stage;
 
+/* Where one output's latency went, in ms, wall clock (sigflow-bench's
+ * breakdown, bench/README.md). The segments add up to the whole latency. */
+typedef struct sf_latency_parts {
+    double to_consumer; /* input timestamp -> taken from the consumer: the input
+                           producer's linger, the broker, the fetch wait */
+    double batch_wait;  /* -> its batch closed (full, or batch_wait_ms after
+                           the batch's first event) */
+    double inference;   /* -> assembled, normalized and through the forward pass */
+    double publish;     /* -> handed to the producer (formatting, earlier outputs) */
+    double ack;         /* -> delivery report: output linger, broker, acks */
+} sf_latency_parts;
+
 /* Optional instrumentation, for sigflow-bench. The pipeline thread adds to the
  * counters as it goes; any thread may read them at any time. */
 typedef struct sf_pipeline_stats {
@@ -37,6 +49,8 @@ typedef struct sf_pipeline_stats {
      * milliseconds from its input's Kafka timestamp to the acknowledgement
      * (NULL: not called). */
     void (*on_ack)(void *opaque, double latency_ms);
+    /* The same output's latency in parts (NULL: not called, not measured). */
+    void (*on_ack_parts)(void *opaque, const sf_latency_parts *parts);
     void *opaque;
 } sf_pipeline_stats;
 
