@@ -149,6 +149,7 @@ int sf_infer_open(sf_infer **out, const sf_model *m, size_t max_batch, const sf_
     e->max_batch = max_batch;
     e->precision = c->precision;
     e->be = backend_of(resolve(c->backend));
+    e->library_threads = 1; /* the backends start so (OpenBLAS: once there are helpers) */
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->go, NULL);
     pthread_cond_init(&e->done, NULL);
@@ -425,8 +426,7 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
             return -1;
         }
         h->started = 1;
-        if (e->library_threads)
-            sf_infer_set_library_threads(h->sub, e->library_threads);
+        sf_infer_set_library_threads(h->sub, e->library_threads);
     }
     return 0;
 }
@@ -469,7 +469,7 @@ size_t sf_argmax(const float *v, size_t n) {
 }
 
 void sf_infer_set_library_threads(sf_infer *e, int n) {
-    e->library_threads = n < 1 ? 1 : n;
+    e->library_threads = n < 0 ? 0 : n;
     e->be->library_threads(e->impl, e->library_threads);
     for (size_t i = 0; i < e->n_helpers; i++)
         e->be->library_threads(e->helpers[i].sub->impl, e->library_threads);
@@ -477,8 +477,10 @@ void sf_infer_set_library_threads(sf_infer *e, int n) {
 
 int sf_infer_use_default_threads(sf_infer *e) {
     int threads = sf_blas_inference_threads();
-    if (threads <= 0)
+    if (threads <= 0) {
+        sf_infer_set_library_threads(e, 0); /* the user's OPENBLAS/OMP_NUM_THREADS */
         return 0;
+    }
     sf_infer_set_library_threads(e, 1);
     return sf_infer_set_threads(e, threads) ? 1 : threads;
 }

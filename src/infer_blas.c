@@ -140,7 +140,8 @@ static void blas_kernel(const void *p, char *buf, size_t size, int *generic) {
 
 static void blas_library_threads(void *p, int n) {
     (void)p;
-    sf_blas_set_threads(n);
+    if (n > 0) /* 0: as OpenBLAS was told by its environment */
+        sf_blas_set_threads(n);
 }
 
 static int blas_library_threads_get(const void *p) {

@@ -324,20 +324,25 @@ static int onednn_open(void **out, const sf_model *m, size_t max_batch, sf_preci
             goto oom;
     CHECK(dnnl_engine_create(&o->eng, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&o->stream, o->eng, dnnl_stream_default_flags));
-    if (omp_get_max_threads() != o->omp_threads)
-        omp_set_num_threads(o->omp_threads);
+    /* Primitives are created for the team they will run with (one thread,
+     * sigflow's policy); the caller's own setting is put back after. */
+    int caller_threads = omp_get_max_threads();
+    omp_set_num_threads(o->omp_threads);
     /* A class whose kernels differ from the largest class's (bf16 takes AVX-512
      * rather than AMX for a few rows) would round differently: such classes
      * are dropped, and their batches padded up to the next one that agrees. */
     for (size_t c = o->n_classes; c-- > 0;) {
         int same = 1;
         for (size_t s = 0; s < o->n_steps; s++)
-            if (o->steps[s].kind == ST_DENSE && build_dense(o, &o->steps[s], c, &same, errstr, n))
+            if (o->steps[s].kind == ST_DENSE && build_dense(o, &o->steps[s], c, &same, errstr, n)) {
+                omp_set_num_threads(caller_threads);
                 goto fail;
+            }
         o->class_ok[c] = 1;
         if (!same)
             drop_class(o, c);
     }
+    omp_set_num_threads(caller_threads);
     if (o->scratch_size) {
         if (!(o->scratch = alloc64(o->scratch_size)))
             goto oom;

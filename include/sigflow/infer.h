@@ -89,7 +89,9 @@ int sf_infer_set_threads(sf_infer *e, int threads);
 
 /* Threads the backend library may use inside one call from each of our
  * threads: OpenBLAS's pool (process-wide), oneDNN's OpenMP team (per calling
- * thread). 1 is sigflow's policy (their pools spin between calls). */
+ * thread). 1 is sigflow's policy (their pools spin between calls, and an
+ * engine starts with it); 0 leaves the library to its environment
+ * (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, else all cores). */
 void sf_infer_set_library_threads(sf_infer *e, int n);
 
 /* sigflow's threading policy, shared by `run` and `predict` so both compute
