@@ -100,10 +100,15 @@ typedef struct bench_heldout {
 int bench_heldout_load(bench_heldout *out, const char *csv_path, char *errstr, size_t errstr_size);
 void bench_heldout_free(bench_heldout *h);
 
+/* The calling thread's CPU time, s (CLOCK_THREAD_CPUTIME_ID). */
+double bench_thread_cpu_s(void);
+
 /* ---- the bare oneDNN loop (bench_bare.c) ----
  * The model's Dense layers as plain oneDNN matmuls (bias + ReLU fused), one
  * thread, `batch` rows. NULL when oneDNN cannot; impl: the implementation
- * strings. bench_bare_rate: events/s over `seconds`. */
+ * strings. bench_bare_rate: events per second of this thread's CPU time,
+ * over `seconds` of it (on a shared machine, wall time would count the other
+ * processes' share too). */
 typedef struct bench_bare bench_bare;
 bench_bare *bench_bare_new(const sf_model *m, int bf16, size_t batch, char *impl, size_t impl_size);
 double bench_bare_rate(bench_bare *b, double seconds);

@@ -125,7 +125,7 @@ fail:
 double bench_bare_rate(bench_bare *bb, double seconds) {
     omp_set_num_threads(1);
     size_t calls = 0;
-    double t0 = sf_clock_s(), t;
+    double t0 = bench_thread_cpu_s(), t;
     do {
         for (size_t i = 0; i < bb->n; i++) {
             bare_layer *b = &bb->layers[i];
@@ -138,7 +138,7 @@ double bench_bare_rate(bench_bare *bb, double seconds) {
         }
         dnnl_stream_wait(bb->stream);
         calls++;
-        t = sf_clock_s();
+        t = bench_thread_cpu_s();
     } while (t - t0 < seconds);
     return (double)calls * (double)bb->batch / (t - t0);
 }

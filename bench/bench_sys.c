@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -99,6 +100,12 @@ void bench_threads_diff(const bench_threads *before, const bench_threads *after,
                 base = before->cpu_s[j];
         cpu_s[after->group[i]] += after->cpu_s[i] - base;
     }
+}
+
+double bench_thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 double bench_process_cpu_s(void) {
