@@ -87,6 +87,13 @@ else
     echo "skipped: BLAS kernel $(get machine.blas_core) is not batch-independent, so the split pass is not checked bit for bit"
 fi
 check "a >= 1" "$(get config.inference_threads)" 0 "no inference thread count"
+# the latency in parts (sf_pipeline_stats.on_ack_parts): every part measured,
+# none larger than the whole
+for part in to_consumer batch_wait inference publish output_ack input_producer_ack; do
+    check "a >= 0 && a <= b + 1" "$(get latency_breakdown_ms.$part.p50)" "$max" "latency part $part"
+done
+check "a > 0" "$(get latency_breakdown_ms.inference.p50)" 0 "no inference time in the breakdown"
+check "a > 0" "$(get latency_breakdown_ms.to_consumer.p50)" 0 "no time to the consumer in the breakdown"
 [ "$(get config.blas_threads)" = 1 ] || fail "the split pass did not run its library on one thread"
 # issue 11: the configuration is always named, and never a generic kernel by default
 for k in backend precision isa; do
