@@ -51,17 +51,19 @@ static void member_free(member *m) {
 static int member_load(member *m, const sf_engine_conf *c, char *errstr, size_t n) {
     if (sf_model_load(&m->model, c->model_path, c->arch_path, errstr, n))
         return -1;
-    if (!c->vars_path)
-        return 0;
-    if (sf_vars_load(&m->vars, c->vars_path, errstr, n) || sf_vars_bind(m->vars, m->model, errstr, n))
-        return -1;
-    m->assembler = sf_assembler_new(m->vars, c->id_field);
+    /* The forward pass even for a model alone, so `inspect` says what run
+     * and predict would run on. */
     if (sf_infer_open(&m->infer, m->model, c->batch_size, &c->infer, errstr, n)) {
         char why[512];
         snprintf(why, sizeof why, "%s", errstr);
         snprintf(errstr, n, "%s: inference engine: %s", c->model_path, why);
         return -1;
     }
+    if (!c->vars_path)
+        return 0;
+    if (sf_vars_load(&m->vars, c->vars_path, errstr, n) || sf_vars_bind(m->vars, m->model, errstr, n))
+        return -1;
+    m->assembler = sf_assembler_new(m->vars, c->id_field);
     m->rows = malloc(c->batch_size * m->model->n_inputs * sizeof *m->rows);
     m->probs = malloc(c->batch_size * m->model->n_outputs * sizeof *m->probs);
     if (!m->assembler || !m->rows || !m->probs) {
@@ -150,10 +152,7 @@ void sf_engine_inference(const sf_engine *e, sf_infer_info *out) {
 }
 
 void sf_engine_describe_inference(const sf_engine *e, char *buf, size_t size) {
-    if (e->m.infer)
-        sf_infer_describe(e->m.infer, buf, size);
-    else
-        snprintf(buf, size, "none (no variables file)");
+    sf_infer_describe(e->m.infer, buf, size);
 }
 
 void sf_engine_describe(const sf_engine *e, char *buf, size_t size) {

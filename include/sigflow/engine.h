@@ -80,8 +80,8 @@ int sf_engine_threads(const sf_engine *e);      /* threads in use; 0: BLAS's own
 void sf_engine_describe(const sf_engine *e, char *buf, size_t size);
 
 /* What the forward pass runs on (backend, precision, kernel, threads), and
- * the same as infer.h's one-line description. Only for an engine with a
- * variables file (one that has a forward pass). */
+ * the same as infer.h's one-line description (a model-only engine has its
+ * forward pass too, for `inspect`). */
 void sf_engine_inference(const sf_engine *e, sf_infer_info *out);
 void sf_engine_describe_inference(const sf_engine *e, char *buf, size_t size);
 

@@ -107,7 +107,7 @@ static void print_text(const sf_model *m, const char *arch, const sf_vars *v, co
     printf("\n");
 }
 
-static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, const sf_infer *e) {
+static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, const sf_engine *e) {
     json_t *layers = json_array();
     for (size_t i = 0; i < m->n_layers; i++) {
         const sf_layer *l = &m->layers[i];
@@ -128,7 +128,7 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, co
                              (json_int_t)m->n_inputs, "outputs", (json_int_t)m->n_outputs,
                              "params", (json_int_t)m->n_params, "layers", layers);
     sf_infer_info in;
-    sf_infer_info_get(e, &in);
+    sf_engine_inference(e, &in);
     json_object_set_new(root, "inference",
                         json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b}", "backend",
                                   sf_backend_name(in.backend), "precision",
@@ -160,10 +160,10 @@ int sf_cmd_inspect(int argc, char **argv) {
     sf_engine_conf ec;
     sf_engine_conf_init(&ec);
     ec.emit = SF_EMIT_ALL; /* shown as loaded: no signal label needed */
-    ec.threads = 1;        /* nothing runs */
+    /* ec.threads stays 0, sigflow's policy, so the "inference" line says what
+     * run and predict would use (nothing runs on those threads). */
     int as_json = 0;
     enum { O_ARCH = 256, O_JSON, O_BACKEND, O_PREC };
-    sf_infer *engine = NULL;
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
         {"variables", required_argument, NULL, 'v'}, {"json", no_argument, NULL, O_JSON},
@@ -203,17 +203,11 @@ int sf_cmd_inspect(int argc, char **argv) {
     const sf_model *m = sf_engine_model(e);
     const sf_vars *v = sf_engine_vars(e);
     const char *arch_path = ec.arch_path;
-    /* The forward pass run and predict would build (the engine has one only
-     * with a variables file), with their threading. */
-    if (sf_infer_open(&engine, m, 512, &ec.infer, err, sizeof err)) {
-        fprintf(stderr, "sigflow inspect: %s: inference engine: %s\n", ec.model_path, err);
-        goto out;
-    }
-    sf_infer_use_default_threads(engine);
+    /* What run and predict would run on: the engine's forward pass. */
     char desc[512];
-    sf_infer_describe(engine, desc, sizeof desc);
+    sf_engine_describe_inference(e, desc, sizeof desc);
     if (as_json) {
-        json_t *j = to_json(m, arch_path, v, engine);
+        json_t *j = to_json(m, arch_path, v, e);
         char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
                     : NULL;
         json_decref(j);
@@ -228,7 +222,6 @@ int sf_cmd_inspect(int argc, char **argv) {
     }
     rc = fflush(stdout) == 0 ? 0 : 2;
 out:
-    sf_infer_free(engine);
     sf_engine_free(e);
     return rc;
 }
