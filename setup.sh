@@ -13,10 +13,12 @@ if [[ ${1:-} == --build-dir ]]; then
 fi
 
 # Build tools and libraries, plus what the tests use (kcat as an independent client;
-# Java and Maven to run Apache Kafka for the real-broker tests and the bench).
+# Java and Maven to run Apache Kafka for the real-broker tests and the bench), and
+# for packaging: dpkg-dev and file (cpack's dependency discovery), groff (the
+# man-page test renders the pages).
 packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjansson-dev
           libevent-dev libcmocka-dev libhdf5-dev zlib1g-dev libdnnl-dev kcat python3
-          openjdk-17-jre-headless maven)
+          openjdk-17-jre-headless maven dpkg-dev file groff)
 
 missing=()
 for p in "${packages[@]}"; do

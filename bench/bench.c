@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "sigflow/args.h"
+#include "sigflow/paths.h"
 #include "sigflow/blas.h"
 #include "sigflow/broker.h"
 #include "sigflow/clock.h"
@@ -462,27 +463,15 @@ static const char usage[] =
     "every available backend x precision in turn, then a table (and a `comparison`\n"
     "array with --json).\n";
 
-/* The bundled model and data: from the source tree named at build time, or by
- * $SIGFLOW_SOURCE_DIR, or relative to the working directory. */
-static const char *source_dir(void) {
-    const char *env = getenv("SIGFLOW_SOURCE_DIR");
-    if (env && *env)
-        return env;
-#ifdef SIGFLOW_SOURCE_DIR
-    return SIGFLOW_SOURCE_DIR;
-#else
-    return ".";
-#endif
-}
-
 /* 0 to run, 1 when --help was printed, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_size) {
     memset(o, 0, sizeof *o);
-    const char *src = source_dir();
+    /* The shipped model and sample, found next to the executable; a missing
+     * one fails later, naming the path, unless an option replaces it. */
     char *model = paths, *vars = paths + paths_size / 3, *file = paths + 2 * (paths_size / 3);
-    snprintf(model, paths_size / 3, "%s/models/higgs_mlp.h5", src);
-    snprintf(vars, paths_size / 3, "%s/models/higgs_variables.json", src);
-    snprintf(file, paths_size / 3, "%s/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz", src);
+    sf_paths_data(SF_PATHS_MODEL, model, paths_size / 3);
+    sf_paths_data(SF_PATHS_VARIABLES, vars, paths_size / 3);
+    sf_paths_data(SF_PATHS_SAMPLE, file, paths_size / 3);
     o->model = model;
     o->vars = vars;
     o->file = file;

@@ -11,6 +11,7 @@
 #include "sigflow/broker.h"
 #include "sigflow/clock.h"
 #include "sigflow/kafka.h"
+#include "sigflow/paths.h"
 #include "sigflow/args.h"
 #include "sigflow/pipeline.h"
 #include "sigflow/replay.h"
@@ -80,12 +81,18 @@ static const char usage[] =
     "prints a summary.\n";
 
 int sf_cmd_demo(int argc, char **argv) {
-    const char *file = SIGFLOW_SOURCE_DIR "/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz";
+    /* The shipped model and sample, found next to the executable (build tree
+     * or install prefix); a missing one fails at load, naming the path. */
+    char model_path[4096], vars_path[4096], sample_path[4096];
+    sf_paths_data(SF_PATHS_MODEL, model_path, sizeof model_path);
+    sf_paths_data(SF_PATHS_VARIABLES, vars_path, sizeof vars_path);
+    sf_paths_data(SF_PATHS_SAMPLE, sample_path, sizeof sample_path);
+    const char *file = sample_path;
     pipeline_job job;
     sf_pipeline_conf *c = &job.conf;
     sf_pipeline_conf_init(c);
-    c->engine.model_path = SIGFLOW_SOURCE_DIR "/models/higgs_mlp.h5";
-    c->engine.vars_path = SIGFLOW_SOURCE_DIR "/models/higgs_variables.json";
+    c->engine.model_path = model_path;
+    c->engine.vars_path = vars_path;
     c->dlq_topic = "events.dlq";
     c->group = "sigflow-demo";
     c->log_level = SF_LOG_WARN;

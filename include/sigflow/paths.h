@@ -1,0 +1,21 @@
+/* paths.h: where the shipped model, variables and sample are, found from the
+ * running executable so an installed tree can move (a relocatable prefix) and
+ * the build tree works the same way.
+ *
+ * Layouts searched, relative to the directory of /proc/self/exe:
+ *   ./share/sigflow/NAME      the build tree (CMake stages the files there)
+ *   ../share/sigflow/NAME     an install prefix (bin/ next to share/) */
+#ifndef SIGFLOW_PATHS_H
+#define SIGFLOW_PATHS_H
+
+#include <stddef.h>
+
+#define SF_PATHS_MODEL "higgs_mlp.h5"
+#define SF_PATHS_VARIABLES "higgs_variables.json"
+#define SF_PATHS_SAMPLE "atlas-higgs-challenge-2014-v2-sample.csv.gz"
+
+/* Writes the path of the shipped file NAME into out. 0, or -1 with out holding
+ * the install-layout candidate (so the caller's "cannot open" names a path). */
+int sf_paths_data(const char *name, char *out, size_t n);
+
+#endif
