@@ -55,6 +55,7 @@ typedef struct opts {
     int broker_pids[MAX_BROKER_PIDS];         /* its processes, for its CPU share */
     size_t n_broker_pids;
     uint64_t backlog;                         /* pre-fill this many, time the catch-up */
+    sf_log_format log_format; /* of the pipeline's warnings */
 } opts;
 
 /* One measured stretch at one input rate. */
@@ -447,7 +448,7 @@ static const char usage[] =
     "                     [--partitions N] [--window N] [--limit-seconds S]\n"
     "                     [--brokers B [--broker-pids P,P...] [--backlog N]]\n"
     "                     [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
-    "                     [--compare] [-X key=value ...] [-F FILE]\n"
+    "                     [--compare] [--log-format text|json] [-X key=value ...] [-F FILE]\n"
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
     "replay of the bundled ATLAS sample and the pipeline together: flat out for S\n"
@@ -491,7 +492,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     long window = 0, v;
     enum { O_VARS = 256, O_FILE, O_SECONDS, O_WARMUP, O_RATE, O_JSON, O_QUICK, O_BS, O_BW, O_BLAS,
            O_PARTS, O_WINDOW, O_LIMIT, O_BROKERS, O_BROKER_PIDS, O_BACKLOG, O_BACKEND, O_PREC,
-           O_COMPARE };
+           O_COMPARE, O_LOGF };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
         {"file", required_argument, NULL, O_FILE}, {"seconds", required_argument, NULL, O_SECONDS},
@@ -506,11 +507,16 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"backlog", required_argument, NULL, O_BACKLOG},
         {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
         {"compare", no_argument, NULL, O_COMPARE},
+        {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":hX:F:", longopts, NULL)) != -1) {
         switch (opt) {
+        case O_LOGF:
+            if (sf_log_format_parse(optarg, &o->log_format))
+                bad = sf_args_bad("sigflow-bench", "--log-format", optarg, "text or json");
+            break;
         case 'X':
             if (sf_kafka_props_add(&o->kafka_props, optarg, err, sizeof err))
                 bad = sf_args_bad("sigflow-bench", "-X", optarg, "key=value");
@@ -673,6 +679,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     c->batch_wait_ms = o->batch_wait_ms;
     c->engine.infer = o->infer;
     c->log_level = SF_LOG_WARN;
+    c->log_format = o->log_format;
     c->stop = &b->job.stop;
     c->stats = &b->stats;
     c->kafka_props = (const char *const *)o->kafka_props.kv;

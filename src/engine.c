@@ -158,16 +158,22 @@ void sf_engine_describe_inference(const sf_engine *e, char *buf, size_t size) {
 void sf_engine_describe(const sf_engine *e, char *buf, size_t size) {
     const sf_engine_conf *c = &e->conf;
     const sf_model *m = e->m.model;
-    char inf[512];
-    sf_engine_describe_inference(e, inf, sizeof inf);
+    sf_infer_info in;
+    sf_infer_info_get(e->m.infer, &in);
     snprintf(buf, size,
-             "model %s (%zu->%zu, %zu layers, %zu parameters, sha256 %.12s), normalize %s, "
-             "select %s%s, forward pass: %s",
+             "model=\"%s\" inputs=%zu outputs=%zu layers=%zu parameters=%zu sha256=\"%.12s\" "
+             "normalize=%s select=%s signal_label=%s backend=%s precision=%s kernel=\"%s\" threads=%d "
+             "library_threads=%d%s%s",
              c->model_path, m->n_inputs, m->n_outputs, m->n_layers, m->n_params, m->sha256,
              c->norm == SF_NORM_L2 ? "l2" : c->norm == SF_NORM_NONE ? "none" : "standard",
-             c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold on " : "argmax is ",
-             c->emit == SF_EMIT_ALL || e->signal_index < 0 ? "" : e->m.vars->labels[e->signal_index],
-             inf);
+             c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold" : "argmax",
+             e->signal_index < 0 ? "none" : e->m.vars->labels[e->signal_index],
+             sf_backend_name(in.backend), sf_precision_name(in.precision), in.kernel, in.threads,
+             in.library_threads,
+             in.generic ? " warning=\"generic kernel on a CPU that has AVX2/AVX-512\"" : "",
+             in.precision == SF_PRECISION_BF16 && !in.bf16_native
+                 ? " bf16_warning=\"emulated: this CPU has neither AVX512_BF16 nor AMX, expect it slower than fp32\""
+                 : "");
 }
 
 void sf_engine_clear(sf_engine *e) { e->n_rows = 0; }

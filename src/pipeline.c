@@ -200,8 +200,8 @@ static int drain(pipeline *p) {
     }
     size_t left = sf_delivery_pending(p->dlv);
     if (left) {
-        sf_log(p->log, SF_LOG_ERROR, "%zu batches still unacknowledged; their offsets are not committed",
-               left);
+        sf_log(p->log, SF_LOG_ERROR,
+               "batches still unacknowledged, their offsets are not committed batches=%zu", left);
         return -1;
     }
     return 0;
@@ -212,7 +212,7 @@ static int drain(pipeline *p) {
 static void log_partitions(pipeline *p, const char *what, const rd_kafka_topic_partition_list_t *l) {
     char buf[1024];
     sf_kafka_partitions_format(buf, sizeof buf, l);
-    sf_log(p->log, SF_LOG_INFO, "%s %d partitions: %s", what, l->cnt, buf);
+    sf_log(p->log, SF_LOG_INFO, "%s partitions count=%d partitions=\"%s\"", what, l->cnt, buf);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -238,7 +238,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (drain(p) == 0 && !p->conf->exactly_once && !lost) {
             rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
             if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
-                sf_log(p->log, SF_LOG_WARN, "commit on revoke: %s", rd_kafka_err2str(cerr));
+                sf_log(p->log, SF_LOG_WARN, "commit on revoke failed error=\"%s\"", rd_kafka_err2str(cerr));
         }
         if (cooperative)
             e = rd_kafka_incremental_unassign(rk, parts);
@@ -246,13 +246,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             aerr = rd_kafka_assign(rk, NULL);
     }
     if (e) {
-        sf_log(p->log, SF_LOG_ERROR, "incremental %s failed: %s",
+        sf_log(p->log, SF_LOG_ERROR, "incremental assignment failed operation=%s error=\"%s\"",
                err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assign" : "unassign",
                rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
     if (aerr)
-        sf_log(p->log, SF_LOG_ERROR, "%s failed: %s",
+        sf_log(p->log, SF_LOG_ERROR, "assignment failed operation=%s error=\"%s\"",
                err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assign" : "unassign",
                rd_kafka_err2str(aerr));
     rd_kafka_topic_partition_list_t *now = NULL;
@@ -285,13 +285,15 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
     }
     /* librdkafka logs the same event through on_kafka_log; repeat it only for
      * debugging. */
-    sf_log(p->log, SF_LOG_DEBUG, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    sf_log(p->log, SF_LOG_DEBUG, "kafka error name=%s error=\"%s\"",
+           rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 /* librdkafka's own log lines, in sigflow's format and under its --log-level. */
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     const pipeline *p = rd_kafka_opaque(rk);
-    sf_log(p->log, sf_kafka_log_level(level), "kafka %s %s: %s", rd_kafka_name(rk), fac, buf);
+    sf_log(p->log, sf_kafka_log_level(level), "librdkafka client=%s facility=%s text=\"%s\"",
+           rd_kafka_name(rk), fac, buf);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -329,7 +331,7 @@ static int check_brokers(pipeline *p, char *errstr, size_t n) {
                                &exists, errstr, n))
         return -1;
     if (!exists)
-        sf_log(p->log, SF_LOG_WARN, "input topic '%s' does not exist (yet); waiting for it",
+        sf_log(p->log, SF_LOG_WARN, "input topic does not exist (yet), waiting for it topic=%s",
                c->input_topic);
     return 0;
 }
@@ -343,12 +345,11 @@ static void report(pipeline *p, int64_t now) {
     double secs = (double)(now - p->report_ms) / 1000.0;
     uint64_t rejected = sf_metrics_rejected_total(c->metrics);
     sf_log(p->log, SF_LOG_INFO,
-           "%.0f events/s consumed, %.0f predicted/s; totals: %" PRIu64 " consumed, %" PRIu64
-           " predicted, %" PRIu64 " signals, %" PRIu64 " dead letters, %" PRIu64 " rejected%s",
+           "throughput consumed_per_s=%.0f predicted_per_s=%.0f consumed=%" PRIu64 " predicted=%" PRIu64
+           " signals=%" PRIu64 " dead_letters=%" PRIu64 " rejected=%" PRIu64 " rejects_not_logged=%" PRIu64,
            (double)(consumed - p->report_consumed) / secs, (double)(predicted - p->report_predicted) / secs,
            consumed, predicted, sf_metrics_get(c->metrics, SF_C_SIGNALS),
-           sf_metrics_get(c->metrics, SF_C_DEAD_LETTERS), rejected,
-           p->rejects_suppressed ? " (some rejections not logged)" : "");
+           sf_metrics_get(c->metrics, SF_C_DEAD_LETTERS), rejected, (uint64_t)p->rejects_suppressed);
     p->report_ms = now;
     p->report_consumed = consumed;
     p->report_predicted = predicted;
@@ -362,7 +363,7 @@ static void maybe_reload(pipeline *p) {
     char err[1024];
     sf_engine *fresh;
     if (sf_engine_reload(p->eng, &fresh, err, sizeof err)) {
-        sf_log(p->log, SF_LOG_ERROR, "reload failed, still serving the previous model: %s", err);
+        sf_log(p->log, SF_LOG_ERROR, "reload failed, still serving the previous model error=\"%s\"", err);
         return;
     }
     process_batch(p); /* events read under the old model are scored by it */
@@ -370,7 +371,7 @@ static void maybe_reload(pipeline *p) {
     p->eng = fresh;
     engine_announce(p);
     const sf_model *m = sf_engine_model(p->eng);
-    sf_log(p->log, SF_LOG_INFO, "reloaded %s (sha256 %.12s, %zu parameters)",
+    sf_log(p->log, SF_LOG_INFO, "reloaded model=\"%s\" sha256=\"%.12s\" parameters=%zu",
            p->conf->engine.model_path, m->sha256, m->n_params);
 }
 
@@ -381,7 +382,7 @@ static void add_messages(pipeline *p, rd_kafka_message_t **ms, size_t n) {
         rd_kafka_message_t *m = ms[i];
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                sf_log(p->log, SF_LOG_WARN, "consumer: %s", rd_kafka_message_errstr(m));
+                sf_log(p->log, SF_LOG_WARN, "consumer error=\"%s\"", rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -451,9 +452,9 @@ static void log_startup(const pipeline *p) {
     char model[1024];
     sf_engine_describe(p->eng, model, sizeof model);
     sf_log(p->log, SF_LOG_INFO,
-           "sigflow run: %s, brokers %s, input %s, output %s, dead letters %s, group %s, "
-           "batch %zu events / %d ms, %s", model, c->brokers, c->input_topic, c->output_topic,
-           c->dlq_topic ? c->dlq_topic : "(log only)", c->group, c->engine.batch_size,
+           "started %s brokers=%s input_topic=%s output_topic=%s dlq_topic=%s group=%s "
+           "batch_size=%zu batch_wait_ms=%d delivery=%s", model, c->brokers, c->input_topic, c->output_topic,
+           c->dlq_topic ? c->dlq_topic : "none", c->group, c->engine.batch_size,
            c->batch_wait_ms, c->exactly_once ? "exactly-once" : "at-least-once");
 }
 
@@ -461,7 +462,7 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
     pipeline p;
     memset(&p, 0, sizeof p);
     p.conf = c;
-    p.log = c->log_level;
+    p.log = (sf_logger){c->log_level, c->log_format};
     sf_http *http = NULL;
     sf_health health;
     int rc = -1;
@@ -489,7 +490,7 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         p.health = &health;
         if (sf_http_start(&http, c->metrics_addr, c->metrics, &health, errstr, n))
             goto out;
-        sf_log(p.log, SF_LOG_INFO, "metrics on %s (port %d): /metrics /healthz /readyz", c->metrics_addr,
+        sf_log(p.log, SF_LOG_INFO, "metrics on /metrics /healthz /readyz addr=%s port=%d", c->metrics_addr,
                sf_http_port(http));
     }
     engine_announce(&p);
@@ -523,12 +524,12 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
 
     /* Stop fetching, finish the batch in flight, flush, commit, leave the group. */
     if (!p.fatal) {
-        sf_log(p.log, SF_LOG_INFO, "stopping: draining the batch in flight");
+        sf_log(p.log, SF_LOG_INFO, "stopping, draining the batch in flight");
         if (drain(&p) == 0) {
             if (!c->exactly_once) {
                 rd_kafka_resp_err_t cerr = rd_kafka_commit(p.consumer, NULL, 0);
                 if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
-                    sf_log(p.log, SF_LOG_WARN, "final commit: %s", rd_kafka_err2str(cerr));
+                    sf_log(p.log, SF_LOG_WARN, "final commit failed error=\"%s\"", rd_kafka_err2str(cerr));
             }
             rc = 0;
         } else {

@@ -15,7 +15,7 @@
 
 typedef struct pipeline {
     const sf_pipeline_conf *conf;
-    sf_log_level log;
+    sf_logger log;
     sf_engine *eng; /* replaced whole on reload */
     rd_kafka_t *consumer, *producer;
     rd_kafka_queue_t *queue;

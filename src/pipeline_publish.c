@@ -17,7 +17,7 @@ void sf_pipeline_store_offsets(void *opaque, rd_kafka_topic_partition_list_t *of
     /* A partition revoked while its outputs were in flight is not ours to
      * commit: its new owner re-reads it (at-least-once). */
     if (err)
-        sf_log(p->log, SF_LOG_DEBUG, "offsets not stored: %s", rd_kafka_err2str(err));
+        sf_log(p->log, SF_LOG_DEBUG, "offsets not stored error=\"%s\"", rd_kafka_err2str(err));
 }
 
 /* The delivery-report opaque of f's next output. */
@@ -150,7 +150,9 @@ void sf_pipeline_dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject
         sf_metrics_reject(c->metrics, reason);
     if (p->rejects_logged < MAX_LOGGED_REJECTS) {
         p->rejects_logged++;
-        sf_log(p->log, SF_LOG_WARN, "rejected event %s (%s): %s", source, sf_reject_name(reason), why);
+        sf_log(p->log, SF_LOG_WARN,
+               "rejected event topic=%s partition=%d offset=%" PRId64 " reason=%s error=\"%s\"",
+               rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, sf_reject_name(reason), why);
     } else {
         p->rejects_suppressed++;
     }
@@ -186,7 +188,7 @@ int sf_pipeline_transaction_commit(pipeline *p, sf_delivery_batch *f) {
         return 0;
     }
     if (err && rd_kafka_error_txn_requires_abort(err)) {
-        sf_log(p->log, SF_LOG_WARN, "transaction aborted, batch will be retried: %s",
+        sf_log(p->log, SF_LOG_WARN, "transaction aborted, batch will be retried error=\"%s\"",
                rd_kafka_error_string(err));
         rd_kafka_error_destroy(err);
         err = rd_kafka_abort_transaction(p->producer, -1);

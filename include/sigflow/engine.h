@@ -75,8 +75,8 @@ size_t sf_engine_n_outputs(const sf_engine *e);
 int sf_engine_signal_index(const sf_engine *e); /* -1 when selection needs none */
 int sf_engine_threads(const sf_engine *e);      /* threads in use; 0: BLAS's own */
 
-/* One line for a start-up log: the model, its shape, the normalization, the
- * selection rule, the threads and the BLAS kernel. */
+/* The start-up log's key=value fields (log.h) of the engine: the model, its
+ * shape, the normalization, the selection rule, the threads and the BLAS kernel. */
 void sf_engine_describe(const sf_engine *e, char *buf, size_t size);
 
 /* What the forward pass runs on (backend, precision, kernel, threads), and

@@ -70,6 +70,7 @@ typedef struct sf_pipeline_conf {
     int connect_timeout_ms;      /* start-up: brokers unreachable for this long is fatal */
     const char *metrics_addr;    /* "HOST:PORT", or NULL / "none" */
     sf_log_level log_level;
+    sf_log_format log_format;    /* text or JSON lines (sf_log) */
     atomic_int *stop;            /* set to stop: drain, flush, commit, leave, return 0 */
     atomic_int *reload;          /* set to reload the model and variables files */
     sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */

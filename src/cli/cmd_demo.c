@@ -75,6 +75,7 @@ static const char usage[] =
     "usage: sigflow demo [--model PATH --variables PATH] [--file CSV] [--limit N]\n"
     "                    [--batch-size N] [--batch-wait-ms MS] [--log-level L]\n"
     "                    [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
+    "                    [--log-format text|json]\n"
     "\n"
     "Starts the embedded broker, replays the bundled ATLAS Higgs sample into 'events',\n"
     "runs the pipeline with the shipped model until every event is processed, and\n"
@@ -97,13 +98,14 @@ int sf_cmd_demo(int argc, char **argv) {
     c->group = "sigflow-demo";
     c->log_level = SF_LOG_WARN;
     long limit = 0, v;
-    enum { O_VARS = 256, O_BS, O_BW, O_LOG, O_BACKEND, O_PREC };
+    enum { O_VARS = 256, O_BS, O_BW, O_LOG, O_BACKEND, O_PREC, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
         {"file", required_argument, NULL, 'f'}, {"limit", required_argument, NULL, 'n'},
         {"batch-size", required_argument, NULL, O_BS}, {"batch-wait-ms", required_argument, NULL, O_BW},
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -133,6 +135,10 @@ int sf_cmd_demo(int argc, char **argv) {
             break;
         case O_BACKEND: bad |= sf_args_backend("sigflow demo", optarg, &c->engine.infer); break;
         case O_PREC: bad |= sf_args_precision("sigflow demo", optarg, &c->engine.infer); break;
+        case O_LOGF:
+            if (sf_log_format_parse(optarg, &c->log_format))
+                bad = sf_args_bad("sigflow demo", "--log-format", optarg, "text or json");
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow demo", opt, argv);
         }

@@ -44,6 +44,7 @@ static const char usage[] =
     "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
     SF_ARGS_INFER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
+    "  --log-format F         text (default) or json: one object per line\n"
     "  -X key=value           librdkafka property for the consumer and producer\n"
     "  -F FILE                librdkafka properties file: key=value lines, # comments\n"
     "                         (keeps secrets out of the process list; in order with -X)\n"
@@ -58,7 +59,7 @@ int sf_cmd_run(int argc, char **argv) {
     char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_ARCH, O_ID, O_LABEL, O_THR, O_EMIT, O_BS, O_BW,
-           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG, O_BACKEND, O_PREC };
+           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG, O_BACKEND, O_PREC, O_LOGF };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -74,6 +75,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"connect-timeout-ms", required_argument, NULL, O_CONN},
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     long v;
@@ -138,6 +140,10 @@ int sf_cmd_run(int argc, char **argv) {
             break;
         case O_BACKEND: bad |= sf_args_backend("sigflow run", optarg, &c.engine.infer); break;
         case O_PREC: bad |= sf_args_precision("sigflow run", optarg, &c.engine.infer); break;
+        case O_LOGF:
+            if (sf_log_format_parse(optarg, &c.log_format))
+                bad = sf_args_bad("sigflow run", "--log-format", optarg, "text or json");
+            break;
         case 'X':
         case 'F':
             if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, err, sizeof err)

@@ -632,9 +632,9 @@ void sft_daemon_start(sft_daemon *d, const char *const *args, int timeout_ms) {
     for (;;) {
         char *log = sft_read_file(d->log, NULL);
         const char *at = log ? strstr(log, "metrics on ") : NULL;
-        at = at ? strstr(at, "(port ") : NULL;
+        at = at ? strstr(at, "port=") : NULL;
         if (at)
-            d->port = atoi(at + 6);
+            d->port = atoi(at + 5);
         free(log);
         if (d->port > 0)
             return;

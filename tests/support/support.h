@@ -161,7 +161,7 @@ pid_t sft_spawn_tied(char *const argv[], const char *out_path, const char *err_p
 typedef struct sft_daemon {
     pid_t pid;    /* 0 once reaped */
     int status;   /* as sft_wait, once reaped */
-    int port;     /* from the "metrics on ... (port N)" log line */
+    int port;     /* from the "metrics on ... port=N" log line */
     char *log;    /* path of its stderr */
 } sft_daemon;
 
