@@ -1,5 +1,7 @@
-/* args.c: strict option parsing, option errors and signal set-up shared by
- * sigflow, sigflow-replay and sigflow-bench (args.h). */
+/* args.c: strict option parsing, option errors, configuration from the
+ * environment and signal set-up shared by sigflow, sigflow-replay and
+ * sigflow-bench (args.h). */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -30,10 +32,145 @@ int sf_args_double(const char *s, double min, double max, double *out) {
     return 0;
 }
 
+#define ENV_PREFIX "SIGFLOW_"
+#define ENV_KAFKA_PREFIX "SIGFLOW_KAFKA_"
+
+/* SIGFLOW_<NAME> of a long option name ("batch-size" -> SIGFLOW_BATCH_SIZE). */
+static void env_name(const char *option, char *out, size_t n) {
+    size_t k = (size_t)snprintf(out, n, "%s", ENV_PREFIX);
+    for (; *option && k + 1 < n; option++)
+        out[k++] = *option == '-' ? '_' : (char)toupper((unsigned char)*option);
+    out[k] = '\0';
+}
+
 int sf_args_bad(const char *prog, const char *option, const char *value, const char *what) {
-    fprintf(stderr, "%s: %s '%s': %s wants %s\n", prog, option, value, option, what);
+    char var[128];
+    const char *env = NULL;
+    if (!strncmp(option, "--", 2)) {
+        env_name(option + 2, var, sizeof var);
+        env = getenv(var);
+    }
+    /* The same pointer as the environment's: the value came from there. */
+    if (env && env == value)
+        fprintf(stderr, "%s: %s (%s) '%s': %s wants %s\n", prog, var, option, value, option, what);
+    else
+        fprintf(stderr, "%s: %s '%s': %s wants %s\n", prog, option, value, option, what);
     return 1;
 }
+
+static int skipped(const char *name, const char *const *skip) {
+    for (; skip && *skip; skip++)
+        if (!strcmp(name, *skip))
+            return 1;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "SIGFLOW_KAFKA_SASL_PASSWORD=x" -> "sasl.password=x" into out. */
+static void kafka_property(const char *var, char *out) {
+    const char *p = var + strlen(ENV_KAFKA_PREFIX);
+    size_t k = 0;
+    for (; *p && *p != '='; p++) {
+        if (p[0] == '_' && p[1] == '_' && p[2] == '_') {
+            out[k++] = '-';
+            p += 2;
+        } else if (p[0] == '_' && p[1] == '_') {
+            out[k++] = '_';
+            p++;
+        } else {
+            out[k++] = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+        }
+    }
+    strcpy(out + k, p); /* "=value" */
+}
+
+char **sf_args_with_env(const struct option *opts, const char *const *skip, char kafka_opt, int argc,
+                        char **argv, int *argc_out, char *errstr, size_t errstr_size) {
+    extern char **environ;
+    size_t n_opts = 0, n_kafka = 0, kafka_bytes = 0;
+    for (const struct option *o = opts; o->name; o++)
+        n_opts++;
+    for (char **e = environ; e && *e; e++)
+        if (!strncmp(*e, ENV_KAFKA_PREFIX, strlen(ENV_KAFKA_PREFIX)) && strchr(*e, '=')) {
+            n_kafka++;
+            kafka_bytes += strlen(*e) + 1;
+        }
+    /* One block: the vector (argv[0], two slots per option and per property,
+     * the rest of argv, NULL), "--name" strings, then the properties. */
+    size_t slots = 1 + 2 * n_opts + 2 * n_kafka + (size_t)argc + 1;
+    size_t name_bytes = 0;
+    for (const struct option *o = opts; o->name; o++)
+        name_bytes += strlen(o->name) + 3;
+    char **v = malloc(slots * sizeof *v + name_bytes + kafka_bytes + 3 * n_kafka);
+    if (!v) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    char *store = (char *)(v + slots);
+    int n = 0;
+    v[n++] = argv[0];
+    for (const struct option *o = opts; o->name; o++) {
+        if (skipped(o->name, skip))
+            continue;
+        char var[128];
+        env_name(o->name, var, sizeof var);
+        const char *val = getenv(var);
+        if (!val)
+            continue;
+        if (o->has_arg == no_argument) {
+            if (!*val || !strcmp(val, "0") || !strcmp(val, "false") || !strcmp(val, "no"))
+                continue;
+            if (strcmp(val, "1") && strcmp(val, "true") && strcmp(val, "yes")) {
+                snprintf(errstr, errstr_size, "%s '%s': expected 1, true, yes, 0, false, no or empty",
+                         var, val);
+                free(v);
+                return NULL;
+            }
+        }
+        v[n++] = store;
+        store += sprintf(store, "--%s", o->name) + 1;
+        if (o->has_arg != no_argument)
+            v[n++] = (char *)val;
+    }
+    char **kafka = (char **)&v[n + n_kafka]; /* sorted in place in the second half of their slots */
+    size_t k = 0;
+    for (char **e = environ; e && *e; e++)
+        if (!strncmp(*e, ENV_KAFKA_PREFIX, strlen(ENV_KAFKA_PREFIX)) && strchr(*e, '=')) {
+            kafka[k++] = store;
+            kafka_property(*e, store);
+            store += strlen(store) + 1;
+        }
+    qsort(kafka, k, sizeof *kafka, cmp_str);
+    char flag[3] = {'-', kafka_opt, '\0'};
+    for (size_t i = 0; i < k; i++) {
+        v[n++] = store;
+        store += sprintf(store, "%s", flag) + 1;
+        v[n++] = kafka[i];
+    }
+    for (int i = 1; i < argc; i++)
+        v[n++] = argv[i];
+    v[n] = NULL;
+    *argc_out = n;
+    return v;
+}
+
+int sf_args_secret(const char *property) {
+    static const char *const words[] = {"password", "secret", "token", "key", "credential", "jaas",
+                                        "oauthbearer.config"};
+    char lower[256];
+    size_t i = 0;
+    for (; property[i] && property[i] != '=' && i + 1 < sizeof lower; i++)
+        lower[i] = (char)tolower((unsigned char)property[i]);
+    lower[i] = '\0';
+    for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
+        if (strstr(lower, words[w]))
+            return 1;
+    return 0;
+}
+
 
 int sf_args_getopt_error(const char *prog, int opt, char *const argv[]) {
     if (opt == ':')

@@ -47,6 +47,14 @@ for prog in sigflow-replay sigflow-bench; do
     check "$prog" "$TMP/help" "$TMP/doc"
 done
 
+# Every option of run has its SIGFLOW_ variable listed under ENVIRONMENT.
+awk '/^\.SH ENVIRONMENT/ {on = 1; next} on && /^\.SH / {exit} on' "$SRC/doc/sigflow.1" | plain >"$TMP/env"
+for opt in $("$BUILD/sigflow" run --help | help_options | grep '^--'); do
+    case $opt in --help | --print-config) continue ;; esac
+    var=SIGFLOW_$(echo "${opt#--}" | tr 'a-z-' 'A-Z_')
+    grep -qw "$var" "$TMP/env" || fail "sigflow run $opt: $var is not under ENVIRONMENT in sigflow.1"
+done
+
 # Every subcommand of `sigflow --help` has its section.
 for cmd in $("$BUILD/sigflow" --help | awk '/^commands:/ {on = 1; next} on && NF {print $1}'); do
     grep -qx ".SS sigflow $cmd" "$SRC/doc/sigflow.1" || fail "sigflow $cmd has no section in sigflow.1"

@@ -10,6 +10,7 @@
 #define SIGFLOW_ARGS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "sigflow/infer.h"
 
@@ -19,12 +20,33 @@ int sf_args_long(const char *s, long min, long max, long *out);
 /* The whole string as a finite number in [min, max]. 0 or -1. */
 int sf_args_double(const char *s, double min, double max, double *out);
 
-/* Prints "PROG: OPTION 'VALUE': OPTION wants WHAT" on stderr and returns 1. */
+/* Prints "PROG: OPTION 'VALUE': OPTION wants WHAT" on stderr and returns 1;
+ * "PROG: VARIABLE (OPTION) 'VALUE': ..." when VALUE came from the environment
+ * (sf_args_with_env). */
 int sf_args_bad(const char *prog, const char *option, const char *value, const char *what);
 
 /* Reports getopt_long's ':' (missing value) or '?' (unknown option) for the
  * option just read and returns 1. */
 int sf_args_getopt_error(const char *prog, int opt, char *const argv[]);
+
+/* Configuration from the environment, the way Kafka tools and their container
+ * images take it. Returns a malloc'd argument vector (one free()) for
+ * getopt_long: argv[0]; then, for each long option of opts not named in skip
+ * (NULL-terminated), the option taken from the variable SIGFLOW_<NAME> (the
+ * name in capitals, '-' as '_'); then, for each variable SIGFLOW_KAFKA_<NAME>,
+ * "-<kafka_opt> name=value" with NAME lower-cased, "___" as '-', "__" as '_'
+ * and '_' as '.'; then argv[1..argc). Options given later win with getopt, so a
+ * flag overrides its variable. A switch (no_argument) is on for 1, true or yes
+ * and off for 0, false, no or empty. NULL, with the variable named in errstr,
+ * on a bad switch value or when out of memory. */
+struct option;
+char **sf_args_with_env(const struct option *opts, const char *const *skip, char kafka_opt, int argc,
+                        char **argv, int *argc_out, char *errstr, size_t errstr_size);
+
+/* Whether a librdkafka property's value is a secret to mask when printed: its
+ * name holds password, secret, token, key, credential, jaas or
+ * oauthbearer.config. */
+int sf_args_secret(const char *property);
 
 /* The stop flag every long-running command uses: SIGINT/SIGTERM set it. */
 typedef atomic_int sf_stop_flag;

@@ -49,7 +49,56 @@ static const char usage[] =
     "  -F FILE                librdkafka properties file: key=value lines, # comments\n"
     "                         (keeps secrets out of the process list; in order with -X)\n"
     "\n"
+    "  --print-config         print the effective configuration (secrets masked) and exit\n"
+    "\n"
+    "Every option can come from the environment: SIGFLOW_BROKERS, SIGFLOW_BATCH_SIZE, ...\n"
+    "(SIGFLOW_ + the option in capitals, '-' as '_'), librdkafka properties from\n"
+    "SIGFLOW_KAFKA_<NAME> (SIGFLOW_KAFKA_SASL_PASSWORD is sasl.password). Flags win.\n"
     "SIGINT/SIGTERM drain the batch in flight, commit and exit 0. SIGHUP reloads the model.\n";
+
+/* What run would use, one option=value per line (the long option names;
+ * librdkafka properties from -X, -F and SIGFLOW_KAFKA_* as kafka.NAME=VALUE in
+ * the order applied, secrets masked), for an operator checking what flags,
+ * SIGFLOW_* variables and defaults add up to. */
+static void print_config(const sf_pipeline_conf *c) {
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    const sf_engine_conf *e = &c->engine;
+    printf("brokers=%s\n", c->brokers);
+    printf("input-topic=%s\n", c->input_topic);
+    printf("output-topic=%s\n", c->output_topic);
+    printf("dlq-topic=%s\n", c->dlq_topic ? c->dlq_topic : "");
+    printf("group=%s\n", c->group);
+    printf("model=%s\n", e->model_path);
+    printf("architecture=%s\n", e->arch_path ? e->arch_path : "");
+    printf("variables=%s\n", e->vars_path);
+    printf("id-field=%s\n", e->id_field ? e->id_field : "");
+    printf("signal-label=%s\n", e->signal_label ? e->signal_label : "");
+    if (e->threshold >= 0)
+        printf("threshold=%.17g\n", e->threshold);
+    else
+        printf("threshold=\n");
+    printf("emit=%s\n", e->emit == SF_EMIT_ALL ? "all" : "signal");
+    printf("batch-size=%zu\n", e->batch_size);
+    printf("batch-wait-ms=%d\n", c->batch_wait_ms);
+    printf("normalize=%s\n", e->norm == SF_NORM_L2 ? "l2" : e->norm == SF_NORM_NONE ? "none" : "standard");
+    printf("max-event-bytes=%zu\n", c->max_event_bytes);
+    printf("exactly-once=%s\n", c->exactly_once ? "true" : "false");
+    printf("transactional-id=%s\n", c->transactional_id ? c->transactional_id : "");
+    printf("metrics-addr=%s\n", c->metrics_addr ? c->metrics_addr : "none");
+    printf("connect-timeout-ms=%d\n", c->connect_timeout_ms);
+    printf("backend=%s\n", sf_backend_name(e->infer.backend));
+    printf("precision=%s\n", sf_precision_name(e->infer.precision));
+    printf("log-level=%s\n", levels[c->log_level]);
+    printf("log-format=%s\n", c->log_format == SF_LOG_JSON ? "json" : "text");
+    for (size_t i = 0; i < c->n_kafka_props; i++) {
+        const char *p = c->kafka_props[i];
+        int name_len = (int)strcspn(p, "=");
+        if (sf_args_secret(p))
+            printf("kafka.%.*s=***\n", name_len, p);
+        else
+            printf("kafka.%s\n", p);
+    }
+}
 
 int sf_cmd_run(int argc, char **argv) {
     sf_pipeline_conf c;
@@ -59,7 +108,7 @@ int sf_cmd_run(int argc, char **argv) {
     char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_ARCH, O_ID, O_LABEL, O_THR, O_EMIT, O_BS, O_BW,
-           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG, O_BACKEND, O_PREC, O_LOGF };
+           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG, O_BACKEND, O_PREC, O_LOGF, O_PRINT };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -76,8 +125,17 @@ int sf_cmd_run(int argc, char **argv) {
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
         {"log-format", required_argument, NULL, O_LOGF},
+        {"print-config", no_argument, NULL, O_PRINT},
         {NULL, 0, NULL, 0}};
-    int opt, bad = 0;
+    /* Variables first, then the command line: getopt keeps the last value. */
+    static const char *const not_from_env[] = {"help", "print-config", NULL};
+    char **args = sf_args_with_env(opts, not_from_env, 'X', argc, argv, &argc, err, sizeof err);
+    if (!args) {
+        fprintf(stderr, "sigflow run: %s\n", err);
+        return 2;
+    }
+    argv = args;
+    int opt, bad = 0, print = 0;
     long v;
     double d;
     opterr = 0;
@@ -152,7 +210,8 @@ int sf_cmd_run(int argc, char **argv) {
                 bad = 1;
             }
             break;
-        case 'h': fputs(usage, stdout); sf_kafka_props_free(&props); return 0;
+        case O_PRINT: print = 1; break;
+        case 'h': fputs(usage, stdout); sf_kafka_props_free(&props); free(args); return 0;
         default: bad = sf_args_getopt_error("sigflow run", opt, argv);
         }
     }
@@ -164,6 +223,7 @@ int sf_cmd_run(int argc, char **argv) {
     if (bad) {
         fputs(usage, stderr);
         sf_kafka_props_free(&props);
+        free(args);
         return 2;
     }
     if (c.exactly_once && !c.transactional_id) {
@@ -174,6 +234,12 @@ int sf_cmd_run(int argc, char **argv) {
     }
     c.kafka_props = (const char *const *)props.kv;
     c.n_kafka_props = props.n;
+    if (print) {
+        print_config(&c);
+        sf_kafka_props_free(&props);
+        free(args);
+        return 0;
+    }
     c.stop = &stop_flag;
     c.reload = &reload_flag;
 
@@ -186,5 +252,6 @@ int sf_cmd_run(int argc, char **argv) {
         fprintf(stderr, "sigflow run: %s\n", err);
     sf_metrics_free(metrics);
     sf_kafka_props_free(&props);
+    free(args);
     return rc;
 }
