@@ -183,26 +183,55 @@ void sf_log_json(char *buf, size_t n, const char *ts, sf_log_level level, const 
     buf[o.len + 1] = '\0';
 }
 
-void sf_log(sf_logger lg, sf_log_level level, const char *fmt, ...) {
-    if (level > lg.level)
-        return;
-    char ts[64], msg[2048], line[16384]; /* room for msg escaped */
+/* One line on stderr, with one fputs. prog: the text prefix of sf_log_cli. */
+static void emit(sf_log_format format, sf_log_level level, const char *prog, const char *msg) {
+    char ts[64], line[16384]; /* room for msg escaped */
     struct timespec now;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (lg.format == SF_LOG_JSON)
+    if (format == SF_LOG_JSON) {
         sf_log_json(line, sizeof line - 1, ts, level, msg);
-    else
+        if (prog) { /* ,"prog":"..." before the closing brace */
+            char tail[256];
+            out o = {tail, sizeof tail, 0, 0};
+            put(&o, ",\"prog\":", 8);
+            put_string(&o, prog, strlen(prog));
+            size_t len = strlen(line);
+            if (!o.full && len + o.len + 2 < sizeof line) {
+                memcpy(line + len - 1, tail, o.len);
+                strcpy(line + len - 1 + o.len, "}");
+            }
+        }
+    } else if (prog) {
+        snprintf(line, sizeof line - 1, "%s: %s", prog, msg);
+    } else {
         snprintf(line, sizeof line - 1, "%s sigflow %-5s %s", ts, level_names[level], msg);
+    }
     size_t len = strlen(line);
     line[len] = '\n';
     line[len + 1] = '\0';
     fputs(line, stderr);
+}
+
+void sf_log(sf_logger lg, sf_log_level level, const char *fmt, ...) {
+    if (level > lg.level)
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    emit(lg.format, level, NULL, msg);
+}
+
+void sf_log_cli(sf_log_format format, sf_log_level level, const char *prog, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    emit(format, level, prog, msg);
 }

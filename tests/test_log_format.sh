@@ -8,12 +8,31 @@ TMP=$(mktemp -d /tmp/sf_test_logfmt.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$TMP"/*.err; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" >&2; done; exit 1; }
 
-for cmd in "$BIN run" "$BIN demo" "$SIGFLOW_BUILD_DIR/sigflow-bench"; do
+for cmd in "$BIN run" "$BIN demo" "$BIN predict" "$BIN inspect" "$SIGFLOW_BUILD_DIR/sigflow-bench"; do
     $cmd --log-format yaml >/dev/null 2>"$TMP/usage.err"; rc=$?
     [ $rc -eq 2 ] || fail "$cmd --log-format yaml: rc $rc"
     grep -q -- "--log-format 'yaml': expected text or json" "$TMP/usage.err" || fail "$cmd --log-format yaml message"
 done
 rm -f "$TMP/usage.err"
+
+# One-shot commands: their own errors as one JSON object naming the command,
+# or as the usual "PROG: MESSAGE" line.
+"$BIN" inspect --model "$TMP/none.h5" --log-format json 2>"$TMP/cli.err"; rc=$?
+[ $rc -eq 2 ] || fail "inspect of a missing model: rc $rc"
+python3 -c '
+import json, sys
+o = json.loads(open(sys.argv[1]).read())
+assert o["level"] == "error" and o["prog"] == "sigflow inspect" and "none.h5" in o["msg"], o
+' "$TMP/cli.err" || fail "inspect --log-format json error line"
+echo '{}' | "$BIN" predict --model "$TMP/none.h5" --variables x --log-format json 2>"$TMP/cli.err"
+python3 -c '
+import json, sys
+o = json.loads(open(sys.argv[1]).read())
+assert o["prog"] == "sigflow predict" and "none.h5" in o["msg"], o
+' "$TMP/cli.err" || fail "predict --log-format json error line"
+"$BIN" inspect --model "$TMP/none.h5" 2>"$TMP/cli.err"
+grep -qx "sigflow inspect: $TMP/none.h5: cannot open: No such file or directory" "$TMP/cli.err" || fail "inspect text error line"
+rm -f "$TMP/cli.err"
 
 "$BIN" demo --limit 600 --log-level info --log-format json >"$TMP/json.out" 2>"$TMP/json.err" || fail "demo json: rc $?"
 "$BIN" demo --limit 600 --log-level info --log-format text >"$TMP/text.out" 2>"$TMP/text.err" || fail "demo text: rc $?"

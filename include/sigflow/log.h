@@ -33,6 +33,12 @@ int sf_log_format_parse(const char *s, sf_log_format *out);
 void sf_log(sf_logger lg, sf_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A one-shot command's message about itself (a model it cannot load, a write
+ * error): "PROG: MSG" in text, as command-line tools print it; in JSON the
+ * object of sf_log with "prog" added. Always written. */
+void sf_log_cli(sf_log_format format, sf_log_level level, const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* The JSON object of one message, without the newline, into out (truncated to
  * fit, always a complete object). Exposed for the tests. */
 void sf_log_json(char *out, size_t n, const char *ts, sf_log_level level, const char *msg);

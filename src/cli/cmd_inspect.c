@@ -15,6 +15,7 @@
 #include "sigflow/args.h"
 #include "sigflow/engine.h"
 #include "sigflow/infer.h"
+#include "sigflow/log.h"
 #include "commands.h"
 
 static const char usage[] =
@@ -27,6 +28,7 @@ static const char usage[] =
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file, checked against the model\n"
     "  --json                 one JSON object instead of text\n"
+    "  --log-format F         stderr messages as text (default) or JSON lines\n"
     SF_ARGS_INFER_USAGE
     "\n"
     "It also builds the inference engine `run` and `predict` would use with the same\n"
@@ -163,11 +165,13 @@ int sf_cmd_inspect(int argc, char **argv) {
     /* ec.threads stays 0, sigflow's policy, so the "inference" line says what
      * run and predict would use (nothing runs on those threads). */
     int as_json = 0;
-    enum { O_ARCH = 256, O_JSON, O_BACKEND, O_PREC };
+    sf_log_format log_format = SF_LOG_TEXT;
+    enum { O_ARCH = 256, O_JSON, O_BACKEND, O_PREC, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
         {"variables", required_argument, NULL, 'v'}, {"json", no_argument, NULL, O_JSON},
         {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"log-format", required_argument, NULL, O_LOGF},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -180,6 +184,10 @@ int sf_cmd_inspect(int argc, char **argv) {
         case O_JSON: as_json = 1; break;
         case O_BACKEND: bad |= sf_args_backend("sigflow inspect", optarg, &ec.infer); break;
         case O_PREC: bad |= sf_args_precision("sigflow inspect", optarg, &ec.infer); break;
+        case O_LOGF:
+            if (sf_log_format_parse(optarg, &log_format))
+                bad = sf_args_bad("sigflow inspect", "--log-format", optarg, "text or json");
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow inspect", opt, argv);
         }
@@ -197,7 +205,7 @@ int sf_cmd_inspect(int argc, char **argv) {
     sf_engine *e = NULL;
     int rc = 2;
     if (sf_engine_load(&e, &ec, err, sizeof err)) {
-        fprintf(stderr, "sigflow inspect: %s\n", err);
+        sf_log_cli(log_format, SF_LOG_ERROR, "sigflow inspect", "%s", err);
         goto out;
     }
     const sf_model *m = sf_engine_model(e);
@@ -212,7 +220,7 @@ int sf_cmd_inspect(int argc, char **argv) {
                     : NULL;
         json_decref(j);
         if (!s) {
-            fprintf(stderr, "sigflow inspect: out of memory\n");
+            sf_log_cli(log_format, SF_LOG_ERROR, "sigflow inspect", "out of memory");
             goto out;
         }
         puts(s);

@@ -12,6 +12,7 @@
 
 #include "sigflow/args.h"
 #include "sigflow/engine.h"
+#include "sigflow/log.h"
 #include "sigflow/output.h"
 #include "commands.h"
 
@@ -27,6 +28,7 @@ static const char usage[] =
     "  --id-field F           event field copied to each output (default EventId; '' for none)\n"
     "  --normalize MODE       standard (default), l2 or none\n"
     "  --batch-size N         events per inference batch (default 512)\n"
+    "  --log-format F         stderr messages as text (default) or JSON lines\n"
     SF_ARGS_INFER_USAGE
     "\n"
     "Exit status: 0 every event predicted, 1 some lines rejected, 2 usage or model error.\n";
@@ -48,6 +50,7 @@ typedef struct predictor {
     char *out;
     size_t out_size;
     uint64_t rejected;
+    sf_log_format log_format;
 } predictor;
 
 static int flush(predictor *p) {
@@ -70,8 +73,8 @@ static int flush(predictor *p) {
                                  sf_engine_vars(p->engine), sf_engine_probs(p->engine, row),
                                  sf_engine_label(p->engine, row), -1, 0);
         if (n < 0) {
-            fprintf(stderr, "sigflow predict: line %llu: output too large\n",
-                    (unsigned long long)s->line);
+            sf_log_cli(p->log_format, SF_LOG_ERROR, "sigflow predict", "line %llu: output too large",
+                       (unsigned long long)s->line);
             return -1;
         }
         fwrite(p->out, 1, (size_t)n, stdout);
@@ -114,7 +117,7 @@ static int predict_stream(predictor *p, FILE *in) {
     }
     free(line);
     if (rc == 0 && ferror(in)) {
-        fprintf(stderr, "sigflow predict: error reading stdin\n");
+        sf_log_cli(p->log_format, SF_LOG_ERROR, "sigflow predict", "error reading stdin");
         rc = -1;
     }
     if (rc == 0)
@@ -142,13 +145,15 @@ int sf_cmd_predict(int argc, char **argv) {
     sf_engine_conf_init(&ec);
     ec.emit = SF_EMIT_ALL; /* every line gets its prediction */
     long batch = 512;
-    enum { O_ARCH = 256, O_ID, O_NORM, O_BS, O_BACKEND, O_PREC };
+    sf_log_format log_format = SF_LOG_TEXT;
+    enum { O_ARCH = 256, O_ID, O_NORM, O_BS, O_BACKEND, O_PREC, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
         {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, O_ID},
         {"normalize", required_argument, NULL, O_NORM},
         {"batch-size", required_argument, NULL, O_BS}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -169,6 +174,10 @@ int sf_cmd_predict(int argc, char **argv) {
             break;
         case O_BACKEND: bad |= sf_args_backend("sigflow predict", optarg, &ec.infer); break;
         case O_PREC: bad |= sf_args_precision("sigflow predict", optarg, &ec.infer); break;
+        case O_LOGF:
+            if (sf_log_format_parse(optarg, &log_format))
+                bad = sf_args_bad("sigflow predict", "--log-format", optarg, "text or json");
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow predict", opt, argv);
         }
@@ -185,28 +194,29 @@ int sf_cmd_predict(int argc, char **argv) {
 
     char err[1024];
     ec.batch_size = (size_t)batch;
-    predictor p = {.id_field = ec.id_field, .batch = ec.batch_size, .slot_cap = 2 * ec.batch_size};
+    predictor p = {.id_field = ec.id_field, .batch = ec.batch_size, .slot_cap = 2 * ec.batch_size,
+                   .log_format = log_format};
     int rc = 2;
     /* The engine applies the daemon's threading, so offline and online results
      * agree bit for bit. */
     if (sf_engine_load(&p.engine, &ec, err, sizeof err)) {
-        fprintf(stderr, "sigflow predict: %s\n", err);
+        sf_log_cli(log_format, SF_LOG_ERROR, "sigflow predict", "%s", err);
         goto out;
     }
     /* Never a silent kernel choice: one line on stderr, as the daemon logs it. */
     char desc[512];
     sf_engine_describe_inference(p.engine, desc, sizeof desc);
-    fprintf(stderr, "sigflow predict: forward pass: %s\n", desc);
+    sf_log_cli(log_format, SF_LOG_INFO, "sigflow predict", "forward pass: %s", desc);
     p.slots = malloc(p.slot_cap * sizeof *p.slots);
     p.out_size = output_size(sf_engine_vars(p.engine), ec.id_field);
     p.out = malloc(p.out_size);
     if (!p.slots || !p.out) {
-        fprintf(stderr, "sigflow predict: out of memory for a batch of %ld events\n", batch);
+        sf_log_cli(log_format, SF_LOG_ERROR, "sigflow predict", "out of memory for a batch of %ld events", batch);
         goto out;
     }
     if (predict_stream(&p, stdin) == 0) {
         if (fflush(stdout) || ferror(stdout))
-            fprintf(stderr, "sigflow predict: error writing stdout\n");
+            sf_log_cli(log_format, SF_LOG_ERROR, "sigflow predict", "error writing stdout");
         else
             rc = p.rejected ? 1 : 0;
     }
