@@ -8,7 +8,7 @@ if ! command -v dpkg-deb >/dev/null; then
     echo "SKIP: dpkg-deb not installed, the Debian package is not checked"
     exit 77
 fi
-TMP=$(mktemp -d /tmp/sf_test_deb.XXXXXX)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sf_test_deb.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; [ -s "$TMP/log" ] && tail -n 20 "$TMP/log" | sed 's/^/  cpack: /' >&2; exit 1; }
 

@@ -6,7 +6,7 @@
 set -u
 BIN=$SIGFLOW_BUILD_DIR/sigflow
 SRC=$SIGFLOW_SOURCE_DIR
-TMP=$(mktemp -d /tmp/sf_test_env.XXXXXX)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sf_test_env.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$TMP"/out "$TMP"/err; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" >&2; done; exit 1; }
 # Only the variables a test sets: none inherited from the caller's shell.

@@ -5,7 +5,7 @@
 set -u
 SRC=$SIGFLOW_SOURCE_DIR
 BUILD=$SIGFLOW_BUILD_DIR
-TMP=$(mktemp -d /tmp/sf_test_install.XXXXXX)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sf_test_install.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$TMP"/out "$TMP"/err; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" >&2; done; exit 1; }
 

@@ -92,7 +92,9 @@ static void test_escaping_and_truncation(void **state) {
 
 /* Runs sf_log with stderr sent to a file; returns what it wrote. */
 static char *captured(sf_logger lg, sf_log_level level, const char *msg) {
-    char path[] = "/tmp/sf_test_log.XXXXXX";
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/sf_test_log.XXXXXX", dir && *dir ? dir : "/tmp");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     fflush(stderr);

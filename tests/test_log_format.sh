@@ -4,7 +4,7 @@
 # format's. A bad value is a usage error on every command that logs.
 set -u
 BIN=$SIGFLOW_BUILD_DIR/sigflow
-TMP=$(mktemp -d /tmp/sf_test_logfmt.XXXXXX)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sf_test_logfmt.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$TMP"/*.err; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" >&2; done; exit 1; }
 

@@ -34,7 +34,7 @@ check() { # name, help text file, documentation text file
     echo "$name: $n options checked"
 }
 
-TMP=$(mktemp -d /tmp/sf_test_man.XXXXXX)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sf_test_man.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 for cmd in run demo predict inspect broker; do
     "$BUILD/sigflow" "$cmd" --help >"$TMP/help" || fail "sigflow $cmd --help failed"
