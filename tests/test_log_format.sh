@@ -11,7 +11,7 @@ fail() { echo "FAIL: $*" >&2; for f in "$TMP"/*.err; do [ -s "$f" ] && sed "s|^|
 for cmd in "$BIN run" "$BIN demo" "$BIN predict" "$BIN inspect" "$SIGFLOW_BUILD_DIR/sigflow-bench"; do
     $cmd --log-format yaml >/dev/null 2>"$TMP/usage.err"; rc=$?
     [ $rc -eq 2 ] || fail "$cmd --log-format yaml: rc $rc"
-    grep -q -- "--log-format 'yaml': expected text or json" "$TMP/usage.err" || fail "$cmd --log-format yaml message"
+    grep -q -- "--log-format 'yaml': --log-format wants text or json" "$TMP/usage.err" || fail "$cmd --log-format yaml message"
 done
 rm -f "$TMP/usage.err"
 
