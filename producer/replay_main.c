@@ -13,6 +13,7 @@
 
 #include "sigflow/args.h"
 #include "sigflow/kafka.h"
+#include "sigflow/log.h"
 #include "sigflow/replay.h"
 
 #define PROG "sigflow-replay"
@@ -40,6 +41,7 @@ static void usage(FILE *f) {
         "      --strict                 stop at the first bad row, exit 1\n"
         "      --timeout SECONDS        broker reachability and delivery bound (default 10)\n"
         "  -q, --quiet                  no progress line\n"
+        "      --log-format FORMAT      stderr messages as text (default) or JSON lines\n"
         "  -X key=value                 librdkafka producer property (repeatable)\n"
         "  -F FILE                      librdkafka properties file: key=value lines,\n"
         "                               # comments (in order with -X)\n"
@@ -62,9 +64,12 @@ static int parse_count(const char *s, uint64_t *out) {
 
 static int is_tty;
 
+/* opaque: the sf_log_format of --log-format. */
 static void on_bad_row(void *opaque, const char *msg) {
-    (void)opaque;
-    fprintf(stderr, "%ssigflow-replay: %s\n", is_tty ? "\r\033[K" : "", msg);
+    if (*(const sf_log_format *)opaque == SF_LOG_JSON)
+        sf_log_cli(SF_LOG_JSON, SF_LOG_WARN, PROG, "bad row error=\"%s\"", msg);
+    else
+        fprintf(stderr, "%ssigflow-replay: %s\n", is_tty ? "\r\033[K" : "", msg);
 }
 
 static void on_progress(void *opaque, const sf_replay_stats *st, uint64_t in_flight) {
@@ -77,7 +82,7 @@ static void on_progress(void *opaque, const sf_replay_stats *st, uint64_t in_fli
 
 int main(int argc, char **argv) {
     enum { O_LIMIT = 256, O_LOOP, O_FOREVER, O_INTERVAL, O_RATE, O_KEY, O_DROP, O_STRICT,
-           O_TIMEOUT };
+           O_TIMEOUT, O_LOGF };
     static const struct option longopts[] = {
         {"brokers", required_argument, NULL, 'b'},
         {"topic", required_argument, NULL, 't'},
@@ -92,6 +97,7 @@ int main(int argc, char **argv) {
         {"strict", no_argument, NULL, O_STRICT},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"quiet", no_argument, NULL, 'q'},
+        {"log-format", required_argument, NULL, O_LOGF},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -100,6 +106,7 @@ int main(int argc, char **argv) {
     char errstr[512];
     int quiet = 0, forever = 0, loop_given = 0;
     double timeout_s = 10;
+    sf_log_format log_format = SF_LOG_TEXT;
     sf_replay_opts o;
     sf_replay_opts_init(&o);
 
@@ -138,6 +145,10 @@ int main(int argc, char **argv) {
         case O_RATE:
             if (sf_args_double(optarg, 0, 1e12, &o.rate) || o.rate == 0)
                 bad = sf_args_bad(PROG, "--rate", optarg, "a positive number of events per second");
+            break;
+        case O_LOGF:
+            if (sf_log_format_parse(optarg, &log_format))
+                bad = sf_args_bad(PROG, "--log-format", optarg, "text or json");
             break;
         case O_KEY: o.key_field = optarg; break;
         case O_DROP: o.drop = optarg; break;
@@ -189,13 +200,13 @@ int main(int argc, char **argv) {
         setup_rc = 2; /* the user's property: a usage error */
     sf_kafka_props_free(&props);
     if (setup_rc) {
-        fprintf(stderr, PROG ": %s\n", errstr);
+        sf_log_cli(log_format, SF_LOG_ERROR, PROG, "%s", errstr);
         rd_kafka_conf_destroy(conf);
         return setup_rc;
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk) {
-        fprintf(stderr, PROG ": cannot create the producer: %s\n", errstr);
+        sf_log_cli(log_format, SF_LOG_ERROR, PROG, "cannot create the producer: %s", errstr);
         rd_kafka_conf_destroy(conf);
         return 1;
     }
@@ -205,7 +216,9 @@ int main(int argc, char **argv) {
 
     is_tty = isatty(STDERR_FILENO);
     o.on_bad_row = on_bad_row;
-    if (is_tty && !quiet)
+    o.opaque = &log_format;
+    /* The progress line rewrites itself on a terminal; JSON lines never do. */
+    if (is_tty && !quiet && log_format == SF_LOG_TEXT)
         o.on_progress = on_progress;
 
     sf_replay_stats st;
@@ -215,13 +228,13 @@ int main(int argc, char **argv) {
     rd_kafka_destroy(rk);
 
     if (rc != 0)
-        fprintf(stderr, "sigflow-replay: %s\n", errstr);
+        sf_log_cli(log_format, SF_LOG_ERROR, PROG, "%s", errstr);
     else if (st.read > 0 && st.skipped == st.read)
-        fprintf(stderr, "sigflow-replay: nothing sent: all %llu rows were bad\n",
-                (unsigned long long)st.read);
+        sf_log_cli(log_format, SF_LOG_ERROR, PROG, "nothing sent: all %llu rows were bad",
+                   (unsigned long long)st.read);
     else if (st.failed > 0)
-        fprintf(stderr, "sigflow-replay: %llu deliveries failed, first: %s\n",
-                (unsigned long long)st.failed, st.error);
+        sf_log_cli(log_format, SF_LOG_ERROR, PROG, "%llu deliveries failed, first: %s",
+                   (unsigned long long)st.failed, st.error);
     /* The summary is printed even after an error: what got through matters. */
     if (rc == 0 || st.read > 0 || st.sent > 0)
         printf("read=%llu sent=%llu delivered=%llu failed=%llu skipped=%llu seconds=%.3f "

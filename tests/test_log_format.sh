@@ -8,7 +8,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/sf_test_logfmt.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$TMP"/*.err; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" >&2; done; exit 1; }
 
-for cmd in "$BIN run" "$BIN demo" "$BIN predict" "$BIN inspect" "$SIGFLOW_BUILD_DIR/sigflow-bench"; do
+for cmd in "$BIN run" "$BIN demo" "$BIN predict" "$BIN inspect" "$BIN broker" "$SIGFLOW_BUILD_DIR/sigflow-bench" \
+           "$SIGFLOW_BUILD_DIR/sigflow-replay"; do
     $cmd --log-format yaml >/dev/null 2>"$TMP/usage.err"; rc=$?
     [ $rc -eq 2 ] || fail "$cmd --log-format yaml: rc $rc"
     grep -q -- "--log-format 'yaml': --log-format wants text or json" "$TMP/usage.err" || fail "$cmd --log-format yaml message"
@@ -32,6 +33,30 @@ assert o["prog"] == "sigflow predict" and "none.h5" in o["msg"], o
 ' "$TMP/cli.err" || fail "predict --log-format json error line"
 "$BIN" inspect --model "$TMP/none.h5" 2>"$TMP/cli.err"
 grep -qx "sigflow inspect: $TMP/none.h5: cannot open: No such file or directory" "$TMP/cli.err" || fail "inspect text error line"
+# sigflow broker: its serving line as JSON with the bootstrap address as a field.
+"$BIN" broker --log-format json >"$TMP/broker.out" 2>"$TMP/broker.err" &
+broker=$!
+timeout 30 bash -c "until grep -q serving '$TMP/broker.err'; do sleep 0.05; done"
+kill -TERM $broker; wait $broker
+python3 -c '
+import json, sys
+o = json.loads(open(sys.argv[1]).readline())
+assert o["msg"] == "serving until SIGINT or SIGTERM" and o["prog"] == "sigflow broker", o
+assert "bootstrap=" + o["bootstrap"] == open(sys.argv[2]).readline().strip(), o
+assert o["topics"] == 3 and o["partitions"] == 8, o
+' "$TMP/broker.err" "$TMP/broker.out" || fail "sigflow broker --log-format json"
+rm -f "$TMP/broker.err" "$TMP/broker.out"
+
+# sigflow-replay: a bad row and the final error (no broker at a closed port) as JSON.
+printf 'EventId,DER_mass_MMC\n1,2\n2\n' >"$TMP/rows.csv"
+"$SIGFLOW_BUILD_DIR/sigflow-replay" -b 127.0.0.1:1 -t events -f "$TMP/rows.csv" --timeout 0.5 \
+    --log-format json >/dev/null 2>"$TMP/cli.err"
+python3 -c '
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+assert objs and all(o["prog"] == "sigflow-replay" and o["ts"] and o["level"] for o in objs), objs
+assert any(o["level"] == "error" for o in objs), objs
+' "$TMP/cli.err" || fail "sigflow-replay --log-format json"
 rm -f "$TMP/cli.err"
 
 "$BIN" demo --limit 600 --log-level info --log-format json >"$TMP/json.out" 2>"$TMP/json.err" || fail "demo json: rc $?"

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "sigflow/args.h"
 #include "sigflow/broker.h"
+#include "sigflow/log.h"
 
 #define MAX_TOPICS 64
 
@@ -60,6 +61,7 @@ int sf_cmd_broker(int argc, char **argv) {
         {"partitions", required_argument, NULL, 'p'},
         {"topic", required_argument, NULL, 't'},
         {"bootstrap-file", required_argument, NULL, 'o'},
+        {"log-format", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -68,6 +70,7 @@ int sf_cmd_broker(int argc, char **argv) {
     int partitions = 8;
     const char *bootstrap_file = NULL;
     char errstr[512];
+    sf_log_format log_format = SF_LOG_TEXT;
 
     opterr = 0;
     optind = 1;
@@ -89,6 +92,10 @@ int sf_cmd_broker(int argc, char **argv) {
             topics[n_topics++] = optarg;
             break;
         case 'o': bootstrap_file = optarg; break;
+        case 'L':
+            if (sf_log_format_parse(optarg, &log_format))
+                return 2 * sf_args_bad("sigflow broker", "--log-format", optarg, "text or json");
+            break;
         case 'h': usage(stdout); return 0;
         default:
             return 2 * sf_args_getopt_error("sigflow broker", opt, argv);
@@ -112,19 +119,20 @@ int sf_cmd_broker(int argc, char **argv) {
 
     sf_broker *b;
     if (sf_broker_start(&b, partitions, topics, n_topics, errstr, sizeof errstr) != 0) {
-        fprintf(stderr, "sigflow %s\n", errstr);
+        sf_log_cli(log_format, SF_LOG_ERROR, "sigflow broker", "%s", errstr);
         return 1;
     }
     const char *addr = sf_broker_bootstrap(b);
     if (bootstrap_file && write_bootstrap_file(bootstrap_file, addr, errstr, sizeof errstr) != 0) {
-        fprintf(stderr, "sigflow broker: bootstrap file %s\n", errstr);
+        sf_log_cli(log_format, SF_LOG_ERROR, "sigflow broker", "bootstrap file %s", errstr);
         sf_broker_stop(b);
         return 1;
     }
     printf("bootstrap=%s\n", addr);
     fflush(stdout);
-    fprintf(stderr, "sigflow broker: serving %zu topic(s) with %d partitions at %s; "
-            "SIGINT or SIGTERM stops\n", n_topics, partitions, addr);
+    sf_log_cli(log_format, SF_LOG_INFO, "sigflow broker",
+               "serving until SIGINT or SIGTERM topics=%zu partitions=%d bootstrap=%s", n_topics,
+               partitions, addr);
 
     sf_args_wait_stop(&stop);
     if (bootstrap_file)
