@@ -167,7 +167,7 @@ static void reload_gives_a_fresh_engine(void **state) {
     assert_string_equal(sf_engine_model(fresh)->sha256, sf_engine_model(e)->sha256);
     sf_engine_describe(fresh, desc, sizeof desc);
     assert_non_null(strstr(desc, "higgs_mlp.h5"));
-    assert_non_null(strstr(desc, "argmax is s"));
+    assert_non_null(strstr(desc, "select=argmax signal_label=s"));
     sf_engine_free(e);
     sf_engine_free(fresh);
 }

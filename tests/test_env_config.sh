@@ -54,6 +54,15 @@ expect kafka.sasl.username=bob
 [ "$(grep -n '^kafka.client.id=' "$TMP/out" | tail -1 | cut -d= -f2)" = from-flag ] || fail "-X does not come after the variable"
 ! grep -q pw1 "$TMP/out" || fail "ssl.key.password printed"
 
+# Properties from -F FILE are shown too, in order, secrets masked.
+printf 'sasl.password=fromfile\n# a comment\nclient.id=file-client\n' >"$TMP/kafka.properties"
+clean "$BIN" run -b b:1 -m m -v v -F "$TMP/kafka.properties" -X client.id=flag --print-config \
+    >"$TMP/out" 2>"$TMP/err" || fail "-F: rc $?"
+expect 'kafka.sasl.password=***'
+[ "$(grep '^kafka.client.id=' "$TMP/out" | tr '\n' ' ')" = "kafka.client.id=file-client kafka.client.id=flag " ] ||
+    fail "-F and -X order: $(grep '^kafka' "$TMP/out")"
+! grep -q fromfile "$TMP/out" || fail "a secret from -F was printed"
+
 # Switches: 0/false/no/empty leave it off.
 for off in 0 false no ""; do
     clean SIGFLOW_EXACTLY_ONCE="$off" "$BIN" run -b b:1 -m m -v v --print-config >"$TMP/out" 2>"$TMP/err" || fail "switch '$off'"
