@@ -44,7 +44,7 @@ done
 
 # The unpacked binaries run and find the packaged model (relocation again).
 dpkg-deb -x "$deb" "$TMP/root" || fail "dpkg-deb -x"
-grep -qx "ExecStart=/usr/bin/sigflow run --log-format json" "$TMP/root/usr/lib/systemd/system/sigflow@.service" ||
+grep -qx "ExecStart=/usr/bin/sigflow run" "$TMP/root/usr/lib/systemd/system/sigflow@.service" ||
     fail "unit does not start /usr/bin/sigflow"
 "$TMP/root/usr/bin/sigflow" inspect --json --model "$TMP/root/usr/share/sigflow/higgs_mlp.h5" \
     --variables "$TMP/root/usr/share/sigflow/higgs_variables.json" >"$TMP/inspect" 2>"$TMP/log" ||

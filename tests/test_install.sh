@@ -22,9 +22,19 @@ for f in bin/sigflow bin/sigflow-replay bin/sigflow-bench; do
 done
 cmp -s "$SRC/models/higgs_mlp.h5" "$TMP/prefix/share/sigflow/higgs_mlp.h5" || fail "installed model differs"
 unit=$TMP/prefix/lib/systemd/system/sigflow@.service
-grep -qx "ExecStart=$TMP/prefix/bin/sigflow run --log-format json" "$unit" || fail "unit ExecStart: $(grep ExecStart "$unit")"
+grep -qx "ExecStart=$TMP/prefix/bin/sigflow run" "$unit" || fail "unit ExecStart: $(grep ExecStart "$unit")"
 grep -q "SIGFLOW_MODEL=$TMP/prefix/share/sigflow/higgs_mlp.h5" "$unit" || fail "unit model path"
 ! grep -q "@SIGFLOW" "$unit" || fail "unit has unsubstituted variables"
+# What the unit runs, as systemd would run it: its Environment= lines plus an
+# instance's environment file, and ExecStart (here with --print-config).
+mapfile -t unit_env < <(sed -n 's/^Environment=//p' "$unit")
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+env -i "${unit_env[@]}" SIGFLOW_BROKERS=kafka1:9093 SIGFLOW_GROUP=higgs $exec_start --print-config \
+    >"$TMP/out" 2>"$TMP/err" || fail "the unit's command with its environment"
+for line in "model=$TMP/prefix/share/sigflow/higgs_mlp.h5" "variables=$TMP/prefix/share/sigflow/higgs_variables.json" \
+            log-format=json brokers=kafka1:9093 group=higgs; do
+    grep -qxF "$line" "$TMP/out" || fail "the unit's configuration lacks $line"
+done
 if command -v systemd-analyze >/dev/null; then
     # Checks the syntax; a missing EnvironmentFile is not an error at this point.
     systemd-analyze verify --man=no "$unit" >"$TMP/err" 2>&1 || fail "systemd-analyze verify"
