@@ -20,7 +20,7 @@ clean SIGFLOW_BROKERS=env1:9092,env2:9092 SIGFLOW_MODEL=/env/model.h5 SIGFLOW_VA
     SIGFLOW_THRESHOLD=0.75 SIGFLOW_EMIT=all SIGFLOW_BATCH_SIZE=64 SIGFLOW_BATCH_WAIT_MS=9 \
     SIGFLOW_NORMALIZE=l2 SIGFLOW_MAX_EVENT_BYTES=2048 SIGFLOW_EXACTLY_ONCE=true \
     SIGFLOW_TRANSACTIONAL_ID=tx-1 SIGFLOW_METRICS_ADDR=127.0.0.1:9999 SIGFLOW_CONNECT_TIMEOUT_MS=1234 \
-    SIGFLOW_LOG_LEVEL=debug SIGFLOW_LOG_FORMAT=json \
+    SIGFLOW_LOG_LEVEL=debug SIGFLOW_LOG_FORMAT=json SIGFLOW_BACKEND=onednn SIGFLOW_PRECISION=bf16 \
     SIGFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL SIGFLOW_KAFKA_SASL_PASSWORD=hunter2 \
     SIGFLOW_KAFKA_LOG__LEVEL=7 SIGFLOW_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET=s3cret \
     "$BIN" run --print-config >"$TMP/out" 2>"$TMP/err" || fail "--print-config from the environment: rc $?"
@@ -28,7 +28,7 @@ for line in brokers=env1:9092,env2:9092 model=/env/model.h5 variables=/env/vars.
             output-topic=out dlq-topic=dlq group=g1 architecture=/env/arch.json id-field=Id signal-label=sig \
             threshold=0.75 emit=all batch-size=64 batch-wait-ms=9 normalize=l2 max-event-bytes=2048 \
             exactly-once=true transactional-id=tx-1 metrics-addr=127.0.0.1:9999 connect-timeout-ms=1234 \
-            log-level=debug log-format=json kafka.security.protocol=SASL_SSL kafka.log_level=7 \
+            log-level=debug log-format=json backend=onednn precision=bf16 kafka.security.protocol=SASL_SSL kafka.log_level=7 \
             'kafka.sasl.password=***' 'kafka.sasl.oauthbearer.client.secret=***'; do
     expect "$line"
 done
