@@ -38,7 +38,9 @@ static int served_find(const served *s, const char *name) {
 static void load_served(served *s) {
     sf_metrics *m = sf_metrics_new();
     assert_non_null(m);
-    sf_metrics_set_model(m, "0123abcd", 30, 2); /* model_info has a series once a model is set */
+    /* the info series exist once the daemon has set them */
+    sf_metrics_set_model(m, "0123abcd", 30, 2);
+    sf_metrics_set_inference(m, "openblas", "fp32", "Haswell", 2, 1);
     char *text = sf_metrics_render(m);
     assert_non_null(text);
     memset(s, 0, sizeof *s);
@@ -187,7 +189,8 @@ static void test_every_queried_metric_is_served(void **state) {
         "sigflow_signals_published_total", "sigflow_dead_letters_total",
         "sigflow_events_rejected_total", "sigflow_batch_size_bucket",
         "sigflow_inference_seconds_bucket", "sigflow_end_to_end_seconds_bucket",
-        "sigflow_consumer_lag", "sigflow_assigned_partitions", "sigflow_model_info"};
+        "sigflow_consumer_lag", "sigflow_assigned_partitions", "sigflow_model_info",
+        "sigflow_inference_info"};
     for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
         char key[130];
         snprintf(key, sizeof key, "%s,", wanted[i]);
