@@ -1,4 +1,4 @@
-/* model.c: sf_model_load, the Keras loader.
+/* model.c: sf_model_load_inprocess, the Keras loader (model_guard.c runs it in a child).
  *
  * A model is trusted with physics decisions, so the loader refuses rather than
  * approximates: every layer class, activation and option it accepts is one the
@@ -660,8 +660,8 @@ static int build_layers(loader *ld, sf_model *m) {
     return 0;
 }
 
-int sf_model_load(sf_model **out, const char *path, const char *arch_path,
-                  char *errstr, size_t errstr_size) {
+int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
+                             char *errstr, size_t errstr_size) {
     loader ld = {.path = path, .file = H5I_INVALID_HID, .weights = H5I_INVALID_HID,
                  .errstr = errstr, .errstr_size = errstr_size};
     sf_model *m = calloc(1, sizeof *m);

@@ -472,7 +472,7 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         return -1;
     }
     if (sf_engine_load(&p.eng, &c->engine, errstr, n))
-        return -1;
+        return -2;
     p.msgs = calloc(c->engine.batch_size, sizeof *p.msgs);
     p.row_msg = calloc(c->engine.batch_size, sizeof *p.row_msg);
     p.taken_ms = calloc(c->engine.batch_size, sizeof *p.taken_ms);

@@ -3,7 +3,10 @@
  * and outputs: a naive float64 forward pass over the loaded arrays is compared
  * with numpy's reference, so the loader is checked without the inference
  * engine. Damaged or unsupported models must be refused with a message naming
- * the file, and the layer and its class where there is one. */
+ * the file, and the layer and its class where there is one. The loader is
+ * called in this process (sf_model_load_inprocess), so that a handle or an
+ * allocation left behind shows here; test_model_guard.c covers the child
+ * process that sf_model_load runs it in. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -41,7 +44,7 @@ static ssize_t open_hdf5_objects(void) {
 static int try_load(sf_model **m, const char *model, const char *arch) {
     errstr[0] = '\0';
     ssize_t before = open_hdf5_objects();
-    int rc = sf_model_load(m, model, arch, errstr, sizeof errstr);
+    int rc = sf_model_load_inprocess(m, model, arch, errstr, sizeof errstr);
     if (open_hdf5_objects() != before)
         fail_msg("loading %s left %zd HDF5 objects open (%s)", model,
                  open_hdf5_objects() - before, rc ? errstr : "loaded");

@@ -3,7 +3,7 @@
  * --variables point at files the test replaces (by rename, as a deployment
  * would); sigflow_model_info must follow the model in use, the outputs must
  * follow the new variables file (its labels), and a reload that fails must
- * leave the old model serving. */
+ * leave the old model serving, including one that crashes or hangs libhdf5. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +24,7 @@
 #define PHASE_EVENTS 100
 #define PHASES 4
 #define WAIT_MS 60000
+#define LOAD_TIMEOUT "3" /* seconds, for the model that hangs libhdf5 */
 
 static const char *const topics[] = {"events", "signals"};
 
@@ -105,6 +106,44 @@ static void run_phase(fixture *f, int phase) {
     assert_true(sft_wait_metric(&f->d, "sigflow_signals_published_total", want, WAIT_MS) == want);
 }
 
+static void install_gz(const char *dst, const char *gz) {
+    char *tmp = sft_gunzip_temp(gz, ".h5");
+    install_copy(dst, tmp);
+    unlink(tmp);
+    free(tmp);
+}
+
+/* SIGHUP, then waits for the log's "reload failed" line after what it held
+ * before, which must name the model file and say why. */
+static void expect_reload_refused(fixture *f, const char *why) {
+    char *before = sft_read_file(f->d.log, NULL);
+    assert_non_null(before);
+    size_t before_len = strlen(before);
+    free(before);
+    assert_int_equal(kill(f->d.pid, SIGHUP), 0);
+    int64_t deadline = sft_now_ms() + WAIT_MS;
+    char *log = NULL;
+    while (sft_now_ms() < deadline) {
+        free(log);
+        log = sft_read_file(f->d.log, NULL);
+        if (log && strlen(log) > before_len && strstr(log + before_len, "reload failed"))
+            break;
+    }
+    assert_non_null(log);
+    const char *failed = strstr(log + before_len, "reload failed");
+    assert_non_null(failed);
+    int len = (int)strcspn(failed, "\n");
+    printf("log: %.*s\n", len, failed);
+    char *line = strndup(failed, (size_t)len);
+    assert_non_null(line);
+    assert_non_null(strstr(line, f->model)); /* it says which file */
+    if (!strstr(line, why))
+        fail_msg("expected \"%s\" in: %s", why, line);
+    free(line);
+    free(log);
+    assert_true(sft_daemon_running(&f->d));
+}
+
 static void reload_and_wait(fixture *f, const char *series) {
     assert_int_equal(kill(f->d.pid, SIGHUP), 0);
     assert_true(sft_wait_metric(&f->d, series, 1, WAIT_MS) == 1);
@@ -121,6 +160,7 @@ static void test_sighup_reload(void **state) {
 
     const char *args[] = {"--brokers", f->brokers, "--model", f->model, "--variables", f->vars,
                           "--group", "ops-reload", "--emit", "all", NULL};
+    assert_int_equal(setenv("SIGFLOW_MODEL_LOAD_TIMEOUT", LOAD_TIMEOUT, 1), 0);
     sft_daemon_start(&f->d, args, WAIT_MS);
     assert_true(sft_scrape(f->d.port, mlp) == 1);
     run_phase(f, 0);
@@ -152,28 +192,15 @@ static void test_sighup_reload(void **state) {
     assert_non_null(strstr(three, "inputs=\"30\",outputs=\"3\""));
     run_phase(f, 2);
 
-    /* Garbage: the reload fails, is logged, and the three-class model keeps
-     * serving. */
-    char *before = sft_read_file(f->d.log, NULL);
-    assert_non_null(before);
-    size_t before_len = strlen(before);
-    free(before);
+    /* Garbage, then the one-byte reproducers of issue 15 on which libhdf5
+     * segfaults or spins: each reload fails, is logged with the file and
+     * why, and the three-class model keeps serving. */
     install(f->model, "this is not an HDF5 file\n", 25);
-    assert_int_equal(kill(f->d.pid, SIGHUP), 0);
-    deadline = sft_now_ms() + WAIT_MS;
-    char *log = NULL;
-    while (sft_now_ms() < deadline) {
-        free(log);
-        log = sft_read_file(f->d.log, NULL);
-        if (log && strlen(log) > before_len && strstr(log + before_len, "reload failed"))
-            break;
-    }
-    assert_non_null(log);
-    const char *failed = strstr(log + before_len, "reload failed");
-    assert_non_null(failed);
-    printf("log: %.*s\n", (int)strcspn(failed, "\n"), failed);
-    assert_non_null(strstr(failed, f->model)); /* it says which file */
-    free(log);
+    expect_reload_refused(f, "not an HDF5 file");
+    install_gz(f->model, FIXTURE("corrupt_segv_2130_10.h5.gz"));
+    expect_reload_refused(f, "the HDF5 library crashed reading it (signal ");
+    install_gz(f->model, FIXTURE("corrupt_hang_6240_7f.h5.gz"));
+    expect_reload_refused(f, "reading it took longer than " LOAD_TIMEOUT " s");
     assert_true(sft_scrape(f->d.port, three) == 1);
     run_phase(f, 3);
     assert_true(sft_daemon_running(&f->d));

@@ -56,9 +56,28 @@ typedef struct sf_model {
 
 /* Loads `path` (HDF5). With arch_path NULL the file must be a whole-model save
  * (root attribute model_config); otherwise it is a weights file and arch_path
- * the model.to_json() text. Returns 0 and *out, or -1 with a message in errstr. */
+ * the model.to_json() text. Returns 0 and *out, or -1 with a message in errstr.
+ *
+ * A model file is untrusted input and libhdf5 can crash or spin on a damaged
+ * one, so the file is parsed in a short-lived child process (fork) that hands
+ * the model back over a pipe; the parent checks what it receives. A child that
+ * dies ("the HDF5 library crashed reading it (signal 11)") or takes longer than
+ * the time limit (killed; "reading it took longer than 10 s") is a load error
+ * like any other. The limit is SF_MODEL_LOAD_TIMEOUT_MS, or the environment's
+ * SIGFLOW_MODEL_LOAD_TIMEOUT in seconds (for slow disks, and for tests). */
+#define SF_MODEL_LOAD_TIMEOUT_MS 10000
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
                   char *errstr, size_t errstr_size);
+
+/* sf_model_load with an explicit time limit in milliseconds. */
+int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
+                          int timeout_ms, char *errstr, size_t errstr_size);
+
+/* The loader itself, in this process, with no protection from the HDF5
+ * library: for the isolation's child, and for tests and fuzzers that look
+ * inside it (leaks on refusal paths). Daemon code calls sf_model_load. */
+int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
+                            char *errstr, size_t errstr_size);
 
 void sf_model_free(sf_model *m);
 

@@ -81,7 +81,8 @@ typedef struct sf_pipeline_conf {
 void sf_pipeline_conf_init(sf_pipeline_conf *conf);
 
 /* Runs until *conf->stop is set (returns 0) or a fatal error (returns -1 with
- * errstr). */
+ * errstr); -2 (with errstr) when the model or variables files are refused at
+ * start-up, before any Kafka client exists: a usage error, not an outage. */
 int sf_pipeline_run(const sf_pipeline_conf *conf, char *errstr, size_t errstr_size);
 
 #endif

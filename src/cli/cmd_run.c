@@ -247,7 +247,8 @@ int sf_cmd_run(int argc, char **argv) {
     c.metrics = metrics;
     sf_args_signals(&stop_flag, &reload_flag);
 
-    int rc = sf_pipeline_run(&c, err, sizeof err) == 0 ? 0 : 1;
+    int r = sf_pipeline_run(&c, err, sizeof err);
+    int rc = r == 0 ? 0 : r == -2 ? 2 : 1; /* 2: the model or variables were refused */
     if (rc)
         fprintf(stderr, "sigflow run: %s\n", err);
     sf_metrics_free(metrics);

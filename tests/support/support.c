@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "sigflow/clock.h"
 #include "sigflow/replay.h"
@@ -550,6 +551,22 @@ int sft_wait_for_text(const char *path, const char *needle, int timeout_ms) {
         sft_nap_ms(20);
     } while (sft_now_ms() < deadline);
     return 0;
+}
+
+char *sft_gunzip_temp(const char *gz_path, const char *suffix) {
+    char *path = sft_temp_path(suffix);
+    gzFile in = gzopen(gz_path, "rb");
+    FILE *out = fopen(path, "wb");
+    if (!in || !out)
+        fail_msg("%s: cannot open (or %s cannot be written)", gz_path, path);
+    char buf[65536];
+    int n;
+    while ((n = gzread(in, buf, sizeof buf)) > 0)
+        assert_int_equal(fwrite(buf, 1, (size_t)n, out), (size_t)n);
+    assert_int_equal(n, 0);
+    assert_int_equal(gzclose(in), Z_OK);
+    assert_int_equal(fclose(out), 0);
+    return path;
 }
 
 char *sft_temp_path(const char *suffix) {

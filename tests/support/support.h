@@ -133,6 +133,11 @@ char *sft_read_file(const char *path, size_t *len);
 /* The directory for temporary files: $TMPDIR, else the system's (P_tmpdir). */
 const char *sft_tmpdir(void);
 
+/* Decompresses a gzip fixture into a fresh temporary file with the given
+ * suffix and returns its path (caller unlinks and frees); fails the test when
+ * the fixture cannot be read. */
+char *sft_gunzip_temp(const char *gz_path, const char *suffix);
+
 /* A fresh temporary path under $TMPDIR with the given suffix (caller frees). */
 char *sft_temp_path(const char *suffix);
 
