@@ -105,7 +105,7 @@ void sf_assembler_free(sf_assembler *a) {
 /* Messages quote event text, which may be cut mid-character by the bound or by
  * snprintf, or come from jansson's "near '...'" context of a broken byte.
  * Consumers put them into JSON, so they are made valid UTF-8 here. */
-static void sanitize_utf8(char *s) {
+void sf_features_clean_message(char *s) {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
         size_t n;
@@ -158,7 +158,7 @@ sf_reject sf_assembler_run(const sf_assembler *a, const char *json, size_t len,
         r = sf_features_run_jansson(a, json, len, row, id, errstr, errstr_size);
     }
     if (r != SF_REJECT_NONE)
-        sanitize_utf8(errstr);
+        sf_features_clean_message(errstr);
     return (sf_reject)r;
 }
 

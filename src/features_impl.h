@@ -14,6 +14,11 @@
  * a delimiter, rounding exactly like strtod. -1 when beyond the double range. */
 int sf_features_parse_number(const char *s, const char *end, double *out);
 
+/* Makes a rejection message valid UTF-8 in place (a '?' per broken byte), as
+ * sf_assembler_run returns it: the raw messages of the two paths may quote
+ * broken bytes differently, the cleaned ones must agree. */
+void sf_features_clean_message(char *s);
+
 /* The two paths. The fast one returns SF_FEATURES_FALLBACK for anything it does
  * not handle; the jansson one always decides. */
 int sf_features_run_fast(const sf_assembler *a, const char *json, size_t len, float *row,
