@@ -5,11 +5,13 @@
  * service, so it is checked strictly: every error names the file and the entry,
  * a duplicate name is refused (it would silently feed one field twice), and the
  * widths must match the model before anything is served. */
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -116,11 +118,18 @@ static int load_inputs(sf_vars *v, const json_t *inputs, const char *where,
             return -1;
         }
         v->n_vars = i + 1;
+        snprintf(at, sizeof at, "%s[%zu] '%.64s'", where, i, var->name);
         if (get_number(v->path, at, e, "offset", 1, &var->offset, NULL, errstr, errstr_size) ||
             get_number(v->path, at, e, "scale", 1, &var->scale, NULL, errstr, errstr_size) ||
             get_number(v->path, at, e, "default", 0, &var->default_value, &var->has_default,
                        errstr, errstr_size))
             return -1;
+        /* (value + offset) * 0 feeds the network a constant: a typo, not a choice. */
+        if (var->scale == 0) {
+            snprintf(errstr, errstr_size, "%s: %s: 'scale' is 0, which erases the variable",
+                     v->path, at);
+            return -1;
+        }
     }
     return 0;
 }
@@ -133,8 +142,11 @@ static int load_labels(sf_vars *v, const json_t *labels, const char *where,
         return -1;
     }
     size_t n = json_array_size(labels);
-    if (n == 0)
-        return 0; /* no names: sf_vars_bind numbers the outputs */
+    if (n == 0) { /* a label would print as "0": say so rather than guess */
+        snprintf(errstr, errstr_size, "%s: %s: empty; name every output, or leave the labels out "
+                 "to have them numbered", v->path, where);
+        return -1;
+    }
     v->labels = calloc(n, sizeof *v->labels);
     if (!v->labels) {
         snprintf(errstr, errstr_size, "%s: out of memory", v->path);
@@ -142,9 +154,10 @@ static int load_labels(sf_vars *v, const json_t *labels, const char *where,
     }
     for (size_t i = 0; i < n; i++) {
         const json_t *l = json_array_get(labels, i);
-        if (!json_is_string(l) || strlen(json_string_value(l)) != json_string_length(l)) {
-            snprintf(errstr, errstr_size, "%s: %s[%zu]: must be a string, got %s", v->path, where,
-                     i, json_type_name(l));
+        if (!json_is_string(l) || strlen(json_string_value(l)) != json_string_length(l) ||
+            json_string_length(l) == 0) {
+            snprintf(errstr, errstr_size, "%s: %s[%zu]: must be a non-empty string, got %s",
+                     v->path, where, i, json_is_string(l) ? "\"\"" : json_type_name(l));
             return -1;
         }
         for (size_t k = 0; k < i; k++) {
@@ -217,7 +230,25 @@ static int load_graph(sf_vars *v, const json_t *root, const json_t *inputs,
 int sf_vars_load(sf_vars **out, const char *path, char *errstr, size_t errstr_size) {
     *out = NULL;
     json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    /* Opened here so a directory or an unreadable path says so, rather than
+     * jansson's "'[' or '{' expected" about the bytes it could not read. */
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        snprintf(errstr, errstr_size, "%s: cannot read: %s", path,
+                 f && S_ISDIR(st.st_mode) ? "it is a directory" : strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    int read_error = ferror(f) ? errno : 0;
+    fclose(f);
+    if (read_error) {
+        json_decref(root);
+        snprintf(errstr, errstr_size, "%s: cannot read: %s", path, strerror(read_error));
+        return -1;
+    }
     if (!root) {
         if (jerr.line > 0)
             snprintf(errstr, errstr_size, "%s: line %d column %d: %s", path, jerr.line,
@@ -285,8 +316,9 @@ int sf_vars_bind(sf_vars *v, const sf_model *m, char *errstr, size_t errstr_size
         return -1;
     }
     if (v->n_labels && v->n_labels != m->n_outputs) {
-        snprintf(errstr, errstr_size, "%s: %zu labels but model %s has %zu outputs", v->path,
-                 v->n_labels, m->path ? m->path : "(model)", m->n_outputs);
+        snprintf(errstr, errstr_size, "%s: %zu labels (%s%s) but model %s has %zu outputs",
+                 v->path, v->n_labels, v->labels[0], v->n_labels > 1 ? ", ..." : "",
+                 m->path ? m->path : "(model)", m->n_outputs);
         return -1;
     }
     if (v->n_labels)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -171,21 +172,21 @@ static void test_errors(void **state) {
              ok);
     expect_error(t, buf, "inputs[1]: 'name' must be a non-empty string", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"name\": \"b\", \"scale\": 1}]}", ok);
-    expect_error(t, buf, "inputs[1]: 'offset' is missing", NULL);
+    expect_error(t, buf, "inputs[1] 'b': 'offset' is missing", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"name\": \"b\", \"offset\": 1}]}", ok);
-    expect_error(t, buf, "inputs[1]: 'scale' is missing", NULL);
+    expect_error(t, buf, "inputs[1] 'b': 'scale' is missing", NULL);
     expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": 0, \"scale\": 1}, "
                     "{\"name\": \"b\", \"offset\": 0, \"scale\": 1}, "
                     "{\"name\": \"c\", \"offset\": 0, \"scale\": 1}, "
                     "{\"name\": \"d\", \"offset\": 0, \"scale\": \"2\"}]}",
-                 "inputs[3]: 'scale' must be a number", "got a string");
+                 "inputs[3] 'd': 'scale' must be a number", "got a string");
     expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": true, \"scale\": 1}]}",
-                 "inputs[0]: 'offset' must be a number", "boolean");
+                 "inputs[0] 'a': 'offset' must be a number", "boolean");
     expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": 0, \"scale\": 1, "
                     "\"default\": \"x\"}]}",
-                 "inputs[0]: 'default' must be a number", NULL);
+                 "inputs[0] 'a': 'default' must be a number", NULL);
     expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": 0, \"scale\": 1e39}]}",
-                 "inputs[0]: 'scale'", "float range");
+                 "inputs[0] 'a': 'scale'", "float range");
     expect_error(t, "{\"inputs\": [3]}", "inputs[0]: must be an object", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [%s, %s]}", ok, ok);
     expect_error(t, buf, "inputs[1]: duplicate variable 'a'", NULL);
@@ -194,7 +195,7 @@ static void test_errors(void **state) {
     snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": \"s\"}", ok);
     expect_error(t, buf, "class_labels: must be an array", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": [\"b\", 1]}", ok);
-    expect_error(t, buf, "class_labels[1]: must be a string", NULL);
+    expect_error(t, buf, "class_labels[1]: must be a non-empty string", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": [\"b\", \"b\"]}", ok);
     expect_error(t, buf, "class_labels[1]: duplicate label 'b'", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"inputs\": [%s]}", ok, ok);
@@ -210,16 +211,74 @@ static void test_errors(void **state) {
                  "inputs[0].variables: no input variables", NULL);
     expect_error(t, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [{\"name\": \"a\", "
                     "\"offset\": 0}]}]}",
-                 "inputs[0].variables[0]: 'scale' is missing", NULL);
+                 "inputs[0].variables[0] 'a': 'scale' is missing", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [%s]}], "
                               "\"outputs\": [{\"labels\": [\"x\"]}, {\"labels\": [\"y\"]}]}", ok);
     expect_error(t, buf, "outputs: 2 output nodes", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [%s]}], "
                               "\"outputs\": [{\"labels\": [\"x\", 2]}]}", ok);
-    expect_error(t, buf, "outputs[0].labels[1]: must be a string", NULL);
+    expect_error(t, buf, "outputs[0].labels[1]: must be a non-empty string", NULL);
     snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [%s]}], "
                               "\"input_sequences\": [{\"name\": \"s\"}]}", ok);
     expect_error(t, buf, "input_sequences", "not supported");
+}
+
+/* Configuration that used to load and then misbehave quietly (issue 15). */
+static void test_refused_quietly_wrong(void **state) {
+    tmp *t = *state;
+    const char *ok = "{\"name\": \"a\", \"offset\": 0, \"scale\": 1}";
+    char buf[512];
+    /* scale 0 makes the input a constant */
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"name\": \"DER_met\", \"offset\": 3, "
+                              "\"scale\": 0}]}", ok);
+    expect_error(t, buf, "inputs[1] 'DER_met': 'scale' is 0", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s, {\"name\": \"b\", \"offset\": 3, "
+                              "\"scale\": -0.0}]}", ok);
+    expect_error(t, buf, "inputs[1] 'b': 'scale' is 0", NULL);
+    /* an offset the float network cannot hold, and one JSON cannot hold */
+    snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"PRI_met\", \"offset\": -1e300, "
+                              "\"scale\": 1}]}");
+    expect_error(t, buf, "inputs[0] 'PRI_met': 'offset'", "float range");
+    expect_error(t, "{\"inputs\": [{\"name\": \"a\", \"offset\": 1e400, \"scale\": 1}]}",
+                 "line 1", "overflow");
+    /* empty labels: the outputs would print as "0", "1" */
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": []}", ok);
+    expect_error(t, buf, "class_labels: empty", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [{\"name\": \"n0\", \"variables\": [%s]}], "
+                              "\"outputs\": [{\"labels\": []}]}", ok);
+    expect_error(t, buf, "outputs[0].labels: empty", NULL);
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": [\"b\", \"\"]}", ok);
+    expect_error(t, buf, "class_labels[1]: must be a non-empty string", "\"\"");
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": [\"s\", \"b\", \"s\"]}", ok);
+    expect_error(t, buf, "class_labels[2]: duplicate label 's'", NULL);
+
+    /* a directory, and a file that cannot be read, say so and name themselves */
+    sf_vars *v = (sf_vars *)1;
+    char err[512];
+    assert_int_equal(sf_vars_load(&v, t->dir, err, sizeof err), -1);
+    assert_null(v);
+    char want[256];
+    snprintf(want, sizeof want, "%s: cannot read: it is a directory", t->dir);
+    assert_string_equal(err, want);
+    put(t, ok);
+    assert_int_equal(chmod(t->path, 0), 0);
+    if (geteuid() != 0) { /* root reads anything */
+        assert_int_equal(sf_vars_load(&v, t->path, err, sizeof err), -1);
+        snprintf(want, sizeof want, "%s: cannot read: Permission denied", t->path);
+        assert_string_equal(err, want);
+    }
+    assert_int_equal(chmod(t->path, 0644), 0);
+    assert_int_equal(sf_vars_load(&v, "/nonexistent/vars.json", err, sizeof err), -1);
+    assert_string_equal(err, "/nonexistent/vars.json: cannot read: No such file or directory");
+
+    /* labels that do not match the model's outputs name both files */
+    snprintf(buf, sizeof buf, "{\"inputs\": [%s], \"class_labels\": [\"b\", \"s\"]}", ok);
+    assert_int_equal(sf_vars_load(&v, put(t, buf), err, sizeof err), 0);
+    sf_model m = {.path = "three.h5", .n_inputs = 1, .n_outputs = 3};
+    assert_int_equal(sf_vars_bind(v, &m, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: 2 labels (b, ...) but model three.h5 has 3 outputs", t->path);
+    assert_string_equal(err, want);
+    sf_vars_free(v);
 }
 
 int main(void) {
@@ -229,6 +288,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_default_labels, setup, teardown),
         cmocka_unit_test(test_bind_mismatch),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_quietly_wrong, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
