@@ -20,6 +20,13 @@ packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjan
           libevent-dev libcmocka-dev libhdf5-dev zlib1g-dev libdnnl-dev kcat python3
           openjdk-17-jre-headless maven dpkg-dev file groff)
 
+# The fuzzing harnesses need clang and its libFuzzer runtime: only when asked for.
+fuzz=0
+for a in "$@"; do
+    [[ $a == -DSIGFLOW_FUZZ=ON ]] && fuzz=1
+done
+((fuzz)) && packages+=(clang libclang-rt-14-dev)
+
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,6 +44,9 @@ if ((${#missing[@]})); then
 fi
 
 if [[ ! -f $build_dir/CMakeCache.txt || $# -gt 0 ]]; then
+    if ((fuzz)); then
+        export CC=clang
+    fi
     cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
 fi
 log=$build_dir/build.log

@@ -1,0 +1,60 @@
+/* fuzz_model.c: the model loader (.h5), through the isolation of
+ * src/model_guard.c by default: a crash or hang of libhdf5 in the child is
+ * contained (a load error naming the file); what counts as a finding is a
+ * crash, leak or sanitizer report in this process, a load that succeeds with
+ * an inconsistent model, or a refusal that does not name the file.
+ *
+ * Coverage from the child does not reach libFuzzer, so FUZZ_MODEL_INPROCESS=1
+ * calls the loader in this process instead, for coverage-guided runs under
+ * -fork with -ignore_crashes (tests/fuzz/run.sh then replays each crash
+ * through the isolation and classifies it by where it happened). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sigflow/model.h"
+#include "fuzz_util.h"
+
+static int inprocess;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    const char *e = getenv("FUZZ_MODEL_INPROCESS");
+    inprocess = e && !strcmp(e, "1");
+    return 0;
+}
+
+static void check_model(const sf_model *m, const char *path) {
+    FUZZ_CHECK(m && !strcmp(m->path, path), "path");
+    FUZZ_CHECK(m->n_layers > 0 && m->n_inputs > 0 && m->n_outputs > 0, "empty model");
+    size_t width = m->n_inputs;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const sf_layer *l = &m->layers[i];
+        FUZZ_CHECK(l->n_in == width, "layer %zu: n_in %zu after width %zu", i, l->n_in, width);
+        if (l->kind == SF_LAYER_DENSE)
+            FUZZ_CHECK(l->kernel != NULL, "dense layer %zu without kernel", i);
+        else
+            FUZZ_CHECK(l->n_out == l->n_in, "layer %zu changes width", i);
+        if (l->kind == SF_LAYER_SCALE)
+            FUZZ_CHECK(l->scale && l->bias, "scale layer %zu without arrays", i);
+        width = l->n_out;
+    }
+    FUZZ_CHECK(width == m->n_outputs, "outputs");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    char err[2048] = "";
+    sf_model *m = NULL;
+    const char *path = fuzz_scratch(".h5", data, size);
+    int rc = inprocess ? sf_model_load_inprocess(&m, path, NULL, err, sizeof err)
+                       : sf_model_load_guarded(&m, path, NULL, 5000, err, sizeof err);
+    if (rc == 0) {
+        check_model(m, path);
+        sf_model_free(m);
+    } else {
+        FUZZ_CHECK(m == NULL, "refused but returned a model");
+        FUZZ_CHECK(!strncmp(err, path, strlen(path)), "message does not name the file: %s", err);
+    }
+    return 0;
+}

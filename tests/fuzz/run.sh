@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# tests/fuzz/run.sh SECONDS [HARNESS...]: runs each libFuzzer harness (event,
+# vars, model, csv, http; default all) for SECONDS, one after the other, from the
+# committed seeds plus the corpus it grew before. Exits non-zero when any harness
+# found something (crash, leak, sanitizer report, failed check, timeout, OOM) and
+# prints the reproducer. Needs the fuzz build:
+#   ./setup.sh --build-dir build-fuzz -DSIGFLOW_FUZZ=ON
+# SIGFLOW_FUZZ_BUILD (default build-fuzz) and SIGFLOW_FUZZ_OUT (default
+# $SIGFLOW_FUZZ_BUILD/fuzz-out) move things; extra libFuzzer flags go in
+# SIGFLOW_FUZZ_FLAGS (e.g. -jobs=2 -workers=2).
+#
+# The model harness loads through the isolation of src/model_guard.c: libhdf5
+# crashing or hanging in the loader's child is a refused load, not a finding.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+src=$PWD
+
+secs=${1:-}
+[[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: tests/fuzz/run.sh SECONDS [event vars model csv http]" >&2; exit 2; }
+shift
+harnesses=("$@")
+((${#harnesses[@]})) || harnesses=(event vars model csv http)
+build=${SIGFLOW_FUZZ_BUILD:-build-fuzz}
+out=${SIGFLOW_FUZZ_OUT:-$build/fuzz-out}
+
+# Per-input time limits are generous: the machine is shared and the sanitizers
+# slow everything; a real hang still shows (the loader's own limit is 5 s here).
+# -rss_limit_mb leaves room for ASan's shadow and quarantine.
+declare -A max_len=([event]=4096 [vars]=8192 [model]=65536 [csv]=8192 [http]=4096)
+declare -A timeout=([event]=20 [vars]=20 [model]=60 [csv]=20 [http]=60)
+
+seed() { # $1 harness, $2 seed dir to fill
+    case $1 in
+        event | http) cp "$src/tests/fuzz/seeds/$1/"* "$2/" ;;
+        vars) cp "$src"/tests/fixtures/vars_*.json "$2/" ;;
+        model) cp "$src"/tests/fixtures/model_{mlp,mlp_vlen,bn,functional,three}.h5 \
+                  "$src"/tests/fixtures/bad_{missing_layer,missing_weight,truncated}.h5 "$2/" ;;
+        csv) cp "$src"/tests/fixtures/csv_* "$2/" ;;
+    esac
+}
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$src/tests/fuzz/lsan.supp:print_suppressions=0}
+status=0
+printf '%-6s %8s %12s %8s %8s %8s  %s\n' harness seconds executions exec/s cov corpus result
+for h in "${harnesses[@]}"; do
+    bin=$build/tests/fuzz/fuzz_$h
+    [[ -x $bin ]] || { echo "run.sh: $bin missing (build with -DSIGFLOW_FUZZ=ON)" >&2; exit 2; }
+    dir=$out/$h
+    rm -rf "$dir/seeds" "$dir/artifacts"
+    mkdir -p "$dir/corpus" "$dir/seeds" "$dir/artifacts"
+    seed "$h" "$dir/seeds"
+    # shellcheck disable=SC2086 # SIGFLOW_FUZZ_FLAGS is a list of flags
+    "$bin" -max_total_time="$secs" -timeout="${timeout[$h]}" -rss_limit_mb=4096 \
+        -max_len="${max_len[$h]}" -dict="$src/tests/fuzz/dict/$h.dict" \
+        -artifact_prefix="$dir/artifacts/" -print_final_stats=1 ${SIGFLOW_FUZZ_FLAGS:-} \
+        "$dir/corpus" "$dir/seeds" >"$dir/log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$dir/log" | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$dir/log" | tail -1 | cut -d' ' -f2)
+    corpus=$(find "$dir/corpus" -type f | wc -l)
+    result=ok
+    ((rc)) && result="FINDING (exit $rc)"
+    printf '%-6s %8s %12s %8s %8s %8s  %s\n' "$h" "$secs" "${execs:-?}" "${rate:-?}" "${cov:-?}" \
+        "$corpus" "$result"
+    if ((rc)); then
+        status=1
+        grep -E 'ERROR: |fuzz check failed|SUMMARY: |deadly signal|Test unit written' "$dir/log" | head -20 | sed 's/^/    /'
+        for a in $(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$dir/log"); do
+            echo "    reproduce: $bin $a"
+            [[ $(stat -c %s "$a") -le 2048 ]] && echo "    base64: $(base64 -w0 "$a")"
+        done
+        echo "    full log: $dir/log"
+    fi
+done
+exit $status
