@@ -55,6 +55,9 @@ static const struct {
     [SF_C_DEAD_LETTERS] = {"sigflow_dead_letters_total",
                            "Rejected events acknowledged by the broker of the dead-letter topic."},
     [SF_C_BATCHES] = {"sigflow_batches_total", "Batches run through the model."},
+    [SF_C_RELOADS] = {"sigflow_model_reloads_total", "Model reloads (SIGHUP) that went live."},
+    [SF_C_RELOAD_FAILURES] = {"sigflow_model_reload_failures_total",
+                              "Model reloads refused; the previous model kept serving."},
 };
 
 static const struct {

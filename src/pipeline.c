@@ -363,6 +363,8 @@ static void maybe_reload(pipeline *p) {
     char err[1024];
     sf_engine *fresh;
     if (sf_engine_reload(p->eng, &fresh, err, sizeof err)) {
+        if (p->conf->metrics) /* counted before the log line that tests wait for */
+            sf_metrics_add(p->conf->metrics, SF_C_RELOAD_FAILURES, 1);
         sf_log(p->log, SF_LOG_ERROR, "reload failed, still serving the previous model error=\"%s\"", err);
         return;
     }
@@ -370,6 +372,8 @@ static void maybe_reload(pipeline *p) {
     sf_engine_free(p->eng);
     p->eng = fresh;
     engine_announce(p);
+    if (p->conf->metrics)
+        sf_metrics_add(p->conf->metrics, SF_C_RELOADS, 1);
     const sf_model *m = sf_engine_model(p->eng);
     sf_log(p->log, SF_LOG_INFO, "reloaded model=\"%s\" sha256=\"%.12s\" parameters=%zu",
            p->conf->engine.model_path, m->sha256, m->n_params);

@@ -264,6 +264,8 @@ static void test_format_every_family(void **state) {
         {"sigflow_signals_published_total", "counter"},
         {"sigflow_dead_letters_total", "counter"},
         {"sigflow_batches_total", "counter"},
+        {"sigflow_model_reloads_total", "counter"},
+        {"sigflow_model_reload_failures_total", "counter"},
         {"sigflow_events_rejected_total", "counter"},
         {"sigflow_consumer_lag", "gauge"},
         {"sigflow_assigned_partitions", "gauge"},

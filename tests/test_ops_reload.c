@@ -201,6 +201,8 @@ static void test_sighup_reload(void **state) {
     expect_reload_refused(f, "the HDF5 library crashed reading it (signal ");
     install_gz(f->model, FIXTURE("corrupt_hang_6240_7f.h5.gz"));
     expect_reload_refused(f, "reading it took longer than " LOAD_TIMEOUT " s");
+    assert_true(sft_scrape(f->d.port, "sigflow_model_reload_failures_total") == 3);
+    assert_true(sft_scrape(f->d.port, "sigflow_model_reloads_total") == 2);
     assert_true(sft_scrape(f->d.port, three) == 1);
     run_phase(f, 3);
     assert_true(sft_daemon_running(&f->d));

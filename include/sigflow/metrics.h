@@ -17,6 +17,8 @@ typedef enum {
     SF_C_SIGNALS,        /* sigflow_signals_published_total (acknowledged) */
     SF_C_DEAD_LETTERS,   /* sigflow_dead_letters_total (acknowledged) */
     SF_C_BATCHES,        /* sigflow_batches_total */
+    SF_C_RELOADS,        /* sigflow_model_reloads_total (accepted) */
+    SF_C_RELOAD_FAILURES, /* sigflow_model_reload_failures_total (old model kept) */
     SF_C__COUNT
 } sf_counter;
 
