@@ -41,7 +41,7 @@ seed() { # $1 harness, $2 seed dir to fill
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$src/tests/fuzz/lsan.supp:print_suppressions=0}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$src/tests/lsan.supp:print_suppressions=0}
 status=0
 printf '%-6s %8s %12s %8s %8s %8s  %s\n' harness seconds executions exec/s cov corpus result
 for h in "${harnesses[@]}"; do
