@@ -12,6 +12,7 @@
  * absolute figures move with the machine. Usage and figures: bench/README.md. */
 #include <getopt.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <zlib.h>
 
 #include "sigflow/args.h"
 #include "sigflow/paths.h"
@@ -37,6 +39,9 @@
 #define DRAIN_TIMEOUT_S 60.0
 #define MAX_BROKER_PIDS 16
 #define BACKLOG_TIMEOUT_S 3600.0
+#define DEAD_TOPIC "dead"
+#define SOAK_BAD_EVERY 1000 /* one malformed event in this many */
+#define SOAK_RELOAD_TIMEOUT_S 60.0
 
 /* The embedded broker answers a fetch that finds no data only after the
  * consumer's fetch.wait.max.ms (500 ms by default), even if data arrives
@@ -56,6 +61,7 @@ typedef struct opts {
     size_t n_broker_pids;
     uint64_t backlog;                         /* pre-fill this many, time the catch-up */
     sf_log_format log_format; /* of the pipeline's warnings */
+    double soak_minutes, soak_period; /* --soak: minutes in all, seconds between reloads */
 } opts;
 
 /* One measured stretch at one input rate. */
@@ -102,6 +108,8 @@ typedef struct bench {
     double prefill_eps;         /* --backlog: how fast the feed filled it */
     int blas_threads;           /* BLAS threads while the pipeline ran */
     int infer_threads;          /* threads its forward pass was split over */
+    atomic_int reload;          /* the pipeline's SIGHUP flag */
+    const char *live_model;     /* --soak: the file the pipeline (re)loads */
 } bench;
 
 static const char *const stage_keys[SF_STAGE__COUNT] = {
@@ -342,6 +350,179 @@ static int run_backlog(bench *b, phase *ph, char *errstr, size_t n) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- soak */
+
+static const char *source_dir(void);
+
+/* Reads a whole file, gunzipping it when it is gzip (zlib reads both). */
+static char *slurp(const char *path, size_t *len, char *errstr, size_t n) {
+    gzFile in = gzopen(path, "rb");
+    size_t cap = 1 << 20, used = 0;
+    char *buf = in ? malloc(cap) : NULL;
+    int got = 0;
+    while (buf && (got = gzread(in, buf + used, (unsigned)(cap - used))) > 0) {
+        used += (size_t)got;
+        if (used == cap) {
+            char *bigger = realloc(buf, cap *= 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = bigger;
+        }
+    }
+    if (in)
+        gzclose(in);
+    if (!buf || got < 0) {
+        snprintf(errstr, n, "cannot read %s", path);
+        free(buf);
+        return NULL;
+    }
+    *len = used;
+    return buf;
+}
+
+/* Replaces path by the given bytes as a deployment should: a new file renamed
+ * over the old one. */
+static int install(const char *path, const char *bytes, size_t len, char *errstr, size_t n) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    FILE *f = fopen(tmp, "wb");
+    int ok = f && fwrite(bytes, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(errstr, n, "cannot install %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int all_answered(const bench *b) {
+    return sf_metrics_get(b->metrics, SF_C_SIGNALS) + sf_metrics_get(b->metrics, SF_C_DEAD_LETTERS) >=
+           b->delivered;
+}
+
+static uint64_t reloads_seen(const bench *b) {
+    return sf_metrics_get(b->metrics, SF_C_RELOADS) + sf_metrics_get(b->metrics, SF_C_RELOAD_FAILURES);
+}
+
+/* --soak: the feed paced at `rate` with one malformed event in SOAK_BAD_EVERY,
+ * and a reload every soak_period seconds, alternately of a corrupt model (one
+ * on which libhdf5 segfaults: issue 15) and the good one. One line per period,
+ * then the totals; -1 when an event was lost. */
+static int soak(bench *b, double rate, char *errstr, size_t n) {
+    const opts *o = b->o;
+    size_t periods = (size_t)ceil(o->soak_minutes * 60 / o->soak_period - 1e-9);
+    char corrupt_path[4096];
+    snprintf(corrupt_path, sizeof corrupt_path, "%s/tests/fixtures/corrupt_segv_2130_10.h5.gz",
+             source_dir());
+    size_t good_len = 0, corrupt_len = 0;
+    char *good = slurp(o->model, &good_len, errstr, n);
+    char *corrupt = good ? slurp(corrupt_path, &corrupt_len, errstr, n) : NULL;
+    bench_hist *hists = calloc(periods, sizeof *hists);
+    int rc = -1;
+    bench_feed *feed = NULL;
+    if (!good || !corrupt || !hists) {
+        if (!hists)
+            snprintf(errstr, n, "out of memory");
+        goto out;
+    }
+    bench_feed_conf fc = {.brokers = b->brokers, .topic = b->in_topic, .events = b->events,
+                          .rate = rate, .window = o->window, .metrics = b->metrics,
+                          .bad_every = SOAK_BAD_EVERY};
+    double rss0 = 0; /* taken after the first period, with the feed's producer up */
+    int fds0 = 0;
+    uint64_t accepted = 0, refused = 0, dead0 = sf_metrics_get(b->metrics, SF_C_DEAD_LETTERS);
+    printf("soak: %.0f events/s (half of flat out), 1 in %d malformed, a reload every %.0f s "
+           "(corrupt, good, ...), %zu periods\n", rate, SOAK_BAD_EVERY, o->soak_period, periods);
+    printf("%6s %10s %9s %9s %8s %5s  %s\n", "period", "outputs", "p99_ms", "max_ms", "rss_mb",
+           "fds", "reload at its start");
+    fflush(stdout);
+    if (bench_feed_start(&feed, &fc, errstr, n))
+        goto out;
+    const char *last_reload = "-";
+    for (size_t k = 0; k < periods; k++) {
+        uint64_t acked0 = sf_metrics_get(b->metrics, SF_C_SIGNALS);
+        double len = k + 1 < periods ? o->soak_period : o->soak_minutes * 60 - o->soak_period * (double)k;
+        atomic_store_explicit(&b->hist, &hists[k], memory_order_release);
+        if (wait_running(b, len)) {
+            snprintf(errstr, n, "pipeline stopped: %s", b->job.err);
+            goto out;
+        }
+        atomic_store_explicit(&b->hist, NULL, memory_order_release);
+        printf("%6zu %10llu %9.1f %9.1f %8.1f %5d  %s\n", k + 1,
+               (unsigned long long)(sf_metrics_get(b->metrics, SF_C_SIGNALS) - acked0),
+               bench_hist_quantile(&hists[k], 0.99), bench_hist_max(&hists[k]), bench_rss_mb(),
+               bench_open_fds(), last_reload);
+        fflush(stdout);
+        if (k == 0) {
+            rss0 = bench_rss_mb();
+            fds0 = bench_open_fds();
+        }
+        if (k + 1 == periods)
+            break;
+        /* Odd periods start with the corrupt model, even ones with the good one. */
+        int bad = k % 2 == 0;
+        uint64_t seen = reloads_seen(b), ok0 = sf_metrics_get(b->metrics, SF_C_RELOADS);
+        if (install(b->live_model, bad ? corrupt : good, bad ? corrupt_len : good_len, errstr, n))
+            goto out;
+        atomic_store(&b->reload, 1);
+        double deadline = sf_clock_s() + SOAK_RELOAD_TIMEOUT_S;
+        while (reloads_seen(b) == seen && sf_clock_s() < deadline && !atomic_load(&b->job.done))
+            sleep_ms(10);
+        if (reloads_seen(b) == seen) {
+            snprintf(errstr, n, "the reload was not done after %.0f s", SOAK_RELOAD_TIMEOUT_S);
+            goto out;
+        }
+        int ok = sf_metrics_get(b->metrics, SF_C_RELOADS) > ok0;
+        accepted += ok;
+        refused += !ok;
+        last_reload = bad ? (ok ? "corrupt model ACCEPTED (wrong)" : "corrupt model refused")
+                          : (ok ? "good model accepted" : "good model REFUSED (wrong)");
+        if (ok == bad) {
+            snprintf(errstr, n, "period %zu: %s", k + 2, last_reload);
+            goto out;
+        }
+    }
+    double rss1 = bench_rss_mb();
+    int fds1 = bench_open_fds();
+    uint64_t delivered = 0;
+    rc = bench_feed_stop(feed, &delivered, errstr, n);
+    feed = NULL;
+    b->delivered += delivered;
+    if (rc == 0)
+        rc = wait_for(b, all_answered, DRAIN_TIMEOUT_S, "soak drain", errstr, n);
+    uint64_t answered = sf_metrics_get(b->metrics, SF_C_SIGNALS) +
+                        sf_metrics_get(b->metrics, SF_C_DEAD_LETTERS);
+    uint64_t lost = b->delivered > answered ? b->delivered - answered : 0;
+    printf("soak totals: %.1f min; events fed %llu, outputs %llu, dead letters %llu, lost %llu; "
+           "reloads accepted %llu, refused %llu\n"
+           "             RSS %.1f -> %.1f MB (%+.1f MB), open fds %d -> %d (end of period 1 -> end)\n",
+           o->soak_minutes, (unsigned long long)b->delivered,
+           (unsigned long long)sf_metrics_get(b->metrics, SF_C_SIGNALS),
+           (unsigned long long)(sf_metrics_get(b->metrics, SF_C_DEAD_LETTERS) - dead0),
+           (unsigned long long)lost, (unsigned long long)accepted, (unsigned long long)refused,
+           rss0, rss1, rss1 - rss0, fds0, fds1);
+    fflush(stdout);
+    if (rc == 0 && lost) {
+        snprintf(errstr, n, "%llu events lost", (unsigned long long)lost);
+        rc = -1;
+    }
+out:
+    atomic_store_explicit(&b->hist, NULL, memory_order_release);
+    if (feed) {
+        uint64_t delivered = 0;
+        char ferr[512];
+        bench_feed_stop(feed, &delivered, ferr, sizeof ferr);
+        b->delivered += delivered;
+    }
+    free(good);
+    free(corrupt);
+    free(hists);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- output */
 
 static json_t *breakdown_json(const phase *ph) {
@@ -449,6 +630,7 @@ static const char usage[] =
     "                     [--brokers B [--broker-pids P,P...] [--backlog N]]\n"
     "                     [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
     "                     [--compare] [--log-format text|json] [-X key=value ...] [-F FILE]\n"
+    "                     [--soak MINUTES [--soak-period S]]\n"
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
     "replay of the bundled ATLAS sample and the pipeline together: flat out for S\n"
@@ -462,7 +644,11 @@ static const char usage[] =
     "--backlog N: pre-fill N events, then time the pipeline working through them.\n"
     "--backend/--precision: the configuration run (default auto, fp32); --compare:\n"
     "every available backend x precision in turn, then a table (and a `comparison`\n"
-    "array with --json).\n";
+    "array with --json).\n"
+    "--soak MINUTES: after flat out, MINUTES at half that rate with 1 event in 1000\n"
+    "malformed and a model reload every --soak-period S (60), alternately a corrupt\n"
+    "model and the good one; reports outputs, p99, RSS and open fds per period, and\n"
+    "events lost (exit 1 unless 0) and reloads accepted/refused.\n";
 
 /* 0 to run, 1 when --help was printed, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_size) {
@@ -488,11 +674,12 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         fprintf(stderr, "sigflow-bench: %s\n", err);
         return -1;
     }
+    o->soak_period = 60;
     int seconds_set = 0, warmup_set = 0, limit_set = 0;
     long window = 0, v;
     enum { O_VARS = 256, O_FILE, O_SECONDS, O_WARMUP, O_RATE, O_JSON, O_QUICK, O_BS, O_BW, O_BLAS,
            O_PARTS, O_WINDOW, O_LIMIT, O_BROKERS, O_BROKER_PIDS, O_BACKLOG, O_BACKEND, O_PREC,
-           O_COMPARE, O_LOGF };
+           O_COMPARE, O_LOGF, O_SOAK, O_SOAK_PERIOD };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
         {"file", required_argument, NULL, O_FILE}, {"seconds", required_argument, NULL, O_SECONDS},
@@ -508,6 +695,8 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
         {"compare", no_argument, NULL, O_COMPARE},
         {"log-format", required_argument, NULL, O_LOGF},
+        {"soak", required_argument, NULL, O_SOAK},
+        {"soak-period", required_argument, NULL, O_SOAK_PERIOD},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -548,6 +737,14 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         case O_RATE:
             if (sf_args_double(optarg, 1, 1e8, &o->rate))
                 bad = sf_args_bad("sigflow-bench", "--rate", optarg, "events per second, at least 1");
+            break;
+        case O_SOAK:
+            if (sf_args_double(optarg, 0.01, 10080, &o->soak_minutes))
+                bad = sf_args_bad("sigflow-bench", "--soak", optarg, "minutes in 0.01..10080");
+            break;
+        case O_SOAK_PERIOD:
+            if (sf_args_double(optarg, 1, 3600, &o->soak_period))
+                bad = sf_args_bad("sigflow-bench", "--soak-period", optarg, "seconds in 1..3600");
             break;
         case O_JSON: o->json = 1; break;
         case O_BACKEND: bad |= sf_args_backend("sigflow-bench", optarg, &o->infer); break;
@@ -604,6 +801,11 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
                         "about 6,500 events a partition\n");
         bad = 1;
     }
+    if (!bad && o->soak_minutes > 0 && (o->json || o->rate > 0 || o->brokers || o->compare)) {
+        fprintf(stderr, "sigflow-bench: --soak prints its own report and runs on the embedded "
+                        "broker; not with --json, --rate, --brokers or --compare\n");
+        bad = 1;
+    }
     if (bad || optind < argc) {
         fputs(usage, stderr);
         return -1;
@@ -653,8 +855,8 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
         b->in_topic = in;
         b->out_topic = out;
     } else {
-        static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC};
-        if (sf_broker_start(&broker, o->partitions, topics, 2, errstr, n))
+        static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC, DEAD_TOPIC};
+        if (sf_broker_start(&broker, o->partitions, topics, o->soak_minutes > 0 ? 3 : 2, errstr, n))
             return -1;
         b->brokers = sf_broker_bootstrap(broker);
         b->in_topic = INPUT_TOPIC;
@@ -672,13 +874,18 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     c->input_topic = b->in_topic;
     c->output_topic = b->out_topic;
     c->group = group;
-    c->engine.model_path = o->model;
+    c->engine.model_path = b->live_model ? b->live_model : o->model;
+    c->reload = &b->reload;
+    if (o->soak_minutes > 0)
+        c->dlq_topic = DEAD_TOPIC; /* the soak's malformed events: acknowledged, counted */
     c->engine.vars_path = o->vars;
     c->engine.emit = SF_EMIT_ALL;
     c->engine.batch_size = o->batch_size;
     c->batch_wait_ms = o->batch_wait_ms;
     c->engine.infer = o->infer;
-    c->log_level = SF_LOG_WARN;
+    /* The soak's malformed events would log a warning each; its refused reloads
+     * log errors. */
+    c->log_level = o->soak_minutes > 0 ? SF_LOG_ERROR : SF_LOG_WARN;
     c->log_format = o->log_format;
     c->stop = &b->job.stop;
     c->stats = &b->stats;
@@ -724,7 +931,9 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
             snprintf(errstr, n, "no events processed flat out");
             rc = -1;
         }
-        if (rc == 0) {
+        if (rc == 0 && o->soak_minutes > 0) {
+            rc = soak(b, flat->events_per_s / 2, errstr, n);
+        } else if (rc == 0) {
             if (!o->json)
                 fprintf(stderr, "sigflow-bench: at half that, %.0f events/s, for the latency...\n",
                         flat->events_per_s / 2);
@@ -885,6 +1094,36 @@ static void print_table(const summary *rows, size_t n) {
            " loop in the same precision, timed in turns; agree: held-out labels equal to openblas/fp32's)\n");
 }
 
+/* --soak: the embedded broker, the pipeline serving a copy of the model that
+ * the soak replaces under it, flat out, then soak() (from stream()). */
+static int soak_main(const opts *o, const bench_events *events, char *err, size_t n) {
+    static bench b; /* the histograms make it large for a stack */
+    static phase flat, paced;
+    const phase *top = NULL, *lat = NULL;
+    memset(&b, 0, sizeof b);
+    b.o = o;
+    b.events = events;
+    char soak_dir[4096], live_model[4200];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(soak_dir, sizeof soak_dir, "%s/sigflow-soak-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(soak_dir)) {
+        snprintf(err, n, "cannot create %s: %s", soak_dir, strerror(errno));
+        return -1;
+    }
+    snprintf(live_model, sizeof live_model, "%s/model.h5", soak_dir);
+    size_t len;
+    char *bytes = slurp(o->model, &len, err, n);
+    int rc = bytes && install(live_model, bytes, len, err, n) == 0 ? 0 : -1;
+    free(bytes);
+    if (rc == 0) {
+        b.live_model = live_model;
+        rc = stream(&b, &flat, &paced, &top, &lat, err, n);
+    }
+    unlink(live_model);
+    rmdir(soak_dir);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     /* Before anything else: OpenBLAS may have settled on a generic kernel. */
     sf_blas_select_core(argv);
@@ -915,7 +1154,10 @@ int main(int argc, char **argv) {
         bench_heldout_load(&heldout, o.file, err, sizeof err))
         goto fail;
 
-    if (!o.compare) {
+    if (o.soak_minutes > 0) {
+        if (soak_main(&o, events, err, sizeof err))
+            goto fail;
+    } else if (!o.compare) {
         summary row;
         if (run_config(&o, events, &heldout, machine, &out, &row, err, sizeof err))
             goto fail;

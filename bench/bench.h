@@ -71,6 +71,8 @@ double bench_process_cpu_s(void);
  * JVMs, from /proc/PID/stat; a process that is gone counts 0. */
 double bench_pids_cpu_s(const int *pids, size_t n);
 double bench_rss_max_mb(void);
+double bench_rss_mb(void);   /* resident now (/proc/self/statm) */
+int bench_open_fds(void);    /* entries of /proc/self/fd */
 /* Cores, CPU model, load average, kernel, BLAS kernel and threads, librdkafka. */
 json_t *bench_machine_json(void);
 
@@ -172,6 +174,7 @@ typedef struct bench_feed_conf {
     /* Where delivery reports record timestamp -> acknowledgement of the
      * feed's own messages (its linger and the broker), NULL: nowhere. */
     _Atomic(bench_hist *) *ack_hist;
+    uint64_t bad_every;         /* > 0: every bad_every-th event is malformed (the soak) */
 } bench_feed_conf;
 
 int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, size_t errstr_size);

@@ -182,6 +182,16 @@ static int may_send(bench_feed *f, double t0, uint64_t sent) {
     return 0;
 }
 
+/* One of each way an event is refused before the model: not JSON, not an
+ * object, a field the model needs missing, a number that is text. */
+static const char *const bad_events[] = {
+    "{\"EventId\": 1, \"DER_mass_MMC\": ",
+    "[\"EventId\", 1]",
+    "{\"EventId\": 2}",
+    "{\"EventId\": 3, \"DER_mass_MMC\": \"heavy\"}",
+};
+#define N_BAD_EVENTS (sizeof bad_events / sizeof bad_events[0])
+
 static void *feed_thread(void *arg) {
     bench_feed *f = arg;
     const bench_events *ev = f->conf.events;
@@ -192,12 +202,20 @@ static void *feed_thread(void *arg) {
         if (!may_send(f, t0, sent))
             continue;
         size_t i = (size_t)(sent % ev->n);
+        const char *key = ev->key_len[i] ? ev->arena + ev->key[i] : NULL;
+        size_t key_len = ev->key_len[i];
+        const char *value = ev->arena + ev->value[i];
+        size_t value_len = ev->value_len[i];
+        uint64_t every = f->conf.bad_every;
+        if (every && sent % every == every - 1) { /* the soak's sprinkle of bad input */
+            value = bad_events[(sent / every) % N_BAD_EVENTS];
+            value_len = strlen(value);
+        }
         /* No copy: the events outlive the producer. */
         rd_kafka_resp_err_t err;
         while ((err = rd_kafka_producev(
-                    f->rk, RD_KAFKA_V_TOPIC(f->conf.topic),
-                    RD_KAFKA_V_KEY(ev->key_len[i] ? ev->arena + ev->key[i] : NULL, ev->key_len[i]),
-                    RD_KAFKA_V_VALUE(ev->arena + ev->value[i], ev->value_len[i]),
+                    f->rk, RD_KAFKA_V_TOPIC(f->conf.topic), RD_KAFKA_V_KEY(key, key_len),
+                    RD_KAFKA_V_VALUE((void *)value, value_len),
                     RD_KAFKA_V_OPAQUE((void *)(intptr_t)sf_clock_wall_ms()), RD_KAFKA_V_END)) ==
                    RD_KAFKA_RESP_ERR__QUEUE_FULL &&
                !atomic_load(&f->stop))

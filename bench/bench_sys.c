@@ -121,6 +121,29 @@ double bench_rss_max_mb(void) {
     return (double)ru.ru_maxrss / 1024.0; /* kilobytes on Linux */
 }
 
+double bench_rss_mb(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
+
+int bench_open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory stream's own */
+}
+
 /* The value of the first "key<spaces>: value" line of /proc/cpuinfo. */
 static void cpuinfo(const char *key, char *out, size_t size) {
     snprintf(out, size, "unknown");
