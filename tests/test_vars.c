@@ -257,7 +257,7 @@ static void test_refused_quietly_wrong(void **state) {
     char err[512];
     assert_int_equal(sf_vars_load(&v, t->dir, err, sizeof err), -1);
     assert_null(v);
-    char want[256];
+    char want[1024];
     snprintf(want, sizeof want, "%s: cannot read: it is a directory", t->dir);
     assert_string_equal(err, want);
     put(t, ok);
