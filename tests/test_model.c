@@ -451,6 +451,10 @@ static void test_refused_fixtures(void **state) {
         {"bad_text.h5", NULL, {"bad_text.h5", "not an HDF5 file"}},
         /* a damaged global heap: libhdf5 fails (and leaks, tests/lsan.supp) mid-read */
         {"bad_vlen_heap.h5", NULL, {"bad_vlen_heap.h5", "attribute 'layer_names' cannot be read"}},
+        /* a damaged group header: libhdf5 leaks 56 bytes (tests/lsan.supp) */
+        {"bad_group_header.h5", NULL,
+         {"bad_group_header.h5", "layer 'batch_normalization' (BatchNormalization)",
+          "weight group 'batch_normalization' is missing"}},
         {"weights_mlp.h5", "bad_arch.json", {"bad_arch.json", "invalid architecture JSON", "line 2"}},
         {"weights_mlp.h5", NULL, {"weights_mlp.h5", "model_config"}},
         {"weights_mlp.h5", "arch_functional_k3.json", {"weights_mlp.h5", "layer 'dense' (Dense)"}},
