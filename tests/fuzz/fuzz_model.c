@@ -16,12 +16,16 @@
 #include "fuzz_util.h"
 
 static int inprocess;
+static int timeout_ms = 2000; /* a hang is contained either way; a short limit keeps the pace */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     const char *e = getenv("FUZZ_MODEL_INPROCESS");
     inprocess = e && !strcmp(e, "1");
+    const char *t = getenv("FUZZ_MODEL_TIMEOUT_MS");
+    if (t && atoi(t) > 0)
+        timeout_ms = atoi(t);
     return 0;
 }
 
@@ -48,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sf_model *m = NULL;
     const char *path = fuzz_scratch(".h5", data, size);
     int rc = inprocess ? sf_model_load_inprocess(&m, path, NULL, err, sizeof err)
-                       : sf_model_load_guarded(&m, path, NULL, 5000, err, sizeof err);
+                       : sf_model_load_guarded(&m, path, NULL, timeout_ms, err, sizeof err);
     if (rc == 0) {
         check_model(m, path);
         sf_model_free(m);
