@@ -17,6 +17,7 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,17 @@ static void put_floats(wbuf *b, const float *v, size_t n) {
         put(b, v, n * sizeof *v);
 }
 
+/* The structs travel whole, so that a plain value added to sf_model or
+ * sf_layer (an activation option, a head flag) crosses without a change here;
+ * their pointers are meaningless across processes and are sent as the
+ * strings and arrays they point to. The layout checks below fail the build
+ * when the structs change, so that whoever changes them looks here: a new
+ * pointer must be sent explicitly, a new value may need a range check. */
+_Static_assert(sizeof(sf_layer) == 80 && offsetof(sf_layer, n_params) == 72,
+               "sf_layer changed: check serialize() and get_layer() in model_guard.c");
+_Static_assert(sizeof(sf_model) == 120 && offsetof(sf_model, sha256) == 48,
+               "sf_model changed: check serialize() and deserialize() in model_guard.c");
+
 static void serialize(wbuf *b, const sf_model *m, const char *err) {
     put_u32(b, MAGIC);
     put_u32(b, m != NULL);
@@ -85,21 +97,12 @@ static void serialize(wbuf *b, const sf_model *m, const char *err) {
         put_str(b, err);
         return;
     }
-    put_u64(b, m->n_inputs);
-    put_u64(b, m->n_outputs);
-    put_u64(b, m->n_params);
-    put(b, m->sha256, 64);
-    put_u64(b, m->n_layers);
+    put(b, m, sizeof *m);
     for (size_t i = 0; i < m->n_layers; i++) {
         const sf_layer *l = &m->layers[i];
+        put(b, l, sizeof *l);
         put_str(b, l->name);
         put_str(b, l->keras_class);
-        put_u32(b, (uint32_t)l->kind);
-        put_u64(b, l->n_in);
-        put_u64(b, l->n_out);
-        put_u32(b, (uint32_t)l->activation);
-        put(b, &l->alpha, sizeof l->alpha);
-        put_u64(b, l->n_params);
         put_floats(b, l->kernel, l->n_in * l->n_out);
         put_floats(b, l->bias, l->n_out);
         put_floats(b, l->scale, l->n_out);
@@ -235,32 +238,31 @@ static float *get_floats(rbuf *r, uint64_t want, int absent_ok) {
     return v;
 }
 
-static void get_layer(rbuf *r, sf_layer *l, uint64_t n_in_expected) {
+/* Reads layer i into *l and checks what the engine relies on: a known kind
+ * and activation, widths that chain, arrays of exactly the implied sizes. */
+static void get_layer(rbuf *r, sf_layer *l, size_t n_in_expected) {
+    if (get(r, l, sizeof *l) < 0)
+        return;
+    l->name = l->keras_class = NULL;
+    l->kernel = l->bias = l->scale = NULL;
     l->name = get_str(r);
     l->keras_class = get_str(r);
-    uint32_t kind = get_u32(r);
-    uint64_t n_in = get_u64(r), n_out = get_u64(r);
-    uint32_t act = get_u32(r);
-    get(r, &l->alpha, sizeof l->alpha);
-    l->n_params = get_u64(r);
     if (r->bad)
         return;
-    if (kind > SF_LAYER_ACTIVATION || act > SF_ACT_LEAKY_RELU || !isfinite(l->alpha))
+    size_t n_in = l->n_in, n_out = l->n_out;
+    if ((unsigned)l->kind > SF_LAYER_ACTIVATION ||
+        !strcmp(sf_activation_name(l->activation), "unknown") || !isfinite(l->alpha))
         mark(r, "unknown layer kind or activation");
     else if (n_in == 0 || n_out == 0 || n_in > MAX_WIDTH || n_out > MAX_WIDTH ||
              n_in * n_out > MAX_VALUES)
         mark(r, "layer width out of range");
     else if (n_in != n_in_expected)
         mark(r, "layer widths do not chain");
-    else if (kind != SF_LAYER_DENSE && n_in != n_out)
+    else if (l->kind != SF_LAYER_DENSE && n_in != n_out)
         mark(r, "a non-dense layer changes the width");
     if (r->bad)
         return;
-    l->kind = (sf_layer_kind)kind;
-    l->activation = (sf_activation)act;
-    l->n_in = (size_t)n_in;
-    l->n_out = (size_t)n_out;
-    int dense = kind == SF_LAYER_DENSE, scale = kind == SF_LAYER_SCALE;
+    int dense = l->kind == SF_LAYER_DENSE, scale = l->kind == SF_LAYER_SCALE;
     l->kernel = get_floats(r, dense ? n_in * n_out : 0, !dense);
     l->bias = get_floats(r, n_out, !scale);
     l->scale = get_floats(r, n_out, !scale);
@@ -289,24 +291,28 @@ static sf_model *deserialize(rbuf *r, const char *path, char *errstr, size_t err
         mark(r, "out of memory");
         return NULL;
     }
-    uint64_t n_inputs = get_u64(r), n_outputs = get_u64(r);
-    m->n_params = get_u64(r);
-    get(r, m->sha256, 64);
+    if (get(r, m, sizeof *m) < 0) {
+        free(m);
+        return NULL;
+    }
+    size_t n_layers = m->n_layers;
+    m->path = NULL;
+    m->layers = NULL;
+    m->n_layers = 0; /* counts the layers read, for sf_model_free */
     m->sha256[64] = '\0';
-    uint64_t n_layers = get_u64(r);
-    if (!r->bad && (n_layers == 0 || n_layers > MAX_LAYERS))
+    if (n_layers == 0 || n_layers > MAX_LAYERS)
         mark(r, "layer count out of range");
-    if (!r->bad && strspn(m->sha256, "0123456789abcdef") != 64)
+    else if (strspn(m->sha256, "0123456789abcdef") != 64)
         mark(r, "malformed sha256");
-    if (!r->bad && !(m->layers = calloc(n_layers, sizeof *m->layers)))
+    else if (!(m->layers = calloc(n_layers, sizeof *m->layers)))
         mark(r, "out of memory");
-    uint64_t width = n_inputs;
-    for (uint64_t i = 0; !r->bad && i < n_layers; i++) {
-        m->n_layers = (size_t)i + 1;
+    size_t width = m->n_inputs;
+    for (size_t i = 0; !r->bad && i < n_layers; i++) {
+        m->n_layers = i + 1;
         get_layer(r, &m->layers[i], width);
         width = m->layers[i].n_out;
     }
-    if (!r->bad && (width != n_outputs || n_inputs == 0))
+    if (!r->bad && (width != m->n_outputs || m->n_inputs == 0))
         mark(r, "input or output width does not match the layers");
     if (!r->bad && get_u32(r) != MAGIC)
         mark(r, "no trailer");
@@ -318,8 +324,6 @@ static sf_model *deserialize(rbuf *r, const char *path, char *errstr, size_t err
         sf_model_free(m);
         return NULL;
     }
-    m->n_inputs = (size_t)n_inputs;
-    m->n_outputs = (size_t)n_outputs;
     return m;
 }
 
