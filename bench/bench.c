@@ -430,20 +430,21 @@ static int soak(bench *b, double rate, char *errstr, size_t n) {
     }
     bench_feed_conf fc = {.brokers = b->brokers, .topic = b->in_topic, .events = b->events,
                           .rate = rate, .window = o->window, .metrics = b->metrics,
-                          .bad_every = SOAK_BAD_EVERY};
+                          .bad_every = SOAK_BAD_EVERY, .bounded = 1};
     double rss0 = 0; /* taken after the first period, with the feed's producer up */
     int fds0 = 0;
     uint64_t accepted = 0, refused = 0, dead0 = sf_metrics_get(b->metrics, SF_C_DEAD_LETTERS);
-    printf("soak: %.0f events/s (half of flat out), 1 in %d malformed, a reload every %.0f s "
-           "(corrupt, good, ...), %zu periods\n", rate, SOAK_BAD_EVERY, o->soak_period, periods);
-    printf("%6s %10s %9s %9s %8s %5s  %s\n", "period", "outputs", "p99_ms", "max_ms", "rss_mb",
-           "fds", "reload at its start");
+    printf("soak: %.0f events/s (half of flat out; slower when the pipeline is %zu events "
+           "behind), 1 in %d malformed, a reload every %.0f s (corrupt, good, ...), %zu periods\n",
+           rate, (size_t)o->window, SOAK_BAD_EVERY, o->soak_period, periods);
+    printf("%6s %10s %10s %9s %9s %8s %5s  %s\n", "period", "fed", "outputs", "p99_ms", "max_ms",
+           "rss_mb", "fds", "reload at its start");
     fflush(stdout);
     if (bench_feed_start(&feed, &fc, errstr, n))
         goto out;
     const char *last_reload = "-";
     for (size_t k = 0; k < periods; k++) {
-        uint64_t acked0 = sf_metrics_get(b->metrics, SF_C_SIGNALS);
+        uint64_t acked0 = sf_metrics_get(b->metrics, SF_C_SIGNALS), sent0 = bench_feed_sent(feed);
         double len = k + 1 < periods ? o->soak_period : o->soak_minutes * 60 - o->soak_period * (double)k;
         atomic_store_explicit(&b->hist, &hists[k], memory_order_release);
         if (wait_running(b, len)) {
@@ -451,7 +452,8 @@ static int soak(bench *b, double rate, char *errstr, size_t n) {
             goto out;
         }
         atomic_store_explicit(&b->hist, NULL, memory_order_release);
-        printf("%6zu %10llu %9.1f %9.1f %8.1f %5d  %s\n", k + 1,
+        printf("%6zu %10llu %10llu %9.1f %9.1f %8.1f %5d  %s\n", k + 1,
+               (unsigned long long)(bench_feed_sent(feed) - sent0),
                (unsigned long long)(sf_metrics_get(b->metrics, SF_C_SIGNALS) - acked0),
                bench_hist_quantile(&hists[k], 0.99), bench_hist_max(&hists[k]), bench_rss_mb(),
                bench_open_fds(), last_reload);
@@ -496,13 +498,13 @@ static int soak(bench *b, double rate, char *errstr, size_t n) {
     uint64_t answered = sf_metrics_get(b->metrics, SF_C_SIGNALS) +
                         sf_metrics_get(b->metrics, SF_C_DEAD_LETTERS);
     uint64_t lost = b->delivered > answered ? b->delivered - answered : 0;
-    printf("soak totals: %.1f min; events fed %llu, outputs %llu, dead letters %llu, lost %llu; "
+    printf("soak totals: %.1f min; events fed %llu, outputs %llu, dead letters %llu, %s %llu; "
            "reloads accepted %llu, refused %llu\n"
            "             RSS %.1f -> %.1f MB (%+.1f MB), open fds %d -> %d (end of period 1 -> end)\n",
            o->soak_minutes, (unsigned long long)b->delivered,
            (unsigned long long)sf_metrics_get(b->metrics, SF_C_SIGNALS),
            (unsigned long long)(sf_metrics_get(b->metrics, SF_C_DEAD_LETTERS) - dead0),
-           (unsigned long long)lost, (unsigned long long)accepted, (unsigned long long)refused,
+           rc == 0 ? "lost" : "unanswered after the drain timeout", (unsigned long long)lost, (unsigned long long)accepted, (unsigned long long)refused,
            rss0, rss1, rss1 - rss0, fds0, fds1);
     fflush(stdout);
     if (rc == 0 && lost) {

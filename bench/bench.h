@@ -175,6 +175,9 @@ typedef struct bench_feed_conf {
      * feed's own messages (its linger and the broker), NULL: nowhere. */
     _Atomic(bench_hist *) *ack_hist;
     uint64_t bad_every;         /* > 0: every bad_every-th event is malformed (the soak) */
+    int bounded;                /* paced, yet at most `window` events ahead of the
+                                   pipeline: a slow machine slows the feed instead
+                                   of the embedded broker dropping events */
 } bench_feed_conf;
 
 int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, size_t errstr_size);
