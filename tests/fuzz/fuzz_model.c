@@ -16,6 +16,15 @@
 #include "fuzz_util.h"
 
 static int inprocess;
+/* What the isolation saw, printed at exit (run.sh shows it): loads, refusals
+ * by the loader itself, and the two that libhdf5 would have turned into a
+ * dead or frozen daemon. */
+static unsigned long n_loaded, n_refused, n_crashed, n_timed_out;
+
+static void print_outcomes(void) {
+    fprintf(stderr, "fuzz_model outcomes: loaded %lu, refused %lu, loader crashed %lu, "
+            "loader timed out %lu\n", n_loaded, n_refused, n_crashed, n_timed_out);
+}
 static int timeout_ms = 2000; /* a hang is contained either way; a short limit keeps the pace */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -26,6 +35,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *t = getenv("FUZZ_MODEL_TIMEOUT_MS");
     if (t && atoi(t) > 0)
         timeout_ms = atoi(t);
+    atexit(print_outcomes);
     return 0;
 }
 
@@ -54,9 +64,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = inprocess ? sf_model_load_inprocess(&m, path, NULL, err, sizeof err)
                        : sf_model_load_guarded(&m, path, NULL, timeout_ms, err, sizeof err);
     if (rc == 0) {
+        n_loaded++;
         check_model(m, path);
         sf_model_free(m);
     } else {
+        if (strstr(err, ": the HDF5 library crashed reading it (signal "))
+            n_crashed++;
+        else if (strstr(err, ": reading it took longer than "))
+            n_timed_out++;
+        else
+            n_refused++;
         FUZZ_CHECK(m == NULL, "refused but returned a model");
         FUZZ_CHECK(!strncmp(err, path, strlen(path)), "message does not name the file: %s", err);
     }

@@ -98,6 +98,7 @@ for h in "${harnesses[@]}"; do
     printf '%-6s %8s %12s %8s %8s %8s  %s\n' "$h" "$secs" "${execs:-?}" "${rate:-?}" "${cov:-?}" \
         "$corpus" "$result"
     if [[ $h == model ]]; then
+        grep -m1 '^fuzz_model outcomes' "$dir/log" | sed 's/^/    /'
         classify_contained "$bin" "$dir" || { status=1; result="FINDING (in the loader's child)"; }
     fi
     if ((rc)); then
