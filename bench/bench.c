@@ -1109,7 +1109,8 @@ static int soak_main(const opts *o, const bench_events *events, char *err, size_
     const char *tmp = getenv("TMPDIR");
     snprintf(soak_dir, sizeof soak_dir, "%s/sigflow-soak-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(soak_dir)) {
-        snprintf(err, n, "cannot create %s: %s", soak_dir, strerror(errno));
+        snprintf(err, n, "cannot create a directory under %.900s: %s", tmp && *tmp ? tmp : "/tmp",
+                 strerror(errno));
         return -1;
     }
     snprintf(live_model, sizeof live_model, "%s/model.h5", soak_dir);
