@@ -25,7 +25,7 @@ fuzz=0
 for a in "$@"; do
     [[ $a == -DSIGFLOW_FUZZ=ON ]] && fuzz=1
 done
-((fuzz)) && packages+=(clang libclang-rt-14-dev)
+((fuzz)) && packages+=(clang libclang-rt-14-dev libomp-14-dev) # libomp: clang's omp.h for the oneDNN backend
 
 missing=()
 for p in "${packages[@]}"; do
