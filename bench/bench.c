@@ -352,7 +352,12 @@ static int run_backlog(bench *b, phase *ph, char *errstr, size_t n) {
 
 /* ---------------------------------------------------------------- soak */
 
-static const char *source_dir(void);
+/* The corrupt model is a test fixture, so it is found in the source tree:
+ * $SIGFLOW_SOURCE_DIR, or the working directory (run from the repository). */
+static const char *source_dir(void) {
+    const char *env = getenv("SIGFLOW_SOURCE_DIR");
+    return env && *env ? env : ".";
+}
 
 /* Reads a whole file, gunzipping it when it is gzip (zlib reads both). */
 static char *slurp(const char *path, size_t *len, char *errstr, size_t n) {
