@@ -17,6 +17,7 @@
 #include "sigflow/model.h"
 #include "model_arch.h"
 #include "model_h5.h"
+#include "model_keras.h"
 #include "sha256.h"
 
 #define MAX_ARCH_BYTES ((size_t)64 << 20)
@@ -59,6 +60,9 @@ typedef struct loader {
     char **layer_names;      /* that group's layer_names attribute */
     size_t n_layer_names;
     sf_arch arch;
+    int keras;               /* a .keras archive: weights by store path */
+    sf_keras_archive archive;
+    size_t n_vars_read;      /* .keras: variables claimed by the layers */
     char *errstr;
     size_t errstr_size;
 } loader;
@@ -66,12 +70,15 @@ typedef struct loader {
 /* Formats "<file>: layer '<name>' (<class>): <why>", or "<file>: <why>". */
 __attribute__((format(printf, 3, 4)))
 static int fail(loader *ld, const sf_arch_layer *al, const char *fmt, ...) {
-    char why[512];
+    char why[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (al)
+    if (al && ld->keras && al->store_path) /* config.json names it, the weights path finds it */
+        snprintf(ld->errstr, ld->errstr_size, "%s: layer '%s' (%s; config.json, model.weights.h5 "
+                 "'%s'): %s", ld->path, al->name, al->keras_class, al->store_path, why);
+    else if (al)
         snprintf(ld->errstr, ld->errstr_size, "%s: layer '%s' (%s): %s", ld->path, al->name,
                  al->keras_class, why);
     else
@@ -153,6 +160,65 @@ static int open_weight_group(loader *ld, const sf_arch_layer *al, hid_t *g, char
     return 0;
 }
 
+/* .keras: opens the layer's "<store path>/vars" group. Keras 2.15's zip writer
+ * on Windows joined the path with backslashes, making "layers\dense" one
+ * link name, so that spelling is tried too. *g stays invalid when neither
+ * exists; *where gets the path that was tried first. */
+static void open_vars_group(loader *ld, const sf_arch_layer *al, hid_t *g, char *where,
+                            size_t size) {
+    snprintf(where, size, "%s/vars", al->store_path);
+    *g = H5Gopen2(ld->file, where, H5P_DEFAULT);
+    if (*g >= 0)
+        return;
+    char windows[512];
+    snprintf(windows, sizeof windows, "%s", al->store_path);
+    for (char *c = windows; *c; c++)
+        if (*c == '/')
+            *c = '\\';
+    size_t len = strlen(windows);
+    snprintf(windows + len, sizeof windows - len, "/vars");
+    *g = H5Gopen2(ld->file, windows, H5P_DEFAULT);
+}
+
+static size_t group_size(hid_t g) {
+    H5G_info_t info;
+    return H5Gget_info(g, &info) < 0 ? 0 : (size_t)info.nlinks;
+}
+
+/* .keras: the variables are "vars/0", "vars/1", ... in the order the layer
+ * class creates them, so w[] must list them in that order. */
+static int load_vars(loader *ld, const sf_arch_layer *al, weight *w, size_t nw, size_t *n_params) {
+    char where[512], why[256], name[32];
+    hid_t g;
+    open_vars_group(ld, al, &g, where, sizeof where);
+    if (g < 0)
+        return fail(ld, al, "member 'model.weights.h5' has no group '%s'", where);
+    size_t n = group_size(g);
+    int rc = -1;
+    if (n != nw) {
+        char roles[128] = "";
+        for (size_t j = 0; j < nw; j++)
+            snprintf(roles + strlen(roles), sizeof roles - strlen(roles), "%s%s", j ? ", " : "",
+                     w[j].role);
+        fail(ld, al, "member 'model.weights.h5': '%s' holds %zu variables, expected %zu (%s)",
+             where, n, nw, roles);
+        goto done;
+    }
+    for (size_t j = 0; j < nw; j++) {
+        snprintf(name, sizeof name, "%zu", j);
+        if (sf_h5_read_doubles(g, name, &w[j].v, &w[j].rank, w[j].dims, why, sizeof why) < 0) {
+            fail(ld, al, "member 'model.weights.h5': '%s' (%s): %s", where, w[j].role, why);
+            goto done;
+        }
+        *n_params += w[j].dims[0] * w[j].dims[1];
+    }
+    ld->n_vars_read += nw;
+    rc = 0;
+done:
+    H5Gclose(g);
+    return rc;
+}
+
 /* Reads exactly the weights in w[0..nw) for one layer; any other stored
  * weight is an error, since it means the file does not match the config. */
 static int load_weights(loader *ld, const sf_arch_layer *al, weight *w, size_t nw,
@@ -161,6 +227,8 @@ static int load_weights(loader *ld, const sf_arch_layer *al, weight *w, size_t n
     char **names, why[256];
     size_t n;
     int rc = -1;
+    if (ld->keras)
+        return load_vars(ld, al, w, nw, n_params);
     if (open_weight_group(ld, al, &g, &names, &n) < 0)
         return -1;
     if (g < 0)
@@ -202,6 +270,17 @@ static int check_no_weights(loader *ld, const sf_arch_layer *al) {
     hid_t g;
     char **names;
     size_t n;
+    if (ld->keras) {
+        char where[512];
+        open_vars_group(ld, al, &g, where, sizeof where);
+        n = g >= 0 ? group_size(g) : 0;
+        if (g >= 0)
+            H5Gclose(g);
+        if (n > 0)
+            return fail(ld, al, "member 'model.weights.h5': '%s' holds %zu variables, but this "
+                        "layer class has none", where, n);
+        return 0;
+    }
     if (open_weight_group(ld, al, &g, &names, &n) < 0)
         return -1;
     sf_h5_strings_free(names, n);
@@ -259,7 +338,7 @@ static int activation_layer(loader *ld, const sf_arch_layer *al, const char *cls
                             sf_activation *act, float *alpha) {
     /* Options come from c, which is the layer's own config for an activation
      * layer but a nested object inside a Dense config; errors name the layer. */
-    sf_arch_layer cfg = {al->name, al->keras_class, c};
+    sf_arch_layer cfg = {al->name, al->keras_class, c, NULL, 0};
     double a = 0;
     if (!strcmp(cls, "Activation"))
         return parse_activation(ld, al, json_object_get(c, "activation"), act, alpha);
@@ -543,12 +622,40 @@ done:
 
 /* ---- the load ---------------------------------------------------------------- */
 
+/* A .keras archive holds the architecture and says which Keras wrote it. */
+static int open_archive(loader *ld, const char *arch_path) {
+    if (arch_path)
+        return fail(ld, NULL, "a .keras archive holds its own architecture (config.json); "
+                    "do not pass --architecture %s", arch_path);
+    if (sf_keras_open(&ld->archive, ld->path, ld->errstr, ld->errstr_size) < 0)
+        return -1;
+    ld->keras = 1;
+    ld->file = ld->archive.weights; /* closed with the archive */
+    if (sf_arch_parse(&ld->arch, ld->archive.config, ld->archive.config_len, ld->path,
+                      ld->errstr, ld->errstr_size) < 0)
+        return -1;
+    if (ld->archive.keras_version)
+        ld->arch.keras3 = ld->archive.keras_version[0] == '3';
+    return 0;
+}
+
+/* Counts the datasets Keras' zip writer put under layers/ (either spelling). */
+static herr_t count_layer_vars(hid_t obj, const char *name, const H5O_info_t *info, void *data) {
+    (void)obj;
+    if (info->type == H5O_TYPE_DATASET && !strncmp(name, "layers", 6) &&
+        (name[6] == '/' || name[6] == '\\'))
+        ++*(size_t *)data;
+    return 0;
+}
+
 /* Parses the architecture (model_config attribute, or the separate JSON file)
  * and finds the group of per-layer weight groups. */
 static int open_model(loader *ld, const char *arch_path, sf_sha256 *h) {
     char why[256], *text = NULL;
     size_t len = 0;
     int rc = -1;
+    if (sf_keras_is_zip(ld->path))
+        return open_archive(ld, arch_path);
     if (sf_h5_open(ld->path, &ld->file, why, sizeof why) < 0)
         return fail(ld, NULL, "%s", why);
     if (arch_path) {
@@ -596,6 +703,17 @@ done:
 
 /* Every weight in the file must belong to some layer of the architecture. */
 static int check_unused_weights(loader *ld) {
+    if (ld->keras) {
+        size_t stored = 0;
+        if (H5Ovisit2(ld->file, H5_INDEX_NAME, H5_ITER_NATIVE, count_layer_vars, &stored,
+                      H5O_INFO_BASIC) < 0)
+            return fail(ld, NULL, "member 'model.weights.h5' cannot be walked");
+        if (stored != ld->n_vars_read)
+            return fail(ld, NULL, "member 'model.weights.h5' stores %zu layer variables but the "
+                        "architecture uses %zu: the weights do not belong to this config.json",
+                        stored, ld->n_vars_read);
+        return 0;
+    }
     for (size_t i = 0; i < ld->n_layer_names; i++) {
         const char *name = ld->layer_names[i];
         size_t k = 0;
@@ -623,6 +741,10 @@ static int build_layers(loader *ld, sf_model *m) {
     for (size_t i = 0; i < a->n_layers; i++)
         if (find_builder(a->layers[i].keras_class) < 0)
             return fail(ld, &a->layers[i], "unsupported layer class");
+    for (size_t i = 0; i < a->n_layers; i++)
+        if (a->layers[i].nested && !ld->keras)
+            return fail(ld, &a->layers[i], "belongs to a model nested in the model; nested "
+                        "models are supported in .keras archives only");
     if (a->input_rank > 1)
         return fail(ld, &a->layers[a->input_layer], "input has %zu dimensions; only 1-D inputs "
                     "are supported", a->input_rank);
@@ -687,7 +809,9 @@ done:
     sf_arch_free(&ld.arch);
     if (ld.weights >= 0)
         H5Gclose(ld.weights);
-    if (ld.file >= 0)
+    if (ld.keras)
+        sf_keras_close(&ld.archive);
+    else if (ld.file >= 0)
         H5Fclose(ld.file);
     return rc;
 }

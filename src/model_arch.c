@@ -4,6 +4,7 @@
  * inbound nodes); this file reduces them all to one ordered layer list, and
  * refuses graphs that are not a single chain, since the engine runs layers one
  * after another. It knows nothing about HDF5 or about what a layer computes. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,29 +81,175 @@ static long find_layer(const sf_arch_layer *v, size_t n, const char *name) {
     return -1;
 }
 
-static int parse_sequential(sf_arch *a, json_t *config, const char *origin,
+/* Keras 3's naming.to_snake_case: drop non-word characters, then
+ * re.sub("(.)([A-Z][a-z]+)", r"\1_\2") and re.sub("([a-z])([A-Z])", r"\1_\2"),
+ * lowercased ("BatchNormalization" -> "batch_normalization", "LeakyReLU" ->
+ * "leaky_re_lu"). Keras 2.15's variant gives the same for every class we load. */
+static char *snake_case(const char *cls) {
+    size_t n = 0, len = strlen(cls);
+    char *w = malloc(len + 1), *a = malloc(2 * len + 1), *b = malloc(4 * len + 1);
+    if (!w || !a || !b) {
+        free(w);
+        free(a);
+        free(b);
+        return NULL;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (isalnum((unsigned char)cls[i]) || cls[i] == '_')
+            w[n++] = cls[i];
+    w[n] = '\0';
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        if (i + 2 < n && isupper((unsigned char)w[i + 1]) && islower((unsigned char)w[i + 2])) {
+            size_t j = i + 2;
+            while (j < n && islower((unsigned char)w[j]))
+                j++;
+            a[k++] = w[i];
+            a[k++] = '_';
+            memcpy(a + k, w + i + 1, j - i - 1);
+            k += j - i - 1;
+            i = j;
+        } else {
+            a[k++] = w[i++];
+        }
+    }
+    a[k] = '\0';
+    size_t m = 0;
+    for (size_t i = 0; i < k;) {
+        if (i + 1 < k && islower((unsigned char)a[i]) && isupper((unsigned char)a[i + 1])) {
+            b[m++] = a[i];
+            b[m++] = '_';
+            b[m++] = a[i + 1];
+            i += 2;
+        } else {
+            b[m++] = a[i++];
+        }
+    }
+    b[m] = '\0';
+    for (size_t i = 0; i < m; i++)
+        b[i] = (char)tolower((unsigned char)b[i]);
+    free(w);
+    free(a);
+    return b;
+}
+
+/* Gives each entry of one model's layer list (in list order, as Keras walks
+ * model.layers) its store path: prefix + "layers/" + snake_case(class), with
+ * "_1", "_2", ... for the second and later layers of the same class. */
+static int name_store_paths(sf_arch_layer *v, size_t n, const char *prefix, const char *origin,
                             char *errstr, size_t errstr_size) {
+    char **snake = calloc(n ? n : 1, sizeof *snake);
+    int rc = -1;
+    if (!snake)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        if (!(snake[i] = snake_case(v[i].keras_class)))
+            goto oom;
+        size_t same = 0;
+        for (size_t j = 0; j < i; j++)
+            same += !strcmp(snake[j], snake[i]);
+        size_t size = strlen(prefix) + strlen(snake[i]) + 32;
+        if (!(v[i].store_path = malloc(size)))
+            goto oom;
+        if (same)
+            snprintf(v[i].store_path, size, "%slayers/%s_%zu", prefix, snake[i], same);
+        else
+            snprintf(v[i].store_path, size, "%slayers/%s", prefix, snake[i]);
+    }
+    rc = 0;
+    goto done;
+oom:
+    ERR("%s: out of memory", origin);
+done:
+    for (size_t i = 0; snake && i < n; i++)
+        free(snake[i]);
+    free(snake);
+    return rc;
+}
+
+static int is_model_class(const char *cls) {
+    return !strcmp(cls, "Sequential") || !strcmp(cls, "Functional") || !strcmp(cls, "Model");
+}
+
+/* Appends one layer to the flattened chain; takes its store_path. */
+static int append_layer(sf_arch *a, sf_arch_layer *l, int nested, const char *origin,
+                        char *errstr, size_t errstr_size) {
+    sf_arch_layer *bigger = realloc(a->layers, (a->n_layers + 1) * sizeof *a->layers);
+    if (!bigger) {
+        ERR("%s: out of memory", origin);
+        return -1;
+    }
+    a->layers = bigger;
+    a->layers[a->n_layers] = *l;
+    a->layers[a->n_layers].nested = nested;
+    a->n_layers++;
+    l->store_path = NULL;
+    return 0;
+}
+
+static int parse_model(sf_arch *a, const char *cls, json_t *config, const char *prefix,
+                       int depth, const char *origin, char *errstr, size_t errstr_size);
+
+/* A nested model's layers go where the model sits in the chain. */
+static int append_entry(sf_arch *a, sf_arch_layer *l, int depth, const char *origin,
+                        char *errstr, size_t errstr_size) {
+    if (!is_model_class(l->keras_class))
+        return append_layer(a, l, depth > 0, origin, errstr, errstr_size);
+    if (depth >= 8) {
+        ERR("%s: layer '%s' (%s): models nested more than 8 deep", origin, l->name,
+            l->keras_class);
+        return -1;
+    }
+    size_t size = strlen(l->store_path) + 2;
+    char *prefix = malloc(size);
+    if (!prefix) {
+        ERR("%s: out of memory", origin);
+        return -1;
+    }
+    snprintf(prefix, size, "%s/", l->store_path);
+    int rc = parse_model(a, l->keras_class, l->config, prefix, depth + 1, origin, errstr,
+                         errstr_size);
+    free(prefix);
+    return rc;
+}
+
+static void free_entries(sf_arch_layer *v, size_t n) {
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].store_path);
+    free(v);
+}
+
+static int parse_sequential(sf_arch *a, json_t *config, const char *prefix, int depth,
+                            const char *origin, char *errstr, size_t errstr_size) {
     json_t *list = json_is_array(config) ? config : json_object_get(config, "layers");
     if (!json_is_array(list) || json_array_size(list) == 0) {
         ERR("%s: Sequential model without layers", origin);
         return -1;
     }
-    a->n_layers = json_array_size(list);
-    a->layers = calloc(a->n_layers, sizeof *a->layers);
-    if (!a->layers) {
+    size_t n = json_array_size(list);
+    int rc = -1;
+    sf_arch_layer *all = calloc(n, sizeof *all);
+    if (!all) {
         ERR("%s: out of memory", origin);
         return -1;
     }
-    for (size_t i = 0; i < a->n_layers; i++) {
-        if (parse_entry(json_array_get(list, i), i, &a->layers[i], origin, errstr,
-                        errstr_size) < 0)
-            return -1;
-        if (find_layer(a->layers, i, a->layers[i].name) >= 0) {
-            ERR("%s: layer name '%s' appears twice", origin, a->layers[i].name);
-            return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (parse_entry(json_array_get(list, i), i, &all[i], origin, errstr, errstr_size) < 0)
+            goto done;
+        if (find_layer(all, i, all[i].name) >= 0) {
+            ERR("%s: layer name '%s' appears twice", origin, all[i].name);
+            goto done;
         }
     }
-    return 0;
+    if (name_store_paths(all, n, prefix, origin, errstr, errstr_size) < 0)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        if (append_entry(a, &all[i], depth, origin, errstr, errstr_size) < 0)
+            goto done;
+    rc = 0;
+done:
+    free_entries(all, n);
+    return rc;
 }
 
 /* Counts the layers feeding one inbound node and remembers the first. Keras 2
@@ -149,15 +296,16 @@ static const char *single_endpoint(json_t *list, const char *field, const char *
 
 /* Graph models: walk back from the output along each layer's single inbound
  * layer; the walk must end at the input and visit every layer. */
-static int parse_functional(sf_arch *a, json_t *config, const char *origin,
-                            char *errstr, size_t errstr_size) {
+static int parse_functional(sf_arch *a, json_t *config, const char *prefix, int depth,
+                            const char *origin, char *errstr, size_t errstr_size) {
     int rc = -1;
     json_t *list = json_object_get(config, "layers");
     size_t n = json_array_size(list);
     sf_arch_layer *all = calloc(n ? n : 1, sizeof *all);
+    size_t *chain = calloc(n ? n : 1, sizeof *chain);
     const char **inbound = calloc(n ? n : 1, sizeof *inbound); /* NULL: none */
     unsigned char *seen = calloc(n ? n : 1, 1);
-    if (!all || !inbound || !seen) {
+    if (!all || !inbound || !seen || !chain) {
         ERR("%s: out of memory", origin);
         goto done;
     }
@@ -199,11 +347,8 @@ static int parse_functional(sf_arch *a, json_t *config, const char *origin,
         ERR("%s: output layer '%s' is not among the layers", origin, out_name);
         goto done;
     }
-    a->layers = calloc(n, sizeof *a->layers);
-    if (!a->layers) {
-        ERR("%s: out of memory", origin);
+    if (name_store_paths(all, n, prefix, origin, errstr, errstr_size) < 0)
         goto done;
-    }
     /* Fill from the back: the output is the last layer to run. */
     size_t k = n;
     for (;;) {
@@ -213,7 +358,7 @@ static int parse_functional(sf_arch *a, json_t *config, const char *origin,
             goto done;
         }
         seen[cur] = 1;
-        a->layers[--k] = all[cur];
+        chain[--k] = (size_t)cur;
         if (!inbound[cur])
             break;
         long prev = find_layer(all, n, inbound[cur]);
@@ -236,15 +381,27 @@ static int parse_functional(sf_arch *a, json_t *config, const char *origin,
             goto done;
         }
     }
-    /* The walk put the chain at the end of the array; move it to the front. */
-    a->n_layers = n - k;
-    memmove(a->layers, a->layers + k, a->n_layers * sizeof *a->layers);
+    for (; k < n; k++)
+        if (append_entry(a, &all[chain[k]], depth, origin, errstr, errstr_size) < 0)
+            goto done;
     rc = 0;
 done:
-    free(all);
+    free_entries(all, n);
+    free(chain);
     free(inbound);
     free(seen);
     return rc;
+}
+
+static int parse_model(sf_arch *a, const char *cls, json_t *config, const char *prefix,
+                       int depth, const char *origin, char *errstr, size_t errstr_size) {
+    if (!strcmp(cls, "Sequential"))
+        return parse_sequential(a, config, prefix, depth, origin, errstr, errstr_size);
+    if (!strcmp(cls, "Model") || !strcmp(cls, "Functional"))
+        return parse_functional(a, config, prefix, depth, origin, errstr, errstr_size);
+    ERR("%s: unsupported model class '%s' (expected Sequential, Model or Functional)", origin,
+        cls);
+    return -1;
 }
 
 int sf_arch_parse(sf_arch *a, const char *text, size_t len, const char *origin,
@@ -266,14 +423,8 @@ int sf_arch_parse(sf_arch *a, const char *text, size_t len, const char *origin,
     if (!c) {
         ERR("%s: architecture JSON has no class_name", origin);
         rc = -1;
-    } else if (!strcmp(c, "Sequential")) {
-        rc = parse_sequential(a, config, origin, errstr, errstr_size);
-    } else if (!strcmp(c, "Model") || !strcmp(c, "Functional")) {
-        rc = parse_functional(a, config, origin, errstr, errstr_size);
     } else {
-        ERR("%s: unsupported model class '%s' (expected Sequential, Model or Functional)",
-            origin, c);
-        rc = -1;
+        rc = parse_model(a, c, config, "", 0, origin, errstr, errstr_size);
     }
     if (rc == 0)
         rc = find_input_shape(a, json_is_object(config) ? config : NULL, origin, errstr,
@@ -284,7 +435,7 @@ int sf_arch_parse(sf_arch *a, const char *text, size_t len, const char *origin,
 }
 
 void sf_arch_free(sf_arch *a) {
-    free(a->layers);
+    free_entries(a->layers, a->n_layers);
     json_decref(a->root);
     memset(a, 0, sizeof *a);
 }

@@ -11,6 +11,12 @@ typedef struct sf_arch_layer {
     const char *name;        /* borrowed from the JSON tree */
     const char *keras_class;
     json_t *config;          /* the layer's "config" object */
+    /* Where a .keras archive keeps its weights: "layers/dense_1", or for a
+     * layer of a nested model "layers/sequential/layers/dense". Keras 3's
+     * saving code names a layer by its class in snake_case, numbered per
+     * class within its model's layer list (not by its configured name). */
+    char *store_path;
+    int nested;              /* 1 when it came from a model inside the model */
 } sf_arch_layer;
 
 typedef struct sf_arch {
@@ -27,7 +33,8 @@ typedef struct sf_arch {
 
 /* Parses `len` bytes of JSON. `origin` (a file name) starts every message.
  * Accepts Sequential (list or {"layers": ...}) and Model/Functional graphs
- * that are one chain from the single input to the single output. */
+ * that are one chain from the single input to the single output. A layer that
+ * is itself a Sequential or Functional model is replaced by its own chain. */
 int sf_arch_parse(sf_arch *a, const char *text, size_t len, const char *origin,
                   char *errstr, size_t errstr_size);
 void sf_arch_free(sf_arch *a);
