@@ -230,7 +230,7 @@ const float *sf_engine_probs(const sf_engine *e, size_t i) {
 }
 
 size_t sf_engine_label(const sf_engine *e, size_t i) {
-    return sf_argmax(sf_engine_probs(e, i), e->m.model->n_outputs);
+    return sf_model_label(e->m.model, sf_engine_probs(e, i));
 }
 
 int sf_engine_is_selected(const sf_engine *e, const float *probs, size_t label) {

@@ -311,7 +311,46 @@ void sf_activation_apply(sf_activation a, float alpha, float *v, size_t rows, si
         for (size_t i = 0; i < n; i++)
             v[i] = v[i] >= 0.0f ? v[i] : alpha * v[i];
         break;
+    case SF_ACT_HARD_SIGMOID3:
+        for (size_t i = 0; i < n; i++) {
+            float y = v[i] + 3.0f;
+            v[i] = (y < 0.0f ? 0.0f : (y > 6.0f ? 6.0f : y)) / 6.0f;
+        }
+        break;
+    case SF_ACT_GELU:
+        for (size_t i = 0; i < n; i++)
+            v[i] = 0.5f * v[i] * (1.0f + erff(v[i] * (float)M_SQRT1_2));
+        break;
+    case SF_ACT_RELU_FULL: /* needs the layer's options: sf_activation_apply_layer */
+        break;
     }
+}
+
+/* ReLU with Keras' options, in the order Keras computes them: values at or
+ * below the threshold are zeroed, the rest clipped to max_value, then the
+ * negative slope applies to how far below the threshold a value is. */
+static void relu_full(const sf_layer *l, float *v, size_t n) {
+    float t = l->threshold, mx = l->max_value, slope = l->alpha;
+    for (size_t i = 0; i < n; i++) {
+        float x = v[i];
+        float y = t != 0.0f ? (x > t ? x : 0.0f) : (x > 0.0f ? x : 0.0f);
+        if (y > mx)
+            y = mx;
+        if (y < 0.0f && mx < INFINITY)
+            y = 0.0f;
+        if (slope != 0.0f) {
+            float below = t - x;
+            y -= slope * (below > 0.0f ? below : 0.0f);
+        }
+        v[i] = y;
+    }
+}
+
+void sf_activation_apply_layer(const sf_layer *l, float *v, size_t rows, size_t cols) {
+    if (l->activation == SF_ACT_RELU_FULL)
+        relu_full(l, v, rows * cols);
+    else
+        sf_activation_apply(l->activation, l->alpha, v, rows, cols);
 }
 
 /* The epilogue of a Dense layer: bias then activation. For the activations
@@ -330,7 +369,7 @@ void sf_infer_bias_activate(const sf_layer *l, float *v, size_t rows, int add_bi
         if (b)
             for (size_t j = 0; j < cols; j++)
                 row[j] += b[j];
-        sf_activation_apply(l->activation, l->alpha, row, 1, cols);
+        sf_activation_apply_layer(l, row, 1, cols);
     }
 }
 

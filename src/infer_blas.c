@@ -94,7 +94,7 @@ static const float *forward(blas_impl *e, const float *x, size_t rows) {
         case SF_LAYER_ACTIVATION:
             if (!curbuf)
                 memcpy(out, cur, rows * l->n_out * sizeof(float));
-            sf_activation_apply(l->activation, l->alpha, out, rows, l->n_out);
+            sf_activation_apply_layer(l, out, rows, l->n_out);
             break;
         }
         if (out == e->buf[next])

@@ -411,7 +411,7 @@ static void onednn_run(void *p, const float *x, size_t rows, float *y) {
             break;
         case ST_ACT:
             /* after a Dense layer: its bias was added by the primitive */
-            sf_activation_apply(st->l->activation, st->l->alpha, o->buf[st->out], cr, st->cols);
+            sf_activation_apply_layer(st->l, o->buf[st->out], cr, st->cols);
             break;
         }
     }

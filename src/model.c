@@ -30,11 +30,13 @@ static const char *const activation_names[] = {
     [SF_ACT_SELU] = "selu",             [SF_ACT_SOFTPLUS] = "softplus",
     [SF_ACT_SOFTSIGN] = "softsign",     [SF_ACT_HARD_SIGMOID] = "hard_sigmoid",
     [SF_ACT_SWISH] = "swish",           [SF_ACT_EXPONENTIAL] = "exponential",
-    [SF_ACT_LEAKY_RELU] = "leaky_relu",
+    [SF_ACT_LEAKY_RELU] = "leaky_relu", [SF_ACT_HARD_SIGMOID3] = "hard_sigmoid (Keras 3)",
+    [SF_ACT_GELU] = "gelu",             [SF_ACT_RELU_FULL] = "relu (with options)",
 };
 #define N_ACTIVATIONS (sizeof activation_names / sizeof activation_names[0])
 
 int sf_activation_parse(const char *name, sf_activation *out) {
+    /* "hard_sigmoid" is the Keras 2 form here; the loader picks Keras 3's by version. */
     if (!strcmp(name, "silu")) { /* Keras 3's name for swish */
         *out = SF_ACT_SWISH;
         return 0;
@@ -330,55 +332,57 @@ static int to_floats(loader *ld, const sf_arch_layer *al, const char *what, cons
 
 /* ---- activations ------------------------------------------------------------ */
 
-static int parse_activation(loader *ld, const sf_arch_layer *al, json_t *v, sf_activation *act,
-                            float *alpha);
+static int parse_activation(loader *ld, const sf_arch_layer *al, json_t *v, sf_layer *l);
 
 /* The activation layers, also found inside Dense configs of newer Keras. */
 static int activation_layer(loader *ld, const sf_arch_layer *al, const char *cls, json_t *c,
-                            sf_activation *act, float *alpha) {
+                            sf_layer *l) {
     /* Options come from c, which is the layer's own config for an activation
      * layer but a nested object inside a Dense config; errors name the layer. */
     sf_arch_layer cfg = {al->name, al->keras_class, c, NULL, 0};
     double a = 0;
     if (!strcmp(cls, "Activation"))
-        return parse_activation(ld, al, json_object_get(c, "activation"), act, alpha);
+        return parse_activation(ld, al, json_object_get(c, "activation"), l);
     if (!strcmp(cls, "LeakyReLU")) {
         /* Keras 3 renamed alpha to negative_slope; the default is 0.3 in both. */
         const char *key = json_object_get(c, "negative_slope") ? "negative_slope" : "alpha";
         if (config_number(ld, &cfg, key, 0.3, &a) < 0)
             return -1;
-        *act = SF_ACT_LEAKY_RELU;
+        l->activation = SF_ACT_LEAKY_RELU;
     } else if (!strcmp(cls, "ELU")) {
         if (config_number(ld, &cfg, "alpha", 1.0, &a) < 0)
             return -1;
-        *act = SF_ACT_ELU;
+        l->activation = SF_ACT_ELU;
     } else if (!strcmp(cls, "ReLU")) {
-        /* max_value, negative_slope and threshold change the function; the
-         * engine's relu is the plain one, so anything else is refused. */
+        /* Keras 2 and 3 compute the same function of the three options. */
         double max_value, slope, threshold;
-        if (config_number(ld, &cfg, "max_value", NAN, &max_value) < 0 ||
+        if (config_number(ld, &cfg, "max_value", INFINITY, &max_value) < 0 ||
             config_number(ld, &cfg, "negative_slope", 0, &slope) < 0 ||
             config_number(ld, &cfg, "threshold", 0, &threshold) < 0)
             return -1;
-        if (!isnan(max_value) || slope != 0 || threshold != 0)
+        if (max_value < 0 || fabs(slope) > FLT_MAX || fabs(threshold) > FLT_MAX)
             return fail(ld, al, "ReLU with max_value=%g, negative_slope=%g, threshold=%g is "
-                        "not supported (only the defaults null, 0, 0)", max_value, slope,
-                        threshold);
-        *act = SF_ACT_RELU;
+                        "not supported", max_value, slope, threshold);
+        l->activation = SF_ACT_RELU;
+        if (isfinite(max_value) || slope != 0 || threshold != 0) {
+            l->activation = SF_ACT_RELU_FULL;
+            l->max_value = (float)max_value;
+            l->threshold = (float)threshold;
+        }
+        a = slope;
     } else {
         return fail(ld, al, "unsupported activation class '%s'", cls);
     }
-    *alpha = (float)a;
+    l->alpha = (float)a;
     return 0;
 }
 
 /* An activation is a name ("relu"), or in newer Keras an object: a serialized
  * function {"class_name": "function", "config": "relu"} or an activation layer. */
-static int parse_activation(loader *ld, const sf_arch_layer *al, json_t *v, sf_activation *act,
-                            float *alpha) {
+static int parse_activation(loader *ld, const sf_arch_layer *al, json_t *v, sf_layer *l) {
     if (!v || json_is_null(v)) {
-        *act = SF_ACT_LINEAR;
-        *alpha = 0;
+        l->activation = SF_ACT_LINEAR;
+        l->alpha = 0;
         return 0;
     }
     if (json_is_object(v)) {
@@ -387,19 +391,19 @@ static int parse_activation(loader *ld, const sf_arch_layer *al, json_t *v, sf_a
         if (!cls)
             return fail(ld, al, "activation object without class_name");
         if (strcmp(cls, "function") != 0 || !json_is_string(config))
-            return activation_layer(ld, al, cls, config, act, alpha);
+            return activation_layer(ld, al, cls, config, l);
         v = config;
     }
     const char *name = json_string_value(v);
     if (!name)
         return fail(ld, al, "activation must be a name or an object");
-    if (sf_activation_parse(name, act) < 0)
+    if (sf_activation_parse(name, &l->activation) < 0)
         return fail(ld, al, "unsupported activation '%s'", name);
-    if (*act == SF_ACT_HARD_SIGMOID && ld->arch.keras3)
-        return fail(ld, al, "hard_sigmoid in Keras 3 is relu6(x + 3) / 6; only the Keras 2 "
-                    "form clip(0.2 x + 0.5, 0, 1) is supported");
+    /* Keras 3 redefined hard_sigmoid; the file's version says which one it meant. */
+    if (l->activation == SF_ACT_HARD_SIGMOID && ld->arch.keras3)
+        l->activation = SF_ACT_HARD_SIGMOID3;
     /* The functional forms' defaults: elu(alpha=1), leaky_relu(negative_slope=0.2). */
-    *alpha = *act == SF_ACT_ELU ? 1.0f : *act == SF_ACT_LEAKY_RELU ? 0.2f : 0.0f;
+    l->alpha = l->activation == SF_ACT_ELU ? 1.0f : l->activation == SF_ACT_LEAKY_RELU ? 0.2f : 0.0f;
     return 0;
 }
 
@@ -426,7 +430,7 @@ static int build_activation(loader *ld, const sf_arch_layer *al, sf_layer *l) {
     l->n_out = l->n_in;
     if (check_no_weights(ld, al) < 0)
         return -1;
-    return activation_layer(ld, al, al->keras_class, al->config, &l->activation, &l->alpha);
+    return activation_layer(ld, al, al->keras_class, al->config, l);
 }
 
 static int build_dense(loader *ld, const sf_arch_layer *al, sf_layer *l) {
@@ -436,8 +440,7 @@ static int build_dense(loader *ld, const sf_arch_layer *al, sf_layer *l) {
     if (!json_is_integer(units_json) || units <= 0 || units > MAX_UNITS)
         return fail(ld, al, "config 'units' must be a positive integer");
     if (config_bool(ld, al, "use_bias", 1, &use_bias) < 0 ||
-        parse_activation(ld, al, json_object_get(al->config, "activation"), &l->activation,
-                         &l->alpha) < 0)
+        parse_activation(ld, al, json_object_get(al->config, "activation"), l) < 0)
         return -1;
     weight w[2] = {{.role = "kernel"}, {.role = "bias"}};
     size_t nw = use_bias ? 2 : 1;
@@ -735,6 +738,46 @@ static int check_unused_weights(loader *ld) {
     return 0;
 }
 
+/* A last layer of one sigmoid unit is a binary classifier. sigmoid(z) is
+ * softmax([0, z])[1], so the layer becomes two units, the first with zero
+ * weights, under a softmax: the engine then yields [1 - p, p] with nothing
+ * special in the hot path. Dropout etc. after it just widen to 2. */
+static int sigmoid_head(loader *ld, sf_model *m) {
+    size_t k = m->n_layers;
+    while (k > 0 && m->layers[k - 1].kind == SF_LAYER_IDENTITY)
+        k--;
+    if (k == 0)
+        return 0;
+    sf_layer *l = &m->layers[k - 1];
+    if (l->n_out != 1 || l->activation != SF_ACT_SIGMOID ||
+        (l->kind != SF_LAYER_DENSE && l->kind != SF_LAYER_ACTIVATION))
+        return 0;
+    float *kernel = calloc(l->n_in * 2, sizeof *kernel);
+    float *bias = l->bias ? calloc(2, sizeof *bias) : NULL;
+    if (!kernel || (l->bias && !bias)) {
+        free(kernel);
+        free(bias);
+        return fail(ld, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < l->n_in; i++)
+        kernel[i * 2 + 1] = l->kind == SF_LAYER_DENSE ? l->kernel[i] : 1.0f;
+    if (bias)
+        bias[1] = l->bias[0];
+    free(l->kernel);
+    free(l->bias);
+    l->kernel = kernel;
+    l->bias = bias;
+    l->kind = SF_LAYER_DENSE;
+    l->activation = SF_ACT_SOFTMAX;
+    for (size_t i = k - 1; i < m->n_layers; i++)
+        m->layers[i].n_out = 2;
+    for (size_t i = k; i < m->n_layers; i++)
+        m->layers[i].n_in = 2;
+    m->n_outputs = 2;
+    m->sigmoid_head = 1;
+    return 0;
+}
+
 static int build_layers(loader *ld, sf_model *m) {
     const sf_arch *a = &ld->arch;
     /* Unsupported classes first: they explain a model better than any shape error. */
@@ -779,7 +822,7 @@ static int build_layers(loader *ld, sf_model *m) {
         m->layers[i].n_in = m->layers[i].n_out = m->layers[first].n_in;
     m->n_inputs = m->layers[0].n_in;
     m->n_outputs = m->layers[m->n_layers - 1].n_out;
-    return 0;
+    return sigmoid_head(ld, m);
 }
 
 int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
@@ -814,6 +857,16 @@ done:
     else if (ld.file >= 0)
         H5Fclose(ld.file);
     return rc;
+}
+
+size_t sf_model_label(const sf_model *m, const float *probs) {
+    if (m->sigmoid_head)
+        return probs[1] >= 0.5f;
+    size_t best = 0;
+    for (size_t i = 1; i < m->n_outputs; i++)
+        if (probs[i] > probs[best])
+            best = i;
+    return best;
 }
 
 void sf_model_free(sf_model *m) {

@@ -310,15 +310,27 @@ done:
 }
 
 int sf_vars_bind(sf_vars *v, const sf_model *m, char *errstr, size_t errstr_size) {
+    if (m->n_outputs == 1) {
+        static const sf_layer none = {.name = "?", .kind = SF_LAYER_IDENTITY};
+        const sf_layer *last = m->n_layers ? &m->layers[m->n_layers - 1] : &none;
+        snprintf(errstr, errstr_size, "model %s has one output (last layer '%s', %s) that is not "
+                 "a sigmoid: it cannot be used as a classifier (a binary classifier ends in "
+                 "one sigmoid unit or in two softmax units)", m->path ? m->path : "(model)",
+                 last->name, last->kind == SF_LAYER_IDENTITY ? "no activation"
+                                                             : sf_activation_name(last->activation));
+        return -1;
+    }
     if (v->n_vars != m->n_inputs) {
         snprintf(errstr, errstr_size, "%s: %zu input variables but model %s takes %zu inputs",
                  v->path, v->n_vars, m->path ? m->path : "(model)", m->n_inputs);
         return -1;
     }
     if (v->n_labels && v->n_labels != m->n_outputs) {
-        snprintf(errstr, errstr_size, "%s: %zu labels (%s%s) but model %s has %zu outputs",
+        snprintf(errstr, errstr_size, "%s: %zu labels (%s%s) but model %s has %zu outputs%s",
                  v->path, v->n_labels, v->labels[0], v->n_labels > 1 ? ", ..." : "",
-                 m->path ? m->path : "(model)", m->n_outputs);
+                 m->path ? m->path : "(model)", m->n_outputs,
+                 m->sigmoid_head ? " (a binary sigmoid head: name two labels, negative first)"
+                                 : "");
         return -1;
     }
     if (v->n_labels)

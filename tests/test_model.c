@@ -94,7 +94,11 @@ static double act1(sf_activation a, double alpha, double x) {
     case SF_ACT_SWISH: return x / (1 + exp(-x));
     case SF_ACT_EXPONENTIAL: return exp(x);
     case SF_ACT_LEAKY_RELU: return x > 0 ? x : alpha * x;
-    case SF_ACT_SOFTMAX: break;
+    case SF_ACT_HARD_SIGMOID3: return fmin(6, fmax(0, x + 3)) / 6;
+    case SF_ACT_GELU: return 0.5 * x * (1 + erf(x / sqrt(2)));
+    case SF_ACT_SOFTMAX:
+    case SF_ACT_RELU_FULL: /* not in the hand-made fixtures: test_keras.c covers it */
+        break;
     }
     fail_msg("act1: unexpected activation %d", (int)a);
     return 0;

@@ -105,6 +105,11 @@ int sf_infer_use_default_threads(sf_infer *e);
  * Softmax and sigmoid are computed in their numerically stable forms. */
 void sf_activation_apply(sf_activation a, float alpha, float *v, size_t rows, size_t cols);
 
+/* A layer's activation, options included (ReLU's max_value and threshold):
+ * what every backend applies for a layer. sf_activation_apply cannot do
+ * SF_ACT_RELU_FULL (its options are not in its arguments). */
+void sf_activation_apply_layer(const sf_layer *l, float *v, size_t rows, size_t cols);
+
 /* Index of the largest value (the first one on ties). */
 size_t sf_argmax(const float *v, size_t n);
 

@@ -22,7 +22,10 @@ typedef enum {
     SF_ACT_HARD_SIGMOID, /* Keras 2: clip(0.2 x + 0.5, 0, 1) */
     SF_ACT_SWISH,        /* also "silu": x * sigmoid(x) */
     SF_ACT_EXPONENTIAL,
-    SF_ACT_LEAKY_RELU    /* alpha (LeakyReLU layer) */
+    SF_ACT_LEAKY_RELU,   /* alpha (LeakyReLU layer) */
+    SF_ACT_HARD_SIGMOID3, /* Keras 3's hard_sigmoid: relu6(x + 3) / 6 */
+    SF_ACT_GELU,         /* exact: x * (1 + erf(x / sqrt 2)) / 2 (approximate=False) */
+    SF_ACT_RELU_FULL     /* ReLU with options: alpha = negative_slope, max_value, threshold */
 } sf_activation;
 
 typedef enum {
@@ -41,7 +44,9 @@ typedef struct sf_layer {
     float *bias;           /* DENSE (NULL when use_bias is false), SCALE: n_out */
     float *scale;          /* SCALE: n_out */
     sf_activation activation; /* DENSE and ACTIVATION */
-    float alpha;           /* ELU / LeakyReLU */
+    float alpha;           /* ELU / LeakyReLU, ReLU's negative_slope */
+    float max_value;       /* ReLU: upper clip, INFINITY for none */
+    float threshold;       /* ReLU: values at or below it are 0 (before the slope) */
     size_t n_params;       /* weights stored in the file for this layer */
 } sf_layer;
 
@@ -51,6 +56,11 @@ typedef struct sf_model {
     size_t n_layers;
     sf_layer *layers;
     size_t n_params;       /* sum over layers, as Keras counts them */
+    /* 1: a binary classifier whose last layer is one unit through a sigmoid.
+     * That layer is stored as softmax over [0, z], which is exactly
+     * [1 - p, p] with p = sigmoid(z), so n_outputs is 2 and everything
+     * downstream sees two class probabilities, negative first. */
+    int sigmoid_head;
     char sha256[65];       /* hex digest of the weights file (and architecture file if any) */
 } sf_model;
 
@@ -80,6 +90,10 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
                             char *errstr, size_t errstr_size);
 
 void sf_model_free(sf_model *m);
+
+/* The label a row of n_outputs probabilities selects: the argmax (first on
+ * ties), or for a sigmoid head 1 exactly when p >= 0.5. */
+size_t sf_model_label(const sf_model *m, const float *probs);
 
 /* Parses a Keras activation name ("relu", "silu", ...). Returns 0 or -1. */
 int sf_activation_parse(const char *name, sf_activation *out);

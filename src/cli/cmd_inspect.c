@@ -64,6 +64,21 @@ static double float_as_written(float f) {
     return f;
 }
 
+/* The layer that a sigmoid head rewrote (see sf_model.sigmoid_head), shown as
+ * Keras has it: one unit through a sigmoid. */
+static int is_sigmoid_head(const sf_model *m, size_t i) {
+    if (!m->sigmoid_head)
+        return 0;
+    size_t k = m->n_layers;
+    while (k > 0 && m->layers[k - 1].kind == SF_LAYER_IDENTITY)
+        k--;
+    return i + 1 == k;
+}
+
+static const char *head_name(const sf_model *m) {
+    return m->sigmoid_head ? "binary (sigmoid)" : m->n_outputs == 1 ? "single output" : "argmax";
+}
+
 static void print_text(const sf_model *m, const char *arch, const sf_vars *v, const char *inference) {
     printf("model         %s\n", m->path);
     printf("inference     %s\n", inference);
@@ -72,14 +87,18 @@ static void print_text(const sf_model *m, const char *arch, const sf_vars *v, co
     printf("sha256        %s\n", m->sha256);
     printf("inputs        %zu\n", m->n_inputs);
     printf("outputs       %zu\n", m->n_outputs);
+    printf("classifier    %s%s\n", head_name(m),
+           m->sigmoid_head ? ": probabilities [1 - p, p], label 1 when p >= 0.5" : "");
     printf("parameters    %zu\n\n", m->n_params);
     printf("  #  %-24s %-20s %-10s %-13s %-22s %s\n", "layer", "class", "kind", "shape",
            "activation", "params");
     for (size_t i = 0; i < m->n_layers; i++) {
         const sf_layer *l = &m->layers[i];
         char shape[48], act[48] = "-";
-        snprintf(shape, sizeof shape, "%zu -> %zu", l->n_in, l->n_out);
-        if (has_alpha(l))
+        snprintf(shape, sizeof shape, "%zu -> %zu", l->n_in, is_sigmoid_head(m, i) ? 1 : l->n_out);
+        if (is_sigmoid_head(m, i))
+            snprintf(act, sizeof act, "sigmoid");
+        else if (has_alpha(l))
             snprintf(act, sizeof act, "%s(alpha=%.9g)", sf_activation_name(l->activation),
                      float_as_written(l->alpha));
         else if (has_activation(l))
@@ -115,10 +134,12 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, co
         const sf_layer *l = &m->layers[i];
         json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name", l->name, "class",
                               l->keras_class, "kind", kind_name(l->kind), "n_in",
-                              (json_int_t)l->n_in, "n_out", (json_int_t)l->n_out, "params",
+                              (json_int_t)l->n_in, "n_out",
+                              (json_int_t)(is_sigmoid_head(m, i) ? 1 : l->n_out), "params",
                               (json_int_t)l->n_params);
         if (has_activation(l))
-            json_object_set_new(o, "activation", json_string(sf_activation_name(l->activation)));
+            json_object_set_new(o, "activation", json_string(is_sigmoid_head(m, i) ? "sigmoid"
+                                                             : sf_activation_name(l->activation)));
         if (has_alpha(l))
             json_object_set_new(o, "alpha", json_real(float_as_written(l->alpha)));
         if (l->kind == SF_LAYER_DENSE)
@@ -137,6 +158,7 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, co
                                   sf_precision_name(in.precision), "kernel", in.kernel, "threads",
                                   in.threads, "library_threads", in.library_threads, "generic",
                                   in.generic, "bf16_native", in.bf16_native));
+    json_object_set_new(root, "classifier", json_string(head_name(m)));
     if (!v)
         return root;
     json_t *inputs = json_array();
