@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,9 @@
 /* Three labels, none called "s" or "signal" (make_daemon_fixtures.py). */
 #define THREE_MODEL FIXTURES "model_three.h5"
 #define THREE_VARS FIXTURES "vars_three.json"
+/* A Keras 3 .keras model ending in Dense(1, sigmoid), made by real Keras
+ * (make_keras_fixtures.py); 30 inputs, so the Higgs variables fit it. */
+#define SIGMOID_MODEL FIXTURES "keras/k3_sigmoid.keras"
 /* The end-to-end model: the shipped one (about a third of the events are "s"). */
 #define E2E_MODEL SF_TEST_MODEL
 #define E2E_VARS SF_TEST_VARS
@@ -522,6 +526,65 @@ static void check_dead_letters(const char *what, const sft_msgs *dlq, const sft_
     free(seen);
 }
 
+/* A binary sigmoid head, served from a .keras archive: the daemon publishes
+ * [1 - p, p] with label "s" exactly when p >= 0.5, and --threshold applies to
+ * p; both must be what `sigflow predict` says, byte for byte. */
+static void test_sigmoid_head(void **state) {
+    (void)state;
+    const size_t n = 1000;
+    const double threshold = 0.3;
+    const char *topics[] = {"events", "out.argmax", "out.threshold", DLQ};
+    sf_broker *b = sft_broker(8, topics, 4);
+    const char *bs = sf_broker_bootstrap(b);
+    char *events;
+    sft_msgs in = load_events(bs, n, &events);
+    offline *off = predict(SIGMOID_MODEL, MLP_VARS, events, n);
+
+    const char *argmax_args[] = {"--model", SIGMOID_MODEL, NULL};
+    const char *thr_args[] = {"--model", SIGMOID_MODEL, "--threshold", "0.3", NULL};
+    sfrun dm = daemon_start(bs, "g-sig-argmax", "out.argmax", argmax_args);
+    sfrun dt = daemon_start(bs, "g-sig-threshold", "out.threshold", thr_args);
+
+    int *sel_max = calloc(n, sizeof(int)), *sel_thr = calloc(n, sizeof(int));
+    size_t n_max = 0, n_thr = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(off[i].n_p, 2);
+        double p = off[i].p[1];
+        if (!(fabs(off[i].p[0] - (1 - p)) <= 1e-6))
+            fail_msg("event %s: probabilities are not [1 - p, p]: %s", off[i].key, off[i].line);
+        /* label_index 1 exactly when p >= 0.5 */
+        assert_string_equal(off[i].label, (double)(float)p >= 0.5 ? "s" : "b");
+        n_max += sel_max[i] = !strcmp(off[i].label, "s");
+        n_thr += sel_thr[i] = (double)(float)p >= threshold;
+    }
+    assert_true(n_max > 0 && n_max < n);
+    assert_true(n_thr > n_max && n_thr < n);
+
+    sft_msgs o_max = sft_consume_all(bs, "out.argmax", n_max, 1000, JOIN_TIMEOUT_MS, 0);
+    sft_msgs o_thr = sft_consume_all(bs, "out.threshold", n_thr, 1000, JOIN_TIMEOUT_MS, 0);
+    daemon_stop(&dm);
+    daemon_stop(&dt);
+    assert_int_equal(sft_topic_end(bs, "out.argmax"), o_max.n);
+    assert_int_equal(sft_topic_end(bs, "out.threshold"), o_thr.n);
+    assert_int_equal(sft_topic_end(bs, DLQ), 0);
+    check_outputs("sigmoid head", &o_max, &in, off, sel_max, n);
+    check_outputs("sigmoid head --threshold 0.3", &o_thr, &in, off, sel_thr, n);
+    print_message("sigmoid head: %zu events; p >= 0.5: %zu, p >= %.2f: %zu\n", n, n_max,
+                  threshold, n_thr);
+
+    sft_msgs_free(&o_max);
+    sft_msgs_free(&o_thr);
+    daemon_free(&dm);
+    daemon_free(&dt);
+    free(sel_max);
+    free(sel_thr);
+    offline_free(off, n);
+    sft_msgs_free(&in);
+    unlink(events);
+    free(events);
+    sf_broker_stop(b);
+}
+
 /* Malformed events mixed into a valid stream each land in the dead-letter topic
  * unchanged (key and bytes) with sigflow-error (naming the field where there is
  * one) and sigflow-source (topic/partition/offset of the input); every valid
@@ -852,6 +915,7 @@ int main(void) {
         cmocka_unit_test(test_startup_errors),
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_selection_modes),
+        cmocka_unit_test(test_sigmoid_head),
         cmocka_unit_test(test_dead_letters),
         cmocka_unit_test(test_drain_and_restart),
     };

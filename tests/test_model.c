@@ -165,8 +165,10 @@ static void forward(const sf_model *m, const double *x, double *y) {
 
 static void test_activation_names(void **state) {
     (void)state;
-    for (int a = SF_ACT_LINEAR; a <= SF_ACT_LEAKY_RELU; a++) {
+    for (int a = SF_ACT_LINEAR; a <= SF_ACT_RELU_FULL; a++) {
         sf_activation back;
+        if (a == SF_ACT_HARD_SIGMOID3 || a == SF_ACT_RELU_FULL) /* the loader's variants */
+            continue;
         assert_int_equal(sf_activation_parse(sf_activation_name((sf_activation)a), &back), 0);
         assert_int_equal(back, a);
     }
@@ -174,7 +176,11 @@ static void test_activation_names(void **state) {
     assert_int_equal(sf_activation_parse("silu", &a), 0);
     assert_int_equal(a, SF_ACT_SWISH);
     assert_string_equal(sf_activation_name(SF_ACT_HARD_SIGMOID), "hard_sigmoid");
-    assert_int_equal(sf_activation_parse("gelu", &a), -1);
+    assert_int_equal(sf_activation_parse("gelu", &a), 0);
+    assert_int_equal(a, SF_ACT_GELU);
+    assert_int_equal(sf_activation_parse("hard_sigmoid", &a), 0);
+    assert_int_equal(a, SF_ACT_HARD_SIGMOID); /* Keras 3's form is chosen by file version */
+    assert_int_equal(sf_activation_parse("mish", &a), -1);
     assert_int_equal(sf_activation_parse("", &a), -1);
     assert_int_equal(sf_activation_parse("Relu", &a), -1);
 }
@@ -217,7 +223,9 @@ static void test_reference_outputs(void **state) {
         sf_model *m = load_ok(json_string_value(json_object_get(ref, "model")), arch);
 
         assert_int_equal(m->n_inputs, json_integer_value(json_object_get(ref, "n_inputs")));
-        assert_int_equal(m->n_outputs, json_integer_value(json_object_get(ref, "n_outputs")));
+        /* A one-unit sigmoid output is served as [1 - p, p]. */
+        size_t ref_outputs = (size_t)json_integer_value(json_object_get(ref, "n_outputs"));
+        assert_int_equal(m->n_outputs, m->sigmoid_head ? 2 : ref_outputs);
         assert_int_equal(m->n_params, json_integer_value(json_object_get(ref, "n_params")));
         assert_string_equal(m->sha256, json_string_value(json_object_get(ref, "sha256")));
         json_t *layers = json_object_get(ref, "layers");
@@ -242,12 +250,14 @@ static void test_reference_outputs(void **state) {
         for (size_t row = 0; row < json_array_size(inputs); row++) {
             json_t *xin = json_array_get(inputs, row), *yref = json_array_get(outputs, row);
             assert_int_equal(json_array_size(xin), m->n_inputs);
-            assert_int_equal(json_array_size(yref), m->n_outputs);
+            assert_int_equal(json_array_size(yref), ref_outputs);
             for (size_t i = 0; i < m->n_inputs; i++)
                 x[i] = json_number_value(json_array_get(xin, i));
             forward(m, x, y);
             for (size_t j = 0; j < m->n_outputs; j++) {
-                double want = json_number_value(json_array_get(yref, j));
+                double want = json_number_value(json_array_get(yref, m->sigmoid_head ? 0 : j));
+                if (m->sigmoid_head && j == 0)
+                    want = 1 - want;
                 /* Within 1e-5, relative for outputs larger than 1. */
                 if (!(fabs(y[j] - want) <= 1e-5 * fmax(1.0, fabs(want))))
                     fail_msg("%s row %zu output %zu: got %.9g, numpy %.9g", refs[r], row, j,
@@ -395,8 +405,11 @@ static void test_functional_chain(void **state) {
     assert_float_equal(m->layers[4].alpha, 0.7, 1e-7);
     assert_int_equal(m->layers[5].kind, SF_LAYER_ACTIVATION);
     assert_int_equal(m->layers[5].activation, SF_ACT_RELU);
-    assert_int_equal(m->layers[6].activation, SF_ACT_SIGMOID);
-    assert_int_equal(m->n_outputs, 1);
+    /* Dense(1, sigmoid) last: a binary head, served as softmax over [0, z]. */
+    assert_int_equal(m->layers[6].activation, SF_ACT_SOFTMAX);
+    assert_int_equal(m->layers[6].n_out, 2);
+    assert_int_equal(m->sigmoid_head, 1);
+    assert_int_equal(m->n_outputs, 2);
     sf_model_free(m);
 }
 
@@ -553,6 +566,7 @@ static void test_inline_architectures(void **state) {
          SF_ACT_LINEAR, 0},
         {SEQ("{'class_name': 'InputLayer', 'config': {'name': 'in', 'input_shape': [4]}}, " TINY_DENSE("'tanh'")),
          SF_ACT_TANH, 0},
+        {SEQ(TINY_IN ", " TINY_DENSE("'gelu'")), SF_ACT_GELU, 0},
         {"{'class_name': 'Sequential', 'config': {'layers': [" TINY_DENSE("'linear'") "], "
          "'build_input_shape': [null, 4]}}", SF_ACT_LINEAR, 0},
         {FN(FN_IN ", " FN_DENSE("[[['in', 0, 0, {}]]]"), "[['in', 0, 0]]", "[['dense', 0, 0]]"),
@@ -564,16 +578,12 @@ static void test_inline_architectures(void **state) {
     };
     /* Graph-model cases use a Keras 2 or Keras 3 chain around the refused detail. */
     static const struct { const char *json; const char *needles[4]; } refusals[] = {
-        {SEQ(TINY_IN ", " TINY_DENSE("'gelu'")), {"layer 'dense' (Dense)", "unsupported activation 'gelu'"}},
+        {SEQ(TINY_IN ", " TINY_DENSE("'mish'")), {"layer 'dense' (Dense)", "unsupported activation 'mish'"}},
         {SEQ(TINY_IN ", " TINY_DENSE("{'class_name': 'PReLU', 'config': {}}")),
          {"layer 'dense' (Dense)", "PReLU"}},
         {SEQ(TINY_IN ", " TINY_DENSE("42")), {"layer 'dense' (Dense)", "activation"}},
-        {SEQ(TINY_IN ", {'class_name': 'ReLU', 'config': {'name': 'r', 'max_value': 6.0}}, " TINY_DENSE("'linear'")),
-         {"layer 'r' (ReLU)", "max_value=6"}},
-        {SEQ(TINY_IN ", {'class_name': 'ReLU', 'config': {'name': 'r', 'negative_slope': 0.1}}, " TINY_DENSE("'linear'")),
-         {"layer 'r' (ReLU)", "negative_slope=0.1"}},
-        {SEQ(TINY_IN ", {'class_name': 'ReLU', 'config': {'name': 'r', 'threshold': 1}}, " TINY_DENSE("'linear'")),
-         {"layer 'r' (ReLU)", "threshold=1"}},
+        {SEQ(TINY_IN ", {'class_name': 'ReLU', 'config': {'name': 'r', 'max_value': -1}}, " TINY_DENSE("'linear'")),
+         {"layer 'r' (ReLU)", "max_value=-1"}},
         {SEQ(TINY_IN ", {'class_name': 'Lambda', 'config': {'name': 'lam'}}, " TINY_DENSE("'linear'")),
          {"layer 'lam' (Lambda): unsupported layer class"}},
         {SEQ("{'class_name': 'Flatten', 'config': {'name': 'f'}}, " TINY_DENSE("'linear'")),
@@ -669,10 +679,10 @@ static void test_edited_architectures(void **state) {
         {"weights_mlp.h5", "arch_mlp.json", "\"units\": 16", "\"units\": 17",
          "layer 'dense' (Dense): kernel has shape (30, 16), expected (inputs, 17)"},
         {"weights_mlp.h5", "arch_mlp.json", "\"activation\": \"softmax\"",
-         "\"activation\": \"hard_sigmoid\"", NULL}, /* Keras 2: fine */
+         "\"activation\": \"hard_sigmoid\"", NULL}, /* Keras 2 */
         /* The same activation in a Keras 3 file means something else. */
         {"weights_functional_k3.h5", "arch_functional_k3.json", "\"activation\": \"softmax\"",
-         "\"activation\": \"hard_sigmoid\"", "layer 'dense_2' (Dense): hard_sigmoid in Keras 3"},
+         "\"activation\": \"hard_sigmoid\"", NULL}, /* Keras 3: relu6(x + 3) / 6 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char ap[512], wp[512], tmp[512];
@@ -693,7 +703,9 @@ static void test_edited_architectures(void **state) {
         if (!cases[i].needle) {
             if (rc != 0)
                 fail_msg("case %zu should load: %s", i, errstr);
-            assert_int_equal(m->layers[m->n_layers - 1].activation, SF_ACT_HARD_SIGMOID);
+            assert_int_equal(m->layers[m->n_layers - 1].activation,
+                             strstr(cases[i].arch, "k3") ? SF_ACT_HARD_SIGMOID3
+                                                         : SF_ACT_HARD_SIGMOID);
             sf_model_free(m);
         } else {
             assert_int_equal(rc, -1);

@@ -231,4 +231,50 @@ run "$SF" inspect --model "$MODEL" --variables "$FIX/vars_graph.json" >/dev/null
 [ "$rc" -eq 2 ] && grep -q "takes 30 inputs" "$T/i.err" || fail "inspect with mismatched variables"
 run "$SF" inspect >/dev/null 2>&1
 [ "$rc" -eq 2 ] || fail "inspect without --model should exit 2"
+# ---- a binary sigmoid head from a .keras archive, against Keras's own outputs -----
+# k3_sigmoid.keras (Keras 3, Dense(1, sigmoid)); its reference holds model.predict's p.
+KREF="$FIX/keras/k3_sigmoid.ref.json"
+KMODEL="$FIX/keras/k3_sigmoid.keras"
+# json.dump(indent=1): a row opens with "  [" and closes with "  ]" or "  ],"
+krows() { # $1: inputs or outputs; one row per line
+    awk -v key="\"$1\": [" 'index($0, key) { on = 1; next } on && /^ \]/ { exit }
+        on && /^  \[$/ { row = ""; next } on && /^  \],?$/ { print row; next }
+        on { gsub(/[ ,]/, ""); row = row " " $0 }' "$KREF"
+}
+krows inputs >"$T/k_inputs"
+krows outputs | awk '{ printf "%.17g %s\n", 1 - $1, $1 }' >"$T/k_outputs"
+[ "$(wc -l <"$T/k_inputs")" -eq 16 ] && [ "$(wc -l <"$T/k_outputs")" -eq 16 ] ||
+    fail "expected 16 rows in $KREF"
+make_events "$T/k_inputs" >"$T/k.jsonl"
+run "$SF" predict --model "$KMODEL" --variables "$VARS" --normalize none <"$T/k.jsonl" >"$T/k.out"
+[ "$rc" -eq 0 ] || fail "predict on a .keras sigmoid head exited $rc"
+probs "$T/k.out" >"$T/k.probs"
+close_to "$T/k.probs" "$T/k_outputs" 1e-5 || fail "sigmoid head: sigflow differs from Keras"
+# label_index 1 exactly when p >= 0.5, with the second label
+awk '{ match($0, /"label": "[^"]*"/); lab = substr($0, RSTART + 10, RLENGTH - 11)
+       match($0, /"label_index": [0-9]+/); idx = substr($0, RSTART + 15, RLENGTH - 15)
+       match($0, /\[[^]]*\]/); split(substr($0, RSTART + 1, RLENGTH - 2), p, ", ")
+       want = p[2] >= 0.5 ? 1 : 0
+       if (idx != want || lab != (want ? "s" : "b")) { print "line " NR ": " $0; bad = 1 }
+       n[want]++ }
+     END { if (!n[0] || !n[1]) { print "want both labels"; bad = 1 }; exit bad }' "$T/k.out" ||
+    fail "sigmoid head: label does not follow p >= 0.5"
+run "$SF" inspect --model "$KMODEL" --variables "$VARS" >"$T/k_inspect.txt"
+[ "$rc" -eq 0 ] || fail "inspect on a .keras file exited $rc"
+grep -q "^classifier *binary (sigmoid)" "$T/k_inspect.txt" || fail "inspect: binary (sigmoid)"
+grep -q "Dense *dense *8 -> 1 *sigmoid *9$" "$T/k_inspect.txt" || fail "inspect: the sigmoid layer"
+grep -q "^parameters *257$" "$T/k_inspect.txt" || fail "inspect: .keras parameter count"
+"$SF" inspect --model "$KMODEL" --json | grep -q '"classifier": "binary (sigmoid)"' ||
+    fail "inspect --json: classifier"
+# one output through another activation is not a classifier
+expect_usage_error "one output .* not a sigmoid" --model "$FIX/keras/k3_linear1.keras" --variables "$VARS"
+# a sigmoid head needs two labels
+printf '{"inputs": [%s], "class_labels": ["s"]}\n' \
+    "$(sed 's/.*/{"name": "&", "offset": 0, "scale": 1}/' "$T/names" | paste -sd, -)" >"$T/one_label.json"
+expect_usage_error "1 labels but model .* has 2 outputs (a binary sigmoid head" \
+    --model "$KMODEL" --variables "$T/one_label.json"
+# a .keras refusal names the file and the member
+expect_usage_error "bad_no_model.keras: member 'model.weights.h5' is missing" \
+    --model "$FIX/keras/bad_no_model.keras" --variables "$VARS"
+
 echo "test_predict: ok"
