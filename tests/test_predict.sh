@@ -266,6 +266,9 @@ grep -q "Dense *dense *8 -> 1 *sigmoid *9$" "$T/k_inspect.txt" || fail "inspect:
 grep -q "^parameters *257$" "$T/k_inspect.txt" || fail "inspect: .keras parameter count"
 "$SF" inspect --model "$KMODEL" --json | grep -q '"classifier": "binary (sigmoid)"' ||
     fail "inspect --json: classifier"
+"$SF" inspect --model "$FIX/keras/k3_activations.keras" |
+    grep -q "ReLU .* relu(max_value=6, threshold=0.3, negative_slope=0.05) *0$" ||
+    fail "inspect: ReLU options"
 # one output through another activation is not a classifier
 expect_usage_error "one output .* not a sigmoid" --model "$FIX/keras/k3_linear1.keras" --variables "$VARS"
 # a sigmoid head needs two labels

@@ -6,6 +6,7 @@
  * to compare with Keras' model.summary(), and the digest to compare with what a
  * running daemon reports. --json gives the same for scripts. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,26 @@ static const char *head_name(const sf_model *m) {
     return m->sigmoid_head ? "binary (sigmoid)" : m->n_outputs == 1 ? "single output" : "argmax";
 }
 
+/* "relu(max_value=6, threshold=0.3)": the options that differ from plain relu. */
+static void relu_options(const sf_layer *l, char *buf, size_t size) {
+    size_t n = (size_t)snprintf(buf, size, "relu(");
+    const char *sep = "";
+    if (!isinf(l->max_value) && n < size) {
+        n += (size_t)snprintf(buf + n, size - n, "max_value=%.9g", float_as_written(l->max_value));
+        sep = ", ";
+    }
+    if (l->threshold != 0 && n < size) {
+        n += (size_t)snprintf(buf + n, size - n, "%sthreshold=%.9g", sep,
+                              float_as_written(l->threshold));
+        sep = ", ";
+    }
+    if (l->alpha != 0 && n < size)
+        n += (size_t)snprintf(buf + n, size - n, "%snegative_slope=%.9g", sep,
+                              float_as_written(l->alpha));
+    if (n < size)
+        snprintf(buf + n, size - n, ")");
+}
+
 static void print_text(const sf_model *m, const char *arch, const sf_vars *v, const char *inference) {
     printf("model         %s\n", m->path);
     printf("inference     %s\n", inference);
@@ -94,10 +115,12 @@ static void print_text(const sf_model *m, const char *arch, const sf_vars *v, co
            "activation", "params");
     for (size_t i = 0; i < m->n_layers; i++) {
         const sf_layer *l = &m->layers[i];
-        char shape[48], act[48] = "-";
+        char shape[48], act[96] = "-";
         snprintf(shape, sizeof shape, "%zu -> %zu", l->n_in, is_sigmoid_head(m, i) ? 1 : l->n_out);
         if (is_sigmoid_head(m, i))
             snprintf(act, sizeof act, "sigmoid");
+        else if (has_activation(l) && l->activation == SF_ACT_RELU_FULL)
+            relu_options(l, act, sizeof act);
         else if (has_alpha(l))
             snprintf(act, sizeof act, "%s(alpha=%.9g)", sf_activation_name(l->activation),
                      float_as_written(l->alpha));
@@ -142,6 +165,13 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, co
                                                              : sf_activation_name(l->activation)));
         if (has_alpha(l))
             json_object_set_new(o, "alpha", json_real(float_as_written(l->alpha)));
+        if (has_activation(l) && l->activation == SF_ACT_RELU_FULL) {
+            json_object_set_new(o, "activation", json_string("relu"));
+            json_object_set_new(o, "max_value", isinf(l->max_value) ? json_null()
+                                                : json_real(float_as_written(l->max_value)));
+            json_object_set_new(o, "threshold", json_real(float_as_written(l->threshold)));
+            json_object_set_new(o, "negative_slope", json_real(float_as_written(l->alpha)));
+        }
         if (l->kind == SF_LAYER_DENSE)
             json_object_set_new(o, "use_bias", json_boolean(l->bias != NULL));
         json_array_append_new(layers, o);
