@@ -1,5 +1,5 @@
 /* test_keras.c: sigflow against real Keras. tests/fixtures/keras/ holds models
- * saved by Keras 3 and by tf-keras (Keras 2) in both the .keras zip and the
+ * saved by Keras 3, by tf-keras 2.21 and by Keras 2.15 in both the .keras zip and the
  * .h5 format, with Keras's own model.predict outputs for fixed inputs
  * (make_keras_fixtures.py). Every file must load and the inference engine
  * must reproduce Keras within 1e-5; the refusals of .keras archives must name
@@ -119,8 +119,17 @@ static void test_keras2_models(void **state) {
     both_formats("k2_sigmoid", 1, 1);
     both_formats("k2_sigmoid_act", 1, 1);
     both_formats("k2_nested", 1, 0);
+}
+
+static void test_keras215_models(void **state) {
+    (void)state;
+    both_formats("k215_mlp", 0, 1);
+    both_formats("k215_activations", 0, 1);
+    both_formats("k215_sigmoid", 1, 1);
+    both_formats("k215_sigmoid_act", 1, 1);
+    both_formats("k215_nested", 1, 0);
     /* Keras 2.15's Windows spelling: layers\dense/vars/0. */
-    compare("k2_nested_win.keras", "k2_nested.ref.json", 1);
+    compare("k215_nested_win.keras", "k215_nested.ref.json", 1);
 }
 
 /* Keras 3 and Keras 2 compute hard_sigmoid differently; the file's version
@@ -219,6 +228,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keras3_models),
         cmocka_unit_test(test_keras2_models),
+        cmocka_unit_test(test_keras215_models),
         cmocka_unit_test(test_hard_sigmoid_by_version),
         cmocka_unit_test(test_nested_h5_refused),
         cmocka_unit_test(test_refusals),
