@@ -325,7 +325,7 @@ def read_keras_h5(path):
             if layer["class_name"] != "Dense":
                 continue
             name = layer["config"]["name"]
-            names = [n.decode() for n in g[name].attrs["weight_names"]]
+            names = [n.decode() if isinstance(n, bytes) else n for n in g[name].attrs["weight_names"]]
             Ws.append(np.asarray(g[name][names[0]], dtype=np.float64))
             bs.append(np.asarray(g[name][names[1]], dtype=np.float64))
             acts.append(layer["config"]["activation"])

@@ -224,6 +224,44 @@ static void test_single_output_refused_for_classification(void **state) {
     sf_model_free(m);
 }
 
+/* models/higgs_mlp.keras is the shipped model saved by Keras 3: the same
+ * layers and the same float32 weights as models/higgs_mlp.h5, bit for bit, so
+ * the parity test against higgs_reference.csv covers it too. */
+static void test_shipped_keras_matches_h5(void **state) {
+    (void)state;
+    sf_model *k = NULL, *h = NULL;
+    assert_int_equal(sf_model_load(&k, SF_SOURCE_DIR "/models/higgs_mlp.keras", NULL, errstr,
+                                   sizeof errstr), 0);
+    assert_int_equal(sf_model_load(&h, SF_SOURCE_DIR "/models/higgs_mlp.h5", NULL, errstr,
+                                   sizeof errstr), 0);
+    assert_int_equal(k->n_params, 1018002);
+    assert_int_equal(k->n_params, h->n_params);
+    assert_int_equal(k->n_inputs, h->n_inputs);
+    assert_int_equal(k->n_outputs, h->n_outputs);
+    size_t dense_k = 0, dense_h = 0;
+    for (size_t i = 0; i < k->n_layers; i++)
+        dense_k += k->layers[i].kind == SF_LAYER_DENSE;
+    for (size_t i = 0; i < h->n_layers; i++)
+        dense_h += h->layers[i].kind == SF_LAYER_DENSE;
+    assert_int_equal(dense_k, 4);
+    assert_int_equal(dense_k, dense_h);
+    for (size_t i = 0, j = 0; i < k->n_layers; i++) {
+        const sf_layer *a = &k->layers[i];
+        if (a->kind != SF_LAYER_DENSE)
+            continue;
+        while (h->layers[j].kind != SF_LAYER_DENSE)
+            j++;
+        const sf_layer *b = &h->layers[j++];
+        assert_int_equal(a->n_in, b->n_in);
+        assert_int_equal(a->n_out, b->n_out);
+        assert_int_equal(a->activation, b->activation);
+        assert_memory_equal(a->kernel, b->kernel, a->n_in * a->n_out * sizeof(float));
+        assert_memory_equal(a->bias, b->bias, a->n_out * sizeof(float));
+    }
+    sf_model_free(k);
+    sf_model_free(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keras3_models),
@@ -234,6 +272,7 @@ int main(void) {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_sigmoid_label),
         cmocka_unit_test(test_single_output_refused_for_classification),
+        cmocka_unit_test(test_shipped_keras_matches_h5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
