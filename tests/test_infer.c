@@ -52,6 +52,34 @@ static void test_activations(void **state) {
     check_act(SF_ACT_EXPONENTIAL, 0, (const double[]){0.04978706837, 0.3678794412, 0.6065306597,
                                                       1, 1.648721271, 2.718281828, 20.08553692});
     check_act(SF_ACT_LEAKY_RELU, 0.3f, (const double[]){-0.9, -0.3, -0.15, 0, 0.5, 1, 3});
+    check_act(SF_ACT_HARD_SIGMOID3, 0, (const double[]){0, 0.3333333333, 0.4166666667, 0.5,
+                                                        0.5833333333, 0.6666666667, 1});
+    check_act(SF_ACT_GELU, 0, (const double[]){-0.004049694095, -0.1586552539, -0.1542687694, 0,
+                                               0.3457312306, 0.8413447461, 2.995950306});
+}
+
+/* ReLU with Keras' options: zero at or below the threshold, clipped to
+ * max_value, minus negative_slope times the distance below the threshold. */
+static void check_relu(float max_value, float threshold, float slope, const double expect[7]) {
+    sf_layer l = {.kind = SF_LAYER_ACTIVATION, .activation = SF_ACT_RELU_FULL, .alpha = slope,
+                  .max_value = max_value, .threshold = threshold};
+    float v[7];
+    memcpy(v, xs, sizeof v);
+    sf_activation_apply_layer(&l, v, 1, 7);
+    for (int i = 0; i < 7; i++)
+        if (fabs(v[i] - expect[i]) > 1e-6)
+            fail_msg("relu(max %g, threshold %g, slope %g) at x=%g: got %.9g, expected %.9g",
+                     max_value, threshold, slope, xs[i], v[i], expect[i]);
+}
+
+static void test_relu_options(void **state) {
+    (void)state;
+    check_relu(INFINITY, 0, 0, (const double[]){0, 0, 0, 0, 0.5, 1, 3});
+    check_relu(1, 0, 0, (const double[]){0, 0, 0, 0, 0.5, 1, 1});
+    check_relu(INFINITY, 0.5f, 0, (const double[]){0, 0, 0, 0, 0, 1, 3});
+    check_relu(INFINITY, 0, 0.1f, (const double[]){-0.3, -0.1, -0.05, 0, 0.5, 1, 3});
+    /* threshold 0.5, slope 0.1: x - (0.1 * (0.5 - x)) below; max 2 above */
+    check_relu(2, 0.5f, 0.1f, (const double[]){-0.35, -0.15, -0.1, -0.05, 0, 1, 2});
 }
 
 static void test_softmax(void **state) {
@@ -429,6 +457,7 @@ static void test_conf(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_relu_options),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_stability),
         cmocka_unit_test(test_argmax),
