@@ -166,7 +166,8 @@ void sf_engine_describe(const sf_engine *e, char *buf, size_t size) {
              "library_threads=%d%s%s",
              c->model_path, m->n_inputs, m->n_outputs, m->n_layers, m->n_params, m->sha256,
              c->norm == SF_NORM_L2 ? "l2" : c->norm == SF_NORM_NONE ? "none" : "standard",
-             c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold" : "argmax",
+             c->emit == SF_EMIT_ALL ? "all" : c->threshold >= 0 ? "threshold"
+                                             : m->sigmoid_head ? "sigmoid_p>=0.5" : "argmax",
              e->signal_index < 0 ? "none" : e->m.vars->labels[e->signal_index],
              sf_backend_name(in.backend), sf_precision_name(in.precision), in.kernel, in.threads,
              in.library_threads,
@@ -229,8 +230,14 @@ const float *sf_engine_probs(const sf_engine *e, size_t i) {
     return e->m.probs + i * e->m.model->n_outputs;
 }
 
+size_t sf_engine_label_of(const sf_engine *e, const float *probs) {
+    if (e->m.model->sigmoid_head)
+        return probs[1] >= 0.5f;
+    return sf_argmax(probs, e->m.model->n_outputs);
+}
+
 size_t sf_engine_label(const sf_engine *e, size_t i) {
-    return sf_model_label(e->m.model, sf_engine_probs(e, i));
+    return sf_engine_label_of(e, sf_engine_probs(e, i));
 }
 
 int sf_engine_is_selected(const sf_engine *e, const float *probs, size_t label) {

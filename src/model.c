@@ -859,16 +859,6 @@ done:
     return rc;
 }
 
-size_t sf_model_label(const sf_model *m, const float *probs) {
-    if (m->sigmoid_head)
-        return probs[1] >= 0.5f;
-    size_t best = 0;
-    for (size_t i = 1; i < m->n_outputs; i++)
-        if (probs[i] > probs[best])
-            best = i;
-    return best;
-}
-
 void sf_model_free(sf_model *m) {
     if (!m)
         return;

@@ -18,6 +18,7 @@
 #include <hdf5.h>
 #include <jansson.h>
 
+#include "sigflow/engine.h"
 #include "sigflow/infer.h"
 #include "sigflow/model.h"
 #include "sigflow/vars.h"
@@ -79,9 +80,6 @@ static double compare(const char *model, const char *ref_name, int sigmoid) {
                          (double)got[j], want);
             worst = d > worst ? d : worst;
         }
-        if (sigmoid) /* the label follows p >= 0.5 */
-            assert_int_equal(sf_model_label(m, got),
-                             json_number_value(json_array_get(row, 0)) >= 0.5);
     }
     printf("# %-26s max |sigflow - Keras| = %.3g over %zu rows\n", model, worst, n);
     sf_infer_free(e);
@@ -193,16 +191,36 @@ static void test_refusals(void **state) {
     assert_non_null(strstr(errstr, "holds its own architecture"));
 }
 
-/* p >= 0.5 is the positive class, ties included; the argmax rule would pick 0. */
-static void test_sigmoid_label(void **state) {
+/* p >= 0.5 is the positive class, ties included (the argmax rule would pick
+ * 0), and --threshold applies to p: the engine's selection, as run and
+ * predict use it. */
+static void test_sigmoid_selection(void **state) {
     (void)state;
-    sf_model *m = NULL;
-    assert_int_equal(load(&m, "k3_sigmoid.keras"), 0);
-    assert_int_equal(m->n_outputs, 2);
-    assert_int_equal(sf_model_label(m, (const float[]){0.5f, 0.5f}), 1);
-    assert_int_equal(sf_model_label(m, (const float[]){0.5000001f, 0.4999999f}), 0);
-    assert_int_equal(sf_model_label(m, (const float[]){0.1f, 0.9f}), 1);
-    sf_model_free(m);
+    sf_engine_conf c;
+    sf_engine_conf_init(&c);
+    c.model_path = DIR "k3_sigmoid.keras";
+    c.vars_path = SF_SOURCE_DIR "/tests/fixtures/vars_higgs.json"; /* labels b, s */
+    c.threads = 1;
+    sf_engine *e = NULL;
+    if (sf_engine_load(&e, &c, errstr, sizeof errstr) != 0)
+        fail_msg("%s", errstr);
+    assert_int_equal(sf_engine_n_outputs(e), 2);
+    assert_int_equal(sf_engine_signal_index(e), 1);
+    const float tie[2] = {0.5f, 0.5f}, below[2] = {0.5000001f, 0.4999999f},
+                high[2] = {0.1f, 0.9f}, low[2] = {0.7f, 0.3f};
+    assert_int_equal(sf_engine_label_of(e, tie), 1);
+    assert_int_equal(sf_engine_label_of(e, below), 0);
+    assert_int_equal(sf_engine_label_of(e, high), 1);
+    assert_true(sf_engine_is_selected(e, tie, sf_engine_label_of(e, tie)));
+    assert_false(sf_engine_is_selected(e, low, sf_engine_label_of(e, low)));
+    sf_engine_free(e);
+
+    c.threshold = 0.3; /* on p */
+    assert_int_equal(sf_engine_load(&e, &c, errstr, sizeof errstr), 0);
+    assert_true(sf_engine_is_selected(e, low, sf_engine_label_of(e, low)));
+    const float under[2] = {0.71f, 0.29f};
+    assert_false(sf_engine_is_selected(e, under, sf_engine_label_of(e, under)));
+    sf_engine_free(e);
 }
 
 /* One output that is not a sigmoid is not a classifier; a sigmoid head needs
@@ -270,7 +288,7 @@ int main(void) {
         cmocka_unit_test(test_hard_sigmoid_by_version),
         cmocka_unit_test(test_nested_h5_refused),
         cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_sigmoid_label),
+        cmocka_unit_test(test_sigmoid_selection),
         cmocka_unit_test(test_single_output_refused_for_classification),
         cmocka_unit_test(test_shipped_keras_matches_h5),
     };

@@ -106,15 +106,20 @@ void sf_engine_infer(sf_engine *e);
 /* Both. */
 void sf_engine_score(sf_engine *e);
 
-/* Row i of the scored batch: its probabilities (n_outputs), its argmax label,
- * whether it is selected, its id as found in the event. */
+/* Row i of the scored batch: its probabilities (n_outputs), its label
+ * (sf_engine_label_of), whether it is selected, its id as found in the event. */
 const float *sf_engine_probs(const sf_engine *e, size_t i);
 size_t sf_engine_label(const sf_engine *e, size_t i);
 int sf_engine_selected(const sf_engine *e, size_t i);
 const sf_event_id *sf_engine_id(const sf_engine *e, size_t i);
 
+/* The label a row of probabilities names: the argmax (the first on ties), or
+ * for a binary sigmoid head ([1 - p, p], sf_model.sigmoid_head) 1 exactly
+ * when p >= 0.5, as Keras users threshold their sigmoid. */
+size_t sf_engine_label_of(const sf_engine *e, const float *probs);
+
 /* The selection rule on its own: emit all, P(signal) >= threshold, or the
- * argmax is the signal label. */
+ * label is the signal label. With a sigmoid head P(signal) is p. */
 int sf_engine_is_selected(const sf_engine *e, const float *probs, size_t label);
 
 /* ---- the stages one at a time, on caller buffers (sigflow-bench) ---- */

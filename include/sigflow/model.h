@@ -91,10 +91,6 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
 
 void sf_model_free(sf_model *m);
 
-/* The label a row of n_outputs probabilities selects: the argmax (first on
- * ties), or for a sigmoid head 1 exactly when p >= 0.5. */
-size_t sf_model_label(const sf_model *m, const float *probs);
-
 /* Parses a Keras activation name ("relu", "silu", ...). Returns 0 or -1. */
 int sf_activation_parse(const char *name, sf_activation *out);
 const char *sf_activation_name(sf_activation a);
