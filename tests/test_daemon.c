@@ -534,8 +534,8 @@ static void test_sigmoid_head(void **state) {
     const size_t n = 1000;
     const double threshold = 0.3;
     const char *topics[] = {"events", "out.argmax", "out.threshold", DLQ};
-    sf_broker *b = sft_broker(8, topics, 4);
-    const char *bs = sf_broker_bootstrap(b);
+    sft_kafka *b = sft_kafka_open(8, topics, 4, NULL, 0);
+    const char *bs = b->bootstrap;
     char *events;
     sft_msgs in = load_events(bs, n, &events);
     offline *off = predict(SIGMOID_MODEL, MLP_VARS, events, n);
@@ -582,7 +582,7 @@ static void test_sigmoid_head(void **state) {
     sft_msgs_free(&in);
     unlink(events);
     free(events);
-    sf_broker_stop(b);
+    sft_kafka_close(b);
 }
 
 /* Malformed events mixed into a valid stream each land in the dead-letter topic
