@@ -85,9 +85,9 @@ static void put_floats(wbuf *b, const float *v, size_t n) {
  * strings and arrays they point to. The layout checks below fail the build
  * when the structs change, so that whoever changes them looks here: a new
  * pointer must be sent explicitly, a new value may need a range check. */
-_Static_assert(sizeof(sf_layer) == 80 && offsetof(sf_layer, n_params) == 72,
+_Static_assert(sizeof(sf_layer) == 88 && offsetof(sf_layer, n_params) == 80,
                "sf_layer changed: check serialize() and get_layer() in model_guard.c");
-_Static_assert(sizeof(sf_model) == 120 && offsetof(sf_model, sha256) == 48,
+_Static_assert(sizeof(sf_model) == 120 && offsetof(sf_model, sha256) == 52,
                "sf_model changed: check serialize() and deserialize() in model_guard.c");
 
 static void serialize(wbuf *b, const sf_model *m, const char *err) {
@@ -251,7 +251,8 @@ static void get_layer(rbuf *r, sf_layer *l, size_t n_in_expected) {
         return;
     size_t n_in = l->n_in, n_out = l->n_out;
     if ((unsigned)l->kind > SF_LAYER_ACTIVATION ||
-        !strcmp(sf_activation_name(l->activation), "unknown") || !isfinite(l->alpha))
+        !strcmp(sf_activation_name(l->activation), "unknown") || !isfinite(l->alpha) ||
+        isnan(l->max_value) || !isfinite(l->threshold))
         mark(r, "unknown layer kind or activation");
     else if (n_in == 0 || n_out == 0 || n_in > MAX_WIDTH || n_out > MAX_WIDTH ||
              n_in * n_out > MAX_VALUES)
@@ -304,6 +305,8 @@ static sf_model *deserialize(rbuf *r, const char *path, char *errstr, size_t err
         mark(r, "layer count out of range");
     else if (strspn(m->sha256, "0123456789abcdef") != 64)
         mark(r, "malformed sha256");
+    else if (m->sigmoid_head != 0 && (m->sigmoid_head != 1 || m->n_outputs != 2))
+        mark(r, "malformed sigmoid head");
     else if (!(m->layers = calloc(n_layers, sizeof *m->layers)))
         mark(r, "out of memory");
     size_t width = m->n_inputs;

@@ -274,7 +274,7 @@ expect_usage_error "one output .* not a sigmoid" --model "$FIX/keras/k3_linear1.
 # a sigmoid head needs two labels
 printf '{"inputs": [%s], "class_labels": ["s"]}\n' \
     "$(sed 's/.*/{"name": "&", "offset": 0, "scale": 1}/' "$T/names" | paste -sd, -)" >"$T/one_label.json"
-expect_usage_error "1 labels but model .* has 2 outputs (a binary sigmoid head" \
+expect_usage_error "1 labels (s) but model .* has 2 outputs (a binary sigmoid head" \
     --model "$KMODEL" --variables "$T/one_label.json"
 # a .keras refusal names the file and the member
 expect_usage_error "bad_no_model.keras: member 'model.weights.h5' is missing" \
