@@ -1,6 +1,6 @@
 /* test_daemon.c: `sigflow run` end to end against the embedded broker (issue #4);
  * its end to end, dead-letter and drain tests run on Apache Kafka too
- * (test_daemon_real in tests/CMakeLists.txt sets SIGFLOW_KAFKA_DIR).
+ * (test_daemon_real in tests/CMakeLists.txt sets SF_TEST_KAFKA_DIR).
  *
  * The daemon runs as a real process, because exit codes, SIGTERM and start-up
  * failures are part of what is tested and because a sanitized build then checks

@@ -1,14 +1,14 @@
 # bench_real.sh: sigflow-bench against Apache Kafka (the ctest fixture's
-# cluster in $SIGFLOW_KAFKA_DIR): --brokers runs both phases on it and counts
+# cluster in $SF_TEST_KAFKA_DIR): --brokers runs both phases on it and counts
 # the broker's CPU through --broker-pids; --backlog pre-fills and times the
 # catch-up; the run's topics are gone afterwards. Sanity only, no timing
 # threshold (bench/README.md has the figures).
 set -euo pipefail
 
 BENCH="$SIGFLOW_BUILD_DIR/sigflow-bench"
-: "${SIGFLOW_KAFKA_DIR:?needs a cluster: run through ctest, or tests/kafka/kafka.sh start DIR}"
-bs=$(cat "$SIGFLOW_KAFKA_DIR/bootstrap")
-pids=$(cat "$SIGFLOW_KAFKA_DIR"/node[0-9]*/pid | paste -sd, -)
+: "${SF_TEST_KAFKA_DIR:?needs a cluster: run through ctest, or tests/kafka/kafka.sh start DIR}"
+bs=$(cat "$SF_TEST_KAFKA_DIR/bootstrap")
+pids=$(cat "$SF_TEST_KAFKA_DIR"/node[0-9]*/pid | paste -sd, -)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() {

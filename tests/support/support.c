@@ -156,11 +156,11 @@ sft_kafka *sft_kafka_open(int partitions, const char *const *topics, size_t n_to
     sft_kafka *k = calloc(1, sizeof *k);
     assert_non_null(k);
     partitions = partitions > 0 ? partitions : 8;
-    const char *dir = getenv("SIGFLOW_KAFKA_DIR");
+    const char *dir = getenv("SF_TEST_KAFKA_DIR");
     if (!dir || !*dir) {
         if (need_real)
             fail_msg("this test needs Apache Kafka: run it through ctest (its fixture starts a "
-                     "cluster) or set SIGFLOW_KAFKA_DIR to a `tests/kafka/kafka.sh start DIR`");
+                     "cluster) or set SF_TEST_KAFKA_DIR to a `tests/kafka/kafka.sh start DIR`");
         k->mock = sft_broker(partitions, topics, n_topics);
         k->bootstrap = sf_broker_bootstrap(k->mock);
         k->nodes = 1;

@@ -39,7 +39,7 @@ void sft_nap_ms(int ms);
 size_t sft_count_lines(const char *s);
 
 /* The broker a test runs against: the Apache Kafka cluster that
- * tests/kafka/kafka.sh started in $SIGFLOW_KAFKA_DIR (the ctest fixtures of the
+ * tests/kafka/kafka.sh started in $SF_TEST_KAFKA_DIR (the ctest fixtures of the
  * tests labelled `real` set it), or else an embedded broker. */
 typedef struct sft_kafka {
     const char *bootstrap;
@@ -55,7 +55,7 @@ typedef struct sft_kafka {
  * topic configs (name/value pairs, NULL-terminated; may be NULL). On a real
  * cluster a topic of the same name is deleted first, so a test starts from
  * empty topics; tests keep their group names distinct. need_real: fail unless
- * $SIGFLOW_KAFKA_DIR names a running cluster. */
+ * $SF_TEST_KAFKA_DIR names a running cluster. */
 sft_kafka *sft_kafka_open(int partitions, const char *const *topics, size_t n_topics,
                           const char *const *configs, int need_real);
 void sft_kafka_close(sft_kafka *k);
@@ -240,7 +240,7 @@ void sft_pick_model(const char **model, const char **vars);
 /* ------------------------------------------------------------------------
  * The streaming operations tests (crash, outage, scale-out): a broker with
  * `events` and `signals` on 8 partitions, up to two daemons and a replay. The
- * broker is sft_kafka_open's: Apache Kafka when $SIGFLOW_KAFKA_DIR is set.
+ * broker is sft_kafka_open's: Apache Kafka when $SF_TEST_KAFKA_DIR is set.
  * ------------------------------------------------------------------------ */
 
 typedef struct sft_stream {
