@@ -30,6 +30,7 @@
 #include "sigflow/clock.h"
 #include "sigflow/kafka.h"
 #include "sigflow/metrics.h"
+#include "sigflow/modelset.h"
 #include "sigflow/pipeline.h"
 #include "bench.h"
 
@@ -682,7 +683,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         return -1;
     }
     o->soak_period = 60;
-    int seconds_set = 0, warmup_set = 0, limit_set = 0;
+    int seconds_set = 0, warmup_set = 0, limit_set = 0, vars_set = 0;
     long window = 0, v;
     enum { O_VARS = 256, O_FILE, O_SECONDS, O_WARMUP, O_RATE, O_JSON, O_QUICK, O_BS, O_BW, O_BLAS,
            O_PARTS, O_WINDOW, O_LIMIT, O_BROKERS, O_BROKER_PIDS, O_BACKLOG, O_BACKEND, O_PREC,
@@ -724,7 +725,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
             }
             break;
         case 'm': o->model = optarg; break;
-        case O_VARS: o->vars = optarg; break;
+        case O_VARS: o->vars = optarg; vars_set = 1; break;
         case O_FILE: o->file = optarg; break;
         case O_SECONDS:
             if (sf_args_double(optarg, 0.1, 86400, &o->seconds))
@@ -817,6 +818,9 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         fputs(usage, stderr);
         return -1;
     }
+    /* A set's members carry their own variables; the default file is not theirs. */
+    if (!vars_set && sf_modelset_is_set(o->model))
+        o->vars = NULL;
     if (o->quick) {
         if (!seconds_set)
             o->seconds = 1.5;
@@ -977,7 +981,7 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
     json_array_append_new(phases, phase_json(top));
     if (lat != top)
         json_array_append_new(phases, phase_json(lat));
-    json_t *model = json_pack("{s:s, s:s, s:I, s:s}", "path", o->model, "variables", o->vars,
+    json_t *model = json_pack("{s:s, s:s?, s:I, s:s}", "path", o->model, "variables", o->vars,
                               "parameters", (json_int_t)lim->parameters, "sha256", lim->sha256);
     json_t *config = json_pack(
         "{s:I, s:i, s:i, s:I, s:i, s:i, s:f, s:f, s:f, s:b}", "batch_size", (json_int_t)o->batch_size,

@@ -325,9 +325,15 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
         goto out;
     sf_engine_inference(e, &out->info);
     const sf_model *model = sf_engine_model(e);
-    size_t nin = model->n_inputs;
-    out->parameters = model->n_params;
-    snprintf(out->sha256, sizeof out->sha256, "%s", model->sha256);
+    size_t nin = sf_engine_n_inputs(e); /* a set's rows are its union of variables */
+    out->parameters = 0;
+    for (size_t k = 0; k < sf_engine_n_members(e); k++) {
+        sf_engine_member_info mi;
+        sf_engine_member(e, k, &mi);
+        out->parameters += mi.model->n_params;
+    }
+    snprintf(out->sha256, sizeof out->sha256, "%s",
+             sf_engine_set(e) ? sf_engine_set(e)->sha256 : model->sha256);
     if (sample_take(&s, c->events, nin)) {
         snprintf(errstr, n, "out of memory");
         goto out;

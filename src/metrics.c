@@ -86,7 +86,13 @@ struct sf_metrics {
     size_t model_inputs;
     size_t model_outputs;
     char *infer_labels; /* sigflow_inference_info's labels, rendered; NULL: none */
+    size_t n_members;   /* a model set's members, under model_lock */
+    char **member_names;
+    char **member_sha256;
+    double *member_weights;
 };
+
+static void free_members(size_t n, char **names, char **sha, double *weights);
 
 static uint64_t double_bits(double v) {
     uint64_t b;
@@ -122,6 +128,7 @@ void sf_metrics_free(sf_metrics *m) {
     pthread_mutex_destroy(&m->model_lock);
     free(m->model_sha256);
     free(m->infer_labels);
+    free_members(m->n_members, m->member_names, m->member_sha256, m->member_weights);
     free(m);
 }
 
@@ -172,6 +179,43 @@ void sf_metrics_observe(sf_metrics *m, sf_histogram h, double v) {
                                                   double_bits(bits_double(old) + v),
                                                   memory_order_relaxed, memory_order_relaxed)) {
     }
+}
+
+static void free_members(size_t n, char **names, char **sha, double *weights) {
+    for (size_t i = 0; i < n; i++) {
+        free(names ? names[i] : NULL);
+        free(sha ? sha[i] : NULL);
+    }
+    free(names);
+    free(sha);
+    free(weights);
+}
+
+void sf_metrics_set_members(sf_metrics *m, size_t n, const char *const *names,
+                            const char *const *sha256, const double *weights) {
+    char **nm = n ? calloc(n, sizeof *nm) : NULL, **sh = n ? calloc(n, sizeof *sh) : NULL;
+    double *w = n ? malloc(n * sizeof *w) : NULL;
+    int ok = !n || (nm && sh && w);
+    for (size_t i = 0; ok && i < n; i++) {
+        nm[i] = strdup(names[i]);
+        sh[i] = strdup(sha256[i]);
+        w[i] = weights[i];
+        ok = nm[i] && sh[i];
+    }
+    if (!ok) {
+        free_members(n, nm, sh, w);
+        n = 0, nm = sh = NULL, w = NULL;
+    }
+    pthread_mutex_lock(&m->model_lock);
+    size_t old_n = m->n_members;
+    char **old_nm = m->member_names, **old_sh = m->member_sha256;
+    double *old_w = m->member_weights;
+    m->n_members = n;
+    m->member_names = nm;
+    m->member_sha256 = sh;
+    m->member_weights = w;
+    pthread_mutex_unlock(&m->model_lock);
+    free_members(old_n, old_nm, old_sh, old_w);
 }
 
 void sf_metrics_set_model(sf_metrics *m, const char *sha256, size_t inputs, size_t outputs) {
@@ -291,6 +335,13 @@ static void render_model_info(sf_out *o, const sf_metrics *m) {
         out_label_value(o, m->model_sha256);
         out_printf(o, "\",inputs=\"%zu\",outputs=\"%zu\"} 1\n", m->model_inputs,
                    m->model_outputs);
+    }
+    for (size_t i = 0; i < m->n_members; i++) {
+        out_printf(o, "sigflow_model_info{member=\"");
+        out_label_value(o, m->member_names[i]);
+        out_printf(o, "\",sha256=\"");
+        out_label_value(o, m->member_sha256[i]);
+        out_printf(o, "\",weight=\"%.6g\"} 1\n", m->member_weights[i]);
     }
     pthread_mutex_unlock(lock);
 }

@@ -70,3 +70,37 @@ int sf_output_format(char *buf, size_t size, const char *id_field, const sf_even
 #undef APPEND
     return (int)n;
 }
+
+int sf_output_add_members(char *buf, size_t size, size_t len, size_t n_members,
+                          const char *const *names, const float *const *probs, size_t n_outputs) {
+    if (len == 0 || buf[len - 1] != '}')
+        return -1;
+    size_t n = len - 1;
+    int w;
+#define APPEND(expr)                              \
+    do {                                          \
+        if (n >= size)                            \
+            return -1;                            \
+        w = (expr);                               \
+        if (w < 0 || (size_t)w >= size - n)       \
+            return -1;                            \
+        n += (size_t)w;                           \
+    } while (0)
+    APPEND(snprintf(buf + n, size - n, ", \"members\": {"));
+    for (size_t k = 0; k < n_members; k++) {
+        if (k)
+            APPEND(snprintf(buf + n, size - n, ", "));
+        APPEND(sf_output_json_string(buf + n, size - n, names[k]));
+        APPEND(snprintf(buf + n, size - n, ": ["));
+        for (size_t i = 0; i < n_outputs; i++) {
+            if (isfinite(probs[k][i]))
+                APPEND(snprintf(buf + n, size - n, i ? ", %.9g" : "%.9g", (double)probs[k][i]));
+            else
+                APPEND(snprintf(buf + n, size - n, i ? ", null" : "null"));
+        }
+        APPEND(snprintf(buf + n, size - n, "]"));
+    }
+    APPEND(snprintf(buf + n, size - n, "}}"));
+#undef APPEND
+    return (int)n;
+}

@@ -66,11 +66,27 @@ void sf_pipeline_stage_mark(pipeline *p, sf_stage s) {
 /* ---------------------------------------------------------------- engine */
 
 static void engine_announce(pipeline *p) {
-    const sf_model *m = sf_engine_model(p->eng);
+    const sf_engine *e = p->eng;
+    const sf_model *m = sf_engine_model(e);
+    const sf_modelset *set = sf_engine_set(e);
     if (p->conf->metrics) {
-        sf_metrics_set_model(p->conf->metrics, m->sha256, m->n_inputs, m->n_outputs);
+        /* A set is named by its file's hash, each member by its model's. */
+        sf_metrics_set_model(p->conf->metrics, set ? set->sha256 : m->sha256,
+                             sf_engine_n_inputs(e), m->n_outputs);
+        size_t n = set ? sf_engine_n_members(e) : 0;
+        const char *names[64], *sha[64];
+        double w[64];
+        n = n > 64 ? 64 : n;
+        for (size_t k = 0; k < n; k++) {
+            sf_engine_member_info mi;
+            sf_engine_member(e, k, &mi);
+            names[k] = mi.name;
+            sha[k] = mi.model->sha256;
+            w[k] = mi.weight;
+        }
+        sf_metrics_set_members(p->conf->metrics, n, names, sha, w);
         sf_infer_info in;
-        sf_engine_inference(p->eng, &in);
+        sf_engine_inference(e, &in);
         sf_metrics_set_inference(p->conf->metrics, sf_backend_name(in.backend),
                                  sf_precision_name(in.precision), in.kernel, in.threads,
                                  in.library_threads);
@@ -149,9 +165,8 @@ static int process_batch(pipeline *p) {
             continue;
         const rd_kafka_message_t *m = p->msgs[p->row_msg[j]];
         const sf_event_id *id = sf_engine_id(e, j);
-        int len = sf_output_format(out, sizeof out, c->engine.id_field, id, sf_engine_vars(e),
-                                   sf_engine_probs(e, j), sf_engine_label(e, j), m->partition,
-                                   m->offset);
+        int len = sf_engine_output(e, j, c->emit_members, m->partition, m->offset, out,
+                                   sizeof out);
         if (len < 0) { /* only an absurdly long label list gets here */
             sf_pipeline_dead_letter(p, m, SF_REJECT_TOO_LARGE,
                                     "prediction does not fit in an output message", f);
@@ -375,8 +390,13 @@ static void maybe_reload(pipeline *p) {
     if (p->conf->metrics)
         sf_metrics_add(p->conf->metrics, SF_C_RELOADS, 1);
     const sf_model *m = sf_engine_model(p->eng);
-    sf_log(p->log, SF_LOG_INFO, "reloaded model=\"%s\" sha256=\"%.12s\" parameters=%zu",
-           p->conf->engine.model_path, m->sha256, m->n_params);
+    const sf_modelset *set = sf_engine_set(p->eng);
+    if (set)
+        sf_log(p->log, SF_LOG_INFO, "reloaded model=\"%s\" set=\"%s\" sha256=\"%.12s\" members=%zu",
+               p->conf->engine.model_path, set->name, set->sha256, set->n_members);
+    else
+        sf_log(p->log, SF_LOG_INFO, "reloaded model=\"%s\" sha256=\"%.12s\" parameters=%zu",
+               p->conf->engine.model_path, m->sha256, m->n_params);
 }
 
 /* ------------------------------------------------------------ main loop */

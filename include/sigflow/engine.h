@@ -17,10 +17,12 @@
 #define SIGFLOW_ENGINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sigflow/features.h"
 #include "sigflow/infer.h"
 #include "sigflow/model.h"
+#include "sigflow/modelset.h"
 #include "sigflow/vars.h"
 
 /* What counts as selected (published by the daemon). */
@@ -29,6 +31,8 @@ typedef enum { SF_EMIT_SIGNAL = 0, SF_EMIT_ALL } sf_emit;
 /* How to build an engine. The strings are borrowed: they must outlive every
  * engine loaded from the configuration (sf_engine_reload reads them again). */
 typedef struct sf_engine_conf {
+    /* A model file, or a model set (modelset.h): then arch_path and vars_path
+     * must be NULL, each member naming its own variables. */
     const char *model_path;
     const char *arch_path;    /* NULL for a whole-model file */
     const char *vars_path;    /* NULL: model only (inspect); no batch calls then */
@@ -53,7 +57,8 @@ void sf_engine_conf_init(sf_engine_conf *conf);
 
 typedef struct sf_engine sf_engine;
 
-/* Loads the model and variables of conf, checks them against each other and
+/* Loads the model and variables of conf (every member of a set, all or
+ * nothing; an error about a member names it), checks them against each other and
  * finds the signal label (needed unless conf->emit is SF_EMIT_ALL without a
  * threshold), then starts the inference threads. 0 and *out, or -1 with
  * errstr naming the file and what is wrong; nothing is allocated then. */
@@ -74,6 +79,26 @@ const sf_vars *sf_engine_vars(const sf_engine *e);
 size_t sf_engine_n_outputs(const sf_engine *e);
 int sf_engine_signal_index(const sf_engine *e); /* -1 when selection needs none */
 int sf_engine_threads(const sf_engine *e);      /* threads in use; 0: BLAS's own */
+/* The width of the rows of sf_engine_assemble and sf_engine_infer_rows: the
+ * model's inputs, or for a set the union of its members' variables. */
+size_t sf_engine_n_inputs(const sf_engine *e);
+
+/* The members: one for a single model (name NULL, weight 1), or a set's, in
+ * file order. sf_engine_model and sf_engine_vars are member 0's; every member
+ * has the same labels. */
+typedef struct sf_engine_member_info {
+    const char *name;      /* NULL for a single model */
+    const char *path;      /* model file */
+    const char *vars_path;
+    double weight;         /* normalized: a set's weights sum to 1 */
+    const sf_model *model;
+    const sf_vars *vars;
+} sf_engine_member_info;
+
+const sf_modelset *sf_engine_set(const sf_engine *e); /* NULL: a single model */
+size_t sf_engine_n_members(const sf_engine *e);
+/* 0 and *out, or -1 when k is out of range. */
+int sf_engine_member(const sf_engine *e, size_t k, sf_engine_member_info *out);
 
 /* The start-up log's key=value fields (log.h) of the engine: the model, its
  * shape, the normalization, the selection rule, the threads and the BLAS kernel. */
@@ -106,12 +131,20 @@ void sf_engine_infer(sf_engine *e);
 /* Both. */
 void sf_engine_score(sf_engine *e);
 
-/* Row i of the scored batch: its probabilities (n_outputs), its label
+/* Row i of the scored batch: its probabilities (n_outputs; a set's are the
+ * weighted mean of its members', p = sum w_k p_k / sum w_k), its label
  * (sf_engine_label_of), whether it is selected, its id as found in the event. */
 const float *sf_engine_probs(const sf_engine *e, size_t i);
 size_t sf_engine_label(const sf_engine *e, size_t i);
 int sf_engine_selected(const sf_engine *e, size_t i);
 const sf_event_id *sf_engine_id(const sf_engine *e, size_t i);
+/* Row i as the output line both `predict` and the daemon write
+ * (sf_output_format), with the members' own probabilities when with_members
+ * and the engine is a set. The length, or -1 when buf is too small. */
+int sf_engine_output(const sf_engine *e, size_t i, int with_members, int32_t partition,
+                     int64_t offset, char *buf, size_t size);
+/* Member k's own probabilities for row i (`--emit-members`, evaluate). */
+const float *sf_engine_member_probs(const sf_engine *e, size_t k, size_t i);
 
 /* The label a row of probabilities names: the argmax (the first on ties), or
  * for a binary sigmoid head ([1 - p, p], sf_model.sigmoid_head) 1 exactly
@@ -124,12 +157,15 @@ int sf_engine_is_selected(const sf_engine *e, const float *probs, size_t label);
 
 /* ---- the stages one at a time, on caller buffers (sigflow-bench) ---- */
 
-/* Assembles one event into row (n_inputs floats), raw. */
+/* Assembles one event into row (sf_engine_n_inputs floats), raw. For a set,
+ * a raw union row, checked against every member. */
 sf_reject sf_engine_assemble(const sf_engine *e, const char *json, size_t len, float *row,
                              sf_event_id *id, char *why, size_t why_size);
-/* Normalizes n rows in place with the configured normalization. */
+/* Normalizes n rows in place with the configured normalization (a set's rows
+ * stay raw: each member normalizes its own in sf_engine_infer_rows). */
 void sf_engine_normalize_rows(const sf_engine *e, float *rows, size_t n);
-/* Forward pass of n rows x (n_inputs) into y (n x n_outputs). */
+/* Forward pass of n rows x (sf_engine_n_inputs) into y (n x n_outputs); for a
+ * set, each member's gather, normalization and forward pass, combined. */
 void sf_engine_infer_rows(sf_engine *e, const float *x, size_t n, float *y);
 /* Runs the forward pass on n threads from now on (1: the calling thread only).
  * 0, or -1 when a helper cannot start (the engine then runs on one thread). */

@@ -60,6 +60,12 @@ void sf_metrics_set_inference(sf_metrics *m, const char *backend, const char *pr
 
 /* Copies sigflow_inference_info's labels into buf ("" when not set yet). */
 void sf_metrics_get_inference(const sf_metrics *m, char *buf, size_t size);
+/* One more sigflow_model_info series per member of a model set,
+ * {member=NAME,sha256=...,weight=W} (weights normalized); n 0 clears them (a
+ * single model). Replaces the previous members atomically for scrapes; on
+ * out of memory the member series disappear rather than lie. */
+void sf_metrics_set_members(sf_metrics *m, size_t n, const char *const *names,
+                            const char *const *sha256, const double *weights);
 
 /* The whole exposition as a malloc'd NUL-terminated string (NULL when out of memory). */
 char *sf_metrics_render(const sf_metrics *m);

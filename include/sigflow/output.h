@@ -22,4 +22,10 @@ int sf_output_format(char *buf, size_t size, const char *id_field, const sf_even
                      const sf_vars *vars, const float *probs, size_t label_index,
                      int32_t partition, int64_t offset);
 
+/* Appends "members": {"<name>": [probabilities], ...} to the object of length
+ * len in buf (as written by sf_output_format), one array of n_outputs per
+ * member. Returns the new length, or -1 when buf is too small. */
+int sf_output_add_members(char *buf, size_t size, size_t len, size_t n_members,
+                          const char *const *names, const float *const *probs, size_t n_outputs);
+
 #endif

@@ -61,6 +61,7 @@ typedef struct sf_pipeline_conf {
     const char *dlq_topic;       /* NULL: dead letters are logged and counted only */
     const char *group;
     sf_engine_conf engine;       /* the model; engine.batch_size is the batch size */
+    int emit_members;            /* a set: each output carries its members' probabilities */
     int batch_wait_ms;
     size_t max_event_bytes;      /* larger events are dead letters */
     const char *const *kafka_props; /* "key=value", applied to consumer and producer */

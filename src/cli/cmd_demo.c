@@ -13,6 +13,7 @@
 #include "sigflow/kafka.h"
 #include "sigflow/paths.h"
 #include "sigflow/args.h"
+#include "sigflow/modelset.h"
 #include "sigflow/pipeline.h"
 #include "sigflow/replay.h"
 #include "commands.h"
@@ -72,7 +73,8 @@ static void show_signals(const char *brokers, const char *topic, int partitions)
 }
 
 static const char usage[] =
-    "usage: sigflow demo [--model PATH --variables PATH] [--file CSV] [--limit N]\n"
+    "usage: sigflow demo [--model PATH --variables PATH | --model SET.json] [--file CSV]\n"
+    "                    [--limit N]\n"
     "                    [--batch-size N] [--batch-wait-ms MS] [--log-level L]\n"
     "                    [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
     "                    [--log-format text|json]\n"
@@ -98,6 +100,7 @@ int sf_cmd_demo(int argc, char **argv) {
     c->group = "sigflow-demo";
     c->log_level = SF_LOG_WARN;
     long limit = 0, v;
+    int vars_given = 0;
     enum { O_VARS = 256, O_BS, O_BW, O_LOG, O_BACKEND, O_PREC, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
@@ -113,7 +116,7 @@ int sf_cmd_demo(int argc, char **argv) {
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case 'm': c->engine.model_path = optarg; break;
-        case O_VARS: c->engine.vars_path = optarg; break;
+        case O_VARS: c->engine.vars_path = optarg; vars_given = 1; break;
         case 'f': file = optarg; break;
         case 'n':
             if (sf_args_long(optarg, 1, 100000000, &limit))
@@ -147,6 +150,9 @@ int sf_cmd_demo(int argc, char **argv) {
         fputs(usage, stderr);
         return 2;
     }
+    /* A set's members carry their own variables; the default file is not theirs. */
+    if (!vars_given && sf_modelset_is_set(c->engine.model_path))
+        c->engine.vars_path = NULL;
 
     char err[1024];
     static const char *const topics[] = {"events", "signals", "events.dlq"};

@@ -13,16 +13,19 @@
 #include "sigflow/args.h"
 #include "sigflow/engine.h"
 #include "sigflow/log.h"
+#include "sigflow/modelset.h"
 #include "sigflow/output.h"
 #include "commands.h"
 
 static const char usage[] =
     "usage: sigflow predict --model PATH --variables PATH [options] < events.jsonl\n"
+    "       sigflow predict --model SET.json [options] < events.jsonl\n"
     "\n"
     "Classify JSON events read from stdin, one per line; write one JSON object per\n"
     "line to stdout, in input order: the prediction, or {\"line\": N, \"error\": ...}.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture)\n"
+    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
+    "                         or a model set (JSON: members with their own variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event field copied to each output (default EventId; '' for none)\n"
@@ -30,6 +33,7 @@ static const char usage[] =
     "  --batch-size N         events per inference batch (default 512)\n"
     "  --log-format F         stderr messages as text (default) or JSON lines\n"
     SF_ARGS_INFER_USAGE
+    "  --emit-members         a set: add each member's probabilities to the outputs\n"
     "\n"
     "Exit status: 0 every event predicted, 1 some lines rejected, 2 usage or model error.\n";
 
@@ -42,7 +46,7 @@ typedef struct slot {
 
 typedef struct predictor {
     sf_engine *engine;
-    const char *id_field;
+    int emit_members;
     size_t batch;               /* rows per inference */
     size_t slot_cap;            /* lines held before a flush, rejected ones included */
     slot *slots;
@@ -69,9 +73,7 @@ static int flush(predictor *p) {
             continue;
         }
         size_t row = (size_t)s->row;
-        int n = sf_output_format(p->out, p->out_size, p->id_field, sf_engine_id(p->engine, row),
-                                 sf_engine_vars(p->engine), sf_engine_probs(p->engine, row),
-                                 sf_engine_label(p->engine, row), -1, 0);
+        int n = sf_engine_output(p->engine, row, p->emit_members, -1, 0, p->out, p->out_size);
         if (n < 0) {
             sf_log_cli(p->log_format, SF_LOG_ERROR, "sigflow predict", "line %llu: output too large",
                        (unsigned long long)s->line);
@@ -130,14 +132,21 @@ static int predict_stream(predictor *p, FILE *in) {
 
 /* Room for the longest output line: the id, the longest label, every
  * probability, or an escaped error message. */
-static size_t output_size(const sf_vars *v, const char *id_field) {
+static size_t output_size(const sf_engine *e, const char *id_field) {
+    const sf_vars *v = sf_engine_vars(e);
+    size_t members = 0;
+    for (size_t k = 0; k < sf_engine_n_members(e); k++) {
+        sf_engine_member_info mi;
+        sf_engine_member(e, k, &mi);
+        members += 16 + 6 * (mi.name ? strlen(mi.name) : 0) + 32 * v->n_labels;
+    }
     size_t longest = 0;
     for (size_t i = 0; i < v->n_labels; i++) {
         size_t l = strlen(v->labels[i]);
         longest = l > longest ? l : longest;
     }
     return 4096 + 6 * (id_field ? strlen(id_field) : 0) + SF_ID_MAX + 6 * longest +
-           32 * v->n_labels;
+           32 * v->n_labels + members;
 }
 
 int sf_cmd_predict(int argc, char **argv) {
@@ -146,7 +155,8 @@ int sf_cmd_predict(int argc, char **argv) {
     ec.emit = SF_EMIT_ALL; /* every line gets its prediction */
     long batch = 512;
     sf_log_format log_format = SF_LOG_TEXT;
-    enum { O_ARCH = 256, O_ID, O_NORM, O_BS, O_BACKEND, O_PREC, O_LOGF };
+    enum { O_ARCH = 256, O_ID, O_NORM, O_BS, O_BACKEND, O_PREC, O_LOGF, O_MEMBERS };
+    int emit_members = 0;
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
         {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, O_ID},
@@ -154,6 +164,7 @@ int sf_cmd_predict(int argc, char **argv) {
         {"batch-size", required_argument, NULL, O_BS}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
         {"log-format", required_argument, NULL, O_LOGF},
+        {"emit-members", no_argument, NULL, O_MEMBERS},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -178,13 +189,16 @@ int sf_cmd_predict(int argc, char **argv) {
             if (sf_log_format_parse(optarg, &log_format))
                 bad = sf_args_bad("sigflow predict", "--log-format", optarg, "text or json");
             break;
+        case O_MEMBERS: emit_members = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow predict", opt, argv);
         }
     }
-    if (!bad && (optind < argc || !ec.model_path || !ec.vars_path)) {
+    if (!bad && (optind < argc || !ec.model_path ||
+                 (!ec.vars_path && !sf_modelset_is_set(ec.model_path)))) {
         fprintf(stderr, "sigflow predict: %s\n", optind < argc ? "unexpected argument"
-                                                              : "--model and --variables are required");
+                                                              : "--model and --variables are required "
+                                                                "(--variables unless the model is a set)");
         bad = 1;
     }
     if (bad) {
@@ -194,8 +208,8 @@ int sf_cmd_predict(int argc, char **argv) {
 
     char err[1024];
     ec.batch_size = (size_t)batch;
-    predictor p = {.id_field = ec.id_field, .batch = ec.batch_size, .slot_cap = 2 * ec.batch_size,
-                   .log_format = log_format};
+    predictor p = {.emit_members = emit_members, .batch = ec.batch_size,
+                   .slot_cap = 2 * ec.batch_size, .log_format = log_format};
     int rc = 2;
     /* The engine applies the daemon's threading, so offline and online results
      * agree bit for bit. */
@@ -208,7 +222,7 @@ int sf_cmd_predict(int argc, char **argv) {
     sf_engine_describe_inference(p.engine, desc, sizeof desc);
     sf_log_cli(log_format, SF_LOG_INFO, "sigflow predict", "forward pass: %s", desc);
     p.slots = malloc(p.slot_cap * sizeof *p.slots);
-    p.out_size = output_size(sf_engine_vars(p.engine), ec.id_field);
+    p.out_size = output_size(p.engine, ec.id_field);
     p.out = malloc(p.out_size);
     if (!p.slots || !p.out) {
         sf_log_cli(log_format, SF_LOG_ERROR, "sigflow predict", "out of memory for a batch of %ld events", batch);

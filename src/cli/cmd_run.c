@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "sigflow/args.h"
+#include "sigflow/modelset.h"
 #include "sigflow/kafka.h"
 #include "sigflow/pipeline.h"
 #include "commands.h"
@@ -17,6 +18,7 @@ static atomic_int reload_flag;
 
 static const char usage[] =
     "usage: sigflow run --brokers B --model PATH --variables PATH [options]\n"
+    "       sigflow run --brokers B --model SET.json [options]\n"
     "\n"
     "Consume JSON events, classify them in micro-batches, publish the signals.\n"
     "\n"
@@ -26,13 +28,15 @@ static const char usage[] =
     "  --dlq-topic T          where malformed events go, with the reason in headers\n"
     "                         (default: none, they are logged and counted)\n"
     "  --group G              consumer group (default sigflow)\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture)\n"
+    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
+    "                         or a model set (JSON: members with their own variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event id copied to outputs and used as key (default EventId)\n"
     "  --signal-label L       the label that means signal (default: 's' or 'signal')\n"
     "  --threshold P          publish when P(signal) >= P instead of when it is the argmax\n"
     "  --emit signal|all      publish signals only (default) or every prediction\n"
+    "  --emit-members         a set: add each member's probabilities to the outputs\n"
     "  --batch-size N         events per micro-batch (default 512)\n"
     "  --batch-wait-ms MS     longest wait of a batch's first event (default 5)\n"
     "  --normalize MODE       standard (default), l2 or none\n"
@@ -108,7 +112,8 @@ int sf_cmd_run(int argc, char **argv) {
     char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_ARCH, O_ID, O_LABEL, O_THR, O_EMIT, O_BS, O_BW,
-           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG, O_BACKEND, O_PREC, O_LOGF, O_PRINT };
+           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG, O_BACKEND, O_PREC, O_LOGF, O_PRINT,
+           O_MEMBERS };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -116,6 +121,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"architecture", required_argument, NULL, O_ARCH}, {"variables", required_argument, NULL, 'v'},
         {"id-field", required_argument, NULL, O_ID}, {"signal-label", required_argument, NULL, O_LABEL},
         {"threshold", required_argument, NULL, O_THR}, {"emit", required_argument, NULL, O_EMIT},
+        {"emit-members", no_argument, NULL, O_MEMBERS},
         {"batch-size", required_argument, NULL, O_BS}, {"batch-wait-ms", required_argument, NULL, O_BW},
         {"normalize", required_argument, NULL, O_NORM},
         {"max-event-bytes", required_argument, NULL, O_MAXB},
@@ -165,6 +171,7 @@ int sf_cmd_run(int argc, char **argv) {
             else
                 bad = sf_args_bad("sigflow run", "--emit", optarg, "signal or all");
             break;
+        case O_MEMBERS: c.emit_members = 1; break;
         case O_BS:
             if (sf_args_long(optarg, 1, 1 << 20, &v))
                 bad = sf_args_bad("sigflow run", "--batch-size", optarg, "an integer in 1..1048576");
@@ -215,9 +222,11 @@ int sf_cmd_run(int argc, char **argv) {
         default: bad = sf_args_getopt_error("sigflow run", opt, argv);
         }
     }
-    if (!bad && (optind < argc || !c.brokers || !c.engine.model_path || !c.engine.vars_path)) {
+    if (!bad && (optind < argc || !c.brokers || !c.engine.model_path ||
+                 (!c.engine.vars_path && !sf_modelset_is_set(c.engine.model_path)))) {
         fprintf(stderr, "sigflow run: %s\n", optind < argc ? "unexpected argument"
-                                                          : "--brokers, --model and --variables are required");
+                                                          : "--brokers, --model and --variables are required "
+                                                            "(--variables unless the model is a set)");
         bad = 1;
     }
     if (bad) {

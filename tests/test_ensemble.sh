@@ -1,0 +1,94 @@
+# test_ensemble.sh: a model set through `sigflow predict`, `inspect` and
+# `evaluate`, against its members run alone.
+#
+# The set fixture (tests/fixtures/set_pair.json) has two members with
+# different networks, variables files (another order, other offsets, one
+# default fewer) and weights 0.75/0.25. On real events, each ensemble output
+# must be the weighted mean of the members' own `sigflow predict` outputs
+# within 1e-6, its "members" the members' outputs exactly, and an event one
+# member refuses must be refused naming that member.
+set -euo pipefail
+
+SF="$SIGFLOW_BUILD_DIR/sigflow"
+FIX="$SIGFLOW_SOURCE_DIR/tests/fixtures"
+SRC="$SIGFLOW_SOURCE_DIR"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+run() {
+    set +e
+    "$@"
+    rc=$?
+    set -e
+}
+
+# 2,000 real events (the first rows of the bundled sample), as a producer sends them.
+zcat "$SRC/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz" |
+    awk -F, 'NR == 1 { for (i = 1; i <= 31; i++) h[i] = $i; next }
+        NR <= 2001 { s = "{\"" h[1] "\": " $1
+                     for (i = 2; i <= 31; i++) s = s ", \"" h[i] "\": " $i
+                     print s "}" }' >"$T/events.jsonl"
+[ "$(wc -l <"$T/events.jsonl")" -eq 2000 ] || fail "expected 2000 events"
+
+run "$SF" predict --model "$FIX/model_mlp.h5" --variables "$FIX/vars_higgs.json" \
+    <"$T/events.jsonl" >"$T/mlp.jsonl"
+run "$SF" predict --model "$SRC/models/higgs_mlp.h5" --variables "$FIX/vars_higgs_perm.json" \
+    <"$T/events.jsonl" >"$T/higgs.jsonl"
+run "$SF" predict --model "$FIX/set_pair.json" --emit-members <"$T/events.jsonl" >"$T/set.jsonl"
+[ "$rc" -eq 1 ] || fail "set predict: exit $rc, expected 1 (some events refused by 'higgs')"
+
+probs() { sed -n 's/.*"probabilities": \[\([^]]*\)\].*/\1/p' | tr -d ','; }
+# One line per event: "ok p0 p1" or "err <message>"
+shape() {
+    awk '/"error"/ { print "err " $0; next }
+         { match($0, /"probabilities": \[[^]]*\]/); s = substr($0, RSTART + 18, RLENGTH - 19)
+           gsub(/,/, "", s); print "ok " s }' "$1"
+}
+shape "$T/mlp.jsonl" >"$T/a"
+shape "$T/higgs.jsonl" >"$T/b"
+shape "$T/set.jsonl" >"$T/s"
+[ "$(wc -l <"$T/s")" -eq 2000 ] || fail "expected 2000 set outputs"
+paste -d '|' "$T/a" "$T/b" "$T/s" "$T/set.jsonl" | awk -F'|' '
+    { split($1, a, " "); split($2, b, " "); split($3, s, " ") }
+    a[1] == "err" || b[1] == "err" {
+        refused++
+        who = a[1] == "err" ? "mlp" : "higgs"
+        if (s[1] != "err" || index($3, "member '\''" who "'\''") == 0) {
+            print "line " NR ": refused by " who " alone, set said: " $3; bad++ }
+        next }
+    {
+        if (s[1] != "ok") { print "line " NR ": set refused an event both members took: " $3; bad++; next }
+        for (k = 2; k <= 3; k++) {
+            want = 0.75 * a[k] + 0.25 * b[k]; d = s[k] - want; if (d < 0) d = -d
+            if (d > 1e-6) { print "line " NR ": p" k - 2 " " s[k] " != weighted mean " want; bad++ }
+            if (d > worst) worst = d
+        }
+        m = "\"members\": {\"mlp\": [" a[2] ", " a[3] "], \"higgs\": [" b[2] ", " b[3] "]}"
+        if (index($4, m) == 0) { print "line " NR ": members differ from the members alone: " $4; bad++ }
+        ok++
+    }
+    END { printf "ensemble: %d events compared (max |set - weighted mean| %.3g), %d refused\n", ok, worst, refused
+          if (ok < 1000 || refused < 10) { print "too few events of a kind"; bad++ }
+          exit bad > 0 }' || fail "ensemble outputs"
+
+# Refusals name the member and the reason.
+run "$SF" predict --model "$FIX/set_labels.json" <"$T/events.jsonl" >/dev/null 2>"$T/err"
+[ "$rc" -eq 2 ] && grep -q "member 'three': labels \[ztautau,higgs,ttbar\] differ from member 'mlp' \[b,s\]" "$T/err" ||
+    fail "different labels: exit $rc, $(cat "$T/err")"
+run "$SF" predict --model "$FIX/set_missing.json" <"$T/events.jsonl" >/dev/null 2>"$T/err"
+[ "$rc" -eq 2 ] && grep -q "member 'gone': .*no_such_model.h5" "$T/err" ||
+    fail "missing member: exit $rc, $(cat "$T/err")"
+for opt in --variables --architecture; do
+    run "$SF" predict --model "$FIX/set_pair.json" $opt "$FIX/vars_higgs.json" </dev/null >/dev/null 2>"$T/err"
+    [ "$rc" -eq 2 ] && grep -q "is a model set: its members name their own" "$T/err" ||
+        fail "$opt with a set: exit $rc, $(cat "$T/err")"
+done
+printf '{"name": "x", "members": [{"name": "a", "model": "m.h5", "variables": "v.json", "weight": 0}]}\n' >"$T/zero.json"
+run "$SF" predict --model "$T/zero.json" </dev/null >/dev/null 2>"$T/err"
+[ "$rc" -eq 2 ] && grep -q "member 'a': \"weight\" must be a positive number" "$T/err" ||
+    fail "zero weight: exit $rc, $(cat "$T/err")"
+echo "PASS"
