@@ -91,4 +91,48 @@ printf '{"name": "x", "members": [{"name": "a", "model": "m.h5", "variables": "v
 run "$SF" predict --model "$T/zero.json" </dev/null >/dev/null 2>"$T/err"
 [ "$rc" -eq 2 ] && grep -q "member 'a': \"weight\" must be a positive number" "$T/err" ||
     fail "zero weight: exit $rc, $(cat "$T/err")"
+
+# ---- inspect: members, normalized weights, inputs, labels -----------------------
+"$SF" inspect --model "$FIX/set_pair.json" >"$T/inspect.txt"
+grep -q "^members       2$" "$T/inspect.txt" && grep -q "^labels        0:b 1:s$" "$T/inspect.txt" &&
+    grep -Eq "^  0  mlp +0.750000 +0.75 +30 +714 " "$T/inspect.txt" &&
+    grep -Eq "^  1  higgs +0.250000 +0.25 +30 +1018002 " "$T/inspect.txt" &&
+    grep -q "^==== member higgs (weight 0.250000)" "$T/inspect.txt" ||
+    fail "inspect of a set: $(cat "$T/inspect.txt")"
+"$SF" inspect --model "$FIX/set_pair.json" --json | grep -q '"weight": 0.25' || fail "inspect --json of a set"
+
+# ---- evaluate: the label as a name, an index, or a CSV column agree -------------
+zcat "$SRC/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz" | awk 'NR <= 1001' >"$T/sample.csv"
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) h[i] = $i; next }
+    { s = "{\"" h[1] "\": " $1
+      for (i = 2; i <= 31; i++) s = s ", \"" h[i] "\": " $i
+      print s ", \"Truth\": \"" $33 "\", \"Index\": " ($33 == "s") "}" }' "$T/sample.csv" >"$T/labeled.jsonl"
+M=(--model "$SRC/models/higgs_mlp.h5" --variables "$SRC/models/higgs_variables.json")
+"$SF" evaluate "${M[@]}" --label-field Truth <"$T/labeled.jsonl" >"$T/ev_name"
+"$SF" evaluate "${M[@]}" --label-field Index <"$T/labeled.jsonl" >"$T/ev_index"
+"$SF" evaluate "${M[@]}" --csv "$T/sample.csv" >"$T/ev_csv"
+cmp -s "$T/ev_name" "$T/ev_index" && cmp -s "$T/ev_name" "$T/ev_csv" ||
+    fail "evaluate differs by label source: $(cat "$T/ev_name" "$T/ev_index" "$T/ev_csv")"
+grep -q "^events      1000 (rejected 0, unlabeled 0)" "$T/ev_name" || fail "evaluate: $(cat "$T/ev_name")"
+# Its accuracy is the share of `predict` labels equal to the truth.
+"$SF" predict "${M[@]}" <"$T/labeled.jsonl" | sed -n 's/.*"label": "\([^"]*\)".*/\1/p' >"$T/pred_labels"
+want=$(awk -F, 'NR > 1 { print $33 }' "$T/sample.csv" | paste -d' ' - "$T/pred_labels" |
+    awk '{ ok += $1 == $2 } END { printf "%.6f", ok / NR }')
+grep -q "^accuracy    $want$" "$T/ev_name" || fail "evaluate accuracy, want $want: $(cat "$T/ev_name")"
+# A set of the same network twice: every figure is the network's, per member too.
+printf '{"name": "twice", "members": [
+ {"name": "one", "model": "%s", "variables": "%s", "weight": 1},
+ {"name": "two", "model": "%s", "variables": "%s", "weight": 3}]}\n' \
+    "$SRC/models/higgs_mlp.h5" "$SRC/models/higgs_variables.json" \
+    "$SRC/models/higgs_mlp.h5" "$SRC/models/higgs_variables.json" >"$T/twice.json"
+"$SF" evaluate --model "$T/twice.json" --label-field Truth <"$T/labeled.jsonl" >"$T/ev_set"
+acc=$(awk '/^accuracy/ { print $2 }' "$T/ev_name")
+auc=$(awk '/^roc auc/ { print $3 }' "$T/ev_name")
+head -7 "$T/ev_set" | cmp -s - "$T/ev_name" &&
+    grep -q "^  one              weight 0.250000  accuracy $acc  roc auc $auc$" "$T/ev_set" &&
+    grep -q "^  two              weight 0.750000  accuracy $acc  roc auc $auc$" "$T/ev_set" ||
+    fail "evaluate of a set: $(cat "$T/ev_set")"
+run "$SF" evaluate "${M[@]}" --label-field Nope <"$T/labeled.jsonl" >/dev/null 2>"$T/err"
+[ "$rc" -eq 1 ] && grep -q "no event could be evaluated (0 rejected, 1000 without a usable 'Nope')" "$T/err" ||
+    fail "evaluate without labels: exit $rc, $(cat "$T/err")"
 echo "PASS"

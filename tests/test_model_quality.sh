@@ -97,4 +97,15 @@ awk -v a="$fp32" -v b="$bf16" 'BEGIN {
     printf "AUC fp32 %.5f, bf16 %.5f, |difference| %.5f (at most 0.002)\n", x[2], y[2], d
     if (d > 0.002) { print "FAIL: bf16 AUC moved more than 0.002"; exit 1 }
 }'
+
+# `sigflow evaluate` must report fp32's figures from the CSV itself.
+awk -F, 'NR == 1 || $1 % 10 == 9' "$tmp/events.csv" > "$tmp/heldout.csv"
+"$bin" evaluate --model "$src/models/higgs_mlp.h5" --variables "$src/models/higgs_variables.json" \
+    --precision fp32 --csv "$tmp/heldout.csv" > "$tmp/evaluate.txt"
+got=$(awk '/^accuracy/ { a = $2 } /^roc auc/ { u = $3 } END { print a, u }' "$tmp/evaluate.txt")
+if [ "$got" != "$fp32" ] || ! grep -q "^events      2000 (rejected 0, unlabeled 0)" "$tmp/evaluate.txt"; then
+    echo "FAIL: sigflow evaluate says '$got', awk '$fp32'" >&2
+    cat "$tmp/evaluate.txt" >&2
+    exit 1
+fi
 echo "PASS"

@@ -21,11 +21,13 @@
 
 static const char usage[] =
     "usage: sigflow inspect --model PATH [--architecture PATH] [--variables PATH] [--json]\n"
+    "       sigflow inspect --model SET.json [--json]\n"
     "\n"
     "Print a model (and its input variables) as loaded: layers, shapes, activations,\n"
     "parameter counts, input and output widths, sha256.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture)\n"
+    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
+    "                         or a model set: its members, weights (normalized), inputs, labels\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file, checked against the model\n"
     "  --json                 one JSON object instead of text\n"
@@ -210,6 +212,56 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, co
     return root;
 }
 
+/* A set: the members at a glance, then each member as a single model prints. */
+static void print_set(const sf_engine *e, const char *inference) {
+    const sf_modelset *s = sf_engine_set(e);
+    const sf_vars *v = sf_engine_vars(e);
+    printf("model set     %s\n", s->path);
+    printf("name          %s\n", s->name);
+    printf("sha256        %s\n", s->sha256);
+    printf("members       %zu\n", s->n_members);
+    printf("inputs        %zu (union of the members' variables, one parse per event)\n",
+           sf_engine_n_inputs(e));
+    printf("labels       ");
+    for (size_t i = 0; i < v->n_labels; i++)
+        printf(" %zu:%s", i, v->labels[i]);
+    printf("\n\n  #  %-16s %8s %10s %6s %10s  %-12s %s\n", "member", "weight", "as written",
+           "inputs", "params", "sha256", "model / variables");
+    for (size_t k = 0; k < sf_engine_n_members(e); k++) {
+        sf_engine_member_info mi;
+        sf_engine_member(e, k, &mi);
+        printf("%3zu  %-16s %8.6f %10.6g %6zu %10zu  %.12s %s\n%70s %s\n", k, mi.name, mi.weight,
+               s->members[k].weight, mi.model->n_inputs, mi.model->n_params, mi.model->sha256,
+               mi.path, "", mi.vars_path);
+    }
+    for (size_t k = 0; k < sf_engine_n_members(e); k++) {
+        sf_engine_member_info mi;
+        sf_engine_member(e, k, &mi);
+        printf("\n==== member %s (weight %.6f)\n", mi.name, mi.weight);
+        print_text(mi.model, NULL, mi.vars, inference);
+    }
+}
+
+static json_t *set_to_json(const sf_engine *e) {
+    const sf_modelset *s = sf_engine_set(e);
+    const sf_vars *v = sf_engine_vars(e);
+    json_t *labels = json_array(), *members = json_array();
+    for (size_t i = 0; i < v->n_labels; i++)
+        json_array_append_new(labels, json_string(v->labels[i]));
+    for (size_t k = 0; k < sf_engine_n_members(e); k++) {
+        sf_engine_member_info mi;
+        sf_engine_member(e, k, &mi);
+        json_t *o = to_json(mi.model, NULL, mi.vars, e);
+        json_object_set_new(o, "name", json_string(mi.name));
+        json_object_set_new(o, "weight", json_real(mi.weight));
+        json_object_set_new(o, "weight_as_written", json_real(s->members[k].weight));
+        json_array_append_new(members, o);
+    }
+    return json_pack("{s:s, s:s, s:s, s:I, s:o, s:o}", "set", s->path, "name", s->name, "sha256",
+                     s->sha256, "inputs", (json_int_t)sf_engine_n_inputs(e), "labels", labels,
+                     "members", members);
+}
+
 int sf_cmd_inspect(int argc, char **argv) {
     sf_engine_conf ec;
     sf_engine_conf_init(&ec);
@@ -267,7 +319,7 @@ int sf_cmd_inspect(int argc, char **argv) {
     char desc[512];
     sf_engine_describe_inference(e, desc, sizeof desc);
     if (as_json) {
-        json_t *j = to_json(m, arch_path, v, e);
+        json_t *j = sf_engine_set(e) ? set_to_json(e) : to_json(m, arch_path, v, e);
         char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
                     : NULL;
         json_decref(j);
@@ -277,6 +329,8 @@ int sf_cmd_inspect(int argc, char **argv) {
         }
         puts(s);
         free(s);
+    } else if (sf_engine_set(e)) {
+        print_set(e, desc);
     } else {
         print_text(m, arch_path, v, desc);
     }

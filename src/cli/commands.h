@@ -9,5 +9,6 @@ int sf_cmd_inspect(int argc, char **argv);
 int sf_cmd_broker(int argc, char **argv);
 int sf_cmd_run(int argc, char **argv);
 int sf_cmd_demo(int argc, char **argv);
+int sf_cmd_evaluate(int argc, char **argv);
 
 #endif

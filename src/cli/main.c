@@ -15,6 +15,7 @@ static const struct {
     {"demo", sf_cmd_demo, "embedded broker + replay + pipeline on the bundled data"},
     {"predict", sf_cmd_predict, "classify JSON events from stdin (one per line)"},
     {"inspect", sf_cmd_inspect, "print a model and its variables as loaded"},
+    {"evaluate", sf_cmd_evaluate, "accuracy, ROC AUC, confusion matrix on labeled events"},
     {"broker", sf_cmd_broker, "serve an embedded Kafka-protocol broker for development"},
 };
 
