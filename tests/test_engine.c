@@ -172,12 +172,104 @@ static void reload_gives_a_fresh_engine(void **state) {
     sf_engine_free(fresh);
 }
 
+/* A set: the batch path (one parse, each member's gather) and the stage calls
+ * on caller buffers (sigflow-bench's) give the same bits; each member's
+ * probabilities are those of the member loaded alone, and the combined ones
+ * their weighted mean; the member refusing an event is named. */
+static void set_members(void **state) {
+    (void)state;
+    char **keys, **values;
+    sft_atlas_events(N, &keys, &values);
+    sf_engine_conf c;
+    conf_for(&c, N);
+    c.model_path = SF_SOURCE_DIR "/tests/fixtures/set_pair.json";
+    c.vars_path = NULL;
+    c.threads = 1;
+    char err[512];
+    sf_engine *e, *alone[2];
+    if (sf_engine_load(&e, &c, err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(sf_engine_n_members(e), 2);
+    assert_non_null(sf_engine_set(e));
+    assert_int_equal(sf_engine_n_inputs(e), 30);
+    for (size_t k = 0; k < 2; k++) {
+        sf_engine_member_info mi;
+        assert_int_equal(sf_engine_member(e, k, &mi), 0);
+        assert_string_equal(mi.name, k ? "higgs" : "mlp");
+        sf_engine_conf one;
+        conf_for(&one, N);
+        one.model_path = mi.path;
+        one.vars_path = mi.vars_path;
+        one.threads = 1;
+        if (sf_engine_load(&alone[k], &one, err, sizeof err))
+            fail_msg("%s", err);
+    }
+    sf_engine_member_info mi;
+    assert_int_equal(sf_engine_member(e, 2, &mi), -1);
+
+    float *rows = malloc(N * 30 * sizeof *rows), *probs = malloc(N * 2 * sizeof *probs);
+    assert_non_null(rows);
+    assert_non_null(probs);
+    size_t n = 0, refused = 0;
+    for (size_t i = 0; i < N; i++) {
+        size_t len = strlen(values[i]);
+        sf_event_id id;
+        sf_reject r = sf_engine_add(e, values[i], len, err, sizeof err);
+        if (r != SF_REJECT_NONE) {
+            /* Only the higgs member lacks a default (for DER_mass_MMC). */
+            assert_int_equal(r, SF_REJECT_MISSING_FIELD);
+            assert_non_null(strstr(err, "member 'higgs': field 'DER_mass_MMC'"));
+            assert_int_equal(sf_engine_add(alone[1], values[i], len, err, sizeof err),
+                             SF_REJECT_MISSING_FIELD);
+            assert_int_equal(sf_engine_assemble(e, values[i], len, rows + n * 30, &id, err,
+                                                sizeof err), SF_REJECT_MISSING_FIELD);
+            refused++;
+            continue;
+        }
+        assert_int_equal(sf_engine_assemble(e, values[i], len, rows + n * 30, &id, err, sizeof err),
+                         SF_REJECT_NONE);
+        assert_int_equal(sf_engine_add(alone[0], values[i], len, err, sizeof err), SF_REJECT_NONE);
+        assert_int_equal(sf_engine_add(alone[1], values[i], len, err, sizeof err), SF_REJECT_NONE);
+        n++;
+    }
+    assert_true(n > 0 && refused > 0);
+    assert_int_equal(sf_engine_rows(e), n);
+    assert_int_equal(sf_engine_rows(alone[0]), n);
+    sf_engine_score(e);
+    sf_engine_score(alone[0]);
+    sf_engine_score(alone[1]);
+    sf_engine_normalize_rows(e, rows, n); /* a set's rows stay raw: a no-op */
+    sf_engine_infer_rows(e, rows, n, probs);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < 2; k++) {
+            float p0 = sf_engine_member_probs(e, 0, i)[k], p1 = sf_engine_member_probs(e, 1, i)[k];
+            assert_memory_equal(&p0, &sf_engine_probs(alone[0], i)[k], sizeof p0);
+            assert_memory_equal(&p1, &sf_engine_probs(alone[1], i)[k], sizeof p1);
+            float want = (float)(0.75 * p0 + 0.25 * p1);
+            assert_memory_equal(&sf_engine_probs(e, i)[k], &want, sizeof want);
+            assert_memory_equal(&probs[i * 2 + k], &want, sizeof want);
+        }
+    char line[1024];
+    assert_true(sf_engine_output(e, 0, 1, -1, 0, line, sizeof line) > 0);
+    assert_non_null(strstr(line, "\"members\": {\"mlp\": ["));
+    assert_true(sf_engine_output(alone[0], 0, 1, -1, 0, line, sizeof line) > 0);
+    assert_null(strstr(line, "members")); /* a single model has none to add */
+    free(rows);
+    free(probs);
+    sf_engine_free(alone[0]);
+    sf_engine_free(alone[1]);
+    sf_engine_free(e);
+    sft_strings_free(keys, N);
+    sft_strings_free(values, N);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matches_the_stages),
         cmocka_unit_test(selection_rules),
         cmocka_unit_test(load_errors_and_model_only),
         cmocka_unit_test(reload_gives_a_fresh_engine),
+        cmocka_unit_test(set_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
