@@ -606,6 +606,11 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
                (unsigned long long)o->backlog, b->prefill_eps);
     else if (o->brokers)
         printf("broker:    %s\n", o->brokers);
+    if (lim->members)
+        printf("set:       forward pass %.1f us/event of CPU on 1 thread, its %zu members alone "
+               "%.1f us summed: %.3f x the sum\n", lim->set_cpu_us_per_event, lim->members,
+               lim->members_cpu_us_per_event,
+               lim->set_cpu_us_per_event / lim->members_cpu_us_per_event);
     printf("%-10s %.0f ev/s end to end = %.2f of inference only; mean batch %.0f\n",
            o->backlog ? "catch-up:" : top->offered_rate > 0 ? "at rate:" : "flat out:", top->events_per_s,
            top->events_per_s / lim->inference_eps, top->batch_size_mean);
@@ -1020,6 +1025,12 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
     json_object_set_new(out, "max_abs_dp_vs_openblas_fp32", json_real(lim->max_dp_vs_reference));
     json_object_set_new(out, "heldout_auc", json_real(lim->auc));
     json_object_set_new(out, "parse_only_events_per_s", json_real(lim->parse_eps));
+    if (lim->members) {
+        json_object_set_new(out, "set_members", json_integer((json_int_t)lim->members));
+        json_object_set_new(out, "set_forward_cpu_us_per_event", json_real(lim->set_cpu_us_per_event));
+        json_object_set_new(out, "set_members_alone_cpu_us_per_event",
+                            json_real(lim->members_cpu_us_per_event));
+    }
     json_object_set_new(out, "normalize_only_events_per_s", json_real(lim->normalize_eps));
     json_object_set_new(out, "ratio_end_to_end_to_inference_only",
                         json_real(top->events_per_s / lim->inference_eps));

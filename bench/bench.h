@@ -148,6 +148,13 @@ typedef struct bench_limits {
                                       batch as in either half of it (a property of
                                       the BLAS kernel, see ROW_BLOCK in src/infer.c) */
     int split_identical;           /* the split gave the very bits of one thread */
+    /* A model set: its forward pass on one thread (gather + normalization +
+     * each member's forward pass + the weighted mean) against its members'
+     * forward passes alone, summed; both in CPU seconds of the calling thread,
+     * the best of 3 alternating rounds, so other processes weigh little. */
+    size_t members;                /* 0: a single model */
+    double set_cpu_us_per_event;
+    double members_cpu_us_per_event; /* the sum over the members */
     double parse_eps;              /* JSON parse + assemble, one thread */
     double normalize_eps;
 } bench_limits;

@@ -305,6 +305,84 @@ static double timed_rate(double seconds, void (*step)(job *, size_t), job *j, si
     return timed_rate_on(sf_clock_s, seconds, step, j, period, per_call);
 }
 
+/* CPU microseconds of this thread per event (other processes weigh little). */
+static double timed_cpu(double seconds, void (*step)(job *, size_t), job *j, size_t period,
+                        size_t per_call) {
+    return 1e6 / timed_rate_on(bench_thread_cpu_s, seconds, step, j, period, per_call);
+}
+
+/* The set against its members loaded alone (bench_limits's comment in bench.h). */
+static int members_alone(const bench_limits_conf *c, sf_engine *set, job *js, size_t batches,
+                         bench_limits *out, char *errstr, size_t n) {
+    size_t nm = sf_engine_n_members(set);
+    sf_engine **alone = calloc(nm, sizeof *alone);
+    job *jobs = calloc(nm, sizeof *jobs);
+    sample *samples = calloc(nm, sizeof *samples);
+    double *best = calloc(nm, sizeof *best);
+    float *probs = malloc(c->batch_size * sf_engine_n_outputs(set) * sizeof *probs);
+    int rc = -1;
+    if (!alone || !jobs || !samples || !best || !probs) {
+        snprintf(errstr, n, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < nm; k++) {
+        sf_engine_member_info mi;
+        sf_engine_member(set, k, &mi);
+        sf_engine_conf ec;
+        sf_engine_conf_init(&ec);
+        ec.model_path = mi.path;
+        ec.vars_path = mi.vars_path;
+        ec.emit = SF_EMIT_ALL;
+        ec.batch_size = c->batch_size;
+        ec.threads = 1;
+        ec.infer = c->infer;
+        if (sf_engine_load(&alone[k], &ec, errstr, n))
+            goto out;
+        size_t nin = sf_engine_n_inputs(alone[k]);
+        if (sample_take(&samples[k], c->events, nin)) {
+            snprintf(errstr, n, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < samples[k].n; i++) {
+            char why[256];
+            sf_event_id id;
+            sf_engine_assemble(alone[k], samples[k].json[i], samples[k].len[i],
+                               samples[k].rows + i * nin, &id, why, sizeof why);
+        }
+        sf_engine_normalize_rows(alone[k], samples[k].rows, samples[k].n);
+        jobs[k] = (job){.s = &samples[k], .e = alone[k], .nin = nin, .batch = c->batch_size,
+                        .probs = probs};
+    }
+    out->set_cpu_us_per_event = 0;
+    for (int round = 0; round < 3; round++) {
+        double t = timed_cpu(c->seconds, step_infer, js, batches, c->batch_size);
+        if (round == 0 || t < out->set_cpu_us_per_event)
+            out->set_cpu_us_per_event = t;
+        for (size_t k = 0; k < nm; k++) {
+            t = timed_cpu(c->seconds / (double)nm, step_infer, &jobs[k], batches, c->batch_size);
+            if (round == 0 || t < best[k])
+                best[k] = t;
+        }
+    }
+    out->members = nm;
+    out->members_cpu_us_per_event = 0;
+    for (size_t k = 0; k < nm; k++)
+        out->members_cpu_us_per_event += best[k];
+    rc = 0;
+out:
+    for (size_t k = 0; alone && k < nm; k++) {
+        sf_engine_free(alone[k]);
+        if (samples)
+            sample_free(&samples[k]);
+    }
+    free(alone);
+    free(jobs);
+    free(samples);
+    free(best);
+    free(probs);
+    return rc;
+}
+
 int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr, size_t n) {
     memset(out, 0, sizeof *out);
     sf_engine *e = NULL;
@@ -376,6 +454,8 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
     for (size_t b = 0; b < batches; b++)
         sf_engine_infer_rows(e, s.rows + b * c->batch_size * nin, c->batch_size, ref + b * per_batch);
     out->inference_1thread_eps = timed_rate(c->seconds, step_infer, &j, batches, c->batch_size);
+    if (sf_engine_set(e) && members_alone(c, e, &j, batches, out, errstr, n))
+        goto restore;
 
     /* Does a row get the same bits in half a batch? Without that, no split can
      * match one thread, nor can the daemon match `sigflow predict`. */
