@@ -108,4 +108,12 @@ if [ "$got" != "$fp32" ] || ! grep -q "^events      2000 (rejected 0, unlabeled 
     cat "$tmp/evaluate.txt" >&2
     exit 1
 fi
+
+# The shipped ensemble (models/higgs_ensemble.json) keeps the same promise.
+"$bin" evaluate --model "$src/models/higgs_ensemble.json" --csv "$tmp/heldout.csv" > "$tmp/ensemble.txt"
+awk -v min_acc="$min_accuracy" -v min_auc="$min_auc" '
+    /^accuracy/ { acc = $2 } /^roc auc/ { auc = $3 } /^events/ { n = $2 }
+    END { printf "ensemble: held-out events %d: accuracy %.4f, ROC AUC %.4f\n", n, acc, auc
+          if (n != 2000 || acc < min_acc || auc < min_auc) { print "FAIL: ensemble below target"; exit 1 } }' \
+    "$tmp/ensemble.txt"
 echo "PASS"
