@@ -33,11 +33,8 @@ int sf_output_json_string(char *buf, size_t size, const char *s) {
     return (int)n;
 }
 
-int sf_output_format(char *buf, size_t size, const char *id_field, const sf_event_id *id,
-                     const sf_vars *vars, const float *probs, size_t label_index,
-                     int32_t partition, int64_t offset) {
-    size_t n = 0;
-    int w;
+/* Appends the result of expr (a snprintf-like count) at buf + n, or returns
+ * -1 from the calling function when it does not fit. */
 #define APPEND(expr)                              \
     do {                                          \
         if (n >= size)                            \
@@ -47,6 +44,26 @@ int sf_output_format(char *buf, size_t size, const char *id_field, const sf_even
             return -1;                            \
         n += (size_t)w;                           \
     } while (0)
+
+/* "p0, p1, ...]": JSON has no NaN or infinity; an overflowing model prints null. */
+static int put_probs(char *buf, size_t size, const float *probs, size_t count) {
+    size_t n = 0;
+    int w;
+    for (size_t i = 0; i < count; i++) {
+        if (isfinite(probs[i]))
+            APPEND(snprintf(buf + n, size - n, i ? ", %.9g" : "%.9g", (double)probs[i]));
+        else
+            APPEND(snprintf(buf + n, size - n, i ? ", null" : "null"));
+    }
+    APPEND(snprintf(buf + n, size - n, "]"));
+    return (int)n;
+}
+
+int sf_output_format(char *buf, size_t size, const char *id_field, const sf_event_id *id,
+                     const sf_vars *vars, const float *probs, size_t label_index,
+                     int32_t partition, int64_t offset) {
+    size_t n = 0;
+    int w;
     APPEND(snprintf(buf + n, size - n, "{"));
     if (id && id->json_len > 0 && id_field) {
         APPEND(sf_output_json_string(buf + n, size - n, id_field));
@@ -55,19 +72,11 @@ int sf_output_format(char *buf, size_t size, const char *id_field, const sf_even
     APPEND(snprintf(buf + n, size - n, "\"label\": "));
     APPEND(sf_output_json_string(buf + n, size - n, vars->labels[label_index]));
     APPEND(snprintf(buf + n, size - n, ", \"label_index\": %zu, \"probabilities\": [", label_index));
-    for (size_t i = 0; i < vars->n_labels; i++) {
-        /* JSON has no NaN or infinity; an overflowing model prints null. */
-        if (isfinite(probs[i]))
-            APPEND(snprintf(buf + n, size - n, i ? ", %.9g" : "%.9g", (double)probs[i]));
-        else
-            APPEND(snprintf(buf + n, size - n, i ? ", null" : "null"));
-    }
-    APPEND(snprintf(buf + n, size - n, "]"));
+    APPEND(put_probs(buf + n, size - n, probs, vars->n_labels));
     if (partition >= 0)
         APPEND(snprintf(buf + n, size - n, ", \"partition\": %d, \"offset\": %lld",
                         (int)partition, (long long)offset));
     APPEND(snprintf(buf + n, size - n, "}"));
-#undef APPEND
     return (int)n;
 }
 
@@ -77,30 +86,14 @@ int sf_output_add_members(char *buf, size_t size, size_t len, size_t n_members,
         return -1;
     size_t n = len - 1;
     int w;
-#define APPEND(expr)                              \
-    do {                                          \
-        if (n >= size)                            \
-            return -1;                            \
-        w = (expr);                               \
-        if (w < 0 || (size_t)w >= size - n)       \
-            return -1;                            \
-        n += (size_t)w;                           \
-    } while (0)
     APPEND(snprintf(buf + n, size - n, ", \"members\": {"));
     for (size_t k = 0; k < n_members; k++) {
         if (k)
             APPEND(snprintf(buf + n, size - n, ", "));
         APPEND(sf_output_json_string(buf + n, size - n, names[k]));
         APPEND(snprintf(buf + n, size - n, ": ["));
-        for (size_t i = 0; i < n_outputs; i++) {
-            if (isfinite(probs[k][i]))
-                APPEND(snprintf(buf + n, size - n, i ? ", %.9g" : "%.9g", (double)probs[k][i]));
-            else
-                APPEND(snprintf(buf + n, size - n, i ? ", null" : "null"));
-        }
-        APPEND(snprintf(buf + n, size - n, "]"));
+        APPEND(put_probs(buf + n, size - n, probs[k], n_outputs));
     }
     APPEND(snprintf(buf + n, size - n, "}}"));
-#undef APPEND
     return (int)n;
 }
