@@ -249,6 +249,24 @@ static void set_members(void **state) {
             assert_memory_equal(&sf_engine_probs(e, i)[k], &want, sizeof want);
             assert_memory_equal(&probs[i * 2 + k], &want, sizeof want);
         }
+    /* --threshold selects on the combined probabilities. */
+    sf_engine *sel;
+    c.emit = SF_EMIT_SIGNAL;
+    c.threshold = 0.3;
+    if (sf_engine_load(&sel, &c, err, sizeof err))
+        fail_msg("%s", err);
+    size_t selected = 0;
+    for (size_t i = 0; i < N; i++)
+        sf_engine_add(sel, values[i], strlen(values[i]), err, sizeof err);
+    assert_int_equal(sf_engine_rows(sel), n);
+    sf_engine_score(sel);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(sf_engine_selected(sel, i), sf_engine_probs(e, i)[1] >= 0.3f);
+        selected += (size_t)sf_engine_selected(sel, i);
+    }
+    assert_true(selected > 0 && selected < n);
+    sf_engine_free(sel);
+
     char line[1024];
     assert_true(sf_engine_output(e, 0, 1, -1, 0, line, sizeof line) > 0);
     assert_non_null(strstr(line, "\"members\": {\"mlp\": ["));
