@@ -34,6 +34,57 @@ sys.path.insert(0, HERE)
 import train_higgs as th  # noqa: E402  data, split, preprocessing, metrics
 
 
+def read_h5(path):
+    """Dense kernels and biases of a Keras HDF5 file, Keras 2 or 3 layout."""
+    import h5py
+    Ws, bs = [], []
+    with h5py.File(path, "r") as f:
+        g = f["model_weights"]
+        for ln in g.attrs["layer_names"]:
+            ln = ln.decode() if isinstance(ln, bytes) else ln
+            wn = [w.decode() if isinstance(w, bytes) else w for w in g[ln].attrs["weight_names"]]
+            if len(wn):
+                Ws.append(np.array(g[ln][wn[0]], np.float64))
+                bs.append(np.array(g[ln][wn[1]], np.float64))
+    return Ws, bs
+
+
+def write_reference(set_path, n_events=200):
+    """float64 p(s) of every member and of the weighted ensemble for the first
+    n_events held-out events, from the saved weights (tests/test_ensemble_parity.sh)."""
+    with open(set_path) as f:
+        st = json.load(f)
+    names, ids, x_raw, y, raw_text = th.load_csv(th.DATA)
+    rows = np.flatnonzero(th.is_heldout(ids))[:n_events]
+    here = os.path.dirname(os.path.abspath(set_path))
+    cols, total = [], sum(m["weight"] for m in st["members"])
+    ens = np.zeros(len(rows))
+    for m in st["members"]:
+        with open(os.path.join(here, m["variables"])) as f:
+            vdoc = json.load(f)
+        h = th.normalize(x_raw[rows], vdoc["inputs"], np.float64)
+        Ws, bs = read_h5(os.path.join(here, m["model"]))
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            h = h @ W + b
+            if i < len(Ws) - 1:
+                h = np.maximum(h, 0.0)
+        h = np.exp(h - h.max(axis=1, keepdims=True))
+        h /= h.sum(axis=1, keepdims=True)
+        cols.append(h[:, 1])
+        ens += m["weight"] / total * h[:, 1]
+    out = os.path.join(here, "higgs_ensemble_reference.csv")
+    with open(out, "w") as f:
+        f.write("# float64 p(s) of each member of %s and of the weighted ensemble for the first "
+                "%d held-out events, by models/train_higgs_ensemble.py --reference\n"
+                % (os.path.basename(set_path), len(rows)))
+        f.write(",".join(["EventId"] + names + ["p_s_" + m["name"] for m in st["members"]]
+                         + ["p_s_ensemble"]) + "\n")
+        for k, r in enumerate(rows):
+            f.write(",".join([str(ids[r])] + raw_text[r] + ["%.17g" % c[k] for c in cols]
+                             + ["%.17g" % ens[k]]) + "\n")
+    print("wrote %s" % out)
+
+
 def write_set(path, names):
     members = []
     for n in names:
@@ -60,8 +111,13 @@ def main():
                          "(the shipped higgs_mlp.h5 of train_higgs.py) as member --name")
     ap.add_argument("--sigflow", default=os.path.join(HERE, "..", "build", "sigflow"),
                     help="the sigflow binary whose `evaluate` scores the members")
+    ap.add_argument("--reference", metavar="SET",
+                    help="write higgs_ensemble_reference.csv next to SET (float64 parity)")
     ap.add_argument("members", nargs="*")
     hp = ap.parse_args()
+    if hp.reference:
+        write_reference(hp.reference)
+        return
     if hp.set:
         write_set(hp.set, hp.members)
         return
