@@ -413,14 +413,51 @@ static sf_reject gather(const member *m, const float *u, float *dst, char *why, 
     return SF_REJECT_NONE;
 }
 
+/* A bad value of a variable fails the members that read it: the message
+ * ("field 'NAME': ...") gets the first such member's name in front, like a
+ * member's own missing field. Rejections of the whole event stay as they are. */
+static void name_member(const sf_engine *e, sf_reject r, char *why, size_t why_size) {
+    if ((r != SF_REJECT_NOT_NUMBER && r != SF_REJECT_NOT_FINITE) || strncmp(why, "field '", 7))
+        return;
+    const char *name = why + 7, *end = strchr(name, '\'');
+    if (!end)
+        return;
+    for (size_t k = 0; k < e->n_members; k++) {
+        const sf_vars *v = e->m[k].vars;
+        for (size_t i = 0; i < v->n_vars; i++) {
+            if (strlen(v->vars[i].name) != (size_t)(end - name) ||
+                memcmp(v->vars[i].name, name, (size_t)(end - name)))
+                continue;
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", why);
+            snprintf(why, why_size, "member '%s': %s", e->m[k].name, msg);
+            return;
+        }
+    }
+}
+
+/* One parse over the union of the members' variables, then every member's
+ * gather: into row dst_row of its rows when write, else only checked). */
+static sf_reject assemble_set(const sf_engine *e, const char *json, size_t len, float *urow,
+                              size_t dst_row, int write, sf_event_id *id, char *why,
+                              size_t why_size) {
+    sf_reject r = sf_assembler_run(e->uassembler, json, len, urow, id, why, why_size);
+    if (r != SF_REJECT_NONE) {
+        name_member(e, r, why, why_size);
+        return r;
+    }
+    for (size_t k = 0; r == SF_REJECT_NONE && k < e->n_members; k++) {
+        const member *m = &e->m[k];
+        r = gather(m, urow, write ? m->rows + dst_row * m->model->n_inputs : NULL, why, why_size);
+    }
+    return r;
+}
+
 sf_reject sf_engine_assemble(const sf_engine *e, const char *json, size_t len, float *row,
                              sf_event_id *id, char *why, size_t why_size) {
     if (!e->set)
         return sf_assembler_run(e->m[0].assembler, json, len, row, id, why, why_size);
-    sf_reject r = sf_assembler_run(e->uassembler, json, len, row, id, why, why_size);
-    for (size_t k = 0; r == SF_REJECT_NONE && k < e->n_members; k++)
-        r = gather(&e->m[k], row, NULL, why, why_size);
-    return r;
+    return assemble_set(e, json, len, row, 0, 0, id, why, why_size);
 }
 
 sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, size_t why_size) {
@@ -434,9 +471,7 @@ sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, s
         r = sf_assembler_run(e->m[0].assembler, json, len, e->m[0].rows + i * e->m[0].model->n_inputs,
                              &e->ids[i], why, why_size);
     } else {
-        r = sf_assembler_run(e->uassembler, json, len, e->urow, &e->ids[i], why, why_size);
-        for (size_t k = 0; r == SF_REJECT_NONE && k < e->n_members; k++)
-            r = gather(&e->m[k], e->urow, e->m[k].rows + i * e->m[k].model->n_inputs, why, why_size);
+        r = assemble_set(e, json, len, e->urow, i, 1, &e->ids[i], why, why_size);
     }
     if (r == SF_REJECT_NONE)
         e->n_rows++;

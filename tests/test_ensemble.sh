@@ -87,6 +87,12 @@ for opt in --variables --architecture; do
     [ "$rc" -eq 2 ] && grep -q "is a model set: its members name their own" "$T/err" ||
         fail "$opt with a set: exit $rc, $(cat "$T/err")"
 done
+# A bad value of a variable names the first member reading it; an event-level
+# problem names none.
+printf '%s\n' '{"EventId": 1, "DER_mass_MMC": "heavy"}' 'not json' |
+    "$SF" predict --model "$FIX/set_pair.json" >"$T/bad.jsonl" || true
+grep -q "\"line\": 1, \"error\": \"member 'mlp': field 'DER_mass_MMC': expected a number, got string\"" "$T/bad.jsonl" &&
+    grep "\"line\": 2" "$T/bad.jsonl" | grep -qv "member" || fail "bad values: $(cat "$T/bad.jsonl")"
 printf '{"name": "x", "members": [{"name": "a", "model": "m.h5", "variables": "v.json", "weight": 0}]}\n' >"$T/zero.json"
 run "$SF" predict --model "$T/zero.json" </dev/null >/dev/null 2>"$T/err"
 [ "$rc" -eq 2 ] && grep -q "member 'a': \"weight\" must be a positive number" "$T/err" ||
