@@ -74,7 +74,7 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("group=%s\n", c->group);
     printf("model=%s\n", e->model_path);
     printf("architecture=%s\n", e->arch_path ? e->arch_path : "");
-    printf("variables=%s\n", e->vars_path);
+    printf("variables=%s\n", e->vars_path ? e->vars_path : "");
     printf("id-field=%s\n", e->id_field ? e->id_field : "");
     printf("signal-label=%s\n", e->signal_label ? e->signal_label : "");
     if (e->threshold >= 0)
@@ -82,6 +82,7 @@ static void print_config(const sf_pipeline_conf *c) {
     else
         printf("threshold=\n");
     printf("emit=%s\n", e->emit == SF_EMIT_ALL ? "all" : "signal");
+    printf("emit-members=%s\n", c->emit_members ? "true" : "false");
     printf("batch-size=%zu\n", e->batch_size);
     printf("batch-wait-ms=%d\n", c->batch_wait_ms);
     printf("normalize=%s\n", e->norm == SF_NORM_L2 ? "l2" : e->norm == SF_NORM_NONE ? "none" : "standard");
