@@ -91,7 +91,6 @@ static int flush(evaluator *ev) {
     if (!rows)
         return 0;
     sf_engine_score(e);
-    size_t no = sf_engine_n_outputs(e);
     for (size_t i = 0; i < rows; i++) {
         if (tally_grow(&ev->t))
             return -1;
@@ -99,11 +98,7 @@ static int flush(evaluator *ev) {
         t->truth[t->n] = ev->pending[i];
         for (size_t s = 0; s < t->n_scorers; s++) {
             const float *p = s == 0 ? sf_engine_probs(e, i) : sf_engine_member_probs(e, s - 1, i);
-            size_t best = 0;
-            for (size_t k = 1; k < no; k++)
-                if (p[k] > p[best])
-                    best = k;
-            t->pred[t->n * t->n_scorers + s] = (int)best;
+            t->pred[t->n * t->n_scorers + s] = (int)sf_engine_label_of(e, p);
             t->score[t->n * t->n_scorers + s] = p[ev->positive];
         }
         t->n++;
