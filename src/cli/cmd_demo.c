@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +29,13 @@ typedef struct {
     sf_pipeline_conf conf;
     int rc;
     char err[1024];
+    atomic_int finished; /* the pipeline returned (say, its model did not load) */
 } pipeline_job;
 
 static void *pipeline_thread(void *arg) {
     pipeline_job *job = arg;
     job->rc = sf_pipeline_run(&job->conf, job->err, sizeof job->err);
+    atomic_store(&job->finished, 1);
     return NULL;
 }
 
@@ -180,6 +183,7 @@ int sf_cmd_demo(int argc, char **argv) {
     double t0 = sf_clock_s();
     pthread_t tid;
     job.rc = 0;
+    atomic_init(&job.finished, 0);
     if (pthread_create(&tid, NULL, pipeline_thread, &job)) {
         fprintf(stderr, "sigflow demo: cannot start the pipeline thread\n");
         sf_metrics_free(metrics);
@@ -213,7 +217,8 @@ int sf_cmd_demo(int argc, char **argv) {
     /* Every replayed event consumed and scored, then the pipeline drains on stop. */
     int64_t deadline = sf_clock_ms() + DEMO_TIMEOUT_MS;
     double first = 0; /* when the group had formed and the first batch was scored */
-    while (rc == 0 && !atomic_load(&interrupted) && sf_metrics_get(metrics, SF_C_CONSUMED) < rs.delivered) {
+    while (rc == 0 && !atomic_load(&interrupted) && !atomic_load(&job.finished) &&
+           sf_metrics_get(metrics, SF_C_CONSUMED) < rs.delivered) {
         if (first == 0 && sf_metrics_get(metrics, SF_C_CONSUMED) > 0)
             first = sf_clock_s();
         if (sf_clock_ms() > deadline) {
