@@ -38,6 +38,8 @@
 #define OUTPUT_TOPIC "signals"
 #define START_TIMEOUT_S 60.0 /* group join and first batch */
 #define DRAIN_TIMEOUT_S 60.0
+#define MIN_OUTPUTS 1024 /* a measured window lasts until this many... */
+#define MIN_OUTPUTS_TIMEOUT_S 60.0 /* ...or this long past its length */
 #define MAX_BROKER_PIDS 16
 #define BACKLOG_TIMEOUT_S 3600.0
 #define DEAD_TOPIC "dead"
@@ -274,6 +276,13 @@ static int run_phase(bench *b, phase *ph, const char *name, double rate, char *e
     atomic_store_explicit(&b->hist, &ph->hist, memory_order_release);
     if (wait_running(b, o->seconds))
         goto died;
+    /* A window with no output measures nothing: on a starved machine (a
+     * sanitizer build, --quick) a batch can take longer than the window.
+     * Stretch it until a few batches are acknowledged, up to a deadline. */
+    for (double end = sf_clock_s() + MIN_OUTPUTS_TIMEOUT_S;
+         sf_metrics_get(b->metrics, SF_C_SIGNALS) - s0.acked < MIN_OUTPUTS && sf_clock_s() < end;)
+        if (wait_running(b, 0.05))
+            goto died;
     atomic_store_explicit(&b->hist, NULL, memory_order_release);
     atomic_store_explicit(&b->parts, NULL, memory_order_release);
     atomic_store_explicit(&b->feed_ack, NULL, memory_order_release);
@@ -353,13 +362,6 @@ static int run_backlog(bench *b, phase *ph, char *errstr, size_t n) {
 
 /* ---------------------------------------------------------------- soak */
 
-/* The corrupt model is a test fixture, so it is found in the source tree:
- * $SIGFLOW_SOURCE_DIR, or the working directory (run from the repository). */
-static const char *source_dir(void) {
-    const char *env = getenv("SIGFLOW_SOURCE_DIR");
-    return env && *env ? env : ".";
-}
-
 /* Reads a whole file, gunzipping it when it is gzip (zlib reads both). */
 static char *slurp(const char *path, size_t *len, char *errstr, size_t n) {
     gzFile in = gzopen(path, "rb");
@@ -420,9 +422,9 @@ static uint64_t reloads_seen(const bench *b) {
 static int soak(bench *b, double rate, char *errstr, size_t n) {
     const opts *o = b->o;
     size_t periods = (size_t)ceil(o->soak_minutes * 60 / o->soak_period - 1e-9);
+    /* Shipped beside the model (share/sigflow/), so an installed bench soaks too. */
     char corrupt_path[4096];
-    snprintf(corrupt_path, sizeof corrupt_path, "%s/tests/fixtures/corrupt_segv_2130_10.h5.gz",
-             source_dir());
+    sf_paths_data(SF_PATHS_SOAK_CORRUPT, corrupt_path, sizeof corrupt_path);
     size_t good_len = 0, corrupt_len = 0;
     char *good = slurp(o->model, &good_len, errstr, n);
     char *corrupt = good ? slurp(corrupt_path, &corrupt_len, errstr, n) : NULL;

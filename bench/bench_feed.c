@@ -251,10 +251,24 @@ static int learn_topic(bench_feed *f, char *errstr, size_t n) {
         snprintf(errstr, n, "cannot create topic handle %s", f->conf.topic);
         return -1;
     }
+    /* A topic Kafka has just created can be unknown to the broker answering
+     * for a moment (on a loaded machine, seconds): ask again until it is known. */
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(f->rk, 0, rkt, &md, 10000);
-    if (!err && (md->topic_cnt != 1 || md->topics[0].err))
-        err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    rd_kafka_resp_err_t err;
+    int64_t deadline = sf_clock_ms() + 30000;
+    for (;;) {
+        err = rd_kafka_metadata(f->rk, 0, rkt, &md, 10000);
+        if (!err && (md->topic_cnt != 1 || md->topics[0].err))
+            err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if ((err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+             err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) ||
+            sf_clock_ms() > deadline)
+            break;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        md = NULL;
+        rd_kafka_poll(f->rk, 100);
+    }
     if (err)
         snprintf(errstr, n, "no metadata for topic %s: %s", f->conf.topic, rd_kafka_err2str(err));
     if (md)

@@ -10,6 +10,7 @@
  * commits them). With --exactly-once the batch is one Kafka transaction
  * instead. The model is engine.c's, the clients' configuration kafka.c's. */
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -385,6 +386,9 @@ static void maybe_reload(pipeline *p) {
     }
     process_batch(p); /* events read under the old model are scored by it */
     sf_engine_free(p->eng);
+    /* For a moment two engines lived side by side; give the old one's pages
+     * back, or every reload would leave the daemon's RSS at that peak. */
+    malloc_trim(0);
     p->eng = fresh;
     engine_announce(p);
     if (p->conf->metrics)

@@ -131,3 +131,15 @@ for k in inference_only_1thread_events_per_s inference_only_events_per_s events_
     [ "$(grep -c "\"$k\": " "$T/cmp_rows")" -eq "$want" ] || fail "--compare: $k missing"
 done
 echo "ok: --compare, $rows configurations"
+
+# ---- --soak: a few seconds of it, from another directory --------------------------
+# The corrupt model it reloads is found beside the shipped one, not in the source
+# tree, so an installed bench soaks too.
+(cd "$T" && env -u SIGFLOW_SOURCE_DIR "$BENCH" --quick --seconds 0.5 --warmup 0.2 \
+    --limit-seconds 0.05 --soak 0.1 --soak-period 2 "${model[@]}") >"$T/soak" 2>"$T/err" ||
+    fail "sigflow-bench --soak failed: $(tail -3 "$T/err")"
+grep -q "corrupt model refused" "$T/soak" || fail "--soak: no refused corrupt model"
+grep -q "good model accepted" "$T/soak" || fail "--soak: no accepted good model"
+grep -qE "lost 0; reloads accepted 1, refused 1$" "$T/soak" ||
+    fail "--soak totals: $(grep 'soak totals' "$T/soak")"
+echo "ok: $(grep 'soak totals' "$T/soak")"

@@ -47,15 +47,24 @@ static void test_sigkill_three_times(void **state) {
      * kills land anywhere: mid-batch, mid-delivery, mid-commit, mid-backlog. */
     int64_t t0 = sft_now_ms();
     for (int k = 0; k < KILLS; k++) {
+        /* At most half of what is left (the topic's end counts duplicates
+         * too, so this errs low): an instance that catches up a backlog
+         * quickly must still find its target before the stream runs out. */
+        int64_t left = N_EVENTS - sft_topic_end(brokers, "signals");
         double own = 500 + rand() % 4000;
+        if (own > (double)left / 2)
+            own = left / 2 > 1 ? (double)(left / 2) : 1;
         int extra_ms = rand() % 250;
         double got = sft_wait_metric(&f->d[0], "sigflow_signals_published_total", own, WAIT_MS);
-        assert_true(got >= own);
+        if (got < own)
+            fail_msg("instance %d published %.0f of its %.0f outputs within %d ms", k + 1, got,
+                     own, WAIT_MS);
         sft_nap_ms(extra_ms);
-        printf("seed %u: kill %d at %lld ms, after %.0f outputs of its own (target %.0f + %d ms), "
-               "%lld in the topic\n", seed, k + 1, (long long)(sft_now_ms() - t0), got, own, extra_ms,
-               (long long)sft_topic_end(brokers, "signals"));
+        int64_t at = sft_now_ms() - t0;
         assert_int_equal(sft_daemon_stop(&f->d[0], SIGKILL, 10000), 128 + SIGKILL);
+        printf("seed %u: kill %d at %lld ms, after %.0f outputs of its own (target %.0f + %d ms), "
+               "%lld in the topic\n", seed, k + 1, (long long)at, got, own, extra_ms,
+               (long long)sft_topic_end(brokers, "signals"));
         sft_daemon_free(&f->d[0]);
         sft_daemon_start(&f->d[0], args, WAIT_MS);
     }

@@ -78,7 +78,9 @@ static void run(int eos) {
     wait_assigned(d, 3);
 
     int64_t t0 = sft_now_ms();
-    sft_feed *feed = sft_feed_start(bs, in, N_EVENTS, RATE, 0, 0);
+    /* Half the stream waits until the group has changed twice, so both changes
+     * land mid-stream however slow the machine. */
+    sft_feed *feed = sft_feed_start_held(bs, in, N_EVENTS, RATE, 0, 0, N_EVENTS / 2);
     /* a fifth of the stream through, a fourth instance joins ... */
     int64_t deadline = sft_now_ms() + WAIT_MS;
     while (sum_metric(d, 3, "sigflow_signals_published_total") < N_EVENTS / 5) {
@@ -94,8 +96,7 @@ static void run(int eos) {
     assert_int_equal(sft_daemon_stop(&d[0], SIGTERM, WAIT_MS), 0);
     int64_t t_left = sft_now_ms() - t0;
     wait_assigned(d, INSTANCES);
-    if (sent_at_stop >= N_EVENTS)
-        fail_msg("the stream was over before the group changed: nothing tested");
+    sft_feed_release(feed);
     assert_int_equal(sft_feed_join(feed), N_EVENTS);
 
     unsigned *counts = calloc(N_EVENTS, sizeof *counts);

@@ -13,6 +13,9 @@
 #define SF_PATHS_MODEL "higgs_mlp.h5"
 #define SF_PATHS_VARIABLES "higgs_variables.json"
 #define SF_PATHS_SAMPLE "atlas-higgs-challenge-2014-v2-sample.csv.gz"
+/* The shipped model with byte 2130 set to 0x10: libhdf5 segfaults reading it
+ * (issue 15's reproducer); the bench's soak reloads it to prove the isolation. */
+#define SF_PATHS_SOAK_CORRUPT "corrupt_segv_2130_10.h5.gz"
 
 /* Writes the path of the shipped file NAME into out. 0, or -1 with out holding
  * the install-layout candidate (so the caller's "cannot open" names a path). */

@@ -230,6 +230,7 @@ struct sft_feed {
     long first_bad;
     pthread_t thread;
     atomic_size_t sent;
+    atomic_size_t hold_at; /* events before the pause; n: none */
     size_t delivered;
     char *err;
 };
@@ -270,6 +271,11 @@ static void *feed_run(void *arg) {
     }
     int64_t t0 = sft_now_ms();
     for (size_t i = 0; i < f->n; i++) {
+        if (i == atomic_load(&f->hold_at)) { /* paused until released, then paced from then on */
+            while (i == atomic_load(&f->hold_at))
+                rd_kafka_poll(rk, 10);
+            t0 = sft_now_ms() - (int64_t)i * 1000 / f->rate;
+        }
         int64_t due = t0 + (int64_t)i * 1000 / f->rate; /* pacing: event i is due then */
         while (sft_now_ms() < due)
             rd_kafka_poll(rk, (int)(due - sft_now_ms()));
@@ -292,6 +298,11 @@ static void *feed_run(void *arg) {
 
 sft_feed *sft_feed_start(const char *brokers, const char *topic, size_t n, int rate, size_t bad_every,
                          long first_bad) {
+    return sft_feed_start_held(brokers, topic, n, rate, bad_every, first_bad, n);
+}
+
+sft_feed *sft_feed_start_held(const char *brokers, const char *topic, size_t n, int rate,
+                              size_t bad_every, long first_bad, size_t hold_at) {
     sft_feed *f = calloc(1, sizeof *f);
     assert_non_null(f);
     f->brokers = strdup(brokers);
@@ -300,8 +311,13 @@ sft_feed *sft_feed_start(const char *brokers, const char *topic, size_t n, int r
     f->rate = rate > 0 ? rate : 1;
     f->bad_every = bad_every;
     f->first_bad = first_bad;
+    atomic_store(&f->hold_at, hold_at);
     assert_int_equal(pthread_create(&f->thread, NULL, feed_run, f), 0);
     return f;
+}
+
+void sft_feed_release(sft_feed *f) {
+    atomic_store(&f->hold_at, f->n);
 }
 
 size_t sft_feed_sent(sft_feed *f) {

@@ -74,6 +74,12 @@ int sft_partition_leader(const char *brokers, const char *topic, int partition);
 typedef struct sft_feed sft_feed;
 sft_feed *sft_feed_start(const char *brokers, const char *topic, size_t n, int rate, size_t bad_every,
                          long first_bad);
+/* The same, but it pauses before event hold_at until sft_feed_release: a
+ * test that needs something to happen mid-stream makes it so on any machine,
+ * however slow, instead of hoping the stream lasts long enough. */
+sft_feed *sft_feed_start_held(const char *brokers, const char *topic, size_t n, int rate,
+                              size_t bad_every, long first_bad, size_t hold_at);
+void sft_feed_release(sft_feed *f);
 /* Valid events handed to the producer so far. */
 size_t sft_feed_sent(sft_feed *f);
 /* Waits for the thread; fails the test on a delivery error; returns the
