@@ -786,15 +786,32 @@ static int partition_count(rd_kafka_t *rk, const char *topic) {
     return parts;
 }
 
+/* A partition's watermarks. A leader that moves or is briefly fenced (a
+ * loaded single-node Kafka fences itself when its heartbeats run late) is
+ * asked again, up to a deadline: the question has an answer, just not yet. */
+static void watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t *lo, int64_t *hi) {
+    int64_t deadline = sft_now_ms() + 60000;
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi, 10000);
+        if (!err)
+            return;
+        int retriable = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                        err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                        err == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT ||
+                        err == RD_KAFKA_RESP_ERR__TIMED_OUT || err == RD_KAFKA_RESP_ERR__TRANSPORT;
+        if (!retriable || sft_now_ms() > deadline)
+            fail_msg("watermarks of %s [%d]: %s", topic, partition, rd_kafka_err2str(err));
+        sft_nap_ms(200); /* the leader's election: seconds, not milliseconds */
+    }
+}
+
 int64_t sft_topic_end(const char *brokers, const char *topic) {
     rd_kafka_t *rk = sft_client(RD_KAFKA_PRODUCER, brokers, NULL);
     int parts = partition_count(rk, topic);
     int64_t sum = 0;
     for (int i = 0; i < parts; i++) {
         int64_t lo, hi;
-        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000);
-        if (err)
-            fail_msg("watermarks of %s [%d]: %s", topic, i, rd_kafka_err2str(err));
+        watermarks(rk, topic, i, &lo, &hi);
         sum += hi;
     }
     rd_kafka_destroy(rk);
@@ -885,9 +902,7 @@ int64_t sft_group_lag(const char *brokers, const char *group, const char *topic)
     int64_t lag = 0;
     for (int i = 0; i < parts; i++) {
         int64_t lo, hi;
-        err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000);
-        if (err)
-            fail_msg("watermarks of %s [%d]: %s", topic, i, rd_kafka_err2str(err));
+        watermarks(rk, topic, i, &lo, &hi);
         int64_t at = l->elems[i].offset >= 0 ? l->elems[i].offset : lo;
         lag += hi - at;
     }
