@@ -29,6 +29,7 @@ usr/share/man/man1/sigflow-bench.1
 usr/share/man/man1/sigflow-replay.1
 usr/share/man/man1/sigflow.1
 usr/share/sigflow/atlas-higgs-challenge-2014-v2-sample.csv.gz
+usr/share/sigflow/corrupt_segv_2130_10.h5.gz
 usr/share/sigflow/grafana/sigflow.json
 usr/share/sigflow/higgs_mlp.h5
 usr/share/sigflow/higgs_variables.json

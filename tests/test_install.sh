@@ -13,7 +13,7 @@ cmake --install "$BUILD" --prefix "$TMP/prefix" >"$TMP/out" 2>"$TMP/err" || fail
 for f in bin/sigflow bin/sigflow-replay bin/sigflow-bench \
          share/man/man1/sigflow.1 share/man/man1/sigflow-replay.1 share/man/man1/sigflow-bench.1 \
          share/sigflow/higgs_mlp.h5 share/sigflow/higgs_variables.json \
-         share/sigflow/atlas-higgs-challenge-2014-v2-sample.csv.gz \
+         share/sigflow/atlas-higgs-challenge-2014-v2-sample.csv.gz share/sigflow/corrupt_segv_2130_10.h5.gz \
          share/sigflow/grafana/sigflow.json lib/systemd/system/sigflow@.service; do
     [ -f "$TMP/prefix/$f" ] && [ ! -L "$TMP/prefix/$f" ] || fail "$f not installed as a file"
 done

@@ -796,6 +796,8 @@ static void watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t
         if (!err)
             return;
         int retriable = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                        err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || /* metadata not in yet */
+                        err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
                         err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
                         err == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT ||
                         err == RD_KAFKA_RESP_ERR__TIMED_OUT || err == RD_KAFKA_RESP_ERR__TRANSPORT;
