@@ -816,9 +816,9 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
                         "about 6,500 events a partition\n");
         bad = 1;
     }
-    if (!bad && o->soak_minutes > 0 && (o->json || o->rate > 0 || o->brokers || o->compare)) {
-        fprintf(stderr, "sigflow-bench: --soak prints its own report and runs on the embedded "
-                        "broker; not with --json, --rate, --brokers or --compare\n");
+    if (!bad && o->soak_minutes > 0 && (o->json || o->rate > 0 || o->backlog || o->compare)) {
+        fprintf(stderr, "sigflow-bench: --soak prints its own report; not with --json, --rate, "
+                        "--backlog or --compare\n");
         bad = 1;
     }
     if (bad || optind < argc) {
@@ -859,22 +859,26 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
                   char *errstr, size_t n) {
     const opts *o = b->o;
     sf_broker *broker = NULL;
-    static char in[64], out[64], group[64];
+    static char in[64], out[64], dead[64], group[64];
+    const char *dead_topic = DEAD_TOPIC;
+    size_t n_topics = o->soak_minutes > 0 ? 3 : 2; /* the soak's dead letters need a topic */
     if (o->brokers) {
         /* fresh topics and group on a cluster that may hold earlier runs' */
         long id = (long)time(NULL) * 100000 + (long)getpid() % 100000;
         snprintf(in, sizeof in, "sigflow-bench-%ld-" INPUT_TOPIC, id);
         snprintf(out, sizeof out, "sigflow-bench-%ld-" OUTPUT_TOPIC, id);
+        snprintf(dead, sizeof dead, "sigflow-bench-%ld-" DEAD_TOPIC, id);
         snprintf(group, sizeof group, "sigflow-bench-%ld", id);
-        const char *topics[] = {in, out};
-        if (bench_topics_create(o->brokers, topics, 2, o->partitions, errstr, n))
+        dead_topic = dead;
+        const char *topics[] = {in, out, dead};
+        if (bench_topics_create(o->brokers, topics, n_topics, o->partitions, errstr, n))
             return -1;
         b->brokers = o->brokers;
         b->in_topic = in;
         b->out_topic = out;
     } else {
         static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC, DEAD_TOPIC};
-        if (sf_broker_start(&broker, o->partitions, topics, o->soak_minutes > 0 ? 3 : 2, errstr, n))
+        if (sf_broker_start(&broker, o->partitions, topics, n_topics, errstr, n))
             return -1;
         b->brokers = sf_broker_bootstrap(broker);
         b->in_topic = INPUT_TOPIC;
@@ -895,7 +899,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     c->engine.model_path = b->live_model ? b->live_model : o->model;
     c->reload = &b->reload;
     if (o->soak_minutes > 0)
-        c->dlq_topic = DEAD_TOPIC; /* the soak's malformed events: acknowledged, counted */
+        c->dlq_topic = dead_topic; /* the soak's malformed events: acknowledged, counted */
     c->engine.vars_path = o->vars;
     c->engine.emit = SF_EMIT_ALL;
     c->engine.batch_size = o->batch_size;
@@ -972,7 +976,7 @@ out:
     if (broker)
         sf_broker_stop(broker);
     else
-        bench_topics_delete(o->brokers, (const char *[]){in, out}, 2);
+        bench_topics_delete(o->brokers, (const char *[]){in, out, dead}, n_topics);
     return rc;
 }
 

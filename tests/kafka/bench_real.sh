@@ -1,7 +1,7 @@
 # bench_real.sh: sigflow-bench against Apache Kafka (the ctest fixture's
 # cluster in $SF_TEST_KAFKA_DIR): --brokers runs both phases on it and counts
 # the broker's CPU through --broker-pids; --backlog pre-fills and times the
-# catch-up; the run's topics are gone afterwards. Sanity only, no timing
+# catch-up; --soak runs on it too; the run's topics are gone afterwards. Sanity only, no timing
 # threshold (bench/README.md has the figures).
 set -euo pipefail
 
@@ -34,6 +34,12 @@ positive "$broker_cpu" || fail "the broker's CPU per event '$broker_cpu' is not 
     --limit-seconds 0.05 >"$T/human" 2>"$T/err" || fail "sigflow-bench --backlog 4000 failed"
 grep -q "pre-filled 4000 events at" "$T/human" || fail "no pre-fill line"
 grep -q "^catch-up: " "$T/human" || fail "no catch-up rate"
+
+# --soak on Kafka: its dead letters get a topic of their own, deleted with the rest.
+"$BENCH" --quick --seconds 0.5 --warmup 0.2 --limit-seconds 0.05 --soak 0.1 --soak-period 2 \
+    --brokers "$bs" --broker-pids "$pids" >"$T/soak" 2>"$T/err" || fail "sigflow-bench --soak --brokers failed"
+grep -qE "lost 0; reloads accepted 1, refused 1$" "$T/soak" ||
+    fail "--soak --brokers totals: $(grep 'soak totals' "$T/soak")"
 
 left=$(kcat -b "$bs" -L 2>/dev/null | grep -c 'topic "sigflow-bench-' || true)
 [ "$left" -eq 0 ] || fail "$left bench topics left on the cluster"
