@@ -742,7 +742,7 @@ static int64_t group_committed(const char *brokers, const char *group, const cha
     return sum;
 }
 
-/* SIGTERM while a paced replay is streaming: the daemon drains and exits 0
+/* SIGTERM while a paced stream is coming in: the daemon drains and exits 0
  * within seconds; a second daemon in the same group then picks up where it
  * stopped, and every event ends up published (at least once). */
 static void test_drain_and_restart(void **state) {
@@ -765,25 +765,17 @@ static void test_drain_and_restart(void **state) {
         show_file("daemon log", d1.log);
         fail_msg("the daemon never got its partitions");
     }
-    char limit[32];
-    snprintf(limit, sizeof limit, "%zu", n);
-    char *replay_argv[] = {SF_TEST_REPLAY, "--brokers", (char *)bs, "--topic", "events",
-                           "--file", SF_TEST_DATA, "--limit", limit, "--rate", "2000",
-                           "--quiet", NULL};
-    pid_t replay = sft_spawn_tied(replay_argv, NULL, NULL);
+    /* The second half of the stream waits until the first daemon is gone, so
+     * the stop lands mid-stream however the machine's load paces the two. */
+    sft_feed *feed = sft_feed_start_held(bs, "events", n, 2000, 0, 0, n / 2);
 
-    /* Stop it once it has published a good part of the stream, not all of it. */
+    /* Stop it once it has published a good part of the stream. */
     sft_msgs part = sft_consume_all(bs, "signals", n / 5, 0, JOIN_TIMEOUT_MS, 0);
     assert_true(part.n >= n / 5);
     int64_t took = daemon_stop(&d1);
     sft_msgs_free(&part);
-    /* Mid-stream means the daemon had not answered every event when it
-     * stopped (published1 < n). The replay itself may already be done: on a
-     * loaded machine it runs ahead of the daemon. */
-    int replay_status;
-    int replay_done = waitpid(replay, &replay_status, WNOHANG) == replay;
     size_t published1 = (size_t)sft_topic_end(bs, "signals");
-    assert_true(published1 >= n / 5 && published1 < n);
+    assert_true(published1 >= n / 5 && published1 <= n / 2);
     /* Drained: it committed exactly what it published (one output per event
      * with --emit all), no less (the restart would duplicate) and no more (the
      * restart would skip events). */
@@ -793,10 +785,8 @@ static void test_drain_and_restart(void **state) {
                  published1, (long long)committed1);
 
     sfrun d2 = daemon_start(bs, "drain", "signals", args);
-    if (replay_done)
-        assert_true(WIFEXITED(replay_status) && WEXITSTATUS(replay_status) == 0);
-    else
-        assert_int_equal(sft_wait(replay, 30000), 0);
+    sft_feed_release(feed);
+    assert_int_equal(sft_feed_join(feed), n);
     sft_msgs out = {0};
     size_t missing = n;
     int64_t deadline = sft_now_ms() + JOIN_TIMEOUT_MS;
