@@ -195,8 +195,9 @@ int bench_feed_stop(bench_feed *f, uint64_t *delivered, char *errstr, size_t err
 
 /* ---- topics on an external cluster (bench_topics.c) ---- */
 
-/* Creates nt (at most 2) topics with the cluster's default replication
+/* Creates nt (at most BENCH_TOPICS_MAX) topics with the cluster's default replication
  * factor. 0, or -1 with errstr. */
+#define BENCH_TOPICS_MAX 3 /* input, output, dead letters */
 int bench_topics_create(const char *brokers, const char *const *topics, size_t nt, int partitions,
                         char *errstr, size_t errstr_size);
 /* Deletes them (best effort). */

@@ -33,11 +33,15 @@ static rd_kafka_t *admin_client(const char *brokers, char *errstr, size_t n) {
 /* Creates the topics with the cluster's default replication factor. */
 int bench_topics_create(const char *brokers, const char *const *topics, size_t nt, int partitions,
                          char *errstr, size_t n) {
+    if (nt > BENCH_TOPICS_MAX) {
+        snprintf(errstr, n, "at most %d topics", BENCH_TOPICS_MAX);
+        return -1;
+    }
     rd_kafka_t *rk = admin_client(brokers, errstr, n);
     if (!rk)
         return -1;
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_NewTopic_t *t[2];
+    rd_kafka_NewTopic_t *t[BENCH_TOPICS_MAX];
     int rc = 0;
     for (size_t i = 0; i < nt; i++)
         if (!(t[i] = rd_kafka_NewTopic_new(topics[i], partitions, -1, errstr, n)))
@@ -73,7 +77,9 @@ void bench_topics_delete(const char *brokers, const char *const *topics, size_t 
     if (!rk)
         return;
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopic_t *d[2];
+    rd_kafka_DeleteTopic_t *d[BENCH_TOPICS_MAX];
+    if (nt > BENCH_TOPICS_MAX)
+        nt = BENCH_TOPICS_MAX;
     for (size_t i = 0; i < nt; i++)
         d[i] = rd_kafka_DeleteTopic_new(topics[i]);
     rd_kafka_DeleteTopics(rk, d, nt, NULL, q);

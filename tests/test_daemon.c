@@ -780,9 +780,21 @@ static void test_drain_and_restart(void **state) {
      * with --emit all), no less (the restart would duplicate) and no more (the
      * restart would skip events). */
     int64_t committed1 = group_committed(bs, "drain", "events", 8);
-    if (committed1 != (int64_t)published1)
-        fail_msg("the stopped daemon published %zu outputs but committed %lld input offsets",
-                 published1, (long long)committed1);
+    if (committed1 != (int64_t)published1) {
+        /* The promise holds for a daemon that still owns its partitions when
+         * it stops. One whose session expired first (heartbeats late on a
+         * loaded machine) rightly commits nothing more: then the restart
+         * redoes those events, at least once, which the rest checks. */
+        char *log = sft_read_file(d1.log, NULL);
+        int premise = log && !strstr(log, "assignment lost") && !strstr(log, "commit failed");
+        free(log);
+        show_file("first daemon log", d1.log);
+        if (premise || committed1 > (int64_t)published1)
+            fail_msg("the stopped daemon published %zu outputs but committed %lld input offsets",
+                     published1, (long long)committed1);
+        print_message("drain: the first daemon lost its partitions before the stop (see its "
+                      "log): %zu published, %lld committed\n", published1, (long long)committed1);
+    }
 
     sfrun d2 = daemon_start(bs, "drain", "signals", args);
     sft_feed_release(feed);
