@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -105,7 +106,8 @@ static void test_node_failure(void **state) {
     snprintf(idx, sizeof idx, "%d", victim);
     char *const restart[] = {"/bin/bash", SF_SOURCE_DIR "/tests/kafka/kafka.sh", "start-node", k->dir,
                              idx, NULL};
-    pid_t restarter = sft_spawn(restart, NULL, NULL, NULL);
+    char *restart_log = sft_temp_path(".log");
+    pid_t restarter = sft_spawn(restart, NULL, restart_log, restart_log);
     int64_t t_back = -1, t_caught_up = -1;
     deadline = sft_now_ms() + WAIT_MS;
     while ((t_caught_up < 0 || t_back < 0) && sft_now_ms() < deadline) {
@@ -119,8 +121,10 @@ static void test_node_failure(void **state) {
             t_failover = sft_now_ms() - t_kill;
         int status;
         if (t_back < 0 && waitpid(restarter, &status, WNOHANG) == restarter) {
-            if (!WIFEXITED(status) || WEXITSTATUS(status))
-                fail_msg("kafka.sh start-node %d failed", victim);
+            if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+                char *why = sft_read_file(restart_log, NULL);
+                fail_msg("kafka.sh start-node %d failed:\n%s", victim, why ? why : "(no output)");
+            }
             t_back = sft_now_ms() - t_kill;
         }
         sft_nap_ms(100); /* poll interval */
@@ -149,6 +153,8 @@ static void test_node_failure(void **state) {
     assert_int_equal(missing, 0);
     assert_int_equal(w.bad_health, 0);
     assert_true(t_caught_up >= 0);
+    unlink(restart_log);
+    free(restart_log);
     sft_daemon_free(&d);
     sft_kafka_close(k);
 }
