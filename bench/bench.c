@@ -44,7 +44,7 @@
 #define BACKLOG_TIMEOUT_S 3600.0
 #define DEAD_TOPIC "dead"
 #define SOAK_BAD_EVERY 1000 /* one malformed event in this many */
-#define SOAK_RELOAD_TIMEOUT_S 60.0
+#define SOAK_RELOAD_TIMEOUT_S 180.0 /* beyond any model-load limit a test sets (60 s) */
 
 /* The embedded broker answers a fetch that finds no data only after the
  * consumer's fetch.wait.max.ms (500 ms by default), even if data arrives
