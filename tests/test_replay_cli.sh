@@ -96,7 +96,8 @@ wait "$RPID"; rc=$?
 RPID=
 took=$(( ($(date +%s%N) - start) / 1000000 ))
 [ $rc -eq 0 ] || fail "interval run: rc $rc"
-[ $took -lt 3000 ] || fail "SIGTERM during --interval took $took ms"
+# Cut short: far below the 60 s interval (3 s was too tight under ASan at load 50).
+[ $took -lt 20000 ] || fail "SIGTERM during --interval took $took ms"
 grep -q '^read=3 sent=3 delivered=3 ' "$TMP/out" || fail "interval summary: $(cat "$TMP/out")"
 
 kill -TERM "$BPID"; wait "$BPID"; BPID=

@@ -118,7 +118,11 @@ static void create_topics(rd_kafka_t *rk, int partitions, int rf, const char *co
             rd_kafka_event_destroy(ev);
             if (!e)
                 break;
-            if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS || sft_now_ms() > deadline)
+            /* INVALID_REPLICATION_FACTOR: "All brokers are currently fenced", a
+             * loaded node missed its 4 s heartbeat (kafka.sh) and rejoins. */
+            if ((e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS &&
+                 e != RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR) ||
+                sft_now_ms() > deadline)
                 fail_msg("CreateTopics %s: %s", topics[i], msg);
             sft_nap_ms(200);
         }
