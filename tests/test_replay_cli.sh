@@ -91,7 +91,7 @@ wait_for 20 "[ \$(kcat -C -b '$B' -t events -o beginning -e -q 2>/dev/null | wc 
     fail "interval run produced nothing"
 start=$(date +%s%N)
 kill -TERM "$RPID"
-timeout 10 tail --pid="$RPID" -f /dev/null || fail "interval not interrupted by SIGTERM"
+timeout 20 tail --pid="$RPID" -f /dev/null || fail "interval not interrupted by SIGTERM"
 wait "$RPID"; rc=$?
 RPID=
 took=$(( ($(date +%s%N) - start) / 1000000 ))
