@@ -163,7 +163,14 @@ start)
     done
     echo "$bs" >"$dir/bootstrap"
     echo "$n" >"$dir/size"
-    cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    # As Kafka's own Uuid.randomUuid: never one that starts with '-', which
+    # kafka-storage would take for an option (1 start in 64 failed so).
+    cluster_id=$(python3 -c 'import base64,uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        break
+print(s)')
     # formatting starts a JVM per node: in parallel
     fpids=()
     for ((i = 0; i < n; i++)); do
