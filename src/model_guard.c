@@ -404,8 +404,11 @@ static int read_reply(int fd, pid_t pid, int64_t deadline_ms, char **out, size_t
     return -1;
 }
 
-int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
-                          int timeout_ms, char *errstr, size_t errstr_size) {
+#define LOAD_AGAIN (-2) /* the child stuck on an inherited lock: fork another */
+
+/* One child, up to the caller's deadline (timeout_ms is for the message). */
+static int load_once(sf_model **out, const char *path, const char *arch_path, int64_t deadline,
+                     int timeout_ms, char *errstr, size_t errstr_size) {
     *out = NULL;
     int fds[2];
     if (pipe(fds) < 0) {
@@ -415,7 +418,6 @@ int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_pat
     }
     fcntl(fds[0], F_SETFD, FD_CLOEXEC);
     fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-    int64_t deadline = sf_clock_ms() + timeout_ms;
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(errstr, errstr_size, "%s: cannot start the loader process: %s", path,
@@ -439,16 +441,10 @@ int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_pat
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (rr == 2) { /* not the file's doing: fork again, within what is left */
-        int left = (int)(deadline - sf_clock_ms());
-        if (left > 0)
-            return sf_model_load_guarded(out, path, arch_path, left, errstr, errstr_size);
-        snprintf(errstr, errstr_size, "%s: reading it took longer than %g s", path,
-                 timeout_ms / 1000.0);
-        return -1;
-    }
+    if (rr == 2 && sf_clock_ms() < deadline)
+        return LOAD_AGAIN; /* not the file's doing */
     sf_model *m = NULL;
-    if (rr == 1) {
+    if (rr == 1 || rr == 2) {
         snprintf(errstr, errstr_size, "%s: reading it took longer than %g s", path,
                  timeout_ms / 1000.0);
     } else if (WIFSIGNALED(status)) {
@@ -471,6 +467,16 @@ int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_pat
     free(reply);
     *out = m;
     return m ? 0 : -1;
+}
+
+int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
+                          int timeout_ms, char *errstr, size_t errstr_size) {
+    int64_t deadline = sf_clock_ms() + timeout_ms;
+    int rc;
+    while ((rc = load_once(out, path, arch_path, deadline, timeout_ms, errstr, errstr_size)) ==
+           LOAD_AGAIN)
+        ;
+    return rc;
 }
 
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
