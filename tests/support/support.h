@@ -223,13 +223,6 @@ size_t sft_count_keys(const char *brokers, const char *topic, int64_t lo, int64_
 /* What a consumer group still has to do on topic: the sum over partitions of
  * the high watermark minus the group's committed offset (the low watermark
  * when nothing is committed). 0 once everything written was committed. */
-/* Fails the test unless topic holds every integer key of [lo, hi) exactly
- * once, naming the topic as the culprit. A test that promises no duplicate
- * output calls it on its input first: a duplicated input is not the daemon's
- * fault, and the failure must say so. */
-void sft_assert_each_key_once(const char *brokers, const char *topic, int64_t lo, int64_t hi,
-                              int timeout_ms);
-
 int64_t sft_group_lag(const char *brokers, const char *group, const char *topic);
 
 /* The shipped Higgs model and variables when they exist, else the random
