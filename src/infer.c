@@ -8,7 +8,11 @@
  * Several cores share a batch through helper threads of our own, each running
  * its backend single-threaded on its own rows (sf_infer_set_threads):
  * OpenBLAS's threads, and oneDNN's OpenMP team, spin for a while after every
- * call, taking the cores that the Kafka client threads need between batches. */
+ * call, taking the cores that the Kafka client threads need between batches.
+ * The threads take the batch UNIT_ROWS at a time, as they come: the Kafka
+ * threads share the cores, so a helper may wake late, and a caller that had
+ * handed it a fixed half would wait for it; this way the caller does the
+ * late helper's share itself. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,16 +26,13 @@
 #include "sigflow/infer.h"
 #include "infer_impl.h"
 
-/* A helper thread and the share of the current batch it runs. */
+/* A helper thread. */
 typedef struct helper {
-    struct sf_infer *pool; /* the engine that hands out the shares */
+    struct sf_infer *pool; /* the engine that hands out the rows */
     struct sf_infer *sub;  /* same model, buffers of its own */
     pthread_t tid;
     int started;
-    unsigned long seen;    /* the last batch_no it ran */
-    const float *x;
-    size_t n;
-    float *y;
+    unsigned long seen;    /* the last batch_no it woke for */
 } helper;
 
 struct sf_infer {
@@ -47,15 +48,20 @@ struct sf_infer {
     pthread_mutex_t mu;
     pthread_cond_t go, done;
     unsigned long batch_no; /* bumped when a batch is handed out */
-    size_t busy;            /* helpers still working on it */
+    const float *x;         /* the batch being shared (under mu) */
+    float *y;
+    size_t n, next, done_rows; /* its rows, the first not yet taken, those finished */
     int quit;
     int library_threads;    /* last sf_infer_set_library_threads, 0: untouched */
 };
 
 #define ROW_BLOCK SF_INFER_ROW_BLOCK
 
-/* Smallest batch worth splitting: every share at least one ROW_BLOCK. */
-#define SPLIT_MIN_ROWS (2 * ROW_BLOCK)
+/* The rows a thread takes at a time. The forward pass costs the same per
+ * row from 32 rows up (bench/README.md); every unit starts on a ROW_BLOCK
+ * boundary, so every row meets the same GEMM code as on one thread and gets
+ * the same bits. */
+#define UNIT_ROWS (2 * ROW_BLOCK)
 
 static void stop_helpers(sf_infer *e);
 
@@ -413,12 +419,18 @@ static void *helper_main(void *arg) {
         if (e->quit)
             break;
         h->seen = e->batch_no;
-        pthread_mutex_unlock(&e->mu);
-        if (h->n)
-            run_here(h->sub, h->x, h->n, h->y);
-        pthread_mutex_lock(&e->mu);
-        if (--e->busy == 0)
-            pthread_cond_signal(&e->done);
+        while (e->next < e->n) {
+            size_t from = e->next, rows = e->n - from < UNIT_ROWS ? e->n - from : UNIT_ROWS;
+            const float *x = e->x + from * e->m->n_inputs;
+            float *y = e->y + from * e->m->n_outputs;
+            e->next += rows;
+            pthread_mutex_unlock(&e->mu);
+            run_here(h->sub, x, rows, y);
+            pthread_mutex_lock(&e->mu);
+            e->done_rows += rows;
+            if (e->done_rows == e->n)
+                pthread_cond_signal(&e->done);
+        }
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
@@ -447,9 +459,6 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
     if (threads <= 1)
         return 0;
     size_t n = (size_t)threads - 1;
-    /* Each share is at most max_batch / threads rows, rounded up to a block. */
-    size_t share = (e->max_batch + n) / (n + 1);
-    share = (share + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK;
     if (!(e->helpers = calloc(n, sizeof *e->helpers)))
         return -1;
     e->n_helpers = n;
@@ -459,7 +468,7 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
         h->seen = e->batch_no;
         sf_infer_conf c = {.backend = e->be->id, .precision = e->precision};
         char err[256];
-        if (sf_infer_open(&h->sub, e->m, share, &c, err, sizeof err) ||
+        if (sf_infer_open(&h->sub, e->m, UNIT_ROWS, &c, err, sizeof err) ||
             pthread_create(&h->tid, NULL, helper_main, h)) {
             stop_helpers(e);
             return -1;
@@ -471,30 +480,27 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
 }
 
 void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
-    if (e->n_helpers == 0 || n < SPLIT_MIN_ROWS) {
+    if (e->n_helpers == 0 || n <= UNIT_ROWS) {
         run_here(e, x, n, y);
         return;
     }
-    /* Shares start on a ROW_BLOCK boundary, so every row meets the same GEMM
-     * code as on one thread and gets the same bits. */
-    size_t n_in = e->m->n_inputs, n_out = e->m->n_outputs, parts = e->n_helpers + 1;
-    size_t share = (n + parts - 1) / parts;
-    share = (share + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK;
+    size_t n_in = e->m->n_inputs, n_out = e->m->n_outputs;
     pthread_mutex_lock(&e->mu);
-    for (size_t i = 0; i < e->n_helpers; i++) {
-        helper *h = &e->helpers[i];
-        size_t start = (i + 1) * share;
-        h->n = start < n ? (n - start < share ? n - start : share) : 0;
-        h->x = x + start * n_in;
-        h->y = y + start * n_out;
-    }
-    e->busy = e->n_helpers;
+    e->x = x;
+    e->y = y;
+    e->n = n;
+    e->next = e->done_rows = 0;
     e->batch_no++;
     pthread_cond_broadcast(&e->go);
-    pthread_mutex_unlock(&e->mu);
-    run_here(e, x, share < n ? share : n, y);
-    pthread_mutex_lock(&e->mu);
-    while (e->busy > 0)
+    while (e->next < n) {
+        size_t from = e->next, rows = n - from < UNIT_ROWS ? n - from : UNIT_ROWS;
+        e->next += rows;
+        pthread_mutex_unlock(&e->mu);
+        run_here(e, x + from * n_in, rows, y + from * n_out);
+        pthread_mutex_lock(&e->mu);
+        e->done_rows += rows;
+    }
+    while (e->done_rows < n)
         pthread_cond_wait(&e->done, &e->mu);
     pthread_mutex_unlock(&e->mu);
 }
