@@ -681,7 +681,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     o->warmup = 3;
     o->limit_seconds = 3;
     o->batch_size = 512;
-    o->batch_wait_ms = 5;
+    o->batch_wait_ms = 0; /* the daemon's default */
     o->partitions = 2;
     o->blas_threads = 0;
     char err[512];

@@ -33,8 +33,9 @@ typedef struct sf_latency_parts {
     double to_consumer; /* input timestamp -> taken from the consumer: the input
                            producer's linger, the broker, the fetch wait */
     double batch_wait;  /* -> its batch closed (full, or batch_wait_ms after
-                           the batch's first event) */
-    double inference;   /* -> assembled, normalized and through the forward pass */
+                           the batch's first event; 0 by default) */
+    double inference;   /* -> assembled, normalized and through the forward pass
+                           (its chunk's, and the chunks before it in the batch) */
     double publish;     /* -> handed to the producer (formatting, earlier outputs) */
     double ack;         /* -> delivery report: output linger, broker, acks */
 } sf_latency_parts;
