@@ -406,6 +406,24 @@ static void run_here(sf_infer *e, const float *x, size_t n, float *y) {
 
 /* ------------------------------------------------------------ helper threads */
 
+/* Runs the shared batch's rows UNIT_ROWS at a time on `by` (the caller's
+ * engine or a helper's) until none is left to take. Called, and returns,
+ * with e->mu held. */
+static void take_units(sf_infer *e, sf_infer *by) {
+    while (e->next < e->n) {
+        size_t from = e->next, rows = e->n - from < UNIT_ROWS ? e->n - from : UNIT_ROWS;
+        const float *x = e->x + from * e->m->n_inputs;
+        float *y = e->y + from * e->m->n_outputs;
+        e->next += rows;
+        pthread_mutex_unlock(&e->mu);
+        run_here(by, x, rows, y);
+        pthread_mutex_lock(&e->mu);
+        e->done_rows += rows;
+    }
+    if (e->done_rows == e->n)
+        pthread_cond_signal(&e->done);
+}
+
 static void *helper_main(void *arg) {
     helper *h = arg;
     sf_infer *e = h->pool;
@@ -419,18 +437,7 @@ static void *helper_main(void *arg) {
         if (e->quit)
             break;
         h->seen = e->batch_no;
-        while (e->next < e->n) {
-            size_t from = e->next, rows = e->n - from < UNIT_ROWS ? e->n - from : UNIT_ROWS;
-            const float *x = e->x + from * e->m->n_inputs;
-            float *y = e->y + from * e->m->n_outputs;
-            e->next += rows;
-            pthread_mutex_unlock(&e->mu);
-            run_here(h->sub, x, rows, y);
-            pthread_mutex_lock(&e->mu);
-            e->done_rows += rows;
-            if (e->done_rows == e->n)
-                pthread_cond_signal(&e->done);
-        }
+        take_units(e, h->sub);
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
@@ -484,7 +491,6 @@ void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
         run_here(e, x, n, y);
         return;
     }
-    size_t n_in = e->m->n_inputs, n_out = e->m->n_outputs;
     pthread_mutex_lock(&e->mu);
     e->x = x;
     e->y = y;
@@ -492,14 +498,7 @@ void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
     e->next = e->done_rows = 0;
     e->batch_no++;
     pthread_cond_broadcast(&e->go);
-    while (e->next < n) {
-        size_t from = e->next, rows = n - from < UNIT_ROWS ? n - from : UNIT_ROWS;
-        e->next += rows;
-        pthread_mutex_unlock(&e->mu);
-        run_here(e, x + from * n_in, rows, y + from * n_out);
-        pthread_mutex_lock(&e->mu);
-        e->done_rows += rows;
-    }
+    take_units(e, e);
     while (e->done_rows < n)
         pthread_cond_wait(&e->done, &e->mu);
     pthread_mutex_unlock(&e->mu);
