@@ -40,7 +40,7 @@ static void test_sigkill_three_times(void **state) {
                           "-X", "session.timeout.ms=" SFT_SESSION_MS, "-X", "heartbeat.interval.ms=500",
                           NULL};
     sft_daemon_start(&f->d[0], args, WAIT_MS);
-    f->replay = sft_replay_spawn(brokers, "events", RATE, NULL);
+    f->replay = sft_replay_spawn(brokers, "events", RATE, NULL, NULL);
 
     /* Each instance is killed once it published a random number of outputs
      * of its own (so every one of them did work), plus a random few ms, so the

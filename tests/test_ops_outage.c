@@ -52,7 +52,7 @@ static void test_broker_outage_mid_stream(void **state) {
      * and come back as fast as the daemon does, so that the catch-up time
      * measures the daemon, not librdkafka's 10 s default reconnect backoff. */
     const char *const backoff[] = {"-X", "reconnect.backoff.max.ms=1000", NULL};
-    f->replay = sft_replay_spawn(brokers, "events", RATE, backoff);
+    f->replay = sft_replay_spawn(brokers, "events", RATE, backoff, NULL);
     double down_at = 1000 + rand() % 5000;
     printf("seed %u: brokers go down once %.0f events were consumed\n", seed, down_at);
     double consumed = sft_wait_metric(&f->d[0], "sigflow_events_consumed_total", down_at, WAIT_MS);

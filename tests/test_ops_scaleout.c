@@ -52,7 +52,7 @@ static void test_two_instances_then_one(void **state) {
     printf("assigned partitions: %g and %g\n", pa, pb);
     assert_true(pa > 0 && pb > 0 && pa + pb == 8);
 
-    f->replay = sft_replay_spawn(brokers, "events", RATE, NULL);
+    f->replay = sft_replay_spawn(brokers, "events", RATE, NULL, NULL);
 
     /* Both do work; then one dies at a random point of the stream. */
     double kill_at = 1000 + rand() % 4000;

@@ -130,29 +130,47 @@ static void create_topics(rd_kafka_t *rk, int partitions, int rf, const char *co
     rd_kafka_queue_destroy(q);
 }
 
-/* Waits until every partition of every topic has a leader in the metadata. */
-static void wait_leaders(rd_kafka_t *rk, int partitions, const char *const *topics, size_t n) {
-    int64_t deadline = sft_now_ms() + 60000;
-    for (size_t i = 0; i < n; i++) {
-        for (;;) {
-            const struct rd_kafka_metadata *md;
-            rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topics[i], NULL);
-            int ok = 0;
-            if (!rd_kafka_metadata(rk, 0, t, &md, 5000)) {
-                ok = md->topic_cnt == 1 && !md->topics[0].err &&
-                     md->topics[0].partition_cnt == partitions;
-                for (int p = 0; ok && p < md->topics[0].partition_cnt; p++)
-                    ok = md->topics[0].partitions[p].leader >= 0 && !md->topics[0].partitions[p].err;
-                rd_kafka_metadata_destroy(md);
-            }
-            rd_kafka_topic_destroy(t);
-            if (ok)
-                break;
-            if (sft_now_ms() > deadline)
-                fail_msg("topic %s has no leader for every partition after 60 s", topics[i]);
-            sft_nap_ms(100);
-        }
+/* 1 when rk's metadata shows topic with `partitions` partitions, each led. */
+static int topic_led(rd_kafka_t *rk, const char *topic, int partitions) {
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    int ok = 0;
+    if (!rd_kafka_metadata(rk, 0, t, &md, 5000)) {
+        ok = md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt == partitions;
+        for (int p = 0; ok && p < md->topics[0].partition_cnt; p++)
+            ok = md->topics[0].partitions[p].leader >= 0 && !md->topics[0].partitions[p].err;
+        rd_kafka_metadata_destroy(md);
     }
+    rd_kafka_topic_destroy(t);
+    return ok;
+}
+
+/* Waits until every node of the cluster knows every topic with a leader for
+ * each partition. Asking one node is not enough: a client that bootstraps
+ * from another may hear "unknown topic" for a moment. Suspected, not proven:
+ * before this waited for every node, test_ops_failover's replay lost 3
+ * acknowledged rows once in 12 runs under load, which is what librdkafka
+ * issue #3712 describes (an idempotent producer that sees a partition vanish
+ * and come back restarts its sequence numbers, and the broker drops the next
+ * batches as duplicates). */
+static void wait_leaders(const char *bootstrap, int partitions, const char *const *topics,
+                         size_t n) {
+    int64_t deadline = sft_now_ms() + 60000;
+    char *list = strdup(bootstrap), *save = NULL;
+    assert_non_null(list);
+    for (char *node = strtok_r(list, ",", &save); node; node = strtok_r(NULL, ",", &save)) {
+        rd_kafka_t *rk = sft_client(RD_KAFKA_PRODUCER, node, NULL);
+        for (size_t i = 0; i < n; i++) {
+            while (!topic_led(rk, topics[i], partitions)) {
+                if (sft_now_ms() > deadline)
+                    fail_msg("node %s: topic %s has no leader for every partition after 60 s",
+                             node, topics[i]);
+                sft_nap_ms(100);
+            }
+        }
+        rd_kafka_destroy(rk);
+    }
+    free(list);
 }
 
 sft_kafka *sft_kafka_open(int partitions, const char *const *topics, size_t n_topics,
@@ -186,8 +204,8 @@ sft_kafka *sft_kafka_open(int partitions, const char *const *topics, size_t n_to
     rd_kafka_t *rk = sft_client(RD_KAFKA_PRODUCER, k->bootstrap, NULL);
     delete_topics(rk, topics, n_topics);
     create_topics(rk, partitions, k->nodes < 3 ? k->nodes : 3, topics, n_topics, configs);
-    wait_leaders(rk, partitions, topics, n_topics);
     rd_kafka_destroy(rk);
+    wait_leaders(k->bootstrap, partitions, topics, n_topics);
     return k;
 }
 
@@ -949,7 +967,7 @@ int sft_stream_teardown(void **state) {
 }
 
 pid_t sft_replay_spawn(const char *brokers, const char *topic, const char *rate,
-                       const char *const *extra) {
+                       const char *const *extra, const char *log_path) {
     const char *argv[32] = {SF_TEST_REPLAY, "-b", brokers, "-t", topic, "-f", SF_TEST_DATA,
                             "--rate", rate, "--timeout", "60", "-q"};
     size_t n = 12;
@@ -958,5 +976,5 @@ pid_t sft_replay_spawn(const char *brokers, const char *topic, const char *rate,
         argv[n++] = *extra;
     }
     argv[n] = NULL;
-    return sft_spawn_tied((char *const *)argv, NULL, NULL);
+    return sft_spawn_tied((char *const *)argv, log_path, log_path);
 }

@@ -257,8 +257,9 @@ int sft_stream_teardown(void **state);
 
 /* Spawns sigflow-replay of the bundled sample into `topic` at `rate` events/s
  * (60 s delivery timeout, quiet), tied to the test, with extra arguments
- * (NULL-terminated, may be NULL). */
+ * (NULL-terminated, may be NULL); its stdout and stderr go to log_path (NULL:
+ * nowhere). */
 pid_t sft_replay_spawn(const char *brokers, const char *topic, const char *rate,
-                       const char *const *extra);
+                       const char *const *extra, const char *log_path);
 
 #endif
