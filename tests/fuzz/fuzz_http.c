@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,6 +35,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
+/* libFuzzer's -timeout watchdog is a SIGALRM without SA_RESTART, so any
+ * blocking call here may return EINTR. An interrupted connect goes on in the
+ * background: wait for it and take its outcome. */
+static void connect_retrying(int fd, const struct sockaddr_in *sa) {
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
+        return;
+    FUZZ_CHECK(errno == EINTR, "connect: %s", strerror(errno));
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int pr;
+    while ((pr = poll(&p, 1, 30000)) < 0 && errno == EINTR)
+        ;
+    FUZZ_CHECK(pr == 1, "connect: %s", pr == 0 ? "no answer in 30 s" : strerror(errno));
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    FUZZ_CHECK(getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0,
+               "connect: %s", strerror(soerr));
+}
+
 /* Sends data, half-closes, reads the answer (up to cap bytes) until the server
  * closes. Returns the bytes read. */
 static size_t exchange(const uint8_t *data, size_t size, char *out, size_t cap, int *err) {
@@ -48,10 +67,12 @@ static size_t exchange(const uint8_t *data, size_t size, char *out, size_t cap, 
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    FUZZ_CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s", strerror(errno));
+    connect_retrying(fd, &sa);
     size_t off = 0;
     while (off < size) { /* the server may close early on a bad request */
         ssize_t w = send(fd, data + off, size - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break;
         off += (size_t)w;
@@ -62,6 +83,8 @@ static size_t exchange(const uint8_t *data, size_t size, char *out, size_t cap, 
     for (;;) {
         char sink[4096];
         ssize_t r = recv(fd, n < cap ? out + n : sink, n < cap ? cap - n : sizeof sink, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r < 0)
             *err = errno;
         if (r <= 0)
