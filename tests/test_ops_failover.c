@@ -203,38 +203,12 @@ static void test_replay_node_failure(void **state) {
         fail_msg("the replay failed (%d):\n%s", status, why ? why : "(no output)");
     }
 
-    unsigned *counts = calloc(REPLAY_ROWS, sizeof *counts);
-    assert_non_null(counts);
-    int64_t t_read = sft_now_ms();
-    size_t total = sft_count_keys(bs, "fo.replay", FIRST_ID, FIRST_ID + REPLAY_ROWS, counts, 0,
-                                  WAIT_MS);
-    t_read = sft_now_ms() - t_read;
-    size_t missing = 0, twice = 0;
-    for (size_t i = 0; i < REPLAY_ROWS; i++) {
-        missing += counts[i] == 0;
-        twice += counts[i] > 1;
-    }
-    printf("replay: %zu messages for %d rows, %zu missing, %zu keys more than once\n", total,
-           REPLAY_ROWS, missing, twice);
-    if (missing) { /* lost, or not yet readable? */
-        char *what = sft_read_file(log, NULL);
-        printf("read for %lld ms; the replay's own account: %s\n", (long long)t_read,
-               what ? what : "(none)");
-        free(what);
-        for (size_t i = 0, shown = 0; i < REPLAY_ROWS && shown < 10; i++)
-            if (counts[i] == 0)
-                printf("missing key %zu\n", FIRST_ID + i), shown++;
-        size_t again = sft_count_keys(bs, "fo.replay", FIRST_ID, FIRST_ID + REPLAY_ROWS, counts,
-                                      0, 10000);
-        printf("read again: %zu messages, topic end %lld\n", again,
-               (long long)sft_topic_end(bs, "fo.replay"));
-    }
-    assert_int_equal(missing, 0);
-    assert_int_equal(twice, 0);
-    assert_int_equal(total, REPLAY_ROWS);
+    char *account = sft_read_file(log, NULL);
+    printf("replay: %s", account ? account : "(no summary)\n");
+    free(account);
     unlink(log);
     free(log);
-    free(counts);
+    sft_assert_each_key_once(bs, "fo.replay", FIRST_ID, FIRST_ID + REPLAY_ROWS, WAIT_MS);
     sft_kafka_close(k);
 }
 

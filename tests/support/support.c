@@ -891,6 +891,30 @@ size_t sft_count_keys(const char *brokers, const char *topic, int64_t lo, int64_
     return total;
 }
 
+void sft_assert_each_key_once(const char *brokers, const char *topic, int64_t lo, int64_t hi,
+                              int timeout_ms) {
+    size_t n = (size_t)(hi - lo);
+    unsigned *counts = calloc(n, sizeof *counts);
+    assert_non_null(counts);
+    int64_t t0 = sft_now_ms();
+    size_t total = sft_count_keys(brokers, topic, lo, hi, counts, 0, timeout_ms);
+    size_t missing = 0, twice = 0;
+    int64_t first_missing = -1, first_dup = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (counts[i] == 0 && missing++ == 0)
+            first_missing = lo + (int64_t)i;
+        if (counts[i] > 1 && twice++ == 0)
+            first_dup = lo + (int64_t)i;
+    }
+    free(counts);
+    printf("topic %s: %zu messages for %zu keys, %zu missing, %zu more than once (read for %lld "
+           "ms)\n", topic, total, n, missing, twice, (long long)(sft_now_ms() - t0));
+    if (missing || twice || total != n)
+        fail_msg("topic %s is not each key once: %zu messages for %zu keys, %zu missing (first "
+                 "%lld), %zu more than once (first %lld)", topic, total, n, missing,
+                 (long long)first_missing, twice, (long long)first_dup);
+}
+
 int64_t sft_group_lag(const char *brokers, const char *group, const char *topic) {
     const char *kv[] = {"group.id", group, "enable.auto.commit", "false", NULL};
     rd_kafka_t *rk = sft_client(RD_KAFKA_CONSUMER, brokers, kv);

@@ -220,6 +220,11 @@ int64_t sft_topic_end(const char *brokers, const char *topic);
 size_t sft_count_keys(const char *brokers, const char *topic, int64_t lo, int64_t hi,
                       unsigned *counts, int committed_only, int timeout_ms);
 
+/* Fails the test unless topic holds every integer key of [lo, hi) exactly
+ * once, naming the first missing and duplicated keys. */
+void sft_assert_each_key_once(const char *brokers, const char *topic, int64_t lo, int64_t hi,
+                              int timeout_ms);
+
 /* What a consumer group still has to do on topic: the sum over partitions of
  * the high watermark minus the group's committed offset (the low watermark
  * when nothing is committed). 0 once everything written was committed. */
