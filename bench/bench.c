@@ -858,6 +858,16 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
 static int stream(bench *b, phase *flat, phase *paced, const phase **top, const phase **lat,
                   char *errstr, size_t n) {
     const opts *o = b->o;
+    sf_pipeline_conf *c = &b->job.conf;
+    sf_pipeline_conf_init(c);
+    c->engine.model_path = b->live_model ? b->live_model : o->model;
+    c->engine.vars_path = o->vars;
+    c->engine.emit = SF_EMIT_ALL;
+    c->engine.batch_size = o->batch_size;
+    c->engine.infer = o->infer;
+    /* Before the broker's threads exist (pipeline.h). */
+    if (sf_engine_load(&c->loaded, &c->engine, errstr, n))
+        return -1;
     sf_broker *broker = NULL;
     static char in[64], out[64], dead[64], group[64];
     const char *dead_topic = DEAD_TOPIC;
@@ -871,15 +881,19 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
         snprintf(group, sizeof group, "sigflow-bench-%ld", id);
         dead_topic = dead;
         const char *topics[] = {in, out, dead};
-        if (bench_topics_create(o->brokers, topics, n_topics, o->partitions, errstr, n))
+        if (bench_topics_create(o->brokers, topics, n_topics, o->partitions, errstr, n)) {
+            sf_engine_free(c->loaded);
             return -1;
+        }
         b->brokers = o->brokers;
         b->in_topic = in;
         b->out_topic = out;
     } else {
         static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC, DEAD_TOPIC};
-        if (sf_broker_start(&broker, o->partitions, topics, n_topics, errstr, n))
+        if (sf_broker_start(&broker, o->partitions, topics, n_topics, errstr, n)) {
+            sf_engine_free(c->loaded);
             return -1;
+        }
         b->brokers = sf_broker_bootstrap(broker);
         b->in_topic = INPUT_TOPIC;
         b->out_topic = OUTPUT_TOPIC;
@@ -890,21 +904,14 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     b->stats.opaque = b;
     int t = sf_blas_inference_threads(); /* what the pipeline will choose */
     b->infer_threads = t > 0 ? t : 1;
-    sf_pipeline_conf *c = &b->job.conf;
-    sf_pipeline_conf_init(c);
     c->brokers = b->brokers;
     c->input_topic = b->in_topic;
     c->output_topic = b->out_topic;
     c->group = group;
-    c->engine.model_path = b->live_model ? b->live_model : o->model;
     c->reload = &b->reload;
     if (o->soak_minutes > 0)
         c->dlq_topic = dead_topic; /* the soak's malformed events: acknowledged, counted */
-    c->engine.vars_path = o->vars;
-    c->engine.emit = SF_EMIT_ALL;
-    c->engine.batch_size = o->batch_size;
     c->batch_wait_ms = o->batch_wait_ms;
-    c->engine.infer = o->infer;
     /* The soak's malformed events would log a warning each; its refused reloads
      * log errors. */
     c->log_level = o->soak_minutes > 0 ? SF_LOG_ERROR : SF_LOG_WARN;
@@ -915,7 +922,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     c->n_kafka_props = o->kafka_props.n;
     c->metrics = b->metrics = sf_metrics_new();
     pthread_t tid;
-    int rc = -1;
+    int rc = -1, started = 0;
     if (!b->metrics) {
         snprintf(errstr, n, "out of memory");
         goto out;
@@ -931,6 +938,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
         snprintf(errstr, n, "cannot start the pipeline");
         goto out;
     }
+    started = 1; /* the pipeline owns the engine */
     rc = o->backlog ? 0 : prime(b, errstr, n);
     if (rc == 0 && o->backlog) {
         if (!o->json)
@@ -971,6 +979,8 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
         rc = -1;
     }
 out:
+    if (!started)
+        sf_engine_free(c->loaded);
     sf_metrics_free(b->metrics);
     b->metrics = NULL;
     if (broker)

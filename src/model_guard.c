@@ -15,8 +15,10 @@
  * the fork stays held in the child for good: glibc resets its own, but
  * GCC 12's AddressSanitizer allocator does not, and under ASan a loader child
  * of the bench or the daemon now and then slept on one until the deadline.
- * A child is single-threaded, so one that waits on a futex waits forever:
- * the parent sees it in /proc, kills it and forks again. */
+ * So start-up loads happen before any thread starts (`run`, and `demo` and
+ * the bench through sf_pipeline_conf.loaded). A reload cannot: a child is
+ * single-threaded, so one that waits on a futex waits forever, and the
+ * parent, seeing that in /proc, kills it and forks again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>

@@ -529,11 +529,13 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
     sf_health health;
     int rc = -1;
 
+    p.eng = c->loaded;
     if (c->engine.batch_size == 0 || c->batch_wait_ms < 0) {
         snprintf(errstr, n, "batch size must be positive and batch wait non-negative");
+        sf_engine_free(p.eng);
         return -1;
     }
-    if (sf_engine_load(&p.eng, &c->engine, errstr, n))
+    if (!p.eng && sf_engine_load(&p.eng, &c->engine, errstr, n))
         return -2;
     p.msgs = calloc(c->engine.batch_size, sizeof *p.msgs);
     p.row_msg = calloc(c->engine.batch_size, sizeof *p.row_msg);

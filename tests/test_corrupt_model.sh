@@ -1,7 +1,7 @@
 # test_corrupt_model.sh: the one-byte reproducers of issue 15 (libhdf5 segfaults
-# or spins on them) are refused by `sigflow predict`, `sigflow inspect` and
-# `sigflow run` at start-up: exit 2 and one line naming the file and what
-# happened, never a SIGSEGV or a hang.
+# or spins on them) are refused by `sigflow predict` and `sigflow inspect`, and
+# at start-up by `sigflow run` and `sigflow demo`: exit 2 and one line naming
+# the file and what happened, never a SIGSEGV or a hang.
 set -euo pipefail
 
 SF="$SIGFLOW_BUILD_DIR/sigflow"
@@ -56,6 +56,11 @@ for name in corrupt_segv_2130_10 corrupt_segv_2130_80 corrupt_segv_2133_7f; do
     run "$SF" run --brokers 127.0.0.1:1 --model "$m" --variables "$VARS" --metrics-addr none \
         >"$T/out" 2>"$T/err"
     expect_one_line "run $name" "$T/err" "sigflow run: $m: the HDF5 library crashed reading it (signal "
+
+    # The demo loads its model before it starts the embedded broker.
+    run "$SF" demo --model "$m" --variables "$VARS" >"$T/out" 2>"$T/err"
+    expect_one_line "demo $name" "$T/err" "sigflow demo: $m: the HDF5 library crashed reading it (signal "
+    [ ! -s "$T/out" ] || fail "demo $name started anyway: $(cat "$T/out")"
 done
 
 # The hang, with a limit from the environment (the 10 s default would only

@@ -62,6 +62,11 @@ typedef struct sf_pipeline_conf {
     const char *dlq_topic;       /* NULL: dead letters are logged and counted only */
     const char *group;
     sf_engine_conf engine;       /* the model; engine.batch_size is the batch size */
+    sf_engine *loaded;           /* NULL, or `engine` loaded already (sf_engine_load),
+                                    which sf_pipeline_run then owns and frees. A
+                                    caller about to start threads loads first: the
+                                    loader forks, and a fork of a busy threaded
+                                    process can inherit a lock held for good */
     int emit_members;            /* a set: each output carries its members' probabilities */
     int batch_wait_ms;
     size_t max_event_bytes;      /* larger events are dead letters */
@@ -79,7 +84,7 @@ typedef struct sf_pipeline_conf {
     sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;
 
-/* Fills the defaults (batch 512, wait 5 ms, group "sigflow", the engine's, ...). */
+/* Fills the defaults (batch 512, wait 0 ms, group "sigflow", the engine's, ...). */
 void sf_pipeline_conf_init(sf_pipeline_conf *conf);
 
 /* Runs until *conf->stop is set (returns 0) or a fatal error (returns -1 with

@@ -158,11 +158,18 @@ int sf_cmd_demo(int argc, char **argv) {
         c->engine.vars_path = NULL;
 
     char err[1024];
+    /* The model first, while this process has one thread (pipeline.h), and
+     * so that a bad one is refused before anything starts. */
+    if (sf_engine_load(&c->loaded, &c->engine, err, sizeof err)) {
+        fprintf(stderr, "sigflow demo: %s\n", err);
+        return 2;
+    }
     static const char *const topics[] = {"events", "signals", "events.dlq"};
     const int partitions = 8;
     sf_broker *broker = NULL;
     if (sf_broker_start(&broker, partitions, topics, 3, err, sizeof err)) {
         fprintf(stderr, "sigflow demo: %s\n", err);
+        sf_engine_free(c->loaded);
         return 1;
     }
     const char *bootstrap = sf_broker_bootstrap(broker);
@@ -186,6 +193,7 @@ int sf_cmd_demo(int argc, char **argv) {
     atomic_init(&job.finished, 0);
     if (pthread_create(&tid, NULL, pipeline_thread, &job)) {
         fprintf(stderr, "sigflow demo: cannot start the pipeline thread\n");
+        sf_engine_free(c->loaded);
         sf_metrics_free(metrics);
         sf_broker_stop(broker);
         return 1;
