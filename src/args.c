@@ -249,3 +249,27 @@ int sf_args_precision(const char *prog, const char *value, sf_infer_conf *c) {
         return sf_args_bad(prog, "--precision", value, "fp32 or bf16");
     return 0;
 }
+
+int sf_args_engine(const char *prog, int opt, const char *arg, sf_engine_conf *c, int *bad) {
+    long v;
+    switch (opt) {
+    case 'm': c->model_path = arg; break;
+    case 'v': c->vars_path = arg; break;
+    case SF_ARGS_O_ARCH: c->arch_path = arg; break;
+    case SF_ARGS_O_ID: c->id_field = *arg ? arg : NULL; break;
+    case SF_ARGS_O_NORM:
+        if (sf_norm_parse(arg, &c->norm))
+            *bad = sf_args_bad(prog, "--normalize", arg, "standard, l2 or none");
+        break;
+    case SF_ARGS_O_BATCH:
+        if (sf_args_long(arg, 1, 1 << 20, &v))
+            *bad = sf_args_bad(prog, "--batch-size", arg, "an integer in 1..1048576");
+        else
+            c->batch_size = (size_t)v;
+        break;
+    case SF_ARGS_O_BACKEND: *bad |= sf_args_backend(prog, arg, &c->infer); break;
+    case SF_ARGS_O_PRECISION: *bad |= sf_args_precision(prog, arg, &c->infer); break;
+    default: return 0;
+    }
+    return 1;
+}

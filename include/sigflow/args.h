@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "sigflow/engine.h"
 #include "sigflow/infer.h"
 
 /* The whole string as an integer in [min, max]. 0 or -1. */
@@ -67,8 +68,24 @@ void sf_args_hold_stop_signals(void);
 /* Sleeps until *stop is set (by a signal delivered while waiting). */
 void sf_args_wait_stop(sf_stop_flag *stop);
 
-/* --backend and --precision, shared by run, predict, demo, inspect and
- * sigflow-bench: parse into c, or print the error and return 1. */
+/* The options that choose and shape the engine, the same in run, demo,
+ * predict, evaluate and inspect: -m/--model, -v/--variables and these codes,
+ * for a command's getopt_long table (each lists the ones it takes). */
+enum {
+    SF_ARGS_O_ARCH = 0x1000, /* --architecture */
+    SF_ARGS_O_ID,            /* --id-field */
+    SF_ARGS_O_NORM,          /* --normalize */
+    SF_ARGS_O_BATCH,         /* --batch-size */
+    SF_ARGS_O_BACKEND,       /* --backend */
+    SF_ARGS_O_PRECISION,     /* --precision */
+};
+
+/* Applies opt (getopt_long's return) to c when it is one of those: returns 1,
+ * with *bad set after printing the error for a bad value; 0 when it is not. */
+int sf_args_engine(const char *prog, int opt, const char *arg, sf_engine_conf *c, int *bad);
+
+/* --backend and --precision, shared by the above and sigflow-bench: parse
+ * into c, or print the error and return 1. */
 int sf_args_backend(const char *prog, const char *value, sf_infer_conf *c);
 int sf_args_precision(const char *prog, const char *value, sf_infer_conf *c);
 

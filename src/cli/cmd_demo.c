@@ -103,32 +103,28 @@ int sf_cmd_demo(int argc, char **argv) {
     c->group = "sigflow-demo";
     c->log_level = SF_LOG_WARN;
     long limit = 0, v;
-    int vars_given = 0;
-    enum { O_VARS = 256, O_BS, O_BW, O_LOG, O_BACKEND, O_PREC, O_LOGF };
+    enum { O_BW = 256, O_LOG, O_LOGF };
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, O_VARS},
+        {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, 'v'},
         {"file", required_argument, NULL, 'f'}, {"limit", required_argument, NULL, 'n'},
-        {"batch-size", required_argument, NULL, O_BS}, {"batch-wait-ms", required_argument, NULL, O_BW},
+        {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
+        {"batch-wait-ms", required_argument, NULL, O_BW},
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
-        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
+        {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (sf_args_engine("sigflow demo", opt, optarg, &c->engine, &bad))
+            continue;
         switch (opt) {
-        case 'm': c->engine.model_path = optarg; break;
-        case O_VARS: c->engine.vars_path = optarg; vars_given = 1; break;
         case 'f': file = optarg; break;
         case 'n':
             if (sf_args_long(optarg, 1, 100000000, &limit))
                 bad = sf_args_bad("sigflow demo", "--limit", optarg, "a positive integer");
-            break;
-        case O_BS:
-            if (sf_args_long(optarg, 1, 1 << 20, &v))
-                bad = sf_args_bad("sigflow demo", "--batch-size", optarg, "an integer in 1..1048576");
-            c->engine.batch_size = (size_t)v;
             break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))
@@ -139,8 +135,6 @@ int sf_cmd_demo(int argc, char **argv) {
             if (sf_log_level_parse(optarg, &c->log_level))
                 bad = sf_args_bad("sigflow demo", "--log-level", optarg, "error, warn, info or debug");
             break;
-        case O_BACKEND: bad |= sf_args_backend("sigflow demo", optarg, &c->engine.infer); break;
-        case O_PREC: bad |= sf_args_precision("sigflow demo", optarg, &c->engine.infer); break;
         case O_LOGF:
             if (sf_log_format_parse(optarg, &c->log_format))
                 bad = sf_args_bad("sigflow demo", "--log-format", optarg, "text or json");
@@ -153,8 +147,9 @@ int sf_cmd_demo(int argc, char **argv) {
         fputs(usage, stderr);
         return 2;
     }
-    /* A set's members carry their own variables; the default file is not theirs. */
-    if (!vars_given && sf_modelset_is_set(c->engine.model_path))
+    /* A set's members carry their own variables; the shipped file is not theirs
+     * (still vars_path: no --variables given). */
+    if (c->engine.vars_path == vars_path && sf_modelset_is_set(c->engine.model_path))
         c->engine.vars_path = NULL;
 
     char err[1024];

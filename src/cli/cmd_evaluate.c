@@ -332,36 +332,26 @@ int sf_cmd_evaluate(int argc, char **argv) {
     sf_engine_conf ec;
     sf_engine_conf_init(&ec);
     ec.emit = SF_EMIT_ALL;
-    long batch = 512;
     int as_json = 0;
     const char *csv = NULL, *label_field = "Label";
-    enum { O_ARCH = 256, O_ID, O_NORM, O_BS, O_LABEL, O_CSV, O_JSON, O_BACKEND, O_PREC };
+    enum { O_LABEL = 256, O_CSV, O_JSON };
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, O_ID},
-        {"normalize", required_argument, NULL, O_NORM},
-        {"batch-size", required_argument, NULL, O_BS},
+        {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
+        {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
         {"label-field", required_argument, NULL, O_LABEL}, {"csv", required_argument, NULL, O_CSV},
         {"json", no_argument, NULL, O_JSON}, {"help", no_argument, NULL, 'h'},
-        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
+        {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
+        if (sf_args_engine("sigflow evaluate", opt, optarg, &ec, &bad))
+            continue;
         switch (opt) {
-        case 'm': ec.model_path = optarg; break;
-        case O_ARCH: ec.arch_path = optarg; break;
-        case 'v': ec.vars_path = optarg; break;
-        case O_ID: ec.id_field = *optarg ? optarg : NULL; break;
-        case O_NORM:
-            if (sf_norm_parse(optarg, &ec.norm))
-                bad = sf_args_bad("sigflow evaluate", "--normalize", optarg, "standard, l2 or none");
-            break;
-        case O_BS:
-            if (sf_args_long(optarg, 1, 1 << 20, &batch))
-                bad = sf_args_bad("sigflow evaluate", "--batch-size", optarg, "an integer in 1..1048576");
-            break;
         case O_LABEL:
             if (!*optarg)
                 bad = sf_args_bad("sigflow evaluate", "--label-field", optarg, "a field name");
@@ -369,8 +359,6 @@ int sf_cmd_evaluate(int argc, char **argv) {
             break;
         case O_CSV: csv = optarg; break;
         case O_JSON: as_json = 1; break;
-        case O_BACKEND: bad |= sf_args_backend("sigflow evaluate", optarg, &ec.infer); break;
-        case O_PREC: bad |= sf_args_precision("sigflow evaluate", optarg, &ec.infer); break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow evaluate", opt, argv);
         }
@@ -387,7 +375,6 @@ int sf_cmd_evaluate(int argc, char **argv) {
         return 2;
     }
     char err[1024];
-    ec.batch_size = (size_t)batch;
     evaluator ev = {.label_field = label_field, .batch = ec.batch_size};
     int rc = 2;
     if (sf_engine_load(&ev.e, &ec, err, sizeof err)) {

@@ -270,24 +270,22 @@ int sf_cmd_inspect(int argc, char **argv) {
      * run and predict would use (nothing runs on those threads). */
     int as_json = 0;
     sf_log_format log_format = SF_LOG_TEXT;
-    enum { O_ARCH = 256, O_JSON, O_BACKEND, O_PREC, O_LOGF };
+    enum { O_JSON = 256, O_LOGF };
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
+        {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
         {"variables", required_argument, NULL, 'v'}, {"json", no_argument, NULL, O_JSON},
-        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
+        {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
+        if (sf_args_engine("sigflow inspect", opt, optarg, &ec, &bad))
+            continue;
         switch (opt) {
-        case 'm': ec.model_path = optarg; break;
-        case O_ARCH: ec.arch_path = optarg; break;
-        case 'v': ec.vars_path = optarg; break;
         case O_JSON: as_json = 1; break;
-        case O_BACKEND: bad |= sf_args_backend("sigflow inspect", optarg, &ec.infer); break;
-        case O_PREC: bad |= sf_args_precision("sigflow inspect", optarg, &ec.infer); break;
         case O_LOGF:
             if (sf_log_format_parse(optarg, &log_format))
                 bad = sf_args_bad("sigflow inspect", "--log-format", optarg, "text or json");

@@ -153,16 +153,16 @@ int sf_cmd_predict(int argc, char **argv) {
     sf_engine_conf ec;
     sf_engine_conf_init(&ec);
     ec.emit = SF_EMIT_ALL; /* every line gets its prediction */
-    long batch = 512;
     sf_log_format log_format = SF_LOG_TEXT;
-    enum { O_ARCH = 256, O_ID, O_NORM, O_BS, O_BACKEND, O_PREC, O_LOGF, O_MEMBERS };
+    enum { O_LOGF = 256, O_MEMBERS };
     int emit_members = 0;
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, O_ID},
-        {"normalize", required_argument, NULL, O_NORM},
-        {"batch-size", required_argument, NULL, O_BS}, {"help", no_argument, NULL, 'h'},
-        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
+        {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH}, {"help", no_argument, NULL, 'h'},
+        {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
+        {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {"emit-members", no_argument, NULL, O_MEMBERS},
         {NULL, 0, NULL, 0}};
@@ -170,21 +170,9 @@ int sf_cmd_predict(int argc, char **argv) {
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
+        if (sf_args_engine("sigflow predict", opt, optarg, &ec, &bad))
+            continue;
         switch (opt) {
-        case 'm': ec.model_path = optarg; break;
-        case O_ARCH: ec.arch_path = optarg; break;
-        case 'v': ec.vars_path = optarg; break;
-        case O_ID: ec.id_field = *optarg ? optarg : NULL; break;
-        case O_NORM:
-            if (sf_norm_parse(optarg, &ec.norm))
-                bad = sf_args_bad("sigflow predict", "--normalize", optarg, "standard, l2 or none");
-            break;
-        case O_BS:
-            if (sf_args_long(optarg, 1, 1 << 20, &batch))
-                bad = sf_args_bad("sigflow predict", "--batch-size", optarg, "an integer in 1..1048576");
-            break;
-        case O_BACKEND: bad |= sf_args_backend("sigflow predict", optarg, &ec.infer); break;
-        case O_PREC: bad |= sf_args_precision("sigflow predict", optarg, &ec.infer); break;
         case O_LOGF:
             if (sf_log_format_parse(optarg, &log_format))
                 bad = sf_args_bad("sigflow predict", "--log-format", optarg, "text or json");
@@ -207,7 +195,6 @@ int sf_cmd_predict(int argc, char **argv) {
     }
 
     char err[1024];
-    ec.batch_size = (size_t)batch;
     predictor p = {.emit_members = emit_members, .batch = ec.batch_size,
                    .slot_cap = 2 * ec.batch_size, .log_format = log_format};
     int rc = 2;
@@ -225,7 +212,8 @@ int sf_cmd_predict(int argc, char **argv) {
     p.out_size = output_size(p.engine, ec.id_field);
     p.out = malloc(p.out_size);
     if (!p.slots || !p.out) {
-        sf_log_cli(log_format, SF_LOG_ERROR, "sigflow predict", "out of memory for a batch of %ld events", batch);
+        sf_log_cli(log_format, SF_LOG_ERROR, "sigflow predict", "out of memory for a batch of %zu events",
+                   ec.batch_size);
         goto out;
     }
     if (predict_stream(&p, stdin) == 0) {

@@ -113,25 +113,27 @@ int sf_cmd_run(int argc, char **argv) {
     sf_kafka_props props = {0};
     char err[1024];
     char txid[300];
-    enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_ARCH, O_ID, O_LABEL, O_THR, O_EMIT, O_BS, O_BW,
-           O_NORM, O_MAXB, O_EOS, O_TXID, O_METRICS, O_CONN, O_LOG, O_BACKEND, O_PREC, O_LOGF, O_PRINT,
-           O_MEMBERS };
+    enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_LABEL, O_THR, O_EMIT, O_BW, O_MAXB, O_EOS, O_TXID,
+           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
         {"group", required_argument, NULL, O_GROUP}, {"model", required_argument, NULL, 'm'},
-        {"architecture", required_argument, NULL, O_ARCH}, {"variables", required_argument, NULL, 'v'},
-        {"id-field", required_argument, NULL, O_ID}, {"signal-label", required_argument, NULL, O_LABEL},
+        {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"signal-label", required_argument, NULL, O_LABEL},
         {"threshold", required_argument, NULL, O_THR}, {"emit", required_argument, NULL, O_EMIT},
         {"emit-members", no_argument, NULL, O_MEMBERS},
-        {"batch-size", required_argument, NULL, O_BS}, {"batch-wait-ms", required_argument, NULL, O_BW},
-        {"normalize", required_argument, NULL, O_NORM},
+        {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
+        {"batch-wait-ms", required_argument, NULL, O_BW},
+        {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"max-event-bytes", required_argument, NULL, O_MAXB},
         {"exactly-once", no_argument, NULL, O_EOS}, {"transactional-id", required_argument, NULL, O_TXID},
         {"metrics-addr", required_argument, NULL, O_METRICS},
         {"connect-timeout-ms", required_argument, NULL, O_CONN},
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
-        {"backend", required_argument, NULL, O_BACKEND}, {"precision", required_argument, NULL, O_PREC},
+        {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
+        {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {"print-config", no_argument, NULL, O_PRINT},
         {NULL, 0, NULL, 0}};
@@ -149,16 +151,14 @@ int sf_cmd_run(int argc, char **argv) {
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":b:m:v:X:F:h", opts, NULL)) != -1) {
+        if (sf_args_engine("sigflow run", opt, optarg, &c.engine, &bad))
+            continue;
         switch (opt) {
         case 'b': c.brokers = optarg; break;
         case O_IN: c.input_topic = optarg; break;
         case O_OUT: c.output_topic = optarg; break;
         case O_DLQ: c.dlq_topic = optarg; break;
         case O_GROUP: c.group = optarg; break;
-        case 'm': c.engine.model_path = optarg; break;
-        case O_ARCH: c.engine.arch_path = optarg; break;
-        case 'v': c.engine.vars_path = optarg; break;
-        case O_ID: c.engine.id_field = *optarg ? optarg : NULL; break;
         case O_LABEL: c.engine.signal_label = optarg; break;
         case O_THR:
             if (sf_args_double(optarg, 0, 1, &d))
@@ -174,19 +174,10 @@ int sf_cmd_run(int argc, char **argv) {
                 bad = sf_args_bad("sigflow run", "--emit", optarg, "signal or all");
             break;
         case O_MEMBERS: c.emit_members = 1; break;
-        case O_BS:
-            if (sf_args_long(optarg, 1, 1 << 20, &v))
-                bad = sf_args_bad("sigflow run", "--batch-size", optarg, "an integer in 1..1048576");
-            c.engine.batch_size = (size_t)v;
-            break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))
                 bad = sf_args_bad("sigflow run", "--batch-wait-ms", optarg, "an integer in 0..60000");
             c.batch_wait_ms = (int)v;
-            break;
-        case O_NORM:
-            if (sf_norm_parse(optarg, &c.engine.norm))
-                bad = sf_args_bad("sigflow run", "--normalize", optarg, "standard, l2 or none");
             break;
         case O_MAXB:
             if (sf_args_long(optarg, 1, 256L << 20, &v))
@@ -205,8 +196,6 @@ int sf_cmd_run(int argc, char **argv) {
             if (sf_log_level_parse(optarg, &c.log_level))
                 bad = sf_args_bad("sigflow run", "--log-level", optarg, "error, warn, info or debug");
             break;
-        case O_BACKEND: bad |= sf_args_backend("sigflow run", optarg, &c.engine.infer); break;
-        case O_PREC: bad |= sf_args_precision("sigflow run", optarg, &c.engine.infer); break;
         case O_LOGF:
             if (sf_log_format_parse(optarg, &c.log_format))
                 bad = sf_args_bad("sigflow run", "--log-format", optarg, "text or json");
