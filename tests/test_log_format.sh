@@ -8,7 +8,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/sf_test_logfmt.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$TMP"/*.err; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" >&2; done; exit 1; }
 
-for cmd in "$BIN run" "$BIN demo" "$BIN predict" "$BIN inspect" "$BIN broker" "$SIGFLOW_BUILD_DIR/sigflow-bench" \
+for cmd in "$BIN run" "$BIN demo" "$BIN predict" "$BIN inspect" "$BIN evaluate" "$BIN broker" \
+           "$SIGFLOW_BUILD_DIR/sigflow-bench" \
            "$SIGFLOW_BUILD_DIR/sigflow-replay"; do
     $cmd --log-format yaml >/dev/null 2>"$TMP/usage.err"; rc=$?
     [ $rc -eq 2 ] || fail "$cmd --log-format yaml: rc $rc"
@@ -31,6 +32,20 @@ import json, sys
 o = json.loads(open(sys.argv[1]).read())
 assert o["prog"] == "sigflow predict" and "none.h5" in o["msg"], o
 ' "$TMP/cli.err" || fail "predict --log-format json error line"
+# evaluate: a bad line's warning and the final error, then the usual text.
+printf '{"Label": "s", "DER_mass_MMC": "x"}\nnot json\n' | "$BIN" evaluate --model "$SIGFLOW_SOURCE_DIR/models/higgs_mlp.h5" \
+    --variables "$SIGFLOW_SOURCE_DIR/models/higgs_variables.json" --log-format json 2>"$TMP/cli.err"; rc=$?
+[ $rc -eq 1 ] || fail "evaluate of no usable event: rc $rc"
+python3 -c '
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+assert all(o["prog"] == "sigflow evaluate" and o["ts"] for o in objs), objs
+levels = [o["level"] for o in objs]
+assert levels[0] == "info" and "forward pass" in objs[0]["msg"], objs
+assert levels.count("warn") == 2 and objs[1]["msg"].startswith("stdin:1: field "), objs
+assert objs[2]["msg"] == "stdin:2: no usable label", objs
+assert levels[-1] == "error" and "no event could be evaluated" in objs[-1]["msg"], objs
+' "$TMP/cli.err" || fail "evaluate --log-format json"
 "$BIN" inspect --model "$TMP/none.h5" 2>"$TMP/cli.err"
 grep -qx "sigflow inspect: $TMP/none.h5: cannot open: No such file or directory" "$TMP/cli.err" || fail "inspect text error line"
 # sigflow broker: its serving line as JSON with the bootstrap address as a field.

@@ -18,6 +18,7 @@
 
 #include "sigflow/args.h"
 #include "sigflow/engine.h"
+#include "sigflow/log.h"
 #include "sigflow/modelset.h"
 #include "sigflow/replay.h"
 #include "commands.h"
@@ -40,6 +41,7 @@ static const char usage[] =
     "  --batch-size N         events per inference batch (default 512)\n"
     SF_ARGS_INFER_USAGE
     "  --json                 one JSON object instead of text\n"
+    "  --log-format F         stderr messages as text (default) or JSON lines\n"
     "\n"
     "Exit status: 0 figures printed, 1 no event could be evaluated or input error,\n"
     "2 usage or model error.\n";
@@ -63,7 +65,10 @@ typedef struct evaluator {
     int *pending;   /* true label of each row of the batch */
     tally t;
     uint64_t rejected, unlabeled;
+    sf_log_format log_format;
 } evaluator;
+
+#define SAY(ev, level, ...) sf_log_cli((ev)->log_format, level, "sigflow evaluate", __VA_ARGS__)
 
 static int tally_grow(tally *t) {
     if (t->n < t->cap)
@@ -124,7 +129,7 @@ static int label_of(const sf_vars *v, const char *text, size_t len) {
 
 static void complain(evaluator *ev, const char *where, uint64_t line, const char *why) {
     if (ev->rejected + ev->unlabeled <= 10)
-        fprintf(stderr, "sigflow evaluate: %s:%llu: %s\n", where, (unsigned long long)line, why);
+        SAY(ev, SF_LOG_WARN, "%s:%llu: %s", where, (unsigned long long)line, why);
 }
 
 static int take(evaluator *ev, const char *where, uint64_t line, const char *json, size_t len,
@@ -169,7 +174,7 @@ static int read_jsonl(evaluator *ev, FILE *in) {
     }
     free(line);
     if (rc == 0 && ferror(in)) {
-        fprintf(stderr, "sigflow evaluate: error reading stdin\n");
+        SAY(ev, SF_LOG_ERROR, "error reading stdin");
         rc = -1;
     }
     return rc;
@@ -182,11 +187,11 @@ static int read_csv(evaluator *ev, const char *path) {
     /* The label column is dropped from the JSON, as replay does, and read as
      * the message key would be. */
     if (sf_replay_open(&r, path, NULL, ev->label_field, err, sizeof err)) {
-        fprintf(stderr, "sigflow evaluate: %s\n", err);
+        SAY(ev, SF_LOG_ERROR, "%s", err);
         return -1;
     }
     if (!sf_replay_has_key(r)) {
-        fprintf(stderr, "sigflow evaluate: %s: no column '%s'\n", path, ev->label_field);
+        SAY(ev, SF_LOG_ERROR, "%s: no column '%s'", path, ev->label_field);
         sf_replay_close(r);
         return -1;
     }
@@ -194,12 +199,12 @@ static int read_csv(evaluator *ev, const char *path) {
     int st, rc = 0;
     while (rc == 0 && (st = sf_replay_next(r, &m, err, sizeof err)) != SF_REPLAY_EOF) {
         if (st == SF_REPLAY_ERROR) {
-            fprintf(stderr, "sigflow evaluate: %s\n", err);
+            SAY(ev, SF_LOG_ERROR, "%s", err);
             rc = -1;
         } else if (st == SF_REPLAY_BAD) {
             ev->rejected++;
             if (ev->rejected + ev->unlabeled <= 10)
-                fprintf(stderr, "sigflow evaluate: %s\n", err);
+                SAY(ev, SF_LOG_WARN, "%s", err);
         } else {
             rc = take(ev, path, m.line, m.value, m.value_len, label_of(v, m.key, m.key_len));
         }
@@ -334,7 +339,8 @@ int sf_cmd_evaluate(int argc, char **argv) {
     ec.emit = SF_EMIT_ALL;
     int as_json = 0;
     const char *csv = NULL, *label_field = "Label";
-    enum { O_LABEL = 256, O_CSV, O_JSON };
+    sf_log_format log_format = SF_LOG_TEXT;
+    enum { O_LABEL = 256, O_CSV, O_JSON, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
         {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
@@ -344,6 +350,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
         {"json", no_argument, NULL, O_JSON}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
+        {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
@@ -359,6 +366,10 @@ int sf_cmd_evaluate(int argc, char **argv) {
             break;
         case O_CSV: csv = optarg; break;
         case O_JSON: as_json = 1; break;
+        case O_LOGF:
+            if (sf_log_format_parse(optarg, &log_format))
+                bad = sf_args_bad("sigflow evaluate", "--log-format", optarg, "text or json");
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow evaluate", opt, argv);
         }
@@ -375,32 +386,31 @@ int sf_cmd_evaluate(int argc, char **argv) {
         return 2;
     }
     char err[1024];
-    evaluator ev = {.label_field = label_field, .batch = ec.batch_size};
+    evaluator ev = {.label_field = label_field, .batch = ec.batch_size, .log_format = log_format};
     int rc = 2;
     if (sf_engine_load(&ev.e, &ec, err, sizeof err)) {
-        fprintf(stderr, "sigflow evaluate: %s\n", err);
+        SAY(&ev, SF_LOG_ERROR, "%s", err);
         goto out;
     }
     /* Never a silent kernel choice: one line on stderr, as predict. */
     char desc[512];
     sf_engine_describe_inference(ev.e, desc, sizeof desc);
-    fprintf(stderr, "sigflow evaluate: forward pass: %s\n", desc);
+    SAY(&ev, SF_LOG_INFO, "forward pass: %s", desc);
     rc = 1;
     int sig = sf_engine_signal_index(ev.e);
     ev.positive = sig >= 0 ? sig : sf_engine_n_outputs(ev.e) > 1 ? 1 : 0;
     ev.t.n_labels = sf_engine_vars(ev.e)->n_labels;
     ev.t.n_scorers = 1 + (sf_engine_set(ev.e) ? sf_engine_n_members(ev.e) : 0);
     if (!(ev.pending = malloc(ev.batch * sizeof *ev.pending))) {
-        fprintf(stderr, "sigflow evaluate: out of memory\n");
+        SAY(&ev, SF_LOG_ERROR, "out of memory");
         goto out;
     }
     if ((csv ? read_csv(&ev, csv) : read_jsonl(&ev, stdin)) || flush(&ev)) {
         goto out;
     }
     if (ev.t.n == 0) {
-        fprintf(stderr, "sigflow evaluate: no event could be evaluated (%llu rejected, %llu "
-                "without a usable '%s')\n", (unsigned long long)ev.rejected,
-                (unsigned long long)ev.unlabeled, label_field);
+        SAY(&ev, SF_LOG_ERROR, "no event could be evaluated (%llu rejected, %llu without a usable '%s')",
+            (unsigned long long)ev.rejected, (unsigned long long)ev.unlabeled, label_field);
         goto out;
     }
     if (report(&ev, as_json) == 0 && fflush(stdout) == 0)
