@@ -680,8 +680,10 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     o->seconds = 10;
     o->warmup = 3;
     o->limit_seconds = 3;
-    o->batch_size = 512;
-    o->batch_wait_ms = 0; /* the daemon's default */
+    sf_pipeline_conf daemon; /* the daemon's defaults */
+    sf_pipeline_conf_init(&daemon);
+    o->batch_size = daemon.engine.batch_size;
+    o->batch_wait_ms = daemon.batch_wait_ms;
     o->partitions = 2;
     o->blas_threads = 0;
     char err[512];
