@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "sigflow/model.h"
+#include "fuzz_model_check.h"
 #include "fuzz_util.h"
 
 static int inprocess;
@@ -39,24 +40,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static void check_model(const sf_model *m, const char *path) {
-    FUZZ_CHECK(m && !strcmp(m->path, path), "path");
-    FUZZ_CHECK(m->n_layers > 0 && m->n_inputs > 0 && m->n_outputs > 0, "empty model");
-    size_t width = m->n_inputs;
-    for (size_t i = 0; i < m->n_layers; i++) {
-        const sf_layer *l = &m->layers[i];
-        FUZZ_CHECK(l->n_in == width, "layer %zu: n_in %zu after width %zu", i, l->n_in, width);
-        if (l->kind == SF_LAYER_DENSE)
-            FUZZ_CHECK(l->kernel != NULL, "dense layer %zu without kernel", i);
-        else
-            FUZZ_CHECK(l->n_out == l->n_in, "layer %zu changes width", i);
-        if (l->kind == SF_LAYER_SCALE)
-            FUZZ_CHECK(l->scale && l->bias, "scale layer %zu without arrays", i);
-        width = l->n_out;
-    }
-    FUZZ_CHECK(width == m->n_outputs, "outputs");
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[2048] = "";
     sf_model *m = NULL;
@@ -65,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        : sf_model_load_guarded(&m, path, NULL, timeout_ms, err, sizeof err);
     if (rc == 0) {
         n_loaded++;
-        check_model(m, path);
+        fuzz_model_check(m, path);
         sf_model_free(m);
     } else {
         if (strstr(err, ": the HDF5 library crashed reading it (signal "))

@@ -19,16 +19,22 @@
         }                                                                      \
     } while (0)
 
-/* Writes data to this process's scratch file (one per process, so parallel
- * jobs do not share it) and returns its path. */
-static inline const char *fuzz_scratch(const char *suffix, const unsigned char *data,
-                                       size_t size) {
+/* This process's scratch file (one per process, so parallel jobs do not share
+ * it; the suffix of the first call names it). */
+static inline const char *fuzz_scratch_path(const char *suffix) {
     static char path[256];
     if (!path[0]) {
         const char *dir = getenv("TMPDIR");
         snprintf(path, sizeof path, "%s/sigflow-fuzz-%ld%s", dir && *dir ? dir : "/tmp",
                  (long)getpid(), suffix);
     }
+    return path;
+}
+
+/* Writes data to the scratch file and returns its path. */
+static inline const char *fuzz_scratch(const char *suffix, const unsigned char *data,
+                                       size_t size) {
+    const char *path = fuzz_scratch_path(suffix);
     FILE *f = fopen(path, "wb");
     FUZZ_CHECK(f != NULL, "cannot write %s", path);
     FUZZ_CHECK(fwrite(data, 1, size, f) == size, "short write to %s", path);
