@@ -150,6 +150,13 @@ head -7 "$T/ev_set" | cmp -s - "$T/ev_name" &&
     grep -q "^  one              weight 0.250000  accuracy $acc  roc auc $auc$" "$T/ev_set" &&
     grep -q "^  two              weight 0.750000  accuracy $acc  roc auc $auc$" "$T/ev_set" ||
     fail "evaluate of a set: $(cat "$T/ev_set")"
+# One label only: accuracy, but no AUC rather than a made-up one.
+grep '"Truth": "b"' "$T/labeled.jsonl" | "$SF" evaluate "${M[@]}" --label-field Truth >"$T/ev_one"
+grep -q "^roc auc     n/a (needs events of both labels) (positive label s)$" "$T/ev_one" ||
+    fail "evaluate of one label, text: $(cat "$T/ev_one")"
+grep '"Truth": "b"' "$T/labeled.jsonl" | "$SF" evaluate "${M[@]}" --label-field Truth --json |
+    python3 -c 'import json, sys; o = json.load(sys.stdin); assert o["auc"] is None and o["events"] > 0, o' ||
+    fail "evaluate of one label, JSON"
 run "$SF" evaluate "${M[@]}" --label-field Nope <"$T/labeled.jsonl" >/dev/null 2>"$T/err"
 [ "$rc" -eq 1 ] && grep -q "no event could be evaluated (0 rejected, 1000 without a usable 'Nope')" "$T/err" ||
     fail "evaluate without labels: exit $rc, $(cat "$T/err")"

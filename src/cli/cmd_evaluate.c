@@ -9,6 +9,7 @@
  * name or an index), or from a sigflow-replay CSV with --csv, where the label
  * column is read the way replay reads its key column. */
 #include <getopt.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,11 +220,12 @@ static int cmp_pair(const void *a, const void *b) {
 }
 
 /* ROC AUC of scorer s for the positive label: the Mann-Whitney statistic,
- * ties counted half. -1 when a class is absent. */
+ * ties counted half. NAN when it is undefined (a class absent) or when out of
+ * memory: a figure is never made up. */
 static double auc(const tally *t, size_t s, int positive) {
     double *v = malloc(t->n * 2 * sizeof *v);
     if (!v)
-        return -1;
+        return NAN;
     for (size_t i = 0; i < t->n; i++) {
         v[2 * i] = t->score[i * t->n_scorers + s];
         v[2 * i + 1] = t->truth[i] == positive;
@@ -242,7 +244,7 @@ static double auc(const tally *t, size_t s, int positive) {
     free(v);
     double neg = (double)t->n - pos;
     if (pos == 0 || neg == 0)
-        return -1;
+        return NAN;
     return (rank_sum - pos * (pos + 1) / 2.0) / (pos * neg);
 }
 
@@ -253,7 +255,20 @@ static double accuracy(const tally *t, size_t s) {
     return t->n ? (double)ok / (double)t->n : 0;
 }
 
+static json_t *auc_json(double a) {
+    return isnan(a) ? json_null() : json_real(a);
+}
+
+/* Text: "n/a" where auc() is NAN. */
+static const char *auc_text(double a, char *buf, size_t n) {
+    if (isnan(a))
+        return "n/a (needs events of both labels)";
+    snprintf(buf, n, "%.6f", a);
+    return buf;
+}
+
 static int report(const evaluator *ev, int as_json) {
+    char num[32];
     const tally *t = &ev->t;
     const sf_vars *v = sf_engine_vars(ev->e);
     size_t nl = v->n_labels;
@@ -278,7 +293,7 @@ static int report(const evaluator *ev, int as_json) {
                                  labels, "confusion", matrix);
         if (binary) {
             json_object_set_new(root, "positive_label", json_string(v->labels[ev->positive]));
-            json_object_set_new(root, "auc", json_real(auc(t, 0, ev->positive)));
+            json_object_set_new(root, "auc", auc_json(auc(t, 0, ev->positive)));
         }
         for (size_t s = 1; s < t->n_scorers; s++) {
             sf_engine_member_info mi;
@@ -286,7 +301,7 @@ static int report(const evaluator *ev, int as_json) {
             json_t *o = json_pack("{s:s, s:f, s:f}", "name", mi.name, "weight", mi.weight,
                                   "accuracy", accuracy(t, s));
             if (binary)
-                json_object_set_new(o, "auc", json_real(auc(t, s, ev->positive)));
+                json_object_set_new(o, "auc", auc_json(auc(t, s, ev->positive)));
             json_array_append_new(members, o);
         }
         if (t->n_scorers > 1)
@@ -306,8 +321,8 @@ static int report(const evaluator *ev, int as_json) {
                (unsigned long long)ev->rejected, (unsigned long long)ev->unlabeled);
         printf("accuracy    %.6f\n", accuracy(t, 0));
         if (binary)
-            printf("roc auc     %.6f (positive label %s)\n", auc(t, 0, ev->positive),
-                   v->labels[ev->positive]);
+            printf("roc auc     %s (positive label %s)\n",
+                   auc_text(auc(t, 0, ev->positive), num, sizeof num), v->labels[ev->positive]);
         printf("confusion   rows: true label, columns: predicted\n%12s", "");
         for (size_t j = 0; j < nl; j++)
             printf(" %10.10s", v->labels[j]);
@@ -325,7 +340,7 @@ static int report(const evaluator *ev, int as_json) {
             sf_engine_member(ev->e, s - 1, &mi);
             printf("  %-16s weight %.6f  accuracy %.6f", mi.name, mi.weight, accuracy(t, s));
             if (binary)
-                printf("  roc auc %.6f", auc(t, s, ev->positive));
+                printf("  roc auc %s", auc_text(auc(t, s, ev->positive), num, sizeof num));
             printf("\n");
         }
     }
