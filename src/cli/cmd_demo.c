@@ -29,7 +29,7 @@ typedef struct {
     sf_pipeline_conf conf;
     int rc;
     char err[1024];
-    atomic_int finished; /* the pipeline returned (say, its model did not load) */
+    atomic_int finished; /* the pipeline returned (say, on a fatal Kafka error) */
 } pipeline_job;
 
 static void *pipeline_thread(void *arg) {
