@@ -75,7 +75,7 @@ classify_contained() { # $1 harness binary, $2 its output dir; 1 if any is ours
     done
     if ((contained)); then
         echo "    contained: $contained inputs made libhdf5 fail a sanitizer check (or hang) in the loader"
-        echo "    (kinds: $(cat "$dir"/artifacts/*.replay 2>/dev/null | grep -hoE 'ERROR: (AddressSanitizer: [a-z-]+|LeakSanitizer: detected memory leaks|libFuzzer: timeout)' | sed 's/ERROR: //' | sort | uniq -c | sort -rn | tr -s ' ' | paste -sd, -))"
+        echo "    (kinds: $(cat "$dir"/artifacts/*.replay 2>/dev/null | grep -hoE 'ERROR: (AddressSanitizer: [A-Za-z-]+|LeakSanitizer: detected memory leaks|libFuzzer: timeout)' | sed 's/ERROR: //' | sort | uniq -c | sort -rn | tr -s ' ' | paste -sd, -))"
     fi
     ((gone)) && echo "    $gone inputs saved from the loader's child did not reproduce in-process"
     ((ours == 0))
