@@ -59,9 +59,10 @@ classify_contained() { # $1 harness binary, $2 its output dir; 1 if any is ours
         grep -qF "$a" "$dir/log" && continue # the parent's own: reported as a finding below
         FUZZ_MODEL_INPROCESS=1 "$bin" -timeout=30 -rss_limit_mb=4096 "$a" >"$a.replay" 2>&1
         # The top three frames below the sanitizers', libFuzzer's and libc's own
-        # (a time-out's stack starts in libFuzzer's alarm handler).
+        # (a time-out's stack starts in libFuzzer's alarm handler, an OOM's in
+        # the allocator's hooks).
         frames=$(grep -E '^ +#[0-9]+ ' "$a.replay" |
-            grep -vE ' in (__sanitizer_|__interceptor_|fuzzer::)|/libc\.so' | head -3)
+            grep -vE ' in (__sanitizer|__asan|__lsan|__ubsan|__interceptor_|fuzzer::|(malloc|calloc|realloc|free) )|/libc\.so' | head -3)
         if ! grep -qE 'ERROR: |runtime error|deadly signal|fuzz check failed' "$a.replay"; then
             gone=$((gone + 1)) # a time-out or OOM of a starved child, say: shown, not judged
             echo "    did not reproduce in-process: $a"
