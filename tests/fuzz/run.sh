@@ -56,7 +56,8 @@ classify_contained() { # $1 harness binary, $2 its output dir; 1 if any is ours
     local bin=$1 dir=$2 a frames contained=0 ours=0 gone=0
     for a in "$dir"/artifacts/*; do
         [[ -f $a && $a != *.replay ]] || continue
-        grep -qF "$a" "$dir/log" && continue # the parent's own: reported as a finding below
+        # The parent's own (a finding, reported below), unless the loader ran in it.
+        [[ ${FUZZ_MODEL_INPROCESS:-} != 1 ]] && grep -qF "$a" "$dir/log" && continue
         FUZZ_MODEL_INPROCESS=1 "$bin" -timeout=30 -rss_limit_mb=4096 "$a" >"$a.replay" 2>&1
         # The top three frames below the sanitizers', libFuzzer's and libc's own
         # (a time-out's stack starts in libFuzzer's alarm handler, an OOM's in
@@ -76,7 +77,7 @@ classify_contained() { # $1 harness binary, $2 its output dir; 1 if any is ours
     done
     if ((contained)); then
         echo "    contained: $contained inputs made libhdf5 fail a sanitizer check (or hang) in the loader"
-        echo "    (kinds: $(cat "$dir"/artifacts/*.replay 2>/dev/null | grep -hoE 'ERROR: (AddressSanitizer: [A-Za-z-]+|LeakSanitizer: detected memory leaks|libFuzzer: timeout)' | sed 's/ERROR: //' | sort | uniq -c | sort -rn | tr -s ' ' | paste -sd, -))"
+        echo "    (kinds: $(cat "$dir"/artifacts/*.replay 2>/dev/null | grep -hoE 'ERROR: (AddressSanitizer: [A-Za-z-]+|LeakSanitizer: detected memory leaks|libFuzzer: (timeout|out-of-memory))' | sed 's/ERROR: //' | sort | uniq -c | sort -rn | tr -s ' ' | paste -sd, -))"
     fi
     ((gone)) && echo "    $gone inputs saved from the loader's child did not reproduce in-process"
     ((ours == 0))
