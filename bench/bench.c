@@ -719,10 +719,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":hX:F:", longopts, NULL)) != -1) {
         switch (opt) {
-        case O_LOGF:
-            if (sf_log_format_parse(optarg, &o->log_format))
-                bad = sf_args_bad("sigflow-bench", "--log-format", optarg, "text or json");
-            break;
+        case O_LOGF: bad |= sf_args_log_format("sigflow-bench", optarg, &o->log_format); break;
         case 'X':
             if (sf_kafka_props_add(&o->kafka_props, optarg, err, sizeof err))
                 bad = sf_args_bad("sigflow-bench", "-X", optarg, "key=value");

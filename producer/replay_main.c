@@ -146,10 +146,7 @@ int main(int argc, char **argv) {
             if (sf_args_double(optarg, 0, 1e12, &o.rate) || o.rate == 0)
                 bad = sf_args_bad(PROG, "--rate", optarg, "a positive number of events per second");
             break;
-        case O_LOGF:
-            if (sf_log_format_parse(optarg, &log_format))
-                bad = sf_args_bad(PROG, "--log-format", optarg, "text or json");
-            break;
+        case O_LOGF: bad |= sf_args_log_format(PROG, optarg, &log_format); break;
         case O_KEY: o.key_field = optarg; break;
         case O_DROP: o.drop = optarg; break;
         case O_STRICT: o.strict = 1; break;

@@ -250,6 +250,12 @@ int sf_args_precision(const char *prog, const char *value, sf_infer_conf *c) {
     return 0;
 }
 
+int sf_args_log_format(const char *prog, const char *value, sf_log_format *f) {
+    if (sf_log_format_parse(value, f))
+        return sf_args_bad(prog, "--log-format", value, "text or json");
+    return 0;
+}
+
 int sf_args_engine(const char *prog, int opt, const char *arg, sf_engine_conf *c, int *bad) {
     long v;
     switch (opt) {

@@ -14,6 +14,7 @@
 
 #include "sigflow/engine.h"
 #include "sigflow/infer.h"
+#include "sigflow/log.h"
 
 /* The whole string as an integer in [min, max]. 0 or -1. */
 int sf_args_long(const char *s, long min, long max, long *out);
@@ -88,6 +89,10 @@ int sf_args_engine(const char *prog, int opt, const char *arg, sf_engine_conf *c
  * into c, or print the error and return 1. */
 int sf_args_backend(const char *prog, const char *value, sf_infer_conf *c);
 int sf_args_precision(const char *prog, const char *value, sf_infer_conf *c);
+
+/* --log-format, shared by every command that logs: parse into f, or print the
+ * error and return 1. */
+int sf_args_log_format(const char *prog, const char *value, sf_log_format *f);
 
 #define SF_ARGS_INFER_USAGE                                                              \
     "  --backend B            forward pass on auto (default: onednn where it has a JIT\n" \

@@ -93,8 +93,8 @@ int sf_cmd_broker(int argc, char **argv) {
             break;
         case 'o': bootstrap_file = optarg; break;
         case 'L':
-            if (sf_log_format_parse(optarg, &log_format))
-                return 2 * sf_args_bad("sigflow broker", "--log-format", optarg, "text or json");
+            if (sf_args_log_format("sigflow broker", optarg, &log_format))
+                return 2;
             break;
         case 'h': usage(stdout); return 0;
         default:

@@ -135,10 +135,7 @@ int sf_cmd_demo(int argc, char **argv) {
             if (sf_log_level_parse(optarg, &c->log_level))
                 bad = sf_args_bad("sigflow demo", "--log-level", optarg, "error, warn, info or debug");
             break;
-        case O_LOGF:
-            if (sf_log_format_parse(optarg, &c->log_format))
-                bad = sf_args_bad("sigflow demo", "--log-format", optarg, "text or json");
-            break;
+        case O_LOGF: bad |= sf_args_log_format("sigflow demo", optarg, &c->log_format); break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow demo", opt, argv);
         }

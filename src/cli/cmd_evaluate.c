@@ -381,10 +381,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
             break;
         case O_CSV: csv = optarg; break;
         case O_JSON: as_json = 1; break;
-        case O_LOGF:
-            if (sf_log_format_parse(optarg, &log_format))
-                bad = sf_args_bad("sigflow evaluate", "--log-format", optarg, "text or json");
-            break;
+        case O_LOGF: bad |= sf_args_log_format("sigflow evaluate", optarg, &log_format); break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow evaluate", opt, argv);
         }

@@ -286,10 +286,7 @@ int sf_cmd_inspect(int argc, char **argv) {
             continue;
         switch (opt) {
         case O_JSON: as_json = 1; break;
-        case O_LOGF:
-            if (sf_log_format_parse(optarg, &log_format))
-                bad = sf_args_bad("sigflow inspect", "--log-format", optarg, "text or json");
-            break;
+        case O_LOGF: bad |= sf_args_log_format("sigflow inspect", optarg, &log_format); break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow inspect", opt, argv);
         }

@@ -173,10 +173,7 @@ int sf_cmd_predict(int argc, char **argv) {
         if (sf_args_engine("sigflow predict", opt, optarg, &ec, &bad))
             continue;
         switch (opt) {
-        case O_LOGF:
-            if (sf_log_format_parse(optarg, &log_format))
-                bad = sf_args_bad("sigflow predict", "--log-format", optarg, "text or json");
-            break;
+        case O_LOGF: bad |= sf_args_log_format("sigflow predict", optarg, &log_format); break;
         case O_MEMBERS: emit_members = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: bad = sf_args_getopt_error("sigflow predict", opt, argv);

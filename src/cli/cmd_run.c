@@ -196,10 +196,7 @@ int sf_cmd_run(int argc, char **argv) {
             if (sf_log_level_parse(optarg, &c.log_level))
                 bad = sf_args_bad("sigflow run", "--log-level", optarg, "error, warn, info or debug");
             break;
-        case O_LOGF:
-            if (sf_log_format_parse(optarg, &c.log_format))
-                bad = sf_args_bad("sigflow run", "--log-format", optarg, "text or json");
-            break;
+        case O_LOGF: bad |= sf_args_log_format("sigflow run", optarg, &c.log_format); break;
         case 'X':
         case 'F':
             if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, err, sizeof err)
