@@ -7,7 +7,7 @@ architecture on the bundled ATLAS events with nothing but numpy (the build machi
 has no Keras/TensorFlow/torch), and writes what the C pipeline needs:
 
   models/higgs_mlp.h5            the network, in the Keras 2 whole-model HDF5 layout
-  models/higgs_variables.json    lwtnn-style inputs (offset/scale/default), labels
+  models/higgs_variables.json    lwtnn-style inputs (offset/scale/fill), labels
   models/higgs_reference.csv     float64 probabilities for 1,000 held-out events,
                                  computed from the SAVED float32 weights (parity test)
 
@@ -103,11 +103,11 @@ def fit_normalization(x):
 
 def normalize(x, variables, dtype):
     """Applies the variables file exactly as the C pipeline does: a missing value
-    takes the default, then (x + offset) * scale."""
+    takes the fill (the default in older files), then (x + offset) * scale."""
     out = np.array(x, dtype=np.float64)
     for j, v in enumerate(variables):
         col = out[:, j]
-        col[col == MISSING] = v["default"]
+        col[col == MISSING] = v["fill"] if "fill" in v else v["default"]
         out[:, j] = (col + v["offset"]) * v["scale"]
     return out.astype(dtype)
 
@@ -397,7 +397,7 @@ def main():
     names, ids, x_raw, y, raw_text = load_csv(hp.data)
     held = is_heldout(ids)
     mean, std = fit_normalization(x_raw[~held])
-    variables = [{"name": n, "offset": -float(m), "scale": float(1.0 / s), "default": float(m)}
+    variables = [{"name": n, "offset": -float(m), "scale": float(1.0 / s), "fill": float(m)}
                  for n, m, s in zip(names, mean, std)]
     x32 = normalize(x_raw, variables, np.float32)
 

@@ -8,7 +8,7 @@ writes the files, so what sigflow serves is what a Keras user would have.
 
   models/higgs_mlp.keras         Keras 3's default format (zip)
   models/higgs_mlp.h5            the same weights, Keras 3's legacy HDF5 writer
-  models/higgs_variables.json    unchanged rules: offset/scale/default, labels
+  models/higgs_variables.json    unchanged rules: offset/scale/fill, labels
   models/higgs_reference.csv     float64 probabilities for 1,000 held-out events,
                                  from the SAVED .h5 weights (parity test)
 
@@ -119,7 +119,7 @@ def main():
     stop = th.is_stopping(ids) & ~held
     fit = ~held & ~stop
     mean, std = th.fit_normalization(x_raw[~held])
-    variables = [{"name": n, "offset": -float(m), "scale": float(1.0 / s), "default": float(m)}
+    variables = [{"name": n, "offset": -float(m), "scale": float(1.0 / s), "fill": float(m)}
                  for n, m, s in zip(names, mean, std)]
     x32 = th.normalize(x_raw, variables, np.float32)
     print("events %d: fit %d, early-stopping %d, held-out %d (EventId %% 10 == 9)"

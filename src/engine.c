@@ -44,6 +44,7 @@ struct sf_engine {
     int threads;
     sf_event_id *ids;  /* batch_size */
     size_t n_rows;
+    uint64_t *defaulted; /* per input (sf_engine_n_inputs): events that lacked it, since taken */
 };
 
 void sf_engine_conf_init(sf_engine_conf *c) {
@@ -104,9 +105,10 @@ fail:
     return -1;
 }
 
-/* The union of the members' variables, every one defaulting to NaN so the
- * union assembler never rejects an absent field: each member decides. One
- * parse serves every member only if they agree on the missing value. */
+/* The union of the members' variables, every one defaulting to NaN and
+ * filling the missing value with +inf (a JSON number is never either), so the
+ * union assembler never rejects a field for lacking and each member decides.
+ * One parse serves every member only if they agree on the missing value. */
 static int build_union(sf_engine *e, char *errstr, size_t n) {
     size_t cap = 0;
     for (size_t k = 0; k < e->n_members; k++)
@@ -142,6 +144,8 @@ static int build_union(sf_engine *e, char *errstr, size_t n) {
                 u->vars[j].scale = 1;
                 u->vars[j].has_default = 1;
                 u->vars[j].default_value = NAN;
+                u->vars[j].has_fill = u->has_missing_value;
+                u->vars[j].fill = INFINITY;
                 u->n_vars++;
             }
             m->column[i] = j;
@@ -257,7 +261,8 @@ int sf_engine_load(sf_engine **out, const sf_engine_conf *c, char *errstr, size_
     if (find_signal(e, errstr, n))
         goto fail;
     if (e->m[0].vars) {
-        if (!(e->ids = malloc(c->batch_size * sizeof *e->ids))) {
+        e->defaulted = calloc(sf_engine_n_inputs(e), sizeof *e->defaulted);
+        if (!(e->ids = malloc(c->batch_size * sizeof *e->ids)) || !e->defaulted) {
             snprintf(errstr, n, "out of memory");
             goto fail;
         }
@@ -295,6 +300,7 @@ void sf_engine_free(sf_engine *e) {
     free(e->urow);
     sf_modelset_free(e->set);
     free(e->ids);
+    free(e->defaulted);
     free(e);
 }
 
@@ -317,6 +323,29 @@ void sf_engine_describe_inference(const sf_engine *e, char *buf, size_t size) {
 
 size_t sf_engine_n_inputs(const sf_engine *e) {
     return e->set ? e->uvars->n_vars : e->m[0].model->n_inputs;
+}
+
+const char *sf_engine_input_name(const sf_engine *e, size_t i) {
+    const sf_vars *v = e->set ? e->uvars : e->m[0].vars;
+    return v && i < v->n_vars ? v->vars[i].name : NULL;
+}
+
+uint64_t sf_engine_take_defaulted(sf_engine *e, size_t i) {
+    if (!e->defaulted || i >= sf_engine_n_inputs(e))
+        return 0;
+    uint64_t n = e->defaulted[i];
+    e->defaulted[i] = 0;
+    return n;
+}
+
+int sf_engine_digest(const sf_engine *e, char *buf, size_t size) {
+    int w = snprintf(buf, size, "%s", e->set ? e->set->sha256 : e->m[0].model->sha256);
+    size_t len = w < 0 ? size : (size_t)w;
+    for (size_t k = 0; e->set && len < size && k < e->n_members; k++) {
+        w = snprintf(buf + len, size - len, " %s=%s", e->m[k].name, e->m[k].model->sha256);
+        len = w < 0 ? size : len + (size_t)w;
+    }
+    return len >= size ? -1 : (int)len;
 }
 
 const sf_modelset *sf_engine_set(const sf_engine *e) { return e->set; }
@@ -387,25 +416,46 @@ void sf_engine_clear(sf_engine *e) { e->n_rows = 0; }
 
 size_t sf_engine_rows(const sf_engine *e) { return e->n_rows; }
 
+/* The member's missing_field rejection, from its first unfillable input i. */
+static sf_reject refuse(const member *m, const float *u, size_t first, char *why,
+                        size_t why_size) {
+    const sf_vars *v = m->vars;
+    unsigned char *lack = calloc(v->n_vars, 1);
+    int head = snprintf(why, why_size, "member '%s': ", m->name);
+    if (!lack || head < 0 || (size_t)head >= why_size) {
+        free(lack);
+        return SF_REJECT_MISSING_FIELD;
+    }
+    for (size_t i = first; i < v->n_vars; i++) {
+        float x = u[m->column[i]];
+        if (x == x && !isinf(x))
+            continue;
+        if (isinf(x) && !v->vars[i].has_fill && !v->vars[i].has_default)
+            lack[i] = SF_LACK_MISSING_VALUE;
+        else if (!isinf(x) && !v->vars[i].has_default)
+            lack[i] = SF_LACK_ABSENT;
+    }
+    sf_reject r = sf_features_missing(v, lack, why + head, why_size - (size_t)head);
+    free(lack);
+    return r;
+}
+
 /* Member m's row from a raw union row; dst NULL only checks. A NaN is an
- * absent field or the missing value: the member's default, or a rejection
- * naming the member. */
+ * absent field: the member's default; +inf is the missing value: the
+ * member's fill or default. Else a rejection naming the member and every
+ * input of it the event lacks. */
 static sf_reject gather(const member *m, const float *u, float *dst, char *why, size_t why_size) {
     const sf_vars *v = m->vars;
     for (size_t i = 0; i < v->n_vars; i++) {
         float x = u[m->column[i]];
-        if (x != x) {
-            if (!v->vars[i].has_default) {
-                if (v->has_missing_value)
-                    snprintf(why, why_size, "member '%s': field '%s' is missing or has the missing "
-                             "value %.15g, and has no default", m->name, v->vars[i].name,
-                             v->missing_value);
-                else
-                    snprintf(why, why_size, "member '%s': field '%s' is missing and has no default",
-                             m->name, v->vars[i].name);
-                return SF_REJECT_MISSING_FIELD;
-            }
-            x = (float)v->vars[i].default_value;
+        if (x != x || isinf(x)) {
+            const sf_var *var = &v->vars[i];
+            if (isinf(x) && var->has_fill)
+                x = (float)var->fill;
+            else if (var->has_default)
+                x = (float)var->default_value;
+            else
+                return refuse(m, u, i, why, why_size);
         }
         if (dst)
             dst[i] = x;
@@ -468,10 +518,15 @@ sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, s
     }
     sf_reject r;
     if (!e->set) {
-        r = sf_assembler_run(e->m[0].assembler, json, len, e->m[0].rows + i * e->m[0].model->n_inputs,
-                             &e->ids[i], why, why_size);
+        r = sf_assembler_run_counted(e->m[0].assembler, json, len,
+                                     e->m[0].rows + i * e->m[0].model->n_inputs, &e->ids[i],
+                                     e->defaulted, why, why_size);
     } else {
         r = assemble_set(e, json, len, e->urow, i, 1, &e->ids[i], why, why_size);
+        /* Every member that reads an absent input took its default. */
+        for (size_t j = 0; r == SF_REJECT_NONE && j < e->uvars->n_vars; j++)
+            if (e->urow[j] != e->urow[j])
+                e->defaulted[j]++;
     }
     if (r == SF_REJECT_NONE)
         e->n_rows++;

@@ -28,6 +28,59 @@ const char *sf_reject_name(sf_reject r) {
     return "unknown";
 }
 
+sf_reject sf_features_missing(const sf_vars *vars, const unsigned char *lack, char *errstr,
+                              size_t errstr_size) {
+    size_t total = 0, first = vars->n_vars;
+    int any_missing_value = 0;
+    for (size_t k = 0; k < vars->n_vars; k++) {
+        if (!lack[k])
+            continue;
+        total++;
+        if (first == vars->n_vars)
+            first = k;
+        any_missing_value |= lack[k] == SF_LACK_MISSING_VALUE;
+    }
+    if (total == 0) { /* the caller's bug; still a refusal, never a silent score */
+        snprintf(errstr, errstr_size, "a required field is missing");
+        return SF_REJECT_MISSING_FIELD;
+    }
+    if (total == 1) {
+        if (lack[first] == SF_LACK_MISSING_VALUE)
+            snprintf(errstr, errstr_size, "field '%s' has the missing value %.15g and no default",
+                     vars->vars[first].name, vars->missing_value);
+        else
+            snprintf(errstr, errstr_size, "field '%s' is missing and has no default",
+                     vars->vars[first].name);
+        return SF_REJECT_MISSING_FIELD;
+    }
+    /* Every required input the event lacks is named, as far as the message
+     * has room (the names are the variables file's, not event text). */
+    char tail[128];
+    if (any_missing_value)
+        snprintf(tail, sizeof tail, " are missing or have the missing value %.15g, and have no "
+                 "default", vars->missing_value);
+    else
+        snprintf(tail, sizeof tail, " are missing and have no default");
+    size_t used = 0, len = 0, tail_len = strlen(tail);
+    int w = snprintf(errstr, errstr_size, "%zu required fields", total);
+    len = w > 0 ? (size_t)w : 0;
+    for (size_t k = first; k < vars->n_vars && len < errstr_size; k++) {
+        if (!lack[k])
+            continue;
+        /* Room for this name, " and N more" and the tail. */
+        if (len + strlen(vars->vars[k].name) + 4 + 24 + tail_len >= errstr_size)
+            break;
+        len += (size_t)snprintf(errstr + len, errstr_size - len, "%s'%s'", used ? ", " : " ",
+                                vars->vars[k].name);
+        used++;
+    }
+    if (used < total && len < errstr_size)
+        len += (size_t)snprintf(errstr + len, errstr_size - len, " and %zu more", total - used);
+    if (len < errstr_size)
+        snprintf(errstr + len, errstr_size - len, "%s", tail);
+    return SF_REJECT_MISSING_FIELD;
+}
+
 int sf_norm_parse(const char *s, sf_norm *out) {
     if (!strcmp(s, "standard"))
         *out = SF_NORM_STANDARD;
@@ -70,11 +123,12 @@ sf_assembler *sf_assembler_new(const sf_vars *vars, const char *id_field) {
     a->table = calloc(cap, sizeof *a->table);
     a->name_len = calloc(a->n ? a->n : 1, sizeof *a->name_len);
     a->defaults = calloc(a->n ? a->n : 1, sizeof *a->defaults);
+    a->fills = calloc(a->n ? a->n : 1, sizeof *a->fills);
     if (id_field) {
         a->id_field = strdup(id_field);
         a->id_len = strlen(id_field);
     }
-    if (!a->table || !a->name_len || !a->defaults || (id_field && !a->id_field)) {
+    if (!a->table || !a->name_len || !a->defaults || !a->fills || (id_field && !a->id_field)) {
         sf_assembler_free(a);
         return NULL;
     }
@@ -82,6 +136,7 @@ sf_assembler *sf_assembler_new(const sf_vars *vars, const char *id_field) {
         const sf_var *v = &vars->vars[i];
         a->name_len[i] = strlen(v->name);
         a->defaults[i] = (float)v->default_value;
+        a->fills[i] = (float)(v->has_fill ? v->fill : v->default_value);
         table_slot(a, v->name, a->name_len[i])->var = (int)i;
     }
     if (a->id_field) {
@@ -98,6 +153,7 @@ void sf_assembler_free(sf_assembler *a) {
     free(a->table);
     free(a->name_len);
     free(a->defaults);
+    free(a->fills);
     free(a->id_field);
     free(a);
 }
@@ -137,6 +193,12 @@ void sf_features_clean_message(char *s) {
 
 sf_reject sf_assembler_run(const sf_assembler *a, const char *json, size_t len,
                            float *row, sf_event_id *id, char *errstr, size_t errstr_size) {
+    return sf_assembler_run_counted(a, json, len, row, id, NULL, errstr, errstr_size);
+}
+
+sf_reject sf_assembler_run_counted(const sf_assembler *a, const char *json, size_t len,
+                                   float *row, sf_event_id *id, uint64_t *defaulted,
+                                   char *errstr, size_t errstr_size) {
     char scratch[8];
     if (!errstr || errstr_size == 0) {
         errstr = scratch;
@@ -149,13 +211,13 @@ sf_reject sf_assembler_run(const sf_assembler *a, const char *json, size_t len,
         id->json_len = id->key_len = 0;
         id->json[0] = id->key[0] = '\0';
     }
-    int r = sf_features_run_fast(a, json, len, row, id, errstr, errstr_size);
+    int r = sf_features_run_fast(a, json, len, row, id, defaulted, errstr, errstr_size);
     if (r == SF_FEATURES_FALLBACK) {
         if (id) {
             id->json_len = id->key_len = 0;
             id->json[0] = id->key[0] = '\0';
         }
-        r = sf_features_run_jansson(a, json, len, row, id, errstr, errstr_size);
+        r = sf_features_run_jansson(a, json, len, row, id, defaulted, errstr, errstr_size);
     }
     if (r != SF_REJECT_NONE)
         sf_features_clean_message(errstr);

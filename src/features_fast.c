@@ -149,7 +149,7 @@ static const char *scan_plain_string(const char *p, const char *end) {
 }
 
 int sf_features_run_fast(const sf_assembler *a, const char *json, size_t len, float *row,
-                         sf_event_id *id, char *errstr, size_t errstr_size) {
+                         sf_event_id *id, uint64_t *defaulted, char *errstr, size_t errstr_size) {
     const char *p = json, *end = json + len;
     const size_t n = a->n;
     /* Per-call state keeps the assembler shareable between threads; only
@@ -309,7 +309,7 @@ closed:
             continue;
         case SF_FIELD_ABSENT:
         case SF_FIELD_MISSING:
-            rc = sf_features_absent(a, i, state[i] == SF_FIELD_MISSING, row, errstr, errstr_size);
+            rc = sf_features_absent(a, i, state, row, errstr, errstr_size);
             break;
         default:
             /* Only the first bad variable is remembered, and it comes first here. */
@@ -324,6 +324,8 @@ closed:
         if (rc != SF_REJECT_NONE)
             break;
     }
+    if (rc == SF_REJECT_NONE)
+        sf_features_count_defaults(a, state, defaulted);
 out:
     if (state != state_small)
         free(state);

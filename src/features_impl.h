@@ -20,10 +20,12 @@ int sf_features_parse_number(const char *s, const char *end, double *out);
 void sf_features_clean_message(char *s);
 
 /* The two paths. The fast one returns SF_FEATURES_FALLBACK for anything it does
- * not handle; the jansson one always decides. */
+ * not handle; the jansson one always decides. defaulted: as
+ * sf_assembler_run_counted (may be NULL). */
 int sf_features_run_fast(const sf_assembler *a, const char *json, size_t len, float *row,
-                         sf_event_id *id, char *errstr, size_t errstr_size);
+                         sf_event_id *id, uint64_t *defaulted, char *errstr, size_t errstr_size);
 sf_reject sf_features_run_jansson(const sf_assembler *a, const char *json, size_t len, float *row,
-                                  sf_event_id *id, char *errstr, size_t errstr_size);
+                                  sf_event_id *id, uint64_t *defaulted, char *errstr,
+                                  size_t errstr_size);
 
 #endif

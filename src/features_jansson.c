@@ -170,7 +170,8 @@ static sf_reject reject_overflow(const walk *w, char *errstr, size_t errstr_size
 }
 
 sf_reject sf_features_run_jansson(const sf_assembler *a, const char *json, size_t len, float *row,
-                                  sf_event_id *id, char *errstr, size_t errstr_size) {
+                                  sf_event_id *id, uint64_t *defaulted, char *errstr,
+                                  size_t errstr_size) {
     json_error_t err;
     /* Every number as a double (what strtod gives the fast path); duplicate keys
      * keep the last value, as in the fast path. */
@@ -212,25 +213,43 @@ sf_reject sf_features_run_jansson(const sf_assembler *a, const char *json, size_
                 goto out;
         }
     }
+    /* Every variable's verdict first, as the fast path has them: a rejection
+     * for a missing input names all the others missing too. */
+    unsigned char state_small[256];
+    unsigned char *state = a->n <= sizeof state_small ? state_small : calloc(a->n, 1);
+    if (!state) {
+        snprintf(errstr, errstr_size, "out of memory");
+        r = SF_REJECT_TOO_LARGE;
+        goto out;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        const json_t *v = json_object_getn(root, a->vars->vars[i].name, a->name_len[i]);
+        if (!v)
+            state[i] = SF_FIELD_ABSENT;
+        else if (!json_is_number(v))
+            state[i] = SF_FIELD_WRONG_TYPE;
+        else
+            state[i] = (unsigned char)sf_features_number(a, json_number_value(v), &row[i]);
+    }
     for (size_t i = 0; i < a->n && r == SF_REJECT_NONE; i++) {
         const char *name = a->vars->vars[i].name;
-        const json_t *v = json_object_getn(root, name, a->name_len[i]);
-        if (!v) {
-            r = sf_features_absent(a, i, 0, row, errstr, errstr_size);
-        } else if (!json_is_number(v)) {
-            r = sf_features_not_number(name, a->name_len[i], type_name(v), errstr, errstr_size);
-        } else {
-            sf_field_status st = sf_features_number(a, json_number_value(v), &row[i]);
-            if (st == SF_FIELD_MISSING) {
-                r = sf_features_absent(a, i, 1, row, errstr, errstr_size);
-            } else if (st == SF_FIELD_NOT_FINITE) {
-                walk w = {.want_key = name, .want_key_len = a->name_len[i]};
-                walk_text(json, len, &w);
-                r = sf_features_not_finite(name, a->name_len[i], w.val ? w.val : "?",
-                                           w.val ? w.val_len : 1, errstr, errstr_size);
-            }
+        if (state[i] == SF_FIELD_ABSENT || state[i] == SF_FIELD_MISSING) {
+            r = sf_features_absent(a, i, state, row, errstr, errstr_size);
+        } else if (state[i] == SF_FIELD_WRONG_TYPE) {
+            r = sf_features_not_number(name, a->name_len[i],
+                                       type_name(json_object_getn(root, name, a->name_len[i])),
+                                       errstr, errstr_size);
+        } else if (state[i] == SF_FIELD_NOT_FINITE) {
+            walk w = {.want_key = name, .want_key_len = a->name_len[i]};
+            walk_text(json, len, &w);
+            r = sf_features_not_finite(name, a->name_len[i], w.val ? w.val : "?",
+                                       w.val ? w.val_len : 1, errstr, errstr_size);
         }
     }
+    if (r == SF_REJECT_NONE)
+        sf_features_count_defaults(a, state, defaulted);
+    if (state != state_small)
+        free(state);
 out:
     json_decref(root);
     return r;

@@ -2,6 +2,7 @@
  * (features_rules.h says why they live in a leaf). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "features_rules.h"
@@ -37,19 +38,43 @@ sf_field_status sf_features_number(const sf_assembler *a, double d, float *out) 
     return SF_FIELD_OK;
 }
 
-sf_reject sf_features_absent(const sf_assembler *a, size_t i, int had_missing_value, float *row,
-                             char *errstr, size_t errstr_size) {
+static int fillable(const sf_assembler *a, size_t i, unsigned char st) {
     const sf_var *v = &a->vars->vars[i];
-    if (v->has_default) {
-        row[i] = a->defaults[i];
+    return v->has_default || (st == SF_FIELD_MISSING && v->has_fill);
+}
+
+sf_reject sf_features_absent(const sf_assembler *a, size_t i, const unsigned char *state,
+                             float *row, char *errstr, size_t errstr_size) {
+    const sf_var *v = &a->vars->vars[i];
+    if (fillable(a, i, state[i])) {
+        row[i] = state[i] == SF_FIELD_MISSING ? a->fills[i] : a->defaults[i];
         return SF_REJECT_NONE;
     }
-    if (had_missing_value)
-        snprintf(errstr, errstr_size, "field '%s' has the missing value %.15g and no default",
-                 v->name, a->vars->missing_value);
-    else
+    unsigned char lack_small[256] = {0};
+    unsigned char *lack = a->n <= sizeof lack_small ? lack_small : calloc(a->n, 1);
+    if (!lack) {
         snprintf(errstr, errstr_size, "field '%s' is missing and has no default", v->name);
-    return SF_REJECT_MISSING_FIELD;
+        return SF_REJECT_MISSING_FIELD;
+    }
+    for (size_t k = 0; k < a->n; k++) {
+        int lacking = k >= i && (state[k] == SF_FIELD_ABSENT || state[k] == SF_FIELD_MISSING) &&
+                      !fillable(a, k, state[k]);
+        lack[k] = !lacking ? 0 : state[k] == SF_FIELD_MISSING ? SF_LACK_MISSING_VALUE
+                                                                : SF_LACK_ABSENT;
+    }
+    sf_reject r = sf_features_missing(a->vars, lack, errstr, errstr_size);
+    if (lack != lack_small)
+        free(lack);
+    return r;
+}
+
+void sf_features_count_defaults(const sf_assembler *a, const unsigned char *state,
+                                uint64_t *defaulted) {
+    if (!defaulted)
+        return;
+    for (size_t i = 0; i < a->n; i++)
+        if (state[i] == SF_FIELD_ABSENT)
+            defaulted[i]++;
 }
 
 /* Event text quoted in a message is bounded so a hostile event cannot push the

@@ -28,6 +28,7 @@ struct sf_assembler {
     size_t n;
     size_t *name_len;   /* strlen of each variable name */
     float *defaults;    /* the defaults as the float the network sees */
+    float *fills;       /* what replaces the missing value (the fill, else the default) */
     char *id_field;     /* NULL: no id */
     size_t id_len;
     int id_var;         /* variable that is also the id field, or -1 */
@@ -51,10 +52,17 @@ const sf_feature_key *sf_features_lookup(const sf_assembler *a, const char *key,
  * SF_FIELD_OK, SF_FIELD_MISSING or SF_FIELD_NOT_FINITE. */
 sf_field_status sf_features_number(const sf_assembler *a, double d, float *out);
 
-/* Fills the row for a variable without a usable value (absent, or equal to the
- * missing value): its default, or a missing_field rejection. */
-sf_reject sf_features_absent(const sf_assembler *a, size_t i, int had_missing_value, float *row,
-                             char *errstr, size_t errstr_size);
+/* Fills the row for variable i, which has no usable value (state[i] is
+ * SF_FIELD_ABSENT or SF_FIELD_MISSING): its default, or for the missing value
+ * its fill, else a missing_field rejection naming every variable from i on
+ * that cannot be filled either (state[i..n) must be the parser's verdicts). */
+sf_reject sf_features_absent(const sf_assembler *a, size_t i, const unsigned char *state,
+                             float *row, char *errstr, size_t errstr_size);
+
+/* After a successful parse: adds 1 to defaulted[i] for every optional
+ * variable the event lacked (state[i] SF_FIELD_ABSENT). defaulted may be NULL. */
+void sf_features_count_defaults(const sf_assembler *a, const unsigned char *state,
+                                uint64_t *defaulted);
 
 sf_reject sf_features_not_number(const char *field, size_t field_len, const char *type,
                                  char *errstr, size_t errstr_size);

@@ -90,6 +90,13 @@ struct sf_metrics {
     char **member_names;
     char **member_sha256;
     double *member_weights;
+    /* sigflow_defaulted_inputs_total{input}, under model_lock. The names are
+     * the variables files' (every model served since start), at most
+     * SF_METRICS_MAX_INPUTS, the rest under "(other)": cardinality stays bounded
+     * whatever the files say. */
+    size_t n_defaulted;
+    char *defaulted_names[SF_METRICS_MAX_INPUTS + 1];
+    uint64_t defaulted[SF_METRICS_MAX_INPUTS + 1];
 };
 
 static void free_members(size_t n, char **names, char **sha, double *weights);
@@ -129,8 +136,40 @@ void sf_metrics_free(sf_metrics *m) {
     free(m->model_sha256);
     free(m->infer_labels);
     free_members(m->n_members, m->member_names, m->member_sha256, m->member_weights);
+    for (size_t i = 0; i < m->n_defaulted; i++)
+        free(m->defaulted_names[i]);
     free(m);
 }
+
+/* The slot of input (created when there is room), the "(other)" one when the
+ * table is full or out of memory. Under model_lock. */
+static size_t defaulted_slot(sf_metrics *m, const char *input) {
+    for (size_t i = 0; i < m->n_defaulted; i++)
+        if (m->defaulted_names[i] && !strcmp(m->defaulted_names[i], input))
+            return i;
+    if (m->n_defaulted < SF_METRICS_MAX_INPUTS &&
+        (m->defaulted_names[m->n_defaulted] = strdup(input)))
+        return m->n_defaulted++;
+    return SF_METRICS_MAX_INPUTS;
+}
+
+void sf_metrics_add_defaulted(sf_metrics *m, const char *input, uint64_t n) {
+    pthread_mutex_lock(&m->model_lock);
+    m->defaulted[defaulted_slot(m, input)] += n;
+    pthread_mutex_unlock(&m->model_lock);
+}
+
+uint64_t sf_metrics_defaulted(const sf_metrics *m, const char *input) {
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->model_lock;
+    uint64_t n = 0;
+    pthread_mutex_lock(lock);
+    for (size_t i = 0; i < m->n_defaulted; i++)
+        if (!strcmp(m->defaulted_names[i], input))
+            n = m->defaulted[i];
+    pthread_mutex_unlock(lock);
+    return n;
+}
+
 
 void sf_metrics_add(sf_metrics *m, sf_counter c, uint64_t n) {
     if ((unsigned)c >= SF_C__COUNT) return;
@@ -323,6 +362,24 @@ static void render_histogram(sf_out *o, const sf_hist_def *def, const sf_hist *h
     out_printf(o, "%s_sum %s\n%s_count %" PRIu64 "\n", def->name, num, def->name, cumulative);
 }
 
+static void render_defaulted(sf_out *o, const sf_metrics *m) {
+    out_family(o, "sigflow_defaulted_inputs_total",
+               "Events scored without an optional input, which took its default, by input.",
+               "counter");
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->model_lock;
+    pthread_mutex_lock(lock);
+    for (size_t i = 0; i <= SF_METRICS_MAX_INPUTS; i++) {
+        if (i == m->n_defaulted)
+            i = SF_METRICS_MAX_INPUTS;
+        if (i == SF_METRICS_MAX_INPUTS && !m->defaulted[i])
+            break;
+        out_printf(o, "sigflow_defaulted_inputs_total{input=\"");
+        out_label_value(o, i < SF_METRICS_MAX_INPUTS ? m->defaulted_names[i] : "(other)");
+        out_printf(o, "\"} %" PRIu64 "\n", m->defaulted[i]);
+    }
+    pthread_mutex_unlock(lock);
+}
+
 static void render_model_info(sf_out *o, const sf_metrics *m) {
     out_family(o, "sigflow_model_info",
                "The loaded model: SHA-256 of its file and its input and output widths.", "gauge");
@@ -414,6 +471,7 @@ char *sf_metrics_render(const sf_metrics *m) {
         out_printf(&o, "%s %s\n", gauge_defs[g].name, num);
     }
 
+    render_defaulted(&o, m);
     render_model_info(&o, m);
     render_inference_info(&o, m);
 

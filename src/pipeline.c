@@ -93,8 +93,20 @@ static void engine_announce(pipeline *p) {
                                  sf_precision_name(in.precision), in.kernel, in.threads,
                                  in.library_threads);
     }
+    if (sf_engine_digest(e, p->model_header, sizeof p->model_header) < 0)
+        snprintf(p->model_header, sizeof p->model_header, "%s", set ? set->sha256 : m->sha256);
     if (p->health)
         sf_health_set_model_loaded(p->health, 1);
+}
+
+/* Hands the events that lacked optional inputs since the last time to
+ * sigflow_defaulted_inputs_total (a lock per input and batch, not per event). */
+static void count_defaulted(pipeline *p) {
+    for (size_t i = 0; i < sf_engine_n_inputs(p->eng); i++) {
+        uint64_t n = sf_engine_take_defaulted(p->eng, i);
+        if (n && p->conf->metrics)
+            sf_metrics_add_defaulted(p->conf->metrics, sf_engine_input_name(p->eng, i), n);
+    }
 }
 
 /* ------------------------------------------------------------ the batch */
@@ -162,8 +174,18 @@ static void score_chunk(pipeline *p, sf_delivery_batch *f, size_t from, size_t t
             ref->inferred_ms = inferred_ms;
             ref->produced_ms = sf_clock_wall_ms();
         }
-        sf_pipeline_produce(p, c->output_topic, id->key_len ? id->key : NULL, id->key_len, out,
-                            (size_t)len, NULL, ts > 0 ? ts : 0, ref);
+        /* Keyed by the event's id, else by the input's key: an output lands
+         * where a consumer keyed on the input expects it. */
+        rd_kafka_headers_t *h = c->drop_headers ? rd_kafka_headers_new(1)
+                                                : sf_pipeline_input_headers(m);
+        if (!h) {
+            sf_pipeline_fail(p, "out of memory");
+            break;
+        }
+        rd_kafka_header_add(h, "sigflow-model", -1, p->model_header, -1);
+        sf_pipeline_produce(p, c->output_topic, id->key_len ? id->key : m->key,
+                            id->key_len ? id->key_len : m->key_len, out, (size_t)len, h,
+                            ts > 0 ? ts : 0, ref);
     }
     sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
 }
@@ -206,6 +228,7 @@ static int process_batch(pipeline *p) {
         }
         score_chunk(p, f, from, n - from < CHUNK_ROWS ? n : from + CHUNK_ROWS, closed_ms);
     }
+    count_defaulted(p);
     if (c->metrics) {
         sf_metrics_add(c->metrics, SF_C_CONSUMED, n);
         sf_metrics_add(c->metrics, SF_C_BATCHES, 1);

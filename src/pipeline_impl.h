@@ -17,6 +17,7 @@ typedef struct pipeline {
     const sf_pipeline_conf *conf;
     sf_logger log;
     sf_engine *eng; /* replaced whole on reload */
+    char model_header[8192]; /* sigflow-model of eng's outputs (sf_engine_digest) */
     rd_kafka_t *consumer, *producer;
     rd_kafka_queue_t *queue;
 
@@ -62,7 +63,14 @@ void sf_pipeline_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *
 /* Sends again, without payload, the dead letters the broker refused for size. */
 void sf_pipeline_send_redos(pipeline *p);
 
-/* Counts, logs and (with a dead-letter topic) publishes a rejected event. */
+/* The input message's headers copied (an empty set when it has none), for
+ * an output or a dead letter; NULL when out of memory. */
+rd_kafka_headers_t *sf_pipeline_input_headers(const rd_kafka_message_t *m);
+
+/* Counts, logs and (with a dead-letter topic) publishes a rejected event:
+ * the input's key, bytes and headers unchanged, plus sigflow-error (why),
+ * sigflow-error-code (the reason's name, as /metrics counts it) and
+ * sigflow-source (topic/partition/offset). */
 void sf_pipeline_dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject reason,
                              const char *why, sf_delivery_batch *f);
 

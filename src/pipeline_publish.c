@@ -140,6 +140,14 @@ void sf_pipeline_send_redos(pipeline *p) {
     }
 }
 
+rd_kafka_headers_t *sf_pipeline_input_headers(const rd_kafka_message_t *m) {
+    rd_kafka_headers_t *in = NULL;
+    /* The message's own headers stay the consumer's: copy them. */
+    if (rd_kafka_message_headers(m, &in) == RD_KAFKA_RESP_ERR_NO_ERROR && in)
+        return rd_kafka_headers_copy(in);
+    return rd_kafka_headers_new(4);
+}
+
 void sf_pipeline_dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject reason,
                              const char *why, sf_delivery_batch *f) {
     const sf_pipeline_conf *c = p->conf;
@@ -158,8 +166,13 @@ void sf_pipeline_dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject
     }
     if (!c->dlq_topic)
         return;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_headers_t *h = sf_pipeline_input_headers(m);
+    if (!h) {
+        sf_pipeline_fail(p, "out of memory");
+        return;
+    }
     rd_kafka_header_add(h, "sigflow-error", -1, why, -1);
+    rd_kafka_header_add(h, "sigflow-error-code", -1, sf_reject_name(reason), -1);
     rd_kafka_header_add(h, "sigflow-source", -1, source, -1);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);

@@ -122,7 +122,9 @@ static int load_inputs(sf_vars *v, const json_t *inputs, const char *where,
         if (get_number(v->path, at, e, "offset", 1, &var->offset, NULL, errstr, errstr_size) ||
             get_number(v->path, at, e, "scale", 1, &var->scale, NULL, errstr, errstr_size) ||
             get_number(v->path, at, e, "default", 0, &var->default_value, &var->has_default,
-                       errstr, errstr_size))
+                       errstr, errstr_size) ||
+            get_number(v->path, at, e, "fill", 0, &var->fill, &var->has_fill, errstr,
+                       errstr_size))
             return -1;
         /* (value + offset) * 0 feeds the network a constant: a typo, not a choice. */
         if (var->scale == 0) {
@@ -298,6 +300,14 @@ int sf_vars_load(sf_vars **out, const char *path, char *errstr, size_t errstr_si
         const json_t *labels = json_object_get(root, "class_labels");
         if (labels && load_labels(v, labels, "class_labels", errstr, errstr_size))
             goto done;
+    }
+    for (size_t i = 0; i < v->n_vars; i++) {
+        if (v->vars[i].has_fill && !v->has_missing_value) {
+            /* A fill that can never apply is a mistake about the data. */
+            snprintf(errstr, errstr_size, "%s: input '%s': 'fill' replaces the missing value, but "
+                     "the file has no 'missing_value'", path, v->vars[i].name);
+            goto done;
+        }
     }
     rc = 0;
 done:

@@ -66,8 +66,10 @@ static int compare_paths(const sf_assembler *a, const char *json, size_t len, si
     result f, j;
     memset(&f, 0, sizeof f);
     memset(&j, 0, sizeof j);
-    int fr = sf_features_run_fast(a, json, len, f.row, &f.id, f.err, sizeof f.err);
-    j.r = sf_features_run_jansson(a, json, len, j.row, &j.id, j.err, sizeof j.err);
+    uint64_t fd[64] = {0}, jd[64] = {0};
+    assert_true(n <= 64);
+    int fr = sf_features_run_fast(a, json, len, f.row, &f.id, fd, f.err, sizeof f.err);
+    j.r = sf_features_run_jansson(a, json, len, j.row, &j.id, jd, j.err, sizeof j.err);
     /* sf_assembler_run returns the message cleaned to valid UTF-8; the paths
      * are compared the same way (their raw quotes of broken bytes may differ). */
     sf_features_clean_message(f.err);
@@ -86,6 +88,8 @@ static int compare_paths(const sf_assembler *a, const char *json, size_t len, si
                  sf_reject_name(f.r), f.err, sf_reject_name(j.r), j.err);
     if (f.r == SF_REJECT_NONE && memcmp(f.row, j.row, n * sizeof(float)))
         fail_msg("rows differ on %.*s", (int)len, json);
+    if (memcmp(fd, jd, n * sizeof fd[0]))
+        fail_msg("defaulted inputs counted differently on %.*s", (int)len, json);
     if (f.id.json_len != j.id.json_len || strcmp(f.id.json, j.id.json) ||
         f.id.key_len != j.id.key_len || strcmp(f.id.key, j.id.key))
         fail_msg("ids differ on %.*s: [%s|%s] vs [%s|%s]", (int)len, json, f.id.json, f.id.key,
@@ -137,9 +141,16 @@ static void test_basic_and_defaults(void **state) {
     run(a, "{\"b\": 1, \"c\": 3}", &r);
     assert_int_equal(r.r, SF_REJECT_MISSING_FIELD);
     assert_string_equal(r.err, "field 'a' is missing and has no default");
-    run(a, "{}", &r);
+    run(a, "{}", &r); /* every required input the event lacks is named */
     assert_int_equal(r.r, SF_REJECT_MISSING_FIELD);
-    assert_string_equal(r.err, "field 'a' is missing and has no default");
+    assert_string_equal(r.err, "2 required fields 'a', 'c' are missing and have no default");
+    run(a, "{\"foo\": \"bar\"}", &r);
+    assert_int_equal(r.r, SF_REJECT_MISSING_FIELD);
+    assert_string_equal(r.err, "2 required fields 'a', 'c' are missing and have no default");
+    run(a, "{\"b\": 1, \"c\": -999}", &r);
+    assert_int_equal(r.r, SF_REJECT_MISSING_FIELD);
+    assert_string_equal(r.err, "2 required fields 'a', 'c' are missing or have the missing value "
+                               "-999, and have no default");
 
     /* extra fields of every kind are ignored, nested ones included */
     run(a, "{\"x\": \"s\", \"a\": 1, \"y\": [1, {\"a\": \"no\"}], \"c\": 2, \"z\": null, "
@@ -175,6 +186,59 @@ static void expect_reject(const sf_assembler *a, const char *json, sf_reject kin
         fail_msg("%s: got %s '%s', wanted %s '...%s...'", json, sf_reject_name(r.r), r.err,
                  sf_reject_name(kind), msg_part);
     compare_paths(a, json, strlen(json), 3);
+}
+
+/* lwtnn's rule: no default = required; the missing value takes the fill,
+ * which does not make an input optional; only defaulted absences count. */
+static void test_required_and_fill(void **state) {
+    (void)state;
+    sf_vars *v = load_vars_text("{\"inputs\": ["
+                                "{\"name\": \"a\", \"offset\": 0, \"scale\": 1, \"fill\": 7},"
+                                "{\"name\": \"b\", \"offset\": 0, \"scale\": 1, \"default\": 5},"
+                                "{\"name\": \"c\", \"offset\": 0, \"scale\": 1}],"
+                                "\"missing_value\": -999}");
+    sf_assembler *a = sf_assembler_new(v, NULL);
+    assert_non_null(a);
+    result r;
+    run(a, "{\"a\": -999, \"b\": 1, \"c\": 2}", &r);
+    assert_int_equal(r.r, SF_REJECT_NONE);
+    assert_true(r.row[0] == 7.0f && r.row[1] == 1.0f && r.row[2] == 2.0f);
+    run(a, "{\"b\": 1, \"c\": 2}", &r);
+    assert_int_equal(r.r, SF_REJECT_MISSING_FIELD);
+    assert_string_equal(r.err, "field 'a' is missing and has no default");
+    run(a, "{\"foo\": \"bar\"}", &r);
+    assert_string_equal(r.err, "2 required fields 'a', 'c' are missing and have no default");
+
+    /* Counting, on both paths (an escaped key sends the event to jansson). */
+    const char *docs[] = {"{\"a\": 1, \"c\": 2}", "{\"\\u0061\": 1, \"c\": 2}",
+                          "{\"a\": 1, \"b\": -999, \"c\": 2}", "{\"b\": 1}",
+                          "{\"a\": 1, \"c\": \"x\"}"};
+    uint64_t counts[3] = {0};
+    char err[256];
+    float row[3];
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        compare_paths(a, docs[i], strlen(docs[i]), 3);
+        sf_assembler_run_counted(a, docs[i], strlen(docs[i]), row, NULL, counts, err, sizeof err);
+    }
+    /* b lacked twice among the accepted; its missing value and rejected events do not count */
+    assert_true(counts[0] == 0 && counts[1] == 2 && counts[2] == 0);
+    sf_assembler_free(a);
+    sf_vars_free(v);
+
+    /* A fill with nothing to fill is a mistake in the file. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/sf_vars_fill_XXXXXX", sft_tmpdir());
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "{\"inputs\": [{\"name\": \"a\", \"offset\": 0, \"scale\": 1, "
+                       "\"fill\": 1}]}";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    sf_vars *bad = NULL;
+    assert_int_equal(sf_vars_load(&bad, path, err, sizeof err), -1);
+    unlink(path);
+    assert_non_null(strstr(err, "input 'a': 'fill' replaces the missing value, but the file has "
+                                "no 'missing_value'"));
 }
 
 static void test_rejections(void **state) {
@@ -703,6 +767,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_basic_and_defaults),
+        cmocka_unit_test(test_required_and_fill),
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_number_conversion),

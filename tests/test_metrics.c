@@ -269,6 +269,7 @@ static void test_format_every_family(void **state) {
         {"sigflow_events_rejected_total", "counter"},
         {"sigflow_consumer_lag", "gauge"},
         {"sigflow_assigned_partitions", "gauge"},
+        {"sigflow_defaulted_inputs_total", "counter"},
         {"sigflow_model_info", "gauge"},
         {"sigflow_inference_info", "gauge"},
         {"sigflow_batch_size", "histogram"},

@@ -3,7 +3,8 @@
  * --variables point at files the test replaces (by rename, as a deployment
  * would); sigflow_model_info must follow the model in use, the outputs must
  * follow the new variables file (its labels), and a reload that fails must
- * leave the old model serving, including one that crashes or hangs libhdf5. */
+ * leave the old model serving, including one that crashes or hangs libhdf5.
+ * Each output's sigflow-model header names the model that scored it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,7 +210,9 @@ static void test_sighup_reload(void **state) {
     run_phase(f, 3);
     assert_true(sft_daemon_running(&f->d));
 
-    /* Each phase's outputs came from the model of its phase. */
+    /* Each phase's outputs came from the model of its phase, and say so in
+     * their sigflow-model header (the digest sigflow_model_info shows). */
+    const char *phase_series[PHASES] = {mlp, mlp_vlen, three, three};
     sft_msgs out = sft_consume_all(f->brokers, "signals", PHASES * PHASE_EVENTS, 0, WAIT_MS, 0);
     assert_int_equal(out.n, PHASES * PHASE_EVENTS);
     for (size_t i = 0; i < out.n; i++) {
@@ -225,6 +228,13 @@ static void test_sighup_reload(void **state) {
                       strstr(out.v[i].value, "\"label\": \"s\"");
         if (three_classes ? !has_new : !has_old)
             fail_msg("event %zu (phase %zu): %s", k, k / PHASE_EVENTS, out.v[i].value);
+        const char *sha = strstr(phase_series[k / PHASE_EVENTS], "sha256=\"");
+        assert_non_null(sha);
+        char want[128];
+        snprintf(want, sizeof want, "sigflow-model=%.64s\n", sha + strlen("sha256=\""));
+        if (strcmp(out.v[i].headers, want))
+            fail_msg("event %zu (phase %zu): headers '%s', expected '%s'", k, k / PHASE_EVENTS,
+                     out.v[i].headers, want);
     }
     sft_msgs_free(&out);
     assert_int_equal(sft_daemon_stop(&f->d, SIGTERM, WAIT_MS), 0);

@@ -143,11 +143,12 @@ static void assemble(state *s) {
         assert_int_equal(id.key_len, strlen(e->id));
         assert_memory_equal(id.key, e->id, id.key_len);
 
-        /* The raw row: the CSV value, or the variable's default for -999. */
+        /* The raw row: the CSV value, or the variable's fill for -999. */
         for (size_t j = 0; j < N_FEATURES; j++) {
             double v = strtod(e->text[j], NULL);
             if (v == s->vars->missing_value)
-                v = s->vars->vars[j].default_value;
+                v = s->vars->vars[j].has_fill ? s->vars->vars[j].fill
+                                              : s->vars->vars[j].default_value;
             if (fabs(row[j] - v) > 1e-6 * fabs(v) + 1e-30)
                 fail_msg("event %s field %s: assembled %.9g, expected %.9g", e->id,
                          s->names[j], (double)row[j], v);
@@ -214,7 +215,10 @@ static void test_model_is_the_documented_one(void **st) {
     assert_int_equal(s->vars->n_vars, N_FEATURES);
     for (size_t j = 0; j < N_FEATURES; j++) {
         assert_string_equal(s->vars->vars[j].name, s->names[j]);
-        assert_true(s->vars->vars[j].has_default);
+        /* Every input required (every row of the dataset has all 30), -999
+         * filled with the training mean. */
+        assert_false(s->vars->vars[j].has_default);
+        assert_true(s->vars->vars[j].has_fill && s->vars->vars[j].fill == -s->vars->vars[j].offset);
     }
     assert_int_equal(s->n, MAX_EVENTS);
 }

@@ -82,6 +82,11 @@ int sf_engine_threads(const sf_engine *e);      /* threads in use; 0: BLAS's own
 /* The width of the rows of sf_engine_assemble and sf_engine_infer_rows: the
  * model's inputs, or for a set the union of its members' variables. */
 size_t sf_engine_n_inputs(const sf_engine *e);
+/* Input i's name (i < sf_engine_n_inputs), or NULL without variables. */
+const char *sf_engine_input_name(const sf_engine *e, size_t i);
+/* Events sf_engine_add accepted without optional input i (which took its
+ * default) since the previous call for i, which restarts the count. */
+uint64_t sf_engine_take_defaulted(sf_engine *e, size_t i);
 
 /* The members: one for a single model (name NULL, weight 1), or a set's, in
  * file order. sf_engine_model and sf_engine_vars are member 0's; every member
@@ -96,6 +101,10 @@ typedef struct sf_engine_member_info {
 } sf_engine_member_info;
 
 const sf_modelset *sf_engine_set(const sf_engine *e); /* NULL: a single model */
+/* What is being served, as the sigflow-model header says it: the model
+ * file's sha256, or the set file's followed by " NAME=SHA256" per member.
+ * The length, or -1 when buf is too small. */
+int sf_engine_digest(const sf_engine *e, char *buf, size_t size);
 size_t sf_engine_n_members(const sf_engine *e);
 /* 0 and *out, or -1 when k is out of range. */
 int sf_engine_member(const sf_engine *e, size_t k, sf_engine_member_info *out);

@@ -1,8 +1,9 @@
 /* features.h: turn one JSON event into the model's input row.
  *
  * Fields are looked up by variable name; extra fields are ignored. A missing
- * field, or one equal to missing_value, takes the variable's default; without a
- * default the event is rejected. Anything but a finite JSON number rejects the
+ * field takes the variable's default; without a default (a required input) the
+ * event is rejected, naming every required input it lacks. A field equal to
+ * missing_value takes the variable's fill, else its default, else is rejected. Anything but a finite JSON number rejects the
  * event. Every rejection carries a reason that names the field. The common case
  * (a flat object) takes a hand-written single-pass scanner; anything unusual
  * falls back to jansson, so both paths give the same answer. */
@@ -10,6 +11,7 @@
 #define SIGFLOW_FEATURES_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "sigflow/vars.h"
 
 typedef enum {
@@ -34,6 +36,16 @@ const char *sf_reject_name(sf_reject r); /* "not_json", "missing_field", ... */
 
 int sf_norm_parse(const char *s, sf_norm *out); /* "standard" | "l2" | "none" */
 
+/* The missing_field rejection for an event that lacks required inputs:
+ * lack[i] (vars->n_vars entries) is 0 for an input that is there or filled,
+ * else why it is not. The message names every such input, as far as errstr
+ * has room ("field 'X' is missing and has no default", "3 required fields
+ * 'X', 'Y', 'Z' are missing and have no default"). Returns
+ * SF_REJECT_MISSING_FIELD. */
+enum { SF_LACK_ABSENT = 1, SF_LACK_MISSING_VALUE = 2 };
+sf_reject sf_features_missing(const sf_vars *vars, const unsigned char *lack, char *errstr,
+                              size_t errstr_size);
+
 #define SF_ID_MAX 128
 
 /* The event's id field, as found. */
@@ -55,6 +67,13 @@ void sf_assembler_free(sf_assembler *a);
  * a message in errstr, e.g. "field 'PRI_met': expected a number, got string". */
 sf_reject sf_assembler_run(const sf_assembler *a, const char *json, size_t len,
                            float *row, sf_event_id *id, char *errstr, size_t errstr_size);
+
+/* As sf_assembler_run; on success also adds 1 to defaulted[i] (vars->n_vars
+ * counters, caller-owned, may be NULL) for every optional input the event
+ * lacked, which took its default. */
+sf_reject sf_assembler_run_counted(const sf_assembler *a, const char *json, size_t len,
+                                   float *row, sf_event_id *id, uint64_t *defaulted,
+                                   char *errstr, size_t errstr_size);
 
 /* Normalizes n rows in place. */
 void sf_features_normalize(const sf_vars *vars, sf_norm norm, float *rows, size_t n);

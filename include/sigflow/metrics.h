@@ -46,6 +46,14 @@ void sf_metrics_reject(sf_metrics *m, sf_reject reason); /* sigflow_events_rejec
 uint64_t sf_metrics_rejected(const sf_metrics *m, sf_reject reason);
 uint64_t sf_metrics_rejected_total(const sf_metrics *m); /* over every reason */
 void sf_metrics_set(sf_metrics *m, sf_gauge g, double v);
+
+/* sigflow_defaulted_inputs_total{input}: n more events scored without the
+ * optional input `input`. At most SF_METRICS_MAX_INPUTS names get a series of
+ * their own; the rest add to input="(other)". Takes a lock: call it once per
+ * input and batch, not per event. */
+#define SF_METRICS_MAX_INPUTS 256
+void sf_metrics_add_defaulted(sf_metrics *m, const char *input, uint64_t n);
+uint64_t sf_metrics_defaulted(const sf_metrics *m, const char *input);
 void sf_metrics_observe(sf_metrics *m, sf_histogram h, double v);
 
 /* sigflow_model_info{sha256=...,inputs=...,outputs=...} 1; safe to call while

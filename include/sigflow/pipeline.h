@@ -68,6 +68,8 @@ typedef struct sf_pipeline_conf {
                                     loader forks, and a fork of a busy threaded
                                     process can inherit a lock held for good */
     int emit_members;            /* a set: each output carries its members' probabilities */
+    int drop_headers;            /* --headers none: outputs do not copy the input's headers
+                                    (dead letters always keep them) */
     int batch_wait_ms;
     size_t max_event_bytes;      /* larger events are dead letters */
     const char *const *kafka_props; /* "key=value", applied to consumer and producer */

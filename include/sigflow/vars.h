@@ -1,6 +1,11 @@
 /* vars.h: the input variables file (lwtnn convention): ordered input names with
  * offset/scale/default, optional missing_value, and the output labels.
  *
+ * lwtnn's rule decides what an event must carry: an input without a `default`
+ * is required (an event lacking it is refused), one with a default is
+ * optional. An input equal to missing_value is present but undefined: it
+ * takes the input's `fill`, else its default, else the event is refused.
+ *
  * Both shapes found in the wild are accepted: {"inputs": [{name, offset, scale,
  * default}], "class_labels": [...]} and the graph style {"inputs": [{"variables":
  * [...]}], "outputs": [{"labels": [...]}]}. */
@@ -13,8 +18,10 @@
 typedef struct sf_var {
     char *name;
     double offset, scale;
-    double default_value;
-    int has_default;
+    double default_value;   /* replaces the input when the event lacks it */
+    int has_default;        /* 0: the input is required */
+    double fill;            /* replaces the missing value (has_fill) */
+    int has_fill;
 } sf_var;
 
 typedef struct sf_vars {

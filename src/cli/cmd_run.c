@@ -37,6 +37,8 @@ static const char usage[] =
     "  --threshold P          publish when P(signal) >= P instead of when it is the argmax\n"
     "  --emit signal|all      publish signals only (default) or every prediction\n"
     "  --emit-members         a set: add each member's probabilities to the outputs\n"
+    "  --headers pass|none    copy the input's headers to its output (default pass;\n"
+    "                         dead letters always keep them)\n"
     "  --batch-size N         events per micro-batch (default 512)\n"
     "  --batch-wait-ms MS     longest wait of a batch's first event for more (default 0:\n"
     "                         the events that have arrived)\n"
@@ -84,6 +86,7 @@ static void print_config(const sf_pipeline_conf *c) {
         printf("threshold=\n");
     printf("emit=%s\n", e->emit == SF_EMIT_ALL ? "all" : "signal");
     printf("emit-members=%s\n", c->emit_members ? "true" : "false");
+    printf("headers=%s\n", c->drop_headers ? "none" : "pass");
     printf("batch-size=%zu\n", e->batch_size);
     printf("batch-wait-ms=%d\n", c->batch_wait_ms);
     printf("normalize=%s\n", e->norm == SF_NORM_L2 ? "l2" : e->norm == SF_NORM_NONE ? "none" : "standard");
@@ -114,7 +117,7 @@ int sf_cmd_run(int argc, char **argv) {
     char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_LABEL, O_THR, O_EMIT, O_BW, O_MAXB, O_EOS, O_TXID,
-           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS };
+           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -124,6 +127,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"signal-label", required_argument, NULL, O_LABEL},
         {"threshold", required_argument, NULL, O_THR}, {"emit", required_argument, NULL, O_EMIT},
         {"emit-members", no_argument, NULL, O_MEMBERS},
+        {"headers", required_argument, NULL, O_HEADERS},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
         {"batch-wait-ms", required_argument, NULL, O_BW},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
@@ -174,6 +178,12 @@ int sf_cmd_run(int argc, char **argv) {
                 bad = sf_args_bad("sigflow run", "--emit", optarg, "signal or all");
             break;
         case O_MEMBERS: c.emit_members = 1; break;
+        case O_HEADERS:
+            if (!strcmp(optarg, "pass") || !strcmp(optarg, "none"))
+                c.drop_headers = !strcmp(optarg, "none");
+            else
+                bad = sf_args_bad("sigflow run", "--headers", optarg, "pass or none");
+            break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))
                 bad = sf_args_bad("sigflow run", "--batch-wait-ms", optarg, "an integer in 0..60000");

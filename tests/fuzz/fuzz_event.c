@@ -39,8 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&f, 0, sizeof f);
     memset(&j, 0, sizeof j);
     memset(&w, 0, sizeof w);
-    f.r = sf_features_run_fast(assembler, json, size, f.row, &f.id, f.err, sizeof f.err);
-    j.r = sf_features_run_jansson(assembler, json, size, j.row, &j.id, j.err, sizeof j.err);
+    f.r = sf_features_run_fast(assembler, json, size, f.row, &f.id, NULL, f.err, sizeof f.err);
+    j.r = sf_features_run_jansson(assembler, json, size, j.row, &j.id, NULL, j.err, sizeof j.err);
     w.r = sf_assembler_run(assembler, json, size, w.row, &w.id, w.err, sizeof w.err);
     sf_features_clean_message(f.err);
     sf_features_clean_message(j.err);

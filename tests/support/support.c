@@ -375,12 +375,41 @@ static char *header(rd_kafka_message_t *m, const char *name) {
     return dup_n(v, len);
 }
 
+/* Every header as "name=value\n" lines, in order. */
+static char *all_headers(rd_kafka_message_t *m) {
+    rd_kafka_headers_t *h = NULL;
+    size_t cap = 1, len = 0;
+    char *s = calloc(1, 1);
+    assert_non_null(s);
+    if (rd_kafka_message_headers(m, &h) || !h)
+        return s;
+    const char *name;
+    const void *v;
+    size_t vlen;
+    for (size_t i = 0; !rd_kafka_header_get_all(h, i, &name, &v, &vlen); i++) {
+        size_t need = len + strlen(name) + vlen + 3;
+        if (need > cap) {
+            cap = need * 2;
+            s = realloc(s, cap);
+            assert_non_null(s);
+        }
+        len += (size_t)sprintf(s + len, "%s=", name);
+        if (vlen)
+            memcpy(s + len, v, vlen);
+        len += vlen;
+        s[len++] = '\n';
+        s[len] = '\0';
+    }
+    return s;
+}
+
 void sft_msgs_free(sft_msgs *m) {
     for (size_t i = 0; i < m->n; i++) {
         free(m->v[i].key);
         free(m->v[i].value);
         free(m->v[i].error_header);
         free(m->v[i].source_header);
+        free(m->v[i].headers);
     }
     free(m->v);
     memset(m, 0, sizeof *m);
@@ -443,6 +472,7 @@ sft_msgs sft_consume_all(const char *brokers, const char *topic, size_t expect, 
             s->timestamp = rd_kafka_message_timestamp(m, &tt);
             s->error_header = header(m, "sigflow-error");
             s->source_header = header(m, "sigflow-source");
+            s->headers = all_headers(m);
             last = sft_now_ms();
         }
         rd_kafka_message_destroy(m);
@@ -460,6 +490,26 @@ static void count_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
 
 size_t sft_produce(const char *brokers, const char *topic, const char *const *keys,
                    const char *const *values, const size_t *lens, size_t n) {
+    return sft_produce_headers(brokers, topic, keys, values, lens, NULL, n);
+}
+
+/* "name=value\n" lines as headers (NULL: none). */
+static rd_kafka_headers_t *parse_headers(const char *text) {
+    if (!text)
+        return NULL;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    while (*text) {
+        const char *eq = strchr(text, '='), *nl = strchr(text, '\n');
+        assert_true(eq && nl && eq < nl);
+        rd_kafka_header_add(h, text, eq - text, eq + 1, nl - eq - 1);
+        text = nl + 1;
+    }
+    return h;
+}
+
+size_t sft_produce_headers(const char *brokers, const char *topic, const char *const *keys,
+                           const char *const *values, const size_t *lens,
+                           const char *const *headers, size_t n) {
     char err[512];
     size_t delivered = 0;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -475,15 +525,21 @@ size_t sft_produce(const char *brokers, const char *topic, const char *const *ke
     for (size_t i = 0; i < n; i++) {
         size_t len = lens ? lens[i] : strlen(values[i]);
         rd_kafka_resp_err_t e;
+        rd_kafka_headers_t *h = parse_headers(headers ? headers[i] : NULL);
+        /* headers are the producer's after a success, still ours after a failure */
         while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
                                       RD_KAFKA_V_KEY(keys && keys[i] ? keys[i] : NULL,
                                                      keys && keys[i] ? strlen(keys[i]) : 0),
                                       RD_KAFKA_V_VALUE((void *)values[i], len),
+                                      RD_KAFKA_V_HEADERS(h),
                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
                RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(rk, 10);
-        if (e)
+        if (e) {
+            if (h)
+                rd_kafka_headers_destroy(h);
             fail_msg("produce: %s", rd_kafka_err2str(e));
+        }
     }
     rd_kafka_flush(rk, 30000);
     rd_kafka_destroy(rk);

@@ -96,6 +96,7 @@ typedef struct sft_msg {
     int64_t timestamp;
     char *error_header; /* sigflow-error, NULL when absent */
     char *source_header;/* sigflow-source, NULL when absent */
+    char *headers;      /* every header in order, "name=value\n" each ("" when none) */
 } sft_msg;
 
 typedef struct sft_msgs {
@@ -115,6 +116,11 @@ sft_msgs sft_consume_all(const char *brokers, const char *topic, size_t expect, 
  * Returns the number delivered. */
 size_t sft_produce(const char *brokers, const char *topic, const char *const *keys,
                    const char *const *values, const size_t *lens, size_t n);
+/* The same with headers: headers[i] (NULL, or headers NULL: none) is
+ * "name=value\n" lines, as sft_msg.headers shows them. */
+size_t sft_produce_headers(const char *brokers, const char *topic, const char *const *keys,
+                           const char *const *values, const size_t *lens,
+                           const char *const *headers, size_t n);
 
 /* The first n rows of the bundled ATLAS sample as JSON events (what
  * sigflow-replay sends), with their EventIds as keys; caller frees with

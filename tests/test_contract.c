@@ -1,0 +1,296 @@
+/* test_contract.c: what goes in is what gets scored (issue 23), end to end
+ * through `sigflow run`, on the embedded broker and (test_contract_real) on
+ * Apache Kafka.
+ *
+ * The shipped model with its variables file, in which every input is
+ * required except one made optional here: an event lacking a required input,
+ * `{}` and `{"foo":"bar"}` are dead letters with sigflow-error-code
+ * missing_field, one lacking the optional input is scored and counted. Every
+ * class of dead letter the daemon produces carries its code, and the input's
+ * key, bytes and headers unchanged. Outputs are keyed by the event id, else by
+ * the input's key, and carry the input's headers (traceparent included) and
+ * sigflow-model; with --headers none only sigflow-model. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sigflow/model.h"
+#include "support.h"
+
+#define IN "contract.events"
+#define OUT "contract.signals"
+#define OUT_BARE "contract.bare"
+#define DLQ "contract.dlq"
+#define WAIT_MS 60000
+#define OPTIONAL_INPUT "DER_mass_MMC"
+#define TRACE "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n"
+
+/* The shipped variables file with OPTIONAL_INPUT given a default. */
+static char *vars_with_one_optional(void) {
+    json_error_t jerr;
+    json_t *root = json_load_file(SF_TEST_VARS, 0, &jerr);
+    assert_non_null(root);
+    json_t *first = json_array_get(json_object_get(root, "inputs"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "name")), OPTIONAL_INPUT);
+    assert_null(json_object_get(first, "default"));
+    json_object_set_new(first, "default", json_real(121.5));
+    char *path = sft_temp_path(".json");
+    assert_int_equal(json_dump_file(root, path, 0), 0);
+    json_decref(root);
+    return path;
+}
+
+/* Replaces the value of field in a compact event with repl, or drops it (NULL). */
+static char *edit_field(const char *event, const char *field, const char *repl) {
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", field);
+    const char *at = strstr(event, pat);
+    assert_non_null(at);
+    const char *end = at + strlen(pat);
+    end += strcspn(end, ",}");
+    size_t cap = strlen(event) + (repl ? strlen(repl) : 0) + strlen(pat) + 2;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    if (repl) {
+        snprintf(s, cap, "%.*s%s%s%s", (int)(at - event), event, pat, repl, end);
+    } else if (*end == ',') {
+        snprintf(s, cap, "%.*s%s", (int)(at - event), event, end + 1);
+    } else { /* the last field: drop the comma before it */
+        assert_true(at[-1] == ',');
+        snprintf(s, cap, "%.*s%s", (int)(at - event - 1), event, end);
+    }
+    return s;
+}
+
+typedef struct input {
+    char *key;     /* NULL: none */
+    char *value;
+    size_t len;
+    char *headers; /* as sft_msg.headers */
+    const char *code;   /* dead letter: its sigflow-error-code; NULL: scored */
+    const char *why;    /* dead letter: a substring of sigflow-error */
+    const char *out_key; /* scored: the output's key */
+} input;
+
+static const input *find_input(const input *v, size_t n, const sft_msg *m) {
+    for (size_t i = 0; i < n; i++)
+        if (v[i].len == m->len && !memcmp(v[i].value, m->value, m->len))
+            return &v[i];
+    return NULL;
+}
+
+static void test_contract(void **state) {
+    (void)state;
+    const char *topics[] = {IN, OUT, OUT_BARE, DLQ};
+    sft_kafka *b = sft_kafka_open(4, topics, 4, NULL, 0);
+    const char *bs = b->bootstrap;
+    char *vars = vars_with_one_optional();
+    char err[512];
+    sf_model *model;
+    if (sf_model_load(&model, SF_TEST_MODEL, NULL, err, sizeof err))
+        fail_msg("%s", err);
+
+    const size_t n_atlas = 12;
+    char **keys, **values;
+    sft_atlas_events(n_atlas, &keys, &values);
+    input in[32];
+    size_t n = 0, n_scored = 0, n_dead = 0, n_optional = 0;
+    char *long_id = malloc(300);
+    assert_non_null(long_id);
+    memset(long_id, '7', 299);
+    long_id[299] = '\0';
+    for (size_t i = 0; i < n_atlas; i++) {
+        input *e = &in[n++];
+        memset(e, 0, sizeof *e);
+        char hdr[256];
+        snprintf(hdr, sizeof hdr, "%sx-tenant=t%zu\n", i % 3 ? TRACE : "", i);
+        e->headers = strdup(hdr);
+        if (i < 4) { /* scored, keyed by the id */
+            e->key = strdup(keys[i]);
+            e->value = strdup(values[i]);
+            e->out_key = keys[i];
+        } else if (i < 7) { /* no id: keyed by the input's key */
+            char k[32];
+            snprintf(k, sizeof k, "in-key-%zu", i);
+            e->key = strdup(k);
+            e->value = edit_field(values[i], "EventId", NULL);
+            e->out_key = e->key;
+        } else if (i < 9) { /* the optional input absent: scored and counted */
+            e->key = strdup(keys[i]);
+            e->value = edit_field(values[i], OPTIONAL_INPUT, NULL);
+            e->out_key = keys[i];
+            n_optional++;
+        } else if (i == 9) { /* a required input absent */
+            e->key = strdup("dl-missing");
+            e->value = edit_field(values[i], "DER_mass_vis", NULL);
+            e->code = "missing_field";
+            e->why = "field 'DER_mass_vis' is missing and has no default";
+        } else if (i == 10) {
+            e->key = strdup("dl-string");
+            e->value = edit_field(values[i], "PRI_met", "\"16.8\"");
+            e->code = "not_number";
+            e->why = "'PRI_met'";
+        } else {
+            e->key = strdup("dl-range");
+            e->value = edit_field(values[i], "DER_mass_vis", "3.5e38");
+            e->code = "not_finite";
+            e->why = "'DER_mass_vis'";
+        }
+        e->len = strlen(e->value);
+    }
+    struct { const char *key, *value, *code, *why; } bad[] = {
+        {"dl-empty-object", "{}", "missing_field", "29 required fields 'DER_mass_transverse_met_lep'"},
+        {"dl-foo", "{\"foo\":\"bar\"}", "missing_field", "29 required fields"},
+        {"dl-json", "this is {not json", "not_json", "invalid JSON"},
+        {NULL, "[1, 2, 3]", "not_object", "object"},
+        {"dl-id", NULL, "too_large", "id longer than"},
+        {"dl-big", NULL, "too_large", "exceeds the limit of 4096 bytes"},
+    };
+    for (size_t j = 0; j < sizeof bad / sizeof bad[0]; j++) {
+        input *e = &in[n++];
+        memset(e, 0, sizeof *e);
+        e->key = bad[j].key ? strdup(bad[j].key) : NULL;
+        if (j == 4) { /* an id over 127 bytes */
+            char id[320];
+            snprintf(id, sizeof id, "\"%s\"", long_id);
+            e->value = edit_field(values[0], "EventId", id);
+        } else if (j == 5) { /* over --max-event-bytes */
+            e->value = malloc(6000);
+            assert_non_null(e->value);
+            snprintf(e->value, 6000, "{\"pad\": \"%04990d\"}", 0);
+        } else {
+            e->value = strdup(bad[j].value);
+        }
+        e->len = strlen(e->value);
+        e->headers = strdup(j % 2 ? TRACE "x-dup=1\nx-dup=2\n" : "");
+        e->code = bad[j].code;
+        e->why = bad[j].why;
+    }
+    const char *k[32], *v[32], *h[32];
+    size_t lens[32];
+    for (size_t i = 0; i < n; i++) {
+        k[i] = in[i].key;
+        v[i] = in[i].value;
+        h[i] = in[i].headers;
+        lens[i] = in[i].len;
+        n_scored += !in[i].code;
+        n_dead += !!in[i].code;
+    }
+    assert_int_equal(sft_produce_headers(bs, IN, k, v, lens, h, n), n);
+
+    const char *args[] = {"--brokers", bs, "--input-topic", IN, "--output-topic", OUT,
+                          "--dlq-topic", DLQ, "--group", "contract", "--model", SF_TEST_MODEL,
+                          "--variables", vars, "--emit", "all", "--max-event-bytes", "4096", NULL};
+    const char *bare_args[] = {"--brokers", bs, "--input-topic", IN, "--output-topic", OUT_BARE,
+                               "--group", "contract-bare", "--model", SF_TEST_MODEL,
+                               "--variables", vars, "--emit", "all", "--headers", "none", NULL};
+    sft_daemon d, dn;
+    sft_daemon_start(&d, args, WAIT_MS);
+    sft_daemon_start(&dn, bare_args, WAIT_MS);
+    sft_msgs out = sft_consume_all(bs, OUT, n_scored, 1000, WAIT_MS, 0);
+    sft_msgs bare = sft_consume_all(bs, OUT_BARE, n_scored, 1000, WAIT_MS, 0);
+    sft_msgs dlq = sft_consume_all(bs, DLQ, n_dead, 1000, WAIT_MS, 0);
+    char series[128];
+    snprintf(series, sizeof series, "sigflow_defaulted_inputs_total{input=\"%s\"}", OPTIONAL_INPUT);
+    assert_true(sft_wait_metric(&d, "sigflow_events_consumed_total", (double)n, WAIT_MS) == n);
+    assert_true(sft_scrape(d.port, series) == (double)n_optional);
+    assert_true(sft_scrape(d.port, "sigflow_events_rejected_total{reason=\"missing_field\"}") ==
+                3);
+    assert_int_equal(sft_daemon_stop(&d, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(sft_daemon_stop(&dn, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(out.n, n_scored);
+    assert_int_equal(bare.n, n_scored);
+    assert_int_equal(dlq.n, n_dead);
+
+    char model_hdr[128];
+    snprintf(model_hdr, sizeof model_hdr, "sigflow-model=%s\n", model->sha256);
+    for (size_t i = 0; i < out.n; i++) {
+        const sft_msg *m = &out.v[i];
+        const input *e = find_input(in, n, m);
+        assert_null(e); /* an output is a prediction, not its input */
+        /* The input is found by its x-tenant header, one per event. */
+        const char *t = strstr(m->headers, "x-tenant=");
+        assert_non_null(t);
+        char line[64];
+        snprintf(line, sizeof line, "%.*s", (int)strcspn(t, "\n") + 1, t);
+        for (size_t j = 0; j < n && !e; j++)
+            if (strstr(in[j].headers, line))
+                e = &in[j];
+        if (!e)
+            fail_msg("output %zu: headers '%s' are no input's", i, m->headers);
+        assert_null(e->code);
+        char want[512];
+        snprintf(want, sizeof want, "%s%s", e->headers, model_hdr);
+        if (strcmp(m->headers, want))
+            fail_msg("output keyed %s: headers '%s', expected '%s'", m->key, m->headers, want);
+        if (!m->key || strcmp(m->key, e->out_key))
+            fail_msg("output: key '%s', expected '%s'", m->key ? m->key : "(null)", e->out_key);
+    }
+    for (size_t i = 0; i < bare.n; i++) {
+        if (strcmp(bare.v[i].headers, model_hdr))
+            fail_msg("--headers none: headers '%s'", bare.v[i].headers);
+        assert_non_null(bare.v[i].key);
+    }
+    for (size_t i = 0; i < dlq.n; i++) {
+        const sft_msg *m = &dlq.v[i];
+        const input *e = find_input(in, n, m);
+        if (!e)
+            fail_msg("dead letter %zu: its bytes are no input's", i);
+        if (!e->code)
+            fail_msg("a valid event went to the dead letters: %s (%s)", e->value, m->error_header);
+        if (e->key)
+            assert_true(m->key && !strcmp(m->key, e->key));
+        else
+            assert_null(m->key);
+        /* The input's headers first, unchanged, then sigflow's three. */
+        if (strncmp(m->headers, e->headers, strlen(e->headers)))
+            fail_msg("dead letter %s: headers '%s' do not start with the input's '%s'",
+                     e->code, m->headers, e->headers);
+        char code[64];
+        snprintf(code, sizeof code, "\nsigflow-error-code=%s\nsigflow-source=" IN "/", e->code);
+        if (!strstr(m->headers + strlen(e->headers), code) ||
+            strncmp(m->headers + strlen(e->headers), "sigflow-error=", 14))
+            fail_msg("dead letter %s: headers '%s'", e->code, m->headers);
+        if (!m->error_header || !strstr(m->error_header, e->why))
+            fail_msg("dead letter %s: sigflow-error '%s' does not say '%s'", e->code,
+                     m->error_header ? m->error_header : "(none)", e->why);
+        print_message("dead letter %-16s %-13s %s\n", m->key ? m->key : "(no key)", e->code,
+                      m->error_header);
+    }
+
+    sft_msgs_free(&out);
+    sft_msgs_free(&bare);
+    sft_msgs_free(&dlq);
+    sft_daemon_free(&d);
+    sft_daemon_free(&dn);
+    for (size_t i = 0; i < n; i++) {
+        free(in[i].key);
+        free(in[i].value);
+        free(in[i].headers);
+    }
+    free(long_id);
+    sft_strings_free(keys, n_atlas);
+    sft_strings_free(values, n_atlas);
+    sf_model_free(model);
+    unlink(vars);
+    free(vars);
+    sft_kafka_close(b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_contract),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
