@@ -15,6 +15,7 @@
 #include "sigflow/kafka.h"
 #include "sigflow/log.h"
 #include "sigflow/replay.h"
+#include "sigflow/topics.h"
 
 #define PROG "sigflow-replay"
 
@@ -29,7 +30,10 @@ static void usage(FILE *f) {
         "object per row, keyed by the --key-field column.\n"
         "\n"
         "  -b, --brokers HOST:PORT,...  bootstrap servers (required)\n"
-        "  -t, --topic NAME             topic to produce to (required)\n"
+        "  -t, --topic NAME             topic to produce to (required); created when\n"
+        "                               missing (Admin API)\n"
+        "      --partitions N           partitions of a topic created (default: the broker's)\n"
+        "      --replication-factor R   replicas of a topic created (default: the broker's)\n"
         "  -f, --file PATH              CSV file, plain or gzip (required)\n"
         "      --limit N                at most N events per pass\n"
         "      --loop N                 N passes over the file (default 1)\n"
@@ -82,7 +86,7 @@ static void on_progress(void *opaque, const sf_replay_stats *st, uint64_t in_fli
 
 int main(int argc, char **argv) {
     enum { O_LIMIT = 256, O_LOOP, O_FOREVER, O_INTERVAL, O_RATE, O_KEY, O_DROP, O_STRICT,
-           O_TIMEOUT, O_LOGF };
+           O_TIMEOUT, O_LOGF, O_PARTS, O_RF };
     static const struct option longopts[] = {
         {"brokers", required_argument, NULL, 'b'},
         {"topic", required_argument, NULL, 't'},
@@ -96,6 +100,8 @@ int main(int argc, char **argv) {
         {"drop", required_argument, NULL, O_DROP},
         {"strict", no_argument, NULL, O_STRICT},
         {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"partitions", required_argument, NULL, O_PARTS},
+        {"replication-factor", required_argument, NULL, O_RF},
         {"quiet", no_argument, NULL, 'q'},
         {"log-format", required_argument, NULL, O_LOGF},
         {"help", no_argument, NULL, 'h'},
@@ -150,6 +156,16 @@ int main(int argc, char **argv) {
         case O_KEY: o.key_field = optarg; break;
         case O_DROP: o.drop = optarg; break;
         case O_STRICT: o.strict = 1; break;
+        case O_PARTS:
+        case O_RF: {
+            long v;
+            if (sf_args_long(optarg, 1, opt == O_PARTS ? 100000 : 1000, &v))
+                bad = sf_args_bad(PROG, opt == O_PARTS ? "--partitions" : "--replication-factor",
+                                  optarg, opt == O_PARTS ? "an integer in 1..100000"
+                                                         : "an integer in 1..1000");
+            *(opt == O_PARTS ? &o.partitions : &o.replication_factor) = (int)v;
+            break;
+        }
         case O_TIMEOUT:
             if (sf_args_double(optarg, 0.1, 3600, &timeout_s))
                 bad = sf_args_bad(PROG, "--timeout", optarg, "seconds between 0.1 and 3600");
@@ -174,6 +190,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, PROG ": unexpected argument '%s' (see --help)\n", argv[optind]);
         else
             fprintf(stderr, PROG ": %s\n", usage_error);
+        sf_kafka_props_free(&props);
+        return 2;
+    }
+    if (sf_topic_check(topic, errstr, sizeof errstr)) {
+        fprintf(stderr, PROG ": --topic '%s': %s\n", topic, errstr);
         sf_kafka_props_free(&props);
         return 2;
     }
@@ -224,6 +245,13 @@ int main(int argc, char **argv) {
         fputs("\r\033[K", stderr);
     rd_kafka_destroy(rk);
 
+    if (st.created_topic && o.partitions > 0 && st.created_partitions != o.partitions)
+        sf_log_cli(log_format, SF_LOG_WARN, PROG, "created topic %s with %d partitions, not the "
+                   "%d asked: this cluster has no Admin API (the embedded broker) and chose its "
+                   "own", topic, st.created_partitions, o.partitions);
+    else if (st.created_topic)
+        sf_log_cli(log_format, SF_LOG_INFO, PROG, "created topic %s with %d partitions", topic,
+                   st.created_partitions);
     if (rc != 0)
         sf_log_cli(log_format, SF_LOG_ERROR, PROG, "%s", errstr);
     else if (st.read > 0 && st.skipped == st.read)

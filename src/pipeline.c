@@ -24,6 +24,7 @@
 #include "sigflow/kafka.h"
 #include "sigflow/output.h"
 #include "sigflow/pipeline.h"
+#include "sigflow/topics.h"
 #include "pipeline_impl.h"
 
 #define REPORT_INTERVAL_MS 10000
@@ -387,16 +388,64 @@ static rd_kafka_t *make_client(pipeline *p, rd_kafka_type_t type, char *errstr, 
     return sf_kafka_new(type, conf, errstr, n);
 }
 
-/* Fails fast when the brokers cannot be reached at start-up. */
+/* The input topics as configured: the list, or the one topic. */
+static const char *const *input_topics(const sf_pipeline_conf *c, size_t *n) {
+    *n = c->n_input_topics ? c->n_input_topics : 1;
+    return c->n_input_topics ? c->input_topics : &c->input_topic;
+}
+
+/* Every topic name is legal before any client exists (patterns are
+ * librdkafka's to judge when subscribing). */
+static int check_topic_names(const sf_pipeline_conf *c, char *errstr, size_t n) {
+    size_t n_in;
+    const char *const *in = input_topics(c, &n_in);
+    char why[512];
+    for (size_t i = 0; i < n_in; i++) {
+        if (!sf_topic_is_pattern(in[i]) && sf_topic_check(in[i], why, sizeof why)) {
+            snprintf(errstr, n, "input topic: %s", why);
+            return -1;
+        }
+    }
+    if (sf_topic_check(c->output_topic, why, sizeof why)) {
+        snprintf(errstr, n, "output topic: %s", why);
+        return -1;
+    }
+    if (c->dlq_topic && sf_topic_check(c->dlq_topic, why, sizeof why)) {
+        snprintf(errstr, n, "dead-letter topic: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Fails fast when the brokers cannot be reached at start-up, or an output
+ * topic is missing: without it every output would wait forever. An input
+ * topic may come later. */
 static int check_brokers(pipeline *p, char *errstr, size_t n) {
     const sf_pipeline_conf *c = p->conf;
-    int exists;
-    if (sf_kafka_check_brokers(p->producer, c->brokers, c->input_topic, c->connect_timeout_ms,
-                               &exists, errstr, n))
+    size_t n_in;
+    const char *const *in = input_topics(c, &n_in);
+    for (size_t i = 0; i < n_in; i++) {
+        int exists = 1;
+        if (sf_kafka_check_brokers(p->producer, c->brokers, in[i], c->connect_timeout_ms,
+                                   &exists, errstr, n))
+            return -1;
+        if (!exists && !sf_topic_is_pattern(in[i]))
+            sf_log(p->log, SF_LOG_WARN, "input topic does not exist (yet), waiting for it topic=%s",
+                   in[i]);
+    }
+    const char *outs[] = {c->output_topic, c->dlq_topic};
+    sf_topic_spec spec = {-1, -1}; /* the brokers' defaults */
+    size_t created = 0;
+    char why[512];
+    if (sf_topics_ensure(p->producer, outs, c->dlq_topic ? 2 : 1, c->create_topics ? &spec : NULL,
+                         c->connect_timeout_ms, &created, why, sizeof why)) {
+        snprintf(errstr, n, "%s%s", why,
+                 c->create_topics ? "" : " (create it, or run with --create-topics)");
         return -1;
-    if (!exists)
-        sf_log(p->log, SF_LOG_WARN, "input topic does not exist (yet), waiting for it topic=%s",
-               c->input_topic);
+    }
+    if (created)
+        sf_log(p->log, SF_LOG_INFO, "created missing topics count=%zu output_topic=%s dlq_topic=%s",
+               created, c->output_topic, c->dlq_topic ? c->dlq_topic : "none");
     return 0;
 }
 
@@ -534,11 +583,17 @@ static void loop(pipeline *p) {
 
 static void log_startup(const pipeline *p) {
     const sf_pipeline_conf *c = p->conf;
-    char model[1024];
+    char model[1024], inputs[1024] = "";
     sf_engine_describe(p->eng, model, sizeof model);
+    size_t n_in, len = 0;
+    const char *const *in = input_topics(c, &n_in);
+    for (size_t i = 0; i < n_in && len < sizeof inputs; i++) {
+        int w = snprintf(inputs + len, sizeof inputs - len, "%s%s", i ? "," : "", in[i]);
+        len = w < 0 ? sizeof inputs : len + (size_t)w;
+    }
     sf_log(p->log, SF_LOG_INFO,
            "started %s brokers=%s input_topic=%s output_topic=%s dlq_topic=%s group=%s "
-           "batch_size=%zu batch_wait_ms=%d delivery=%s", model, c->brokers, c->input_topic, c->output_topic,
+           "batch_size=%zu batch_wait_ms=%d delivery=%s", model, c->brokers, inputs, c->output_topic,
            c->dlq_topic ? c->dlq_topic : "none", c->group, c->engine.batch_size,
            c->batch_wait_ms, c->exactly_once ? "exactly-once" : "at-least-once");
 }
@@ -553,6 +608,10 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
     int rc = -1;
 
     p.eng = c->loaded;
+    if (check_topic_names(c, errstr, n)) {
+        sf_engine_free(p.eng);
+        return -2;
+    }
     if (c->engine.batch_size == 0 || c->batch_wait_ms < 0) {
         snprintf(errstr, n, "batch size must be positive and batch wait non-negative");
         sf_engine_free(p.eng);
@@ -597,12 +656,16 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         goto out;
     rd_kafka_poll_set_consumer(p.consumer);
     p.queue = rd_kafka_queue_get_consumer(p.consumer);
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, c->input_topic, RD_KAFKA_PARTITION_UA);
+    size_t n_in;
+    const char *const *in = input_topics(c, &n_in);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new((int)n_in);
+    for (size_t i = 0; i < n_in; i++)
+        rd_kafka_topic_partition_list_add(topics, in[i], RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t serr = rd_kafka_subscribe(p.consumer, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (serr) {
-        snprintf(errstr, n, "cannot subscribe to %s: %s", c->input_topic, rd_kafka_err2str(serr));
+        snprintf(errstr, n, "cannot subscribe to %s%s: %s", in[0], n_in > 1 ? ", ..." : "",
+                 rd_kafka_err2str(serr));
         goto out;
     }
     log_startup(&p);

@@ -14,6 +14,7 @@
 #include "sigflow/kafka.h"
 #include "sigflow/clock.h"
 #include "sigflow/replay.h"
+#include "sigflow/topics.h"
 
 struct sf_replay {
     sf_csv *csv;
@@ -540,25 +541,44 @@ static void replay_drain(sf_replay_loop *l, int timeout_ms) {
         rd_kafka_poll(l->rk, 50);
 }
 
-static int replay_check_cluster(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *topic,
-                                   int timeout_ms, char *errstr, size_t errstr_size) {
+/* The cluster answers, and the topic exists or is created now: a new
+ * user's first replay onto a fresh cluster works whether or not the brokers
+ * auto-create topics, with the partitions asked for. */
+static int replay_check_cluster(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
+                                sf_replay_stats *st, char *errstr, size_t errstr_size) {
+    int timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
     char servers[512] = "(none)";
     size_t sz = sizeof servers;
     rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &sz);
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
     if (err) {
         snprintf(errstr, errstr_size, "no Kafka broker answered at %s within %.1f s (%s)",
                  servers, timeout_ms / 1000.0, rd_kafka_err2str(err));
         return -1;
     }
-    int rc = 0;
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-        snprintf(errstr, errstr_size, "topic %s does not exist at %s", topic, servers);
-        rc = -1;
-    }
     rd_kafka_metadata_destroy(md);
-    return rc;
+    sf_topic_spec spec = {o->partitions > 0 ? o->partitions : -1,
+                          o->replication_factor > 0 ? o->replication_factor : -1};
+    size_t created = 0;
+    char why[512];
+    if (sf_topics_ensure(rk, &topic, 1, &spec, timeout_ms, &created, why, sizeof why)) {
+        snprintf(errstr, errstr_size, "%s (at %s)", why, servers);
+        return -1;
+    }
+    if (created) { /* what the cluster made of it, which the caller reports */
+        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+        st->created_partitions = -1;
+        if (t && !rd_kafka_metadata(rk, 0, t, &md, timeout_ms)) {
+            if (md->topic_cnt == 1 && !md->topics[0].err)
+                st->created_partitions = md->topics[0].partition_cnt;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (t)
+            rd_kafka_topic_destroy(t);
+    }
+    st->created_topic = created > 0;
+    return 0;
 }
 
 static int conf_int(rd_kafka_t *rk, const char *key, int dflt) {
@@ -658,15 +678,19 @@ int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
     sf_replay *r;
     if (sf_replay_open(&r, o->path, o->drop, o->key_field, errstr, errstr_size) != 0)
         return -1;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (!rkt) {
-        snprintf(errstr, errstr_size, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
+    if (sf_topic_check(topic, errstr, errstr_size)) {
         sf_replay_close(r);
         return -1;
     }
-    if (replay_check_cluster(rk, rkt, topic, o->timeout_ms > 0 ? o->timeout_ms : 10000,
-                                errstr, errstr_size) != 0) {
-        rd_kafka_topic_destroy(rkt);
+    /* Before the topic handle: its metadata requests would have a broker
+     * that auto-creates topics make it with its own partition count. */
+    if (replay_check_cluster(rk, topic, o, st, errstr, errstr_size) != 0) {
+        sf_replay_close(r);
+        return -1;
+    }
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt) {
+        snprintf(errstr, errstr_size, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
         sf_replay_close(r);
         return -1;
     }

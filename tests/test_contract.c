@@ -9,7 +9,9 @@
  * class of dead letter the daemon produces carries its code, and the input's
  * key, bytes and headers unchanged. Outputs are keyed by the event id, else by
  * the input's key, and carry the input's headers (traceparent included) and
- * sigflow-model; with --headers none only sigflow-model. */
+ * sigflow-model; with --headers none only sigflow-model. test_topics: topic
+ * creation, names, missing topics and subscriptions to lists and patterns.
+ * test_model_header_reload: sigflow-model across a SIGHUP reload. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -288,9 +290,230 @@ static void test_contract(void **state) {
     sft_kafka_close(b);
 }
 
+/* Partitions of topic, -1 when it does not exist (all topics' metadata:
+ * naming it would have the embedded broker create it). */
+static int partitions_of(const char *brokers, const char *topic) {
+    rd_kafka_t *rk = sft_client(RD_KAFKA_PRODUCER, brokers, NULL);
+    const struct rd_kafka_metadata *md;
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 10000))
+        fail_msg("no metadata from %s", brokers);
+    int n = -1;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (!strcmp(md->topics[i].topic, topic) && !md->topics[i].err)
+            n = md->topics[i].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    return n;
+}
+
+/* Runs a command to its end; its exit status, stderr in *err_text. */
+static int run_cmd(const char *const *argv, char **err_text) {
+    char *out = sft_temp_path(".out"), *err = sft_temp_path(".err");
+    int rc = sft_wait(sft_spawn((char *const *)argv, NULL, out, err), WAIT_MS);
+    *err_text = sft_read_file(err, NULL);
+    assert_non_null(*err_text);
+    unlink(out);
+    unlink(err);
+    free(out);
+    free(err);
+    return rc;
+}
+
+/* Topics: replay creates a missing topic with the partitions asked (the
+ * embedded broker, which has no Admin API, with its own count, and says so);
+ * an illegal name is a usage error for replay and run; the daemon refuses a
+ * missing output topic naming it, creates it with --create-topics, and
+ * subscribes to a list of topics and to a regular expression. */
+static void test_topics(void **state) {
+    (void)state;
+    const char *topics[] = {"contract.t.out", "contract.list.a", "contract.list.b",
+                            "contract.rx.one", "contract.rx.two"};
+    sft_kafka *b = sft_kafka_open(2, topics, 5, NULL, 0);
+    const char *bs = b->bootstrap;
+    char fresh[64], *err;
+    snprintf(fresh, sizeof fresh, "contract.fresh.%d", (int)getpid());
+    assert_int_equal(partitions_of(bs, fresh), -1);
+    const char *replay[] = {SF_BUILD_DIR "/sigflow-replay", "-b", bs, "-t", fresh, "-f",
+                            SF_TEST_DATA, "--limit", "20", "--partitions", "3", "-q", NULL};
+    int rc = run_cmd(replay, &err);
+    if (rc != 0)
+        fail_msg("replay onto a missing topic: exit %d: %s", rc, err);
+    int parts = partitions_of(bs, fresh);
+    if (b->real) {
+        assert_int_equal(parts, 3);
+        assert_non_null(strstr(err, "created topic"));
+    } else {
+        assert_true(parts > 0);
+        if (parts != 3)
+            assert_non_null(strstr(err, "not the 3 asked"));
+        print_message("embedded broker: topic created with its own %d partitions (no Admin "
+                      "API): %s", parts, err);
+    }
+    free(err);
+    assert_int_equal(sft_topic_end(bs, fresh), 20);
+
+    /* Illegal names: usage errors, nothing created. */
+    const char *bad_replay[] = {SF_BUILD_DIR "/sigflow-replay", "-b", bs, "-t", "a,b", "-f",
+                                SF_TEST_DATA, NULL};
+    assert_int_equal(run_cmd(bad_replay, &err), 2);
+    assert_non_null(strstr(err, "topic name 'a,b' has ','"));
+    free(err);
+    char long_name[260];
+    memset(long_name, 'x', 250);
+    long_name[250] = '\0';
+    const char *bad_run[] = {SF_TEST_SIGFLOW, "run", "--brokers", bs, "--model", SF_TEST_MODEL,
+                             "--variables", SF_TEST_VARS, "--metrics-addr", "none",
+                             "--dlq-topic", long_name, NULL};
+    assert_int_equal(run_cmd(bad_run, &err), 2);
+    assert_non_null(strstr(err, "dead-letter topic: topic name"));
+    assert_non_null(strstr(err, "at most 249"));
+    free(err);
+
+    /* A missing output topic: named, unless --create-topics. */
+    char missing[64];
+    snprintf(missing, sizeof missing, "contract.missing.%d", (int)getpid());
+    const char *no_out[] = {SF_TEST_SIGFLOW, "run", "--brokers", bs, "--model", SF_TEST_MODEL,
+                            "--variables", SF_TEST_VARS, "--metrics-addr", "none",
+                            "--input-topic", "contract.list.a", "--output-topic", missing, NULL};
+    assert_int_equal(run_cmd(no_out, &err), 1);
+    char want[160];
+    snprintf(want, sizeof want, "topic %s does not exist (create it, or run with --create-topics)",
+             missing);
+    if (!strstr(err, want))
+        fail_msg("missing output topic: %s", err);
+    free(err);
+    assert_int_equal(partitions_of(bs, missing), -1);
+
+    /* A list and a regular expression; the second daemon creates its output. */
+    const char *list_args[] = {"--brokers", bs, "--model", SF_TEST_MODEL, "--variables",
+                               SF_TEST_VARS, "--emit", "all", "--group", "contract-list",
+                               "--input-topic", "contract.list.a,contract.list.b",
+                               "--output-topic", "contract.t.out", NULL};
+    const char *rx_args[] = {"--brokers", bs, "--model", SF_TEST_MODEL, "--variables",
+                             SF_TEST_VARS, "--emit", "all", "--group", "contract-rx",
+                             "--input-topic", "^contract\\.rx\\..*", "--output-topic", missing,
+                             "--create-topics", NULL};
+    sft_daemon dl, dr;
+    sft_daemon_start(&dl, list_args, WAIT_MS);
+    sft_daemon_start(&dr, rx_args, WAIT_MS);
+    /* The metrics port comes before the brokers are asked: wait for the start. */
+    assert_true(sft_wait_for_text(dr.log, "created missing topics count=1", WAIT_MS));
+    assert_true(sft_wait_for_text(dl.log, "started", WAIT_MS));
+    assert_true(sft_wait_for_text(dr.log, "started", WAIT_MS));
+    int64_t deadline = sft_now_ms() + WAIT_MS;
+    while (partitions_of(bs, missing) <= 0 && sft_now_ms() < deadline)
+        sft_nap_ms(50);
+    assert_true(partitions_of(bs, missing) > 0);
+    char **keys, **values;
+    sft_atlas_events(40, &keys, &values);
+    const char *in_topics[] = {"contract.list.a", "contract.list.b", "contract.rx.one",
+                               "contract.rx.two"};
+    for (size_t t = 0; t < 4; t++)
+        assert_int_equal(sft_produce(bs, in_topics[t], (const char *const *)keys + 10 * t,
+                                     (const char *const *)values + 10 * t, NULL, 10), 10);
+    assert_true(sft_wait_metric(&dl, "sigflow_signals_published_total", 20, WAIT_MS) == 20);
+    assert_true(sft_wait_metric(&dr, "sigflow_signals_published_total", 20, WAIT_MS) == 20);
+    assert_int_equal(sft_daemon_stop(&dl, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(sft_daemon_stop(&dr, SIGTERM, WAIT_MS), 0);
+    /* Each daemon read its own two topics, every event once. */
+    sft_msgs lo = sft_consume_all(bs, "contract.t.out", 20, 500, WAIT_MS, 0);
+    sft_msgs ro = sft_consume_all(bs, missing, 20, 500, WAIT_MS, 0);
+    assert_int_equal(lo.n, 20);
+    assert_int_equal(ro.n, 20);
+    for (size_t i = 0; i < 20; i++) {
+        assert_non_null(strstr(lo.v[i].value, "\"partition\""));
+        size_t k = 0;
+        while (k < 40 && strcmp(keys[k], lo.v[i].key))
+            k++;
+        assert_true(k < 20);
+        k = 0;
+        while (k < 40 && strcmp(keys[k], ro.v[i].key))
+            k++;
+        assert_true(k >= 20 && k < 40);
+    }
+    sft_msgs_free(&lo);
+    sft_msgs_free(&ro);
+    sft_daemon_free(&dl);
+    sft_daemon_free(&dr);
+    sft_strings_free(keys, 40);
+    sft_strings_free(values, 40);
+    sft_kafka_close(b);
+}
+
+/* sigflow-model follows a SIGHUP reload onto another model: each output
+ * names the model that scored it. */
+static void test_model_header_reload(void **state) {
+    (void)state;
+    const char *topics[] = {"contract.r.in", "contract.r.out"};
+    sft_kafka *b = sft_kafka_open(2, topics, 2, NULL, 0);
+    const char *bs = b->bootstrap;
+    const char *models[] = {SF_TEST_MODEL, SF_SOURCE_DIR "/models/higgs_mlp_tf.h5"};
+    char sha[2][65], err[512];
+    for (size_t k = 0; k < 2; k++) {
+        sf_model *m;
+        if (sf_model_load(&m, models[k], NULL, err, sizeof err))
+            fail_msg("%s", err);
+        snprintf(sha[k], sizeof sha[k], "%s", m->sha256);
+        sf_model_free(m);
+    }
+    assert_string_not_equal(sha[0], sha[1]);
+    char *path = sft_temp_path(".h5"), tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    size_t len;
+    char *bytes = sft_read_file(models[0], &len);
+    FILE *f = fopen(path, "wb");
+    assert_true(bytes && f && fwrite(bytes, 1, len, f) == len && fclose(f) == 0);
+    free(bytes);
+
+    const char *args[] = {"--brokers", bs, "--model", path, "--variables", SF_TEST_VARS,
+                          "--emit", "all", "--group", "contract-reload", "--input-topic",
+                          "contract.r.in", "--output-topic", "contract.r.out", NULL};
+    sft_daemon d;
+    sft_daemon_start(&d, args, WAIT_MS);
+    char **keys, **values;
+    sft_atlas_events(10, &keys, &values);
+    assert_int_equal(sft_produce(bs, "contract.r.in", (const char *const *)keys,
+                                 (const char *const *)values, NULL, 5), 5);
+    assert_true(sft_wait_metric(&d, "sigflow_signals_published_total", 5, WAIT_MS) == 5);
+    bytes = sft_read_file(models[1], &len); /* a deployment: renamed over the old file */
+    f = fopen(tmp, "wb");
+    assert_true(bytes && f && fwrite(bytes, 1, len, f) == len && fclose(f) == 0);
+    free(bytes);
+    assert_int_equal(rename(tmp, path), 0);
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    assert_true(sft_wait_metric(&d, "sigflow_model_reloads_total", 1, WAIT_MS) == 1);
+    assert_int_equal(sft_produce(bs, "contract.r.in", (const char *const *)keys + 5,
+                                 (const char *const *)values + 5, NULL, 5), 5);
+    assert_true(sft_wait_metric(&d, "sigflow_signals_published_total", 10, WAIT_MS) == 10);
+    assert_int_equal(sft_daemon_stop(&d, SIGTERM, WAIT_MS), 0);
+
+    sft_msgs out = sft_consume_all(bs, "contract.r.out", 10, 500, WAIT_MS, 0);
+    assert_int_equal(out.n, 10);
+    for (size_t i = 0; i < out.n; i++) {
+        size_t k = 0;
+        while (k < 10 && strcmp(keys[k], out.v[i].key))
+            k++;
+        assert_true(k < 10);
+        char want[128];
+        snprintf(want, sizeof want, "sigflow-model=%s\n", sha[k >= 5]);
+        if (strcmp(out.v[i].headers, want))
+            fail_msg("event %s (%s the reload): headers '%s', expected '%s'", keys[k],
+                     k >= 5 ? "after" : "before", out.v[i].headers, want);
+    }
+    sft_msgs_free(&out);
+    sft_daemon_free(&d);
+    sft_strings_free(keys, 10);
+    sft_strings_free(values, 10);
+    unlink(path);
+    free(path);
+    sft_kafka_close(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_contract),
+        cmocka_unit_test(test_topics),
+        cmocka_unit_test(test_model_header_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

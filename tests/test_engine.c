@@ -267,6 +267,53 @@ static void set_members(void **state) {
     assert_true(selected > 0 && selected < n);
     sf_engine_free(sel);
 
+    /* sigflow-model of a set: its file's digest, then each member's model. */
+    char digest[512], want_digest[512];
+    sf_engine_member_info m0, m1;
+    assert_int_equal(sf_engine_member(e, 0, &m0), 0);
+    assert_int_equal(sf_engine_member(e, 1, &m1), 0);
+    snprintf(want_digest, sizeof want_digest, "%s mlp=%s higgs=%s", sf_engine_set(e)->sha256,
+             m0.model->sha256, m1.model->sha256);
+    assert_int_equal(sf_engine_digest(e, digest, sizeof digest), (int)strlen(want_digest));
+    assert_string_equal(digest, want_digest);
+    assert_int_equal(sf_engine_digest(e, digest, 100), -1);
+
+    /* Required inputs over the union: {} is refused by the first member,
+     * naming every input it requires; an optional input both members
+     * default is counted once per event, and only for accepted events. */
+    sf_engine_clear(e);
+    assert_int_equal(sf_engine_add(e, "{}", 2, err, sizeof err), SF_REJECT_MISSING_FIELD);
+    assert_non_null(strstr(err, "member 'mlp': 19 required fields 'DER_"));
+    size_t opt = sf_engine_n_inputs(e);
+    for (size_t j = 0; j < sf_engine_n_inputs(e); j++) {
+        sf_engine_take_defaulted(e, j); /* from zero */
+        const char *name = sf_engine_input_name(e, j);
+        int both = 0;
+        for (size_t k = 0; k < 2; k++) {
+            const sf_vars *v = (k ? m1 : m0).vars;
+            for (size_t i = 0; i < v->n_vars; i++)
+                both += !strcmp(v->vars[i].name, name) && v->vars[i].has_default;
+        }
+        if (both == 2 && opt == sf_engine_n_inputs(e))
+            opt = j;
+    }
+    assert_true(opt < sf_engine_n_inputs(e));
+    char pat[128], event[4096];
+    snprintf(pat, sizeof pat, "\"%s\":", sf_engine_input_name(e, opt));
+    size_t accepted = 0;
+    for (size_t i = 0; i < N && accepted < 3; i++) {
+        const char *at = strstr(values[i], pat);
+        assert_non_null(at);
+        const char *end = at + strcspn(at, ",}");
+        if (*end != ',')
+            continue;
+        snprintf(event, sizeof event, "%.*s%s", (int)(at - values[i]), values[i], end + 1);
+        accepted += sf_engine_add(e, event, strlen(event), err, sizeof err) == SF_REJECT_NONE;
+    }
+    assert_int_equal(accepted, 3);
+    assert_int_equal(sf_engine_take_defaulted(e, opt), 3);
+    assert_int_equal(sf_engine_take_defaulted(e, opt), 0);
+
     char line[1024];
     assert_true(sf_engine_output(e, 0, 1, -1, 0, line, sizeof line) > 0);
     assert_non_null(strstr(line, "\"members\": {\"mlp\": ["));

@@ -280,4 +280,19 @@ expect_usage_error "1 labels (s) but model .* has 2 outputs (a binary sigmoid he
 expect_usage_error "bad_no_model.keras: member 'model.weights.h5' is missing" \
     --model "$FIX/keras/bad_no_model.keras" --variables "$VARS"
 
+# What goes in is what gets scored: the shipped variables require all 30
+# inputs, so an event without them is refused (predict, evaluate and the
+# daemon share the engine's rule), naming the inputs; -999 is filled.
+SHIP=(--model "$SIGFLOW_SOURCE_DIR/models/higgs_mlp.h5" --variables "$SIGFLOW_SOURCE_DIR/models/higgs_variables.json")
+printf '{}\n{"foo":"bar"}\n' >"$T/junk.jsonl"
+run "$SF" predict "${SHIP[@]}" <"$T/junk.jsonl" >"$T/junk.out" 2>/dev/null
+[ "$rc" -eq 1 ] || fail "predict of {} and {\"foo\":\"bar\"} exited $rc, not 1"
+[ "$(grep -c '"error": "30 required fields .DER_mass_MMC., .DER_mass_transverse_met_lep.' "$T/junk.out")" -eq 2 ] ||
+    fail "{} and {\"foo\":\"bar\"} must be refused naming the inputs: $(cat "$T/junk.out")"
+printf '{"Label": "s"}\n' >"$T/junk1.jsonl"
+run "$SF" evaluate "${SHIP[@]}" --label-field Label <"$T/junk1.jsonl" >"$T/junk_eval.out" 2>&1
+[ "$rc" -ne 0 ] || fail "evaluate scored an event without its inputs"
+grep -q "stdin:1: 30 required fields 'DER_mass_MMC'" "$T/junk_eval.out" ||
+    fail "evaluate must name the missing inputs: $(cat "$T/junk_eval.out")"
+
 echo "test_predict: ok"

@@ -57,7 +57,13 @@ typedef struct sf_pipeline_stats {
 
 typedef struct sf_pipeline_conf {
     const char *brokers;
-    const char *input_topic;
+    const char *input_topic;     /* used when n_input_topics is 0 */
+    /* The topics to consume: names, or regular expressions starting with '^'
+     * (librdkafka's convention), which follow topics as they appear. */
+    const char *const *input_topics;
+    size_t n_input_topics;
+    int create_topics;           /* create a missing output or dead-letter topic (Admin
+                                    API); else a missing one is a start-up error */
     const char *output_topic;
     const char *dlq_topic;       /* NULL: dead letters are logged and counted only */
     const char *group;
@@ -90,8 +96,9 @@ typedef struct sf_pipeline_conf {
 void sf_pipeline_conf_init(sf_pipeline_conf *conf);
 
 /* Runs until *conf->stop is set (returns 0) or a fatal error (returns -1 with
- * errstr); -2 (with errstr) when the model or variables files are refused at
- * start-up, before any Kafka client exists: a usage error, not an outage. */
+ * errstr); -2 (with errstr) when a topic name is illegal, or the model or
+ * variables files are refused at start-up, before any Kafka client exists: a
+ * usage error, not an outage. */
 int sf_pipeline_run(const sf_pipeline_conf *conf, char *errstr, size_t errstr_size);
 
 #endif

@@ -92,6 +92,8 @@ typedef struct {
     uint64_t skipped;   /* bad rows */
     double seconds;     /* from the first row to the last delivery report */
     char error[256];    /* the first delivery error, "" when none */
+    int created_topic;  /* 1: the topic did not exist and was created */
+    int created_partitions; /* its partitions then, as the cluster reports them (-1: unknown) */
 } sf_replay_stats;
 
 typedef struct {
@@ -104,6 +106,9 @@ typedef struct {
     double rate;              /* messages per second, 0 = as fast as possible */
     int strict;               /* stop at the first bad row (the run fails) */
     int timeout_ms;           /* bound on the reachability check, 0 = 10000 */
+    /* A missing topic is created with these (<= 0: the broker's defaults). */
+    int partitions;
+    int replication_factor;
     int flush_timeout_ms;     /* bound on waiting for delivery reports at the
                                  end, 0 = message.timeout.ms of the producer + 1 s */
     /* Called for each bad row when not strict (NULL: bad rows are only counted). */
@@ -129,14 +134,16 @@ void sf_replay_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
 
 /* Replays opts->path to `topic` through `rk`, a producer whose configuration
  * went through sf_replay_conf_init (nothing else may produce on it or poll it
- * during the run). It first checks that the cluster answers a metadata request
- * for the topic within opts->timeout_ms, then runs the passes, then waits for
+ * during the run). It first checks that the cluster answers within
+ * opts->timeout_ms and creates the topic when it does not exist (Admin API,
+ * opts->partitions and replication_factor), then runs the passes, then waits for
  * every delivery report, so all counters are final on return. *stop (may be
  * NULL) ends the run early: no new messages, the sent ones are flushed.
  *
  * Returns 0 when the run completed (deliveries may still have failed: check
  * st->failed), or -1 with errstr when it could not start or was cut short: file
- * unreadable, cluster unreachable, topic unknown, or a bad row in strict mode.
+ * unreadable, cluster unreachable, the topic's name illegal or its creation
+ * refused (errstr has the broker's reason), or a bad row in strict mode.
  * *st is filled in both cases. */
 int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *opts,
                   sf_replay_stats *st, sf_stop_flag *stop, char *errstr,

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "sigflow/args.h"
 #include "sigflow/broker.h"
+#include "sigflow/topics.h"
 #include "sigflow/log.h"
 
 #define MAX_TOPICS 64
@@ -87,6 +88,10 @@ int sf_cmd_broker(int argc, char **argv) {
         case 't':
             if (n_topics == MAX_TOPICS) {
                 fprintf(stderr, "sigflow broker: more than %d topics\n", MAX_TOPICS);
+                return 2;
+            }
+            if (sf_topic_check(optarg, errstr, sizeof errstr)) {
+                fprintf(stderr, "sigflow broker: --topic '%s': %s\n", optarg, errstr);
                 return 2;
             }
             topics[n_topics++] = optarg;

@@ -23,10 +23,13 @@ static const char usage[] =
     "Consume JSON events, classify them in micro-batches, publish the signals.\n"
     "\n"
     "  --brokers B            Kafka bootstrap servers (host:port,...)\n"
-    "  --input-topic T        events to classify (default events)\n"
+    "  --input-topic T        events to classify (default events); several as T1,T2 or\n"
+    "                         repeated; ^REGEX subscribes to every matching topic\n"
     "  --output-topic T       where predictions go (default signals)\n"
     "  --dlq-topic T          where malformed events go, with the reason in headers\n"
     "                         (default: none, they are logged and counted)\n"
+    "  --create-topics        create a missing output or dead-letter topic (default:\n"
+    "                         a missing one is an error naming it)\n"
     "  --group G              consumer group (default sigflow)\n"
     "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
     "                         or a model set (JSON: members with their own variables)\n"
@@ -71,7 +74,11 @@ static void print_config(const sf_pipeline_conf *c) {
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     const sf_engine_conf *e = &c->engine;
     printf("brokers=%s\n", c->brokers);
-    printf("input-topic=%s\n", c->input_topic);
+    printf("input-topic=");
+    for (size_t i = 0; i < c->n_input_topics; i++)
+        printf("%s%s", i ? "," : "", c->input_topics[i]);
+    printf("%s\n", c->n_input_topics ? "" : c->input_topic);
+    printf("create-topics=%s\n", c->create_topics ? "true" : "false");
     printf("output-topic=%s\n", c->output_topic);
     printf("dlq-topic=%s\n", c->dlq_topic ? c->dlq_topic : "");
     printf("group=%s\n", c->group);
@@ -117,7 +124,7 @@ int sf_cmd_run(int argc, char **argv) {
     char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_LABEL, O_THR, O_EMIT, O_BW, O_MAXB, O_EOS, O_TXID,
-           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS };
+           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS, O_CREATE };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -127,6 +134,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"signal-label", required_argument, NULL, O_LABEL},
         {"threshold", required_argument, NULL, O_THR}, {"emit", required_argument, NULL, O_EMIT},
         {"emit-members", no_argument, NULL, O_MEMBERS},
+        {"create-topics", no_argument, NULL, O_CREATE},
         {"headers", required_argument, NULL, O_HEADERS},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
         {"batch-wait-ms", required_argument, NULL, O_BW},
@@ -150,6 +158,9 @@ int sf_cmd_run(int argc, char **argv) {
     }
     argv = args;
     int opt, bad = 0, print = 0;
+    const char *in_topics[64];
+    char in_buf[4096];
+    size_t n_in = 0, in_used = 0;
     long v;
     double d;
     opterr = 0;
@@ -159,7 +170,25 @@ int sf_cmd_run(int argc, char **argv) {
             continue;
         switch (opt) {
         case 'b': c.brokers = optarg; break;
-        case O_IN: c.input_topic = optarg; break;
+        case O_IN: /* a list: T1,T2 or repeated (a topic name holds no comma) */
+            for (const char *t = optarg; !bad && *t;) {
+                size_t len = strcspn(t, ",");
+                if (len && (n_in == sizeof in_topics / sizeof in_topics[0] ||
+                            in_used + len + 1 > sizeof in_buf)) {
+                    bad = sf_args_bad("sigflow run", "--input-topic", optarg,
+                                      "at most 64 topics, 4096 characters in all");
+                    break;
+                }
+                if (len) { /* copied: optarg may be the environment's */
+                    memcpy(in_buf + in_used, t, len);
+                    in_buf[in_used + len] = '\0';
+                    in_topics[n_in++] = in_buf + in_used;
+                    in_used += len + 1;
+                }
+                t += len + (t[len] == ',');
+            }
+            break;
+        case O_CREATE: c.create_topics = 1; break;
         case O_OUT: c.output_topic = optarg; break;
         case O_DLQ: c.dlq_topic = optarg; break;
         case O_GROUP: c.group = optarg; break;
@@ -241,6 +270,8 @@ int sf_cmd_run(int argc, char **argv) {
     }
     c.kafka_props = (const char *const *)props.kv;
     c.n_kafka_props = props.n;
+    c.input_topics = in_topics;
+    c.n_input_topics = n_in;
     if (print) {
         print_config(&c);
         sf_kafka_props_free(&props);
