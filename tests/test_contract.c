@@ -53,28 +53,6 @@ static char *vars_with_one_optional(void) {
     return path;
 }
 
-/* Replaces the value of field in a compact event with repl, or drops it (NULL). */
-static char *edit_field(const char *event, const char *field, const char *repl) {
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", field);
-    const char *at = strstr(event, pat);
-    assert_non_null(at);
-    const char *end = at + strlen(pat);
-    end += strcspn(end, ",}");
-    size_t cap = strlen(event) + (repl ? strlen(repl) : 0) + strlen(pat) + 2;
-    char *s = malloc(cap);
-    assert_non_null(s);
-    if (repl) {
-        snprintf(s, cap, "%.*s%s%s%s", (int)(at - event), event, pat, repl, end);
-    } else if (*end == ',') {
-        snprintf(s, cap, "%.*s%s", (int)(at - event), event, end + 1);
-    } else { /* the last field: drop the comma before it */
-        assert_true(at[-1] == ',');
-        snprintf(s, cap, "%.*s%s", (int)(at - event - 1), event, end);
-    }
-    return s;
-}
-
 typedef struct input {
     char *key;     /* NULL: none */
     char *value;
@@ -126,26 +104,26 @@ static void test_contract(void **state) {
             char k[32];
             snprintf(k, sizeof k, "in-key-%zu", i);
             e->key = strdup(k);
-            e->value = edit_field(values[i], "EventId", NULL);
+            e->value = sft_edit_field(values[i], "EventId", NULL);
             e->out_key = e->key;
         } else if (i < 9) { /* the optional input absent: scored and counted */
             e->key = strdup(keys[i]);
-            e->value = edit_field(values[i], OPTIONAL_INPUT, NULL);
+            e->value = sft_edit_field(values[i], OPTIONAL_INPUT, NULL);
             e->out_key = keys[i];
             n_optional++;
         } else if (i == 9) { /* a required input absent */
             e->key = strdup("dl-missing");
-            e->value = edit_field(values[i], "DER_mass_vis", NULL);
+            e->value = sft_edit_field(values[i], "DER_mass_vis", NULL);
             e->code = "missing_field";
             e->why = "field 'DER_mass_vis' is missing and has no default";
         } else if (i == 10) {
             e->key = strdup("dl-string");
-            e->value = edit_field(values[i], "PRI_met", "\"16.8\"");
+            e->value = sft_edit_field(values[i], "PRI_met", "\"16.8\"");
             e->code = "not_number";
             e->why = "'PRI_met'";
         } else {
             e->key = strdup("dl-range");
-            e->value = edit_field(values[i], "DER_mass_vis", "3.5e38");
+            e->value = sft_edit_field(values[i], "DER_mass_vis", "3.5e38");
             e->code = "not_finite";
             e->why = "'DER_mass_vis'";
         }
@@ -166,7 +144,7 @@ static void test_contract(void **state) {
         if (j == 4) { /* an id over 127 bytes */
             char id[320];
             snprintf(id, sizeof id, "\"%s\"", long_id);
-            e->value = edit_field(values[0], "EventId", id);
+            e->value = sft_edit_field(values[0], "EventId", id);
         } else if (j == 5) { /* over --max-event-bytes */
             e->value = malloc(6000);
             assert_non_null(e->value);

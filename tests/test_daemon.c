@@ -454,27 +454,6 @@ typedef struct bad_event {
     const char *reason; /* substring of sigflow-error */
 } bad_event;
 
-/* Replaces the value of `field` in a compact JSON event (as the replay writes
- * them: {"a":1,"b":2}) with repl, or drops the field when repl is NULL. */
-static char *edit_field(const char *event, const char *field, const char *repl) {
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", field);
-    const char *at = strstr(event, pat);
-    assert_non_null(at);
-    const char *end = at + strlen(pat);
-    end += strcspn(end, ",}");
-    size_t cap = strlen(event) + (repl ? strlen(repl) : 0) + strlen(pat) + 1;
-    char *s = malloc(cap);
-    assert_non_null(s);
-    if (repl) {
-        snprintf(s, cap, "%.*s%s%s%s", (int)(at - event), event, pat, repl, end);
-    } else { /* drop the field and the comma after it (none of these fields is last) */
-        assert_true(*end == ',');
-        snprintf(s, cap, "%.*s%s", (int)(at - event), event, end + 1);
-    }
-    return s;
-}
-
 /* Checks the dead letters against the malformed inputs: one each, found by
  * its sigflow-source, unchanged (same key or none, same bytes) with a
  * sigflow-error naming the problem. A payload over `kept_max` bytes must
@@ -614,10 +593,10 @@ static void test_dead_letters(void **state) {
     bad_event bad[] = {
         {"bad-not-json", strdup("this is {not json"), 0, "invalid JSON"},
         {"bad-array", strdup("[1, 2, 3]"), 0, "object"},
-        {"bad-missing", edit_field(values[1], "DER_mass_transverse_met_lep", NULL), 0,
+        {"bad-missing", sft_edit_field(values[1], "DER_mass_transverse_met_lep", NULL), 0,
          "'DER_mass_transverse_met_lep'"},
-        {"bad-string", edit_field(values[2], "PRI_met", "\"16.8\""), 0, "'PRI_met'"},
-        {"bad-float-range", edit_field(values[3], "DER_mass_vis", "3.5e38"), 0, "'DER_mass_vis'"},
+        {"bad-string", sft_edit_field(values[2], "PRI_met", "\"16.8\""), 0, "'PRI_met'"},
+        {"bad-float-range", sft_edit_field(values[3], "DER_mass_vis", "3.5e38"), 0, "'DER_mass_vis'"},
         {"bad-empty", strdup(""), 0, ""},
         {NULL, strdup("not json and no key"), 0, "invalid JSON"},
         {"bad-huge", huge, huge_len, "1048576"},
@@ -632,7 +611,7 @@ static void test_dead_letters(void **state) {
     size_t n = n_valid + n_bad;
     const char **k = calloc(n, sizeof *k), **v = calloc(n, sizeof *v);
     size_t *lens = calloc(n, sizeof *lens);
-    char *defaulted = edit_field(values[5], "DER_mass_MMC", NULL);
+    char *defaulted = sft_edit_field(values[5], "DER_mass_MMC", NULL);
     for (size_t i = 0, j = 0, vi = 0; i < n; i++) {
         if (j < n_bad && i % (n / n_bad) == n / n_bad / 2) {
             k[i] = bad[j].key;

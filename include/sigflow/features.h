@@ -3,10 +3,11 @@
  * Fields are looked up by variable name; extra fields are ignored. A missing
  * field takes the variable's default; without a default (a required input) the
  * event is rejected, naming every required input it lacks. A field equal to
- * missing_value takes the variable's fill, else its default, else is rejected. Anything but a finite JSON number rejects the
- * event. Every rejection carries a reason that names the field. The common case
- * (a flat object) takes a hand-written single-pass scanner; anything unusual
- * falls back to jansson, so both paths give the same answer. */
+ * missing_value takes the variable's fill, else its default, else is
+ * rejected. Anything but a finite JSON number rejects the event. Every
+ * rejection carries a reason that names the field. The common case (a flat
+ * object) takes a hand-written single-pass scanner; anything unusual falls
+ * back to jansson, so both paths give the same answer. */
 #ifndef SIGFLOW_FEATURES_H
 #define SIGFLOW_FEATURES_H
 

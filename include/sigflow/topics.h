@@ -1,5 +1,5 @@
-/* topics.h: Kafka topic names and their existence, for every command that
- * names a topic (run, replay, bench, broker, demo).
+/* topics.h: Kafka topic names and their existence, for the commands that
+ * name topics (run, replay, broker).
  *
  * A name is checked before any client exists, so a typo is a usage error
  * with a clear message rather than a broker's INVALID_TOPIC much later. A
@@ -33,10 +33,11 @@ typedef struct sf_topic_spec {
 /* Makes sure the n topics exist on rk's cluster. Those that do not are
  * created with spec when spec is non-NULL (a topic someone else created
  * meanwhile counts as created), else it is an error naming the first missing
- * one. A cluster without a controller (the embedded broker, which has no
- * Admin API) creates them itself on a metadata request, with its own
- * partition count. *created (may be NULL) gets the number created. 0, or -1 with errstr
- * naming the topic and, for a refused creation, the broker's reason. */
+ * one. A cluster without a reachable controller (the embedded broker, which
+ * has no Admin API) creates them itself on a metadata request, with its own
+ * partition count. *created (may be NULL) gets the number created. 0, or -1
+ * with errstr naming the topic and, for a refused creation, the broker's
+ * reason. */
 int sf_topics_ensure(rd_kafka_t *rk, const char *const *topics, size_t n,
                      const sf_topic_spec *spec, int timeout_ms, size_t *created,
                      char *errstr, size_t errstr_size);

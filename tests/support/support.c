@@ -564,6 +564,28 @@ void sft_atlas_events(size_t n, char ***keys, char ***values) {
     sf_replay_close(r);
 }
 
+/* Replaces the value of field in a compact event with repl, or drops it (NULL). */
+char *sft_edit_field(const char *event, const char *field, const char *repl) {
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", field);
+    const char *at = strstr(event, pat);
+    assert_non_null(at);
+    const char *end = at + strlen(pat);
+    end += strcspn(end, ",}");
+    size_t cap = strlen(event) + (repl ? strlen(repl) : 0) + strlen(pat) + 2;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    if (repl) {
+        snprintf(s, cap, "%.*s%s%s%s", (int)(at - event), event, pat, repl, end);
+    } else if (*end == ',') {
+        snprintf(s, cap, "%.*s%s", (int)(at - event), event, end + 1);
+    } else { /* the last field: drop the comma before it */
+        assert_true(at[-1] == ',');
+        snprintf(s, cap, "%.*s%s", (int)(at - event - 1), event, end);
+    }
+    return s;
+}
+
 void sft_strings_free(char **v, size_t n) {
     for (size_t i = 0; i < n; i++)
         free(v[i]);

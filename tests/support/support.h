@@ -128,6 +128,11 @@ size_t sft_produce_headers(const char *brokers, const char *topic, const char *c
 void sft_atlas_events(size_t n, char ***keys, char ***values);
 void sft_strings_free(char **v, size_t n);
 
+/* A compact JSON event (as the replay writes them: {"a":1,"b":2}) with the
+ * value of field replaced by repl, or the field dropped when repl is NULL;
+ * caller frees. */
+char *sft_edit_field(const char *event, const char *field, const char *repl);
+
 /* posix_spawn of argv (NULL-terminated), stdout/stderr to the given files
  * (NULL: /dev/null), stdin from in_path (NULL: /dev/null). */
 pid_t sft_spawn(char *const argv[], const char *in_path, const char *out_path, const char *err_path);
