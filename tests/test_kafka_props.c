@@ -54,7 +54,7 @@ static void file_lines_in_order(void **state) {
 
     /* Applied in order: the later client.id and linger.ms win. */
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    assert_int_equal(sf_kafka_props_apply(conf, (const char *const *)p.kv, p.n, err, sizeof err), 0);
+    assert_int_equal(sf_kafka_props_apply(conf, SF_KAFKA_FOR_PRODUCER, (const char *const *)p.kv, p.n, err, sizeof err), 0);
     conf_value(conf, "client.id", "sigflow-b");
     conf_value(conf, "linger.ms", "7");
     conf_value(conf, "socket.timeout.ms", "12345");
@@ -134,7 +134,7 @@ static void cli_bad_line(void **state) {
 }
 
 /* A file's properties reach the client: librdkafka refuses an unknown one,
- * by name, as it would from -X. */
+ * by name, as it would from -X, before anything starts (a usage error). */
 static void cli_file_is_applied(void **state) {
     (void)state;
     char *path = write_temp("# from a file\nnonsense.property.from.file=1\n");
@@ -145,7 +145,7 @@ static void cli_file_is_applied(void **state) {
     char *const replay_argv[] = {SF_BUILD_DIR "/sigflow-replay", "-b", "127.0.0.1:9", "-t", "t",
                                  "-f", "x.csv", "-F", path, NULL};
     char *err;
-    assert_int_equal(run(run_argv, &err), 1);
+    assert_int_equal(run(run_argv, &err), 2);
     assert_non_null(strstr(err, "nonsense.property.from.file"));
     free(err);
     assert_int_equal(run(replay_argv, &err), 2);

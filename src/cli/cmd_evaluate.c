@@ -367,36 +367,37 @@ int sf_cmd_evaluate(int argc, char **argv) {
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
+    sf_cli cli = sf_args_cli("sigflow evaluate", argc, argv);
+    log_format = cli.format;
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow evaluate", opt, optarg, &ec, &bad))
+        if (sf_args_engine(&cli, opt, optarg, &ec, &bad))
             continue;
         switch (opt) {
         case O_LABEL:
             if (!*optarg)
-                bad = sf_args_bad("sigflow evaluate", "--label-field", optarg, "a field name");
+                bad = sf_args_bad(&cli, "--label-field", optarg, "a field name");
             label_field = optarg;
             break;
         case O_CSV: csv = optarg; break;
         case O_JSON: as_json = 1; break;
-        case O_LOGF: bad |= sf_args_log_format("sigflow evaluate", optarg, &log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &log_format); break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = sf_args_getopt_error("sigflow evaluate", opt, argv);
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
     if (!bad && (optind < argc || !ec.model_path ||
                  (!ec.vars_path && !sf_modelset_is_set(ec.model_path)))) {
-        fprintf(stderr, "sigflow evaluate: %s\n", optind < argc ? "unexpected argument"
-                                                               : "--model and --variables are required "
-                                                                 "(--variables unless the model is a set)");
-        bad = 1;
+        if (optind < argc)
+            bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
+        else
+            bad = sf_args_usage(&cli, "--model and --variables are required "
+                                      "(--variables unless the model is a set)");
     }
-    if (bad) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (bad)
+        return sf_args_try(&cli);
     char err[1024];
     evaluator ev = {.label_field = label_field, .batch = ec.batch_size, .log_format = log_format};
     int rc = 2;

@@ -166,30 +166,31 @@ int sf_cmd_predict(int argc, char **argv) {
         {"log-format", required_argument, NULL, O_LOGF},
         {"emit-members", no_argument, NULL, O_MEMBERS},
         {NULL, 0, NULL, 0}};
+    sf_cli cli = sf_args_cli("sigflow predict", argc, argv);
+    log_format = cli.format;
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow predict", opt, optarg, &ec, &bad))
+        if (sf_args_engine(&cli, opt, optarg, &ec, &bad))
             continue;
         switch (opt) {
-        case O_LOGF: bad |= sf_args_log_format("sigflow predict", optarg, &log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &log_format); break;
         case O_MEMBERS: emit_members = 1; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = sf_args_getopt_error("sigflow predict", opt, argv);
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
     if (!bad && (optind < argc || !ec.model_path ||
                  (!ec.vars_path && !sf_modelset_is_set(ec.model_path)))) {
-        fprintf(stderr, "sigflow predict: %s\n", optind < argc ? "unexpected argument"
-                                                              : "--model and --variables are required "
-                                                                "(--variables unless the model is a set)");
-        bad = 1;
+        if (optind < argc)
+            bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
+        else
+            bad = sf_args_usage(&cli, "--model and --variables are required "
+                                      "(--variables unless the model is a set)");
     }
-    if (bad) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (bad)
+        return sf_args_try(&cli);
 
     char err[1024];
     predictor p = {.emit_members = emit_members, .batch = ec.batch_size,

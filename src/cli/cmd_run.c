@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "sigflow/args.h"
+#include "sigflow/http.h"
 #include "sigflow/modelset.h"
 #include "sigflow/kafka.h"
 #include "sigflow/pipeline.h"
@@ -99,7 +100,7 @@ static void print_config(const sf_pipeline_conf *c) {
     for (size_t i = 0; i < c->n_kafka_props; i++) {
         const char *p = c->kafka_props[i];
         int name_len = (int)strcspn(p, "=");
-        if (sf_args_secret(p))
+        if (sf_kafka_secret(p))
             printf("kafka.%.*s=***\n", name_len, p);
         else
             printf("kafka.%s\n", p);
@@ -139,10 +140,11 @@ int sf_cmd_run(int argc, char **argv) {
         {NULL, 0, NULL, 0}};
     /* Variables first, then the command line: getopt keeps the last value. */
     static const char *const not_from_env[] = {"help", "print-config", NULL};
+    sf_cli cli = sf_args_cli("sigflow run", argc, argv);
     char **args = sf_args_with_env(opts, not_from_env, 'X', argc, argv, &argc, err, sizeof err);
     if (!args) {
-        fprintf(stderr, "sigflow run: %s\n", err);
-        return 2;
+        sf_args_usage(&cli, "%s", err);
+        return sf_args_try(&cli);
     }
     argv = args;
     int opt, bad = 0, print = 0;
@@ -151,7 +153,7 @@ int sf_cmd_run(int argc, char **argv) {
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":b:m:v:X:F:h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow run", opt, optarg, &c.engine, &bad))
+        if (sf_args_engine(&cli, opt, optarg, &c.engine, &bad))
             continue;
         switch (opt) {
         case 'b': c.brokers = optarg; break;
@@ -162,7 +164,7 @@ int sf_cmd_run(int argc, char **argv) {
         case O_LABEL: c.engine.signal_label = optarg; break;
         case O_THR:
             if (sf_args_double(optarg, 0, 1, &d))
-                bad = sf_args_bad("sigflow run", "--threshold", optarg, "a probability in [0, 1]");
+                bad = sf_args_bad(&cli, "--threshold", optarg, "a probability in [0, 1]");
             c.engine.threshold = d;
             break;
         case O_EMIT:
@@ -171,57 +173,65 @@ int sf_cmd_run(int argc, char **argv) {
             else if (!strcmp(optarg, "signal"))
                 c.engine.emit = SF_EMIT_SIGNAL;
             else
-                bad = sf_args_bad("sigflow run", "--emit", optarg, "signal or all");
+                bad = sf_args_bad(&cli, "--emit", optarg, "signal or all");
             break;
         case O_MEMBERS: c.emit_members = 1; break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))
-                bad = sf_args_bad("sigflow run", "--batch-wait-ms", optarg, "an integer in 0..60000");
+                bad = sf_args_bad(&cli, "--batch-wait-ms", optarg, "an integer in 0..60000");
             c.batch_wait_ms = (int)v;
             break;
         case O_MAXB:
             if (sf_args_long(optarg, 1, 256L << 20, &v))
-                bad = sf_args_bad("sigflow run", "--max-event-bytes", optarg, "an integer in 1..268435456");
+                bad = sf_args_bad(&cli, "--max-event-bytes", optarg, "an integer in 1..268435456");
             c.max_event_bytes = (size_t)v;
             break;
         case O_EOS: c.exactly_once = 1; break;
         case O_TXID: c.transactional_id = optarg; break;
-        case O_METRICS: c.metrics_addr = optarg; break;
+        case O_METRICS:
+            c.metrics_addr = optarg;
+            if (strcmp(optarg, "none") && sf_http_addr_check(optarg, err, sizeof err))
+                bad = sf_args_usage(&cli, "--metrics-addr: %s", err);
+            break;
         case O_CONN:
             if (sf_args_long(optarg, 1, 3600000, &v))
-                bad = sf_args_bad("sigflow run", "--connect-timeout-ms", optarg, "an integer in 1..3600000");
+                bad = sf_args_bad(&cli, "--connect-timeout-ms", optarg, "an integer in 1..3600000");
             c.connect_timeout_ms = (int)v;
             break;
         case O_LOG:
             if (sf_log_level_parse(optarg, &c.log_level))
-                bad = sf_args_bad("sigflow run", "--log-level", optarg, "error, warn, info or debug");
+                bad = sf_args_bad(&cli, "--log-level", optarg, "error, warn, info or debug");
             break;
-        case O_LOGF: bad |= sf_args_log_format("sigflow run", optarg, &c.log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &c.log_format); break;
         case 'X':
         case 'F':
             if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, err, sizeof err)
-                            : sf_kafka_props_load(&props, optarg, err, sizeof err))) {
-                fprintf(stderr, "sigflow run: %s\n", err);
-                bad = 1;
-            }
+                            : sf_kafka_props_load(&props, optarg, err, sizeof err)))
+                bad = sf_args_usage(&cli, "%s", err);
             break;
         case O_PRINT: print = 1; break;
         case 'h': fputs(usage, stdout); sf_kafka_props_free(&props); free(args); return 0;
-        default: bad = sf_args_getopt_error("sigflow run", opt, argv);
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
+    if (!c.brokers) /* a Java client's properties file (-F) names them */
+        c.brokers = sf_kafka_props_get(&props, "bootstrap.servers");
+    /* --print-config shows what was given, even what this librdkafka would refuse. */
+    if (!bad && !print && sf_kafka_props_check((const char *const *)props.kv, props.n,
+                                     SF_KAFKA_FOR_CONSUMER | SF_KAFKA_FOR_PRODUCER, err, sizeof err))
+        bad = sf_args_usage(&cli, "%s", err);
     if (!bad && (optind < argc || !c.brokers || !c.engine.model_path ||
                  (!c.engine.vars_path && !sf_modelset_is_set(c.engine.model_path)))) {
-        fprintf(stderr, "sigflow run: %s\n", optind < argc ? "unexpected argument"
-                                                          : "--brokers, --model and --variables are required "
-                                                            "(--variables unless the model is a set)");
-        bad = 1;
+        if (optind < argc)
+            bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
+        else
+            bad = sf_args_usage(&cli, "--brokers, --model and --variables are required "
+                                      "(--variables unless the model is a set)");
     }
     if (bad) {
-        fputs(usage, stderr);
         sf_kafka_props_free(&props);
         free(args);
-        return 2;
+        return sf_args_try(&cli);
     }
     if (c.exactly_once && !c.transactional_id) {
         char host[256] = "localhost";
@@ -247,7 +257,7 @@ int sf_cmd_run(int argc, char **argv) {
     int r = sf_pipeline_run(&c, err, sizeof err);
     int rc = r == 0 ? 0 : r == -2 ? 2 : 1; /* 2: the model or variables were refused */
     if (rc)
-        fprintf(stderr, "sigflow run: %s\n", err);
+        sf_log_cli(c.log_format, SF_LOG_ERROR, cli.prog, "%s", err);
     sf_metrics_free(metrics);
     sf_kafka_props_free(&props);
     free(args);
