@@ -9,7 +9,11 @@
 
 #include <jansson.h>
 
+#include "sigflow/clock.h"
 #include "sigflow/kafka.h"
+
+/* The longest a start-up wait goes without looking at the stop flag. */
+#define STOP_SLICE_MS 100
 
 /* librdkafka backs off reconnecting up to 10 s: after a broker outage the
  * consumer could come back after its 10 s session expired, lose its
@@ -517,9 +521,18 @@ rd_kafka_t *sf_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errs
 }
 
 int sf_kafka_check_brokers(rd_kafka_t *rk, const char *brokers, const char *topic, int timeout_ms,
-                           int *topic_exists, char *errstr, size_t n) {
+                           const atomic_int *stop, int *topic_exists, char *errstr, size_t n) {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    /* Short requests, so that a stop is seen within a slice. */
+    int64_t deadline = sf_clock_ms() + timeout_ms;
+    for (int64_t left = timeout_ms; left > 0; left = deadline - sf_clock_ms()) {
+        if (stop && atomic_load(stop))
+            return 1;
+        err = rd_kafka_metadata(rk, 1, NULL, &md, (int)(left < STOP_SLICE_MS ? left : STOP_SLICE_MS));
+        if (err != RD_KAFKA_RESP_ERR__TIMED_OUT && err != RD_KAFKA_RESP_ERR__TRANSPORT)
+            break;
+    }
     if (err) {
         snprintf(errstr, n, "cannot reach brokers %s within %d ms: %s", brokers, timeout_ms,
                  rd_kafka_err2str(err));

@@ -364,13 +364,15 @@ static rd_kafka_t *make_client(pipeline *p, rd_kafka_type_t type, char *errstr, 
     return sf_kafka_new(type, conf, errstr, n);
 }
 
-/* Fails fast when the brokers cannot be reached at start-up. */
+/* Fails fast when the brokers cannot be reached at start-up; 1 when stopped
+ * meanwhile. */
 static int check_brokers(pipeline *p, char *errstr, size_t n) {
     const sf_pipeline_conf *c = p->conf;
     int exists;
-    if (sf_kafka_check_brokers(p->producer, c->brokers, c->input_topic, c->connect_timeout_ms,
-                               &exists, errstr, n))
-        return -1;
+    int rc = sf_kafka_check_brokers(p->producer, c->brokers, c->input_topic, c->connect_timeout_ms,
+                                    c->stop, &exists, errstr, n);
+    if (rc)
+        return rc;
     if (!exists)
         sf_log(p->log, SF_LOG_WARN, "input topic does not exist (yet), waiting for it topic=%s",
                c->input_topic);
@@ -559,7 +561,15 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
     }
     engine_announce(&p);
 
-    if (!(p.producer = make_client(&p, RD_KAFKA_PRODUCER, errstr, n)) || check_brokers(&p, errstr, n))
+    /* A stop during the model load or the broker check is a clean exit. */
+    int checked = -1;
+    if (atomic_load(c->stop) || ((p.producer = make_client(&p, RD_KAFKA_PRODUCER, errstr, n)) &&
+                                 (checked = check_brokers(&p, errstr, n)) == 1)) {
+        sf_log(p.log, SF_LOG_INFO, "stopped while starting");
+        rc = 0;
+        goto out;
+    }
+    if (checked)
         goto out;
     if (c->exactly_once) {
         rd_kafka_error_t *err = rd_kafka_init_transactions(p.producer, c->connect_timeout_ms);

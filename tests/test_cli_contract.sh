@@ -95,6 +95,22 @@ usage_text "sigflow broker: unexpected argument 'x'" "sigflow broker" "$SF" brok
 usage_text "sigflow-bench: unknown option '--bogus'" "sigflow-bench" "$BENCH" --bogus
 usage_text "sigflow-replay: --brokers, --topic and --file are required" "sigflow-replay" "$REPLAY"
 
+# SIGTERM and SIGINT while run waits for a broker at start-up: exit 0 within 1.5 s.
+for sig in TERM INT; do
+    "$SF" run -b "$CLOSED" --model "$MODEL" --variables "$VARS" --metrics-addr none \
+        --connect-timeout-ms 60000 2>"$TMP/err" &
+    pid=$!
+    timeout 60 bash -c "until grep -q 'Connect to' '$TMP/err'; do sleep 0.05; done" ||
+        fail "run did not start waiting for the broker: $(cat "$TMP/err")"
+    start=$(date +%s%N)
+    kill -$sig $pid
+    wait $pid; rc=$?
+    took=$(( ($(date +%s%N) - start) / 1000000 ))
+    [ $rc -eq 0 ] || fail "SIG$sig during the start-up wait: rc $rc"
+    [ $took -le 1500 ] || fail "SIG$sig during the start-up wait: exit after $took ms"
+    echo "SIG$sig during the start-up wait: exit 0 after $took ms"
+done
+
 # sigflow help CMD is CMD's help.
 for cmd in run demo predict inspect evaluate broker; do
     "$SF" help $cmd >"$TMP/out" 2>"$TMP/err" || fail "sigflow help $cmd: rc $?"

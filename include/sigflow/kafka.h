@@ -5,6 +5,7 @@
 #ifndef SIGFLOW_KAFKA_H
 #define SIGFLOW_KAFKA_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <librdkafka/rdkafka.h>
 
@@ -91,10 +92,10 @@ rd_kafka_t *sf_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errs
                          size_t errstr_size);
 
 /* Checks that the brokers answer within timeout_ms (metadata request) and
- * whether `topic` exists (*topic_exists). 0, or -1 with errstr naming the
- * brokers. */
+ * whether `topic` exists (*topic_exists). 0; 1 as soon as *stop is set (NULL:
+ * never), within 100 ms; or -1 with errstr naming the brokers. */
 int sf_kafka_check_brokers(rd_kafka_t *rk, const char *brokers, const char *topic, int timeout_ms,
-                           int *topic_exists, char *errstr, size_t errstr_size);
+                           const atomic_int *stop, int *topic_exists, char *errstr, size_t errstr_size);
 
 /* Moves a consumer back to its group's committed offsets for parts (the
  * beginning where none is committed). 0, or -1 when they cannot be read. */
