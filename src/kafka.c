@@ -233,6 +233,11 @@ static int jaas_value(const char **s, char *out, size_t n) {
     return 0;
 }
 
+static int ends_with(const char *s, size_t n, const char *suffix) {
+    size_t k = strlen(suffix);
+    return n >= k && !strncmp(s + n - k, suffix, k);
+}
+
 /* Java's sasl.jaas.config, which librdkafka refuses, as librdkafka's own
  * properties: PLAIN's and SCRAM's username and password become sasl.username
  * and sasl.password (under the same consumer./producer. prefix); any other
@@ -249,18 +254,18 @@ static int add_jaas(sf_kafka_props *p, const char *key, size_t klen, const char 
                                    "sasl.oauthbearer.token.endpoint.url"},
         {"Krb5LoginModule", "sasl.mechanism=GSSAPI, sasl.kerberos.principal and sasl.kerberos.keytab"},
     };
-    int known = (mlen >= 15 && !strncmp(module + mlen - 15, "PlainLoginModule", 15)) ||
-                (mlen >= 16 && !strncmp(module + mlen - 16, "ScramLoginModule", 16));
-    if (!known) {
+    if (!ends_with(module, mlen, "PlainLoginModule") && !ends_with(module, mlen, "ScramLoginModule")) {
         const char *instead = "sasl.username and sasl.password (with sasl.mechanism PLAIN or SCRAM-SHA-*)";
         for (size_t i = 0; i < sizeof advice / sizeof advice[0]; i++)
-            if (mlen >= strlen(advice[i][0]) &&
-                !strncmp(module + mlen - strlen(advice[i][0]), advice[i][0], strlen(advice[i][0])))
+            if (ends_with(module, mlen, advice[i][0]))
                 instead = advice[i][1];
+        /* The module's name, when it is one: anything else may be the secret. */
+        int named = ends_with(module, mlen, "LoginModule") && mlen < 120 &&
+                    strspn(module, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._$") == mlen;
         snprintf(errstr, errstr_size,
                  "kafka property %.*s: only Java's PlainLoginModule and ScramLoginModule are translated "
-                 "(to sasl.username and sasl.password); for module %.*s write %s instead",
-                 (int)klen, key, (int)(mlen > 80 ? 80 : mlen), module, instead);
+                 "(to sasl.username and sasl.password); for %s%.*s write %s instead", (int)klen, key,
+                 named ? "module " : "another module", named ? (int)mlen : 0, module, instead);
         return -1;
     }
     char user[512] = "", pass[512] = "";
