@@ -111,6 +111,22 @@ for sig in TERM INT; do
     echo "SIG$sig during the start-up wait: exit 0 after $took ms"
 done
 
+# A model sigflow cannot read: what it looks like and what sigflow reads.
+refused_model() { # $1: what it should look like, rest: predict's arguments
+    local like=$1
+    shift
+    "$SF" predict "$@" </dev/null >/dev/null 2>"$TMP/err"; rc=$?
+    [ $rc -eq 2 ] || fail "predict $*: rc $rc"
+    grep -qF "it looks like $like" "$TMP/err" || fail "predict $*: not '$like': $(cat "$TMP/err")"
+}
+mkdir -p "$TMP/saved/variables" && : >"$TMP/saved/saved_model.pb"
+printf '\x08\x08\x12\x07pytorch\x1a\x052.1.0:\x04onnx' >"$TMP/model.onnx"
+refused_model "an ONNX model; sigflow reads Keras HDF5" --model "$TMP/model.onnx" --variables "$VARS"
+refused_model "a TensorFlow SavedModel directory; sigflow reads" --model "$TMP/saved" --variables "$VARS"
+refused_model "a variables JSON file; sigflow reads" --model "$VARS" --variables "$MODEL"
+refused_model "an HDF5 file; --variables wants a variables JSON file" --model "$MODEL" --variables "$MODEL"
+refused_model "a model set" --model "$MODEL" --variables "$SIGFLOW_SOURCE_DIR/models/higgs_ensemble.json"
+
 # sigflow help CMD is CMD's help.
 for cmd in run demo predict inspect evaluate broker; do
     "$SF" help $cmd >"$TMP/out" 2>"$TMP/err" || fail "sigflow help $cmd: rc $?"
