@@ -32,6 +32,7 @@
 #include "sigflow/metrics.h"
 #include "sigflow/modelset.h"
 #include "sigflow/pipeline.h"
+#include "sigflow/version.h"
 #include "bench.h"
 
 #define INPUT_TOPIC "events"
@@ -646,13 +647,14 @@ static const char usage[] =
     "                     [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
     "                     [--compare] [--log-format text|json] [-X key=value ...] [-F FILE]\n"
     "                     [--soak MINUTES [--soak-period S]]\n"
+    "       sigflow-bench -h | --help | --version\n"
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
     "replay of the bundled ATLAS sample and the pipeline together: flat out for S\n"
     "seconds after a warm-up, then at half that rate for the latency (or only at\n"
     "--rate R events/s). Prints a summary, or one JSON object with --json.\n"
     "--quick: a few seconds in all (the smoke test). -X: librdkafka properties for\n"
-    "the pipeline (default fetch.wait.max.ms=5, see bench/README.md); -F: a file of\n"
+    "the pipeline (default consumer.fetch.wait.max.ms=5, see bench/README.md); -F: a file of\n"
     "them, key=value lines and # comments.\n"
     "--brokers B: an external Kafka cluster instead of the embedded broker (fresh\n"
     "topics, deleted at the end); --broker-pids: its processes, for its CPU share;\n"
@@ -665,7 +667,7 @@ static const char usage[] =
     "model and the good one; reports outputs, p99, RSS and open fds per period, and\n"
     "events lost (exit 1 unless 0) and reloads accepted/refused.\n";
 
-/* 0 to run, 1 when --help was printed, -1 on a usage error. */
+/* 0 to run, 1 when --help or --version was printed, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_size) {
     memset(o, 0, sizeof *o);
     /* The shipped model and sample, found next to the executable; a missing
@@ -708,6 +710,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"blas-threads", required_argument, NULL, O_BLAS},
         {"partitions", required_argument, NULL, O_PARTS}, {"window", required_argument, NULL, O_WINDOW},
         {"limit-seconds", required_argument, NULL, O_LIMIT}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {"brokers", required_argument, NULL, O_BROKERS},
         {"broker-pids", required_argument, NULL, O_BROKER_PIDS},
         {"backlog", required_argument, NULL, O_BACKLOG},
@@ -807,6 +810,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
             o->backlog = (uint64_t)v;
             break;
         case 'h': fputs(usage, stdout); return 1;
+        case 'V': sf_version_print(stdout, "sigflow-bench"); return 1;
         default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }

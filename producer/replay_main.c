@@ -15,6 +15,7 @@
 #include "sigflow/kafka.h"
 #include "sigflow/log.h"
 #include "sigflow/replay.h"
+#include "sigflow/version.h"
 
 #define PROG "sigflow-replay"
 
@@ -46,6 +47,7 @@ static void usage(FILE *f) {
         "  -F FILE                      librdkafka properties file: key=value lines,\n"
         "                               # comments (in order with -X)\n"
         "  -h, --help                   this text\n"
+        "      --version                versions of sigflow-replay and its libraries\n"
         "\n"
         "Prints one summary line on stdout at the end. Exit status: 0 all delivered,\n"
         "1 runtime failure (file, broker, failed delivery, strict bad row, every row\n"
@@ -102,6 +104,7 @@ int main(int argc, char **argv) {
         {"quiet", no_argument, NULL, 'q'},
         {"log-format", required_argument, NULL, O_LOGF},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *brokers = NULL, *topic = NULL;
@@ -125,6 +128,7 @@ int main(int argc, char **argv) {
         case 'f': o.path = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); sf_kafka_props_free(&props); return 0;
+        case 'V': sf_version_print(stdout, PROG); sf_kafka_props_free(&props); return 0;
         case 'X':
         case 'F':
             if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, errstr, sizeof errstr)

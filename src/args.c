@@ -285,7 +285,7 @@ int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *
     long v;
     switch (opt) {
     case 'm': c->model_path = arg; break;
-    case 'v': c->vars_path = arg; break;
+    case SF_ARGS_O_VARS: c->vars_path = arg; break;
     case SF_ARGS_O_ARCH: c->arch_path = arg; break;
     case SF_ARGS_O_ID: c->id_field = *arg ? arg : NULL; break;
     case SF_ARGS_O_NORM:

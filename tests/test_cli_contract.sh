@@ -127,6 +127,19 @@ refused_model "a variables JSON file; sigflow reads" --model "$VARS" --variables
 refused_model "an HDF5 file; --variables wants a variables JSON file" --model "$MODEL" --variables "$MODEL"
 refused_model "a model set" --model "$MODEL" --variables "$SIGFLOW_SOURCE_DIR/models/higgs_ensemble.json"
 
+# --version: the project's version (and git describe from a checkout), then the
+# libraries', each "name X.Y.Z"; exit 0.
+for bin in "$SF" "$REPLAY" "$BENCH"; do
+    "$bin" --version >"$TMP/out" 2>"$TMP/err" || fail "$bin --version: rc $?"
+    [ ! -s "$TMP/err" ] || fail "$bin --version wrote to stderr"
+    want=$(sed -n 's/^project(sigflow VERSION \([0-9.]*\).*/\1/p' "$SIGFLOW_SOURCE_DIR/CMakeLists.txt")
+    head -n1 "$TMP/out" | grep -qE "^$(basename "$bin") $want( \(git [^)]+\))?\$" ||
+        fail "$bin --version first line: $(head -n1 "$TMP/out")"
+    for lib in librdkafka oneDNN OpenBLAS HDF5; do
+        grep -qE "^$lib [0-9]+\.[0-9]+\.[0-9]+\$" "$TMP/out" || fail "$bin --version lacks $lib: $(cat "$TMP/out")"
+    done
+done
+
 # sigflow help CMD is CMD's help.
 for cmd in run demo predict inspect evaluate broker; do
     "$SF" help $cmd >"$TMP/out" 2>"$TMP/err" || fail "sigflow help $cmd: rc $?"

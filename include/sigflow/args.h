@@ -89,10 +89,11 @@ void sf_args_hold_stop_signals(void);
 void sf_args_wait_stop(sf_stop_flag *stop);
 
 /* The options that choose and shape the engine, the same in run, demo,
- * predict, evaluate and inspect: -m/--model, -v/--variables and these codes,
+ * predict, evaluate and inspect: -m/--model and these codes,
  * for a command's getopt_long table (each lists the ones it takes). */
 enum {
     SF_ARGS_O_ARCH = 0x1000, /* --architecture */
+    SF_ARGS_O_VARS,          /* --variables (no short form: -v means verbose or version elsewhere) */
     SF_ARGS_O_ID,            /* --id-field */
     SF_ARGS_O_NORM,          /* --normalize */
     SF_ARGS_O_BATCH,         /* --batch-size */

@@ -28,7 +28,8 @@ static void usage(FILE *f) {
         "  --topic NAME           topic to create (repeatable; default events,\n"
         "                         signals, events.dlq)\n"
         "  --bootstrap-file PATH  also write HOST:PORT to PATH (atomically; removed\n"
-        "                         at exit)\n");
+        "                         at exit)\n"
+        "  --log-format F         stderr messages as text (default) or JSON lines\n");
 }
 
 /* Write to a temporary name, then rename: a reader never sees half a line. */

@@ -105,7 +105,7 @@ int sf_cmd_demo(int argc, char **argv) {
     long limit = 0, v;
     enum { O_BW = 256, O_LOG, O_LOGF };
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, 'v'},
+        {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, SF_ARGS_O_VARS},
         {"file", required_argument, NULL, 'f'}, {"limit", required_argument, NULL, 'n'},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
         {"batch-wait-ms", required_argument, NULL, O_BW},

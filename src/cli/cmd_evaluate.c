@@ -31,7 +31,9 @@ static const char usage[] =
     "Score labeled events and print accuracy, ROC AUC (two labels), the confusion\n"
     "matrix and, for a model set, each member's accuracy and AUC.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model, or a model set (JSON)\n"
+    "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
+    "                         --architecture) or a .keras archive; or a model set\n"
+    "                         (JSON)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file (not with a set)\n"
     "  --label-field F        the event field holding the true label, as a label name\n"
@@ -358,7 +360,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
     enum { O_LABEL = 256, O_CSV, O_JSON, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
         {"label-field", required_argument, NULL, O_LABEL}, {"csv", required_argument, NULL, O_CSV},
@@ -372,7 +374,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
         if (sf_args_engine(&cli, opt, optarg, &ec, &bad))
             continue;
         switch (opt) {

@@ -26,8 +26,9 @@ static const char usage[] =
     "Print a model (and its input variables) as loaded: layers, shapes, activations,\n"
     "parameter counts, input and output widths, sha256.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
-    "                         or a model set: its members, weights (normalized), inputs, labels\n"
+    "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
+    "                         --architecture) or a .keras archive; or a model set\n"
+    "                         (its members, weights (normalized), inputs, labels)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file, checked against the model\n"
     "  --json                 one JSON object instead of text\n"
@@ -273,7 +274,7 @@ int sf_cmd_inspect(int argc, char **argv) {
     enum { O_JSON = 256, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"json", no_argument, NULL, O_JSON},
+        {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"json", no_argument, NULL, O_JSON},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
@@ -283,7 +284,7 @@ int sf_cmd_inspect(int argc, char **argv) {
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
         if (sf_args_engine(&cli, opt, optarg, &ec, &bad))
             continue;
         switch (opt) {

@@ -24,8 +24,9 @@ static const char usage[] =
     "Classify JSON events read from stdin, one per line; write one JSON object per\n"
     "line to stdout, in input order: the prediction, or {\"line\": N, \"error\": ...}.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
-    "                         or a model set (JSON: members with their own variables)\n"
+    "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
+    "                         --architecture) or a .keras archive; or a model set\n"
+    "                         (JSON: members with their own variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event field copied to each output (default EventId; '' for none)\n"
@@ -158,7 +159,7 @@ int sf_cmd_predict(int argc, char **argv) {
     int emit_members = 0;
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
@@ -171,7 +172,7 @@ int sf_cmd_predict(int argc, char **argv) {
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
         if (sf_args_engine(&cli, opt, optarg, &ec, &bad))
             continue;
         switch (opt) {

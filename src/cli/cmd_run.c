@@ -23,14 +23,16 @@ static const char usage[] =
     "\n"
     "Consume JSON events, classify them in micro-batches, publish the signals.\n"
     "\n"
-    "  --brokers B            Kafka bootstrap servers (host:port,...)\n"
+    "  -b, --brokers B        Kafka bootstrap servers (host:port,...); or bootstrap.servers\n"
+    "                         in a -F file\n"
     "  --input-topic T        events to classify (default events)\n"
     "  --output-topic T       where predictions go (default signals)\n"
     "  --dlq-topic T          where malformed events go, with the reason in headers\n"
     "                         (default: none, they are logged and counted)\n"
     "  --group G              consumer group (default sigflow)\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
-    "                         or a model set (JSON: members with their own variables)\n"
+    "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
+    "                         --architecture) or a .keras archive; or a model set\n"
+    "                         (JSON: members with their own variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event id copied to outputs and used as key (default EventId)\n"
@@ -56,6 +58,7 @@ static const char usage[] =
     "                         (keeps secrets out of the process list; in order with -X)\n"
     "\n"
     "  --print-config         print the effective configuration (secrets masked) and exit\n"
+    "  -h, --help             this text\n"
     "\n"
     "Every option can come from the environment: SIGFLOW_BROKERS, SIGFLOW_BATCH_SIZE, ...\n"
     "(SIGFLOW_ + the option in capitals, '-' as '_'), librdkafka properties from\n"
@@ -121,7 +124,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
         {"group", required_argument, NULL, O_GROUP}, {"model", required_argument, NULL, 'm'},
         {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"signal-label", required_argument, NULL, O_LABEL},
         {"threshold", required_argument, NULL, O_THR}, {"emit", required_argument, NULL, O_EMIT},
         {"emit-members", no_argument, NULL, O_MEMBERS},
@@ -152,7 +155,7 @@ int sf_cmd_run(int argc, char **argv) {
     double d;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":b:m:v:X:F:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":b:m:X:F:h", opts, NULL)) != -1) {
         if (sf_args_engine(&cli, opt, optarg, &c.engine, &bad))
             continue;
         switch (opt) {

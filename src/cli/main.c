@@ -5,6 +5,7 @@
 
 #include "sigflow/args.h"
 #include "sigflow/blas.h"
+#include "sigflow/version.h"
 #include "commands.h"
 
 static const struct {
@@ -21,7 +22,8 @@ static const struct {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: sigflow COMMAND [OPTIONS]  (sigflow COMMAND --help for details)\n\ncommands:\n");
+    fprintf(f, "usage: sigflow COMMAND [OPTIONS]  (sigflow help COMMAND for details)\n"
+               "       sigflow --version\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
@@ -38,6 +40,10 @@ int main(int argc, char **argv) {
     int help = !strcmp(argv[1], "help") && argc > 2;
     if (!help && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))) {
         usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        sf_version_print(stdout, "sigflow");
         return 0;
     }
     const char *name = argv[help ? 2 : 1];
