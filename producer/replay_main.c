@@ -188,6 +188,7 @@ int main(int argc, char **argv) {
 
     char tmo[32];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    sf_kafka_conf_log(conf, log_format);
     snprintf(tmo, sizeof tmo, "%d", o.timeout_ms);
     /* librdkafka's own log lines would repeat every connection failure; the
      * run reports one clear error instead (-X log_level=7 brings them back). */

@@ -600,6 +600,25 @@ void sf_kafka_partitions_format(char *buf, size_t size, const rd_kafka_topic_par
                               (int)l->elems[i].partition);
 }
 
+/* librdkafka's lines for a client without a pipeline behind its opaque: the
+ * format is in the choice of callback; librdkafka's log_level filters. */
+static void log_line(sf_log_format f, const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    sf_log((sf_logger){SF_LOG_DEBUG, f}, sf_kafka_log_level(level),
+           "librdkafka client=%s facility=%s text=\"%s\"", rd_kafka_name(rk), fac, buf);
+}
+
+static void log_text(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    log_line(SF_LOG_TEXT, rk, level, fac, buf);
+}
+
+static void log_json(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    log_line(SF_LOG_JSON, rk, level, fac, buf);
+}
+
+void sf_kafka_conf_log(rd_kafka_conf_t *conf, sf_log_format format) {
+    rd_kafka_conf_set_log_cb(conf, format == SF_LOG_JSON ? log_json : log_text);
+}
+
 sf_log_level sf_kafka_log_level(int level) {
     return level <= 2 ? SF_LOG_ERROR : level <= 4 ? SF_LOG_WARN : level <= 6 ? SF_LOG_INFO : SF_LOG_DEBUG;
 }

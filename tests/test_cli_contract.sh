@@ -71,7 +71,8 @@ json_failure 2 "sigflow inspect" "$SF" inspect --model "$TMP/nope.h5"
 json_failure 2 "sigflow evaluate" "$SF" evaluate --model "$TMP/nope.h5" --variables "$VARS"
 json_failure 1 "sigflow-replay" "$REPLAY" -b "$CLOSED" -t events -f "$TMP/missing.csv"
 json_failure 1 "sigflow-replay" "$REPLAY" -b "$CLOSED" -t events \
-    -f "$SIGFLOW_SOURCE_DIR/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz" --timeout 0.3
+    -f "$SIGFLOW_SOURCE_DIR/producer/data/atlas-higgs-challenge-2014-v2-sample.csv.gz" --timeout 0.3 -X log_level=7
+grep -q '"facility"' "$TMP/err" || fail "sigflow-replay -X log_level=7: librdkafka's lines are not in the log"
 json_failure 1 "sigflow-bench" "$BENCH" --model "$TMP/nope.h5" --quick
 
 # Text: one line naming the problem, then GNU's hint; status 2.

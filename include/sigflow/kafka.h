@@ -109,6 +109,11 @@ double sf_kafka_stats_consumer_lag(const char *json, size_t len);
 /* "topic[0] topic[3] ..." into buf, truncated to fit. */
 void sf_kafka_partitions_format(char *buf, size_t size, const rd_kafka_topic_partition_list_t *l);
 
+/* Sends a client's librdkafka log lines through the logger in format, instead
+ * of librdkafka's own lines on stderr (a client whose opaque is not a pipeline
+ * with a logger: the replay tool's, the demo's). */
+void sf_kafka_conf_log(rd_kafka_conf_t *conf, sf_log_format format);
+
 /* sigflow's level for a librdkafka (syslog) log level. */
 sf_log_level sf_kafka_log_level(int syslog_level);
 

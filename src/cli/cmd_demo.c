@@ -40,9 +40,10 @@ static void *pipeline_thread(void *arg) {
 }
 
 /* Prints the first few published signals, read back from the output topic. */
-static void show_signals(const char *brokers, const char *topic, int partitions) {
+static void show_signals(const char *brokers, const char *topic, int partitions, sf_log_format f) {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    sf_kafka_conf_log(conf, f);
     if (sf_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err) ||
         sf_kafka_conf_set(conf, "group.id", "sigflow-demo-reader", err, sizeof err)) {
         rd_kafka_conf_destroy(conf);
@@ -200,6 +201,7 @@ int sf_cmd_demo(int argc, char **argv) {
     ro.limit = (uint64_t)limit;
     sf_replay_stats rs;
     rd_kafka_conf_t *pconf = rd_kafka_conf_new();
+    sf_kafka_conf_log(pconf, c->log_format);
     rd_kafka_t *producer = NULL;
     int rc = 1;
     if (sf_replay_conf_init(pconf, err, sizeof err) == 0 &&
@@ -257,7 +259,7 @@ int sf_cmd_demo(int argc, char **argv) {
     if (first && done > first)
         printf("throughput:         %.0f events/s once consuming\n", (double)consumed / (done - first));
     if (rc == 0)
-        show_signals(bootstrap, "signals", partitions);
+        show_signals(bootstrap, "signals", partitions, c->log_format);
     sf_metrics_free(metrics);
     sf_broker_stop(broker);
     return rc;
