@@ -53,8 +53,11 @@ static const char usage[] =
     SF_ARGS_INFER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
     "  --log-format F         text (default) or json: one object per line\n"
-    "  -X key=value           librdkafka property for the consumer and producer\n"
-    "  -F FILE                librdkafka properties file: key=value lines, # comments\n"
+    "  -X key=value           librdkafka property: consumer.key=value for the consumer,\n"
+    "                         producer.key=value for the producer, unprefixed for each\n"
+    "                         client it applies to (default auto.offset.reset=earliest)\n"
+    "  -F FILE                properties file, as a Java Kafka client's: key=value lines,\n"
+    "                         # comments, bootstrap.servers, PLAIN/SCRAM sasl.jaas.config\n"
     "                         (keeps secrets out of the process list; in order with -X)\n"
     "\n"
     "  --print-config         print the effective configuration (secrets masked) and exit\n"
@@ -63,7 +66,9 @@ static const char usage[] =
     "Every option can come from the environment: SIGFLOW_BROKERS, SIGFLOW_BATCH_SIZE, ...\n"
     "(SIGFLOW_ + the option in capitals, '-' as '_'), librdkafka properties from\n"
     "SIGFLOW_KAFKA_<NAME> (SIGFLOW_KAFKA_SASL_PASSWORD is sasl.password). Flags win.\n"
-    "SIGINT/SIGTERM drain the batch in flight, commit and exit 0. SIGHUP reloads the model.\n";
+    "SIGFLOW_MODEL_LOAD_TIMEOUT: seconds a model load may take (default 10).\n"
+    "SIGINT/SIGTERM drain the batch in flight, commit and exit 0. SIGHUP reloads the model.\n"
+    "Exit status: 0 stopped, 1 runtime failure, 2 usage error or model refused.\n";
 
 /* What run would use, one option=value per line (the long option names;
  * librdkafka properties from -X, -F and SIGFLOW_KAFKA_* as kafka.NAME=VALUE in
