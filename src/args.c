@@ -12,6 +12,7 @@
 #include <getopt.h>
 
 #include "sigflow/args.h"
+#include "sigflow/modelset.h"
 
 int sf_args_long(const char *s, long min, long max, long *out) {
     char *end;
@@ -303,4 +304,12 @@ int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *
     default: return 0;
     }
     return 1;
+}
+
+int sf_args_engine_check(const sf_cli *cli, const sf_engine_conf *c, int argc, char *const argv[]) {
+    if (optind < argc)
+        return sf_args_usage(cli, "unexpected argument '%s'", argv[optind]);
+    if (!c->model_path || (!c->vars_path && !sf_modelset_is_set(c->model_path)))
+        return sf_args_usage(cli, "--model and --variables are required (--variables unless the model is a set)");
+    return 0;
 }

@@ -105,6 +105,11 @@ enum {
  * with *bad set after printing the error for a bad value; 0 when it is not. */
 int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *c, int *bad);
 
+/* After the options of a command that scores events: a usage error for an
+ * argument left over, or for a model without the variables it needs (a model
+ * set names its own). 1 after printing it, else 0. */
+int sf_args_engine_check(const sf_cli *cli, const sf_engine_conf *c, int argc, char *const argv[]);
+
 /* --backend and --precision, shared by the above and sigflow-bench: parse
  * into c, or print the error and return 1. */
 int sf_args_backend(const sf_cli *cli, const char *value, sf_infer_conf *c);

@@ -13,7 +13,6 @@
 #include "sigflow/args.h"
 #include "sigflow/engine.h"
 #include "sigflow/log.h"
-#include "sigflow/modelset.h"
 #include "sigflow/output.h"
 #include "commands.h"
 
@@ -182,14 +181,8 @@ int sf_cmd_predict(int argc, char **argv) {
         default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
-    if (!bad && (optind < argc || !ec.model_path ||
-                 (!ec.vars_path && !sf_modelset_is_set(ec.model_path)))) {
-        if (optind < argc)
-            bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
-        else
-            bad = sf_args_usage(&cli, "--model and --variables are required "
-                                      "(--variables unless the model is a set)");
-    }
+    if (!bad)
+        bad = sf_args_engine_check(&cli, &ec, argc, argv);
     if (bad)
         return sf_args_try(&cli);
 

@@ -8,7 +8,6 @@
 
 #include "sigflow/args.h"
 #include "sigflow/http.h"
-#include "sigflow/modelset.h"
 #include "sigflow/kafka.h"
 #include "sigflow/pipeline.h"
 #include "commands.h"
@@ -228,14 +227,10 @@ int sf_cmd_run(int argc, char **argv) {
     if (!bad && !print && sf_kafka_props_check((const char *const *)props.kv, props.n,
                                      SF_KAFKA_FOR_CONSUMER | SF_KAFKA_FOR_PRODUCER, err, sizeof err))
         bad = sf_args_usage(&cli, "%s", err);
-    if (!bad && (optind < argc || !c.brokers || !c.engine.model_path ||
-                 (!c.engine.vars_path && !sf_modelset_is_set(c.engine.model_path)))) {
-        if (optind < argc)
-            bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
-        else
-            bad = sf_args_usage(&cli, "--brokers, --model and --variables are required "
-                                      "(--variables unless the model is a set)");
-    }
+    if (!bad && !c.brokers)
+        bad = sf_args_usage(&cli, "--brokers is required (or bootstrap.servers in a -F file)");
+    if (!bad)
+        bad = sf_args_engine_check(&cli, &c.engine, argc, argv);
     if (bad) {
         sf_kafka_props_free(&props);
         free(args);
