@@ -13,9 +13,7 @@
 #ifndef SIGFLOW_VERSION
 #define SIGFLOW_VERSION "unknown"
 #endif
-#ifndef SIGFLOW_GIT_DESCRIBE
-#define SIGFLOW_GIT_DESCRIBE ""
-#endif
+#include "git_describe.h" /* SIGFLOW_GIT_DESCRIBE, written at build time */
 
 char *openblas_get_config(void);
 
