@@ -45,9 +45,15 @@ static void mask_value(char *msg, const char *value) {
     size_t vn = strlen(value);
     if (!vn)
         return;
-    for (char *at = strstr(msg, value); at; at = strstr(at + 3, value)) {
+    for (char *at = strstr(msg, value); at; at = strstr(at, value)) {
+        if (vn < 3) { /* never longer than the value: msg must not grow */
+            memset(at, '*', vn);
+            at += vn;
+            continue;
+        }
         memmove(at + 3, at + vn, strlen(at + vn) + 1);
         memcpy(at, "***", 3);
+        at += 3;
     }
 }
 
