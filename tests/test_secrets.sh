@@ -42,10 +42,10 @@ EOF
 export SIGFLOW_KAFKA_SSL_KEYSTORE_PASSWORD=SENTINEL_ENV
 export SIGFLOW_KAFKA_SASL_PASSWORD=SENTINEL_ENV2
 OUTS=()
-out() { OUTS+=("$TMP/$1.out" "$TMP/$1.err"); echo "$TMP/$1"; }
+out() { o=$TMP/$1; OUTS+=("$o.out" "$o.err"); } # sets o, the outputs' stem
 
 # The daemon: configured, serving, scraped, stopped.
-o=$(out run)
+out run
 "$SF" run --model "$MODEL" --variables "$VARS" -F "$TMP/client.properties" \
     -X sasl.username=bob -X producer.sasl.password=SENTINEL_X -X session.timeout.ms=6000 \
     -X linger.ms=5 --metrics-addr 127.0.0.1:0 --log-level debug >"$o.out" 2>"$o.err" &
@@ -54,7 +54,8 @@ wait_for 60 "grep -q 'assigned partitions' '$o.err' || ! kill -0 $RPID" && kill 
 port=$(sed -n 's/.*metrics on .*port=\([0-9]*\).*/\1/p' "$o.err" | head -n1)
 [ -n "$port" ] || fail "no metrics port"
 python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' \
-    "http://127.0.0.1:$port/metrics" >"$(out metrics).out" || fail "scrape"
+    "http://127.0.0.1:$port/metrics" >"$TMP/metrics.out" || fail "scrape"
+OUTS+=("$TMP/metrics.out")
 kill -TERM $RPID; wait $RPID; rc=$?; RPID=
 [ $rc -eq 0 ] || fail "run: rc $rc"
 # (librdkafka rightly warns that the sasl.username given here wants a
@@ -62,7 +63,7 @@ kill -TERM $RPID; wait $RPID; rc=$?; RPID=
 ! grep CONFWARN "$o.err" | grep -v "sasl.username. only applies" ||
     fail "run logged a CONFWARN: $(grep CONFWARN "$o.err")"
 
-o=$(out print)
+out print
 "$SF" run --model "$MODEL" --variables "$VARS" -F "$TMP/client.properties" -X producer.sasl.password=SENTINEL_X \
     --print-config >"$o.out" 2>"$o.err" || fail "--print-config: rc $?"
 grep -qx "brokers=$B" "$o.out" || fail "bootstrap.servers from -F did not stand for --brokers"
@@ -76,40 +77,41 @@ for x in sasl.oauthbearer.client.secret=SENTINEL_REFUSED 'sasl.jaas.config=SENTI
          'sasl.password:SENTINEL_REFUSED' 'consumer.sasl.jaas.config=com.example.Login required password="SENTINEL_REFUSED";' \
          'sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required clientSecret="SENTINEL_REFUSED";'; do
     i=$((i + 1))
-    o=$(out "refused$i")
+    out "refused$i"
     "$SF" run -b "$B" --model "$MODEL" --variables "$VARS" -X "$x" >"$o.out" 2>"$o.err"; rc=$?
     [ $rc -eq 2 ] || fail "run -X $x: rc $rc"
-    o=$(out "refused_json$i")
+    out "refused_json$i"
     "$SF" run -b "$B" --model "$MODEL" --variables "$VARS" -X "$x" --log-format json >"$o.out" 2>"$o.err"
-    o=$(out "refused_replay$i")
+    out "refused_replay$i"
     "$REPLAY" -b "$B" -t events -f "$SAMPLE" -X "$x" >"$o.out" 2>"$o.err"; rc=$?
     [ $rc -eq 2 ] || fail "sigflow-replay -X $x: rc $rc"
-    o=$(out "refused_bench$i")
+    out "refused_bench$i"
     "$BENCH" --quick -X "$x" >"$o.out" 2>"$o.err"; rc=$?
     [ $rc -eq 2 ] || fail "sigflow-bench -X $x: rc $rc"
 done
 grep -q "for module org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule write sasl.mechanism=OAUTHBEARER" \
     "$TMP/refused5.err" || fail "OAuth JAAS advice: $(cat "$TMP/refused5.err")"
 printf 'sasl.password SENTINEL_REFUSED\n' >"$TMP/bad.properties"
-o=$(out refused_file)
+out refused_file
 "$SF" run -b "$B" --model "$MODEL" --variables "$VARS" -F "$TMP/bad.properties" >"$o.out" 2>"$o.err"
 
 # The other binaries, given the same.
-o=$(out replay)
+out replay
 "$REPLAY" -t events -f "$SAMPLE" --limit 200 -F "$TMP/client.properties" -X sasl.password=SENTINEL_X \
     >"$o.out" 2>"$o.err" || fail "sigflow-replay: rc $?"
-o=$(out bench)
+out bench
 grep -v bootstrap.servers "$TMP/client.properties" >"$TMP/bench.properties" # its own broker
 "$BENCH" --quick --seconds 0.5 --warmup 0 --limit-seconds 0.05 -F "$TMP/bench.properties" \
     -X sasl.password=SENTINEL_X >"$o.out" 2>"$o.err" || fail "sigflow-bench: rc $?"
 ! grep CONFWARN "$o.err" | grep -v "sasl.username. only applies" ||
     fail "sigflow-bench logged a CONFWARN: $(grep CONFWARN "$o.err")"
-o=$(out predict)
+out predict
 head -c 2000 /dev/null | "$SF" predict --model "$MODEL" --variables "$VARS" >"$o.out" 2>"$o.err" ||
     fail "predict: rc $?"
-o=$(out demo)
+out demo
 "$SF" demo --limit 200 --log-level debug >"$o.out" 2>"$o.err" || fail "demo: rc $?"
 
+[ ${#OUTS[@]} -ge 50 ] || fail "only ${#OUTS[@]} outputs collected"
 for f in "${OUTS[@]}"; do
     [ -e "$f" ] || fail "no output $f"
     ! grep -l SENTINEL "$f" || fail "a secret in $(basename "$f"): $(grep SENTINEL "$f")"
