@@ -15,10 +15,11 @@ fi
 # Build tools and libraries, plus what the tests use (kcat as an independent client;
 # Java and Maven to run Apache Kafka for the real-broker tests and the bench), and
 # for packaging: dpkg-dev and file (cpack's dependency discovery), groff (the
-# man-page test renders the pages).
+# man-page test renders the pages), lintian and systemd (test_deb: the package's
+# policy, systemd-analyze verify and security on the unit).
 packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjansson-dev
           libevent-dev libcmocka-dev libhdf5-dev libzip-dev zlib1g-dev libdnnl-dev kcat python3
-          openjdk-17-jre-headless maven dpkg-dev file groff)
+          openjdk-17-jre-headless maven dpkg-dev file groff lintian systemd)
 
 # The fuzzing harnesses need clang and its libFuzzer runtime: only when asked for.
 fuzz=0

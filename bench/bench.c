@@ -32,6 +32,7 @@
 #include "sigflow/metrics.h"
 #include "sigflow/modelset.h"
 #include "sigflow/pipeline.h"
+#include "sigflow/version.h"
 #include "bench.h"
 
 #define INPUT_TOPIC "events"
@@ -50,7 +51,7 @@
  * consumer's fetch.wait.max.ms (500 ms by default), even if data arrives
  * meanwhile; a real broker answers as soon as there is data. A short wait
  * gives the pipeline what a real broker would (-X overrides it). */
-static const char default_fetch_wait[] = "fetch.wait.max.ms=5";
+static const char default_fetch_wait[] = "consumer.fetch.wait.max.ms=5";
 
 typedef struct opts {
     const char *model, *vars, *file;
@@ -646,13 +647,14 @@ static const char usage[] =
     "                     [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
     "                     [--compare] [--log-format text|json] [-X key=value ...] [-F FILE]\n"
     "                     [--soak MINUTES [--soak-period S]]\n"
+    "       sigflow-bench -h | --help | --version\n"
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
     "replay of the bundled ATLAS sample and the pipeline together: flat out for S\n"
     "seconds after a warm-up, then at half that rate for the latency (or only at\n"
     "--rate R events/s). Prints a summary, or one JSON object with --json.\n"
     "--quick: a few seconds in all (the smoke test). -X: librdkafka properties for\n"
-    "the pipeline (default fetch.wait.max.ms=5, see bench/README.md); -F: a file of\n"
+    "the pipeline (default consumer.fetch.wait.max.ms=5, see bench/README.md); -F: a file of\n"
     "them, key=value lines and # comments.\n"
     "--brokers B: an external Kafka cluster instead of the embedded broker (fresh\n"
     "topics, deleted at the end); --broker-pids: its processes, for its CPU share;\n"
@@ -665,7 +667,7 @@ static const char usage[] =
     "model and the good one; reports outputs, p99, RSS and open fds per period, and\n"
     "events lost (exit 1 unless 0) and reloads accepted/refused.\n";
 
-/* 0 to run, 1 when --help was printed, -1 on a usage error. */
+/* 0 to run, 1 when --help or --version was printed, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_size) {
     memset(o, 0, sizeof *o);
     /* The shipped model and sample, found next to the executable; a missing
@@ -687,8 +689,10 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     o->partitions = 2;
     o->blas_threads = 0;
     char err[512];
+    sf_cli cli = sf_args_cli("sigflow-bench", argc, argv);
+    o->log_format = cli.format;
     if (sf_kafka_props_add(&o->kafka_props, default_fetch_wait, err, sizeof err)) {
-        fprintf(stderr, "sigflow-bench: %s\n", err);
+        sf_log_cli(cli.format, SF_LOG_ERROR, cli.prog, "%s", err);
         return -1;
     }
     o->soak_period = 60;
@@ -706,6 +710,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"blas-threads", required_argument, NULL, O_BLAS},
         {"partitions", required_argument, NULL, O_PARTS}, {"window", required_argument, NULL, O_WINDOW},
         {"limit-seconds", required_argument, NULL, O_LIMIT}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {"brokers", required_argument, NULL, O_BROKERS},
         {"broker-pids", required_argument, NULL, O_BROKER_PIDS},
         {"backlog", required_argument, NULL, O_BACKLOG},
@@ -719,82 +724,80 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":hX:F:", longopts, NULL)) != -1) {
         switch (opt) {
-        case O_LOGF: bad |= sf_args_log_format("sigflow-bench", optarg, &o->log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &o->log_format); break;
         case 'X':
             if (sf_kafka_props_add(&o->kafka_props, optarg, err, sizeof err))
-                bad = sf_args_bad("sigflow-bench", "-X", optarg, "key=value");
+                bad = sf_args_usage(&cli, "-X: %s", err);
             break;
         case 'F':
-            if (sf_kafka_props_load(&o->kafka_props, optarg, err, sizeof err)) {
-                fprintf(stderr, "sigflow-bench: %s\n", err);
-                bad = 1;
-            }
+            if (sf_kafka_props_load(&o->kafka_props, optarg, err, sizeof err))
+                bad = sf_args_usage(&cli, "%s", err);
             break;
         case 'm': o->model = optarg; break;
         case O_VARS: o->vars = optarg; vars_set = 1; break;
         case O_FILE: o->file = optarg; break;
         case O_SECONDS:
             if (sf_args_double(optarg, 0.1, 86400, &o->seconds))
-                bad = sf_args_bad("sigflow-bench", "--seconds", optarg, "a number of seconds in 0.1..86400");
+                bad = sf_args_bad(&cli, "--seconds", optarg, "a number of seconds in 0.1..86400");
             seconds_set = 1;
             break;
         case O_WARMUP:
             if (sf_args_double(optarg, 0, 3600, &o->warmup))
-                bad = sf_args_bad("sigflow-bench", "--warmup", optarg, "a number of seconds in 0..3600");
+                bad = sf_args_bad(&cli, "--warmup", optarg, "a number of seconds in 0..3600");
             warmup_set = 1;
             break;
         case O_LIMIT:
             if (sf_args_double(optarg, 0.05, 600, &o->limit_seconds))
-                bad = sf_args_bad("sigflow-bench", "--limit-seconds", optarg, "a number of seconds in 0.05..600");
+                bad = sf_args_bad(&cli, "--limit-seconds", optarg, "a number of seconds in 0.05..600");
             limit_set = 1;
             break;
         case O_RATE:
             if (sf_args_double(optarg, 1, 1e8, &o->rate))
-                bad = sf_args_bad("sigflow-bench", "--rate", optarg, "events per second, at least 1");
+                bad = sf_args_bad(&cli, "--rate", optarg, "events per second, at least 1");
             break;
         case O_SOAK:
             if (sf_args_double(optarg, 0.01, 10080, &o->soak_minutes))
-                bad = sf_args_bad("sigflow-bench", "--soak", optarg, "minutes in 0.01..10080");
+                bad = sf_args_bad(&cli, "--soak", optarg, "minutes in 0.01..10080");
             break;
         case O_SOAK_PERIOD:
             if (sf_args_double(optarg, 1, 3600, &o->soak_period))
-                bad = sf_args_bad("sigflow-bench", "--soak-period", optarg, "seconds in 1..3600");
+                bad = sf_args_bad(&cli, "--soak-period", optarg, "seconds in 1..3600");
             break;
         case O_JSON: o->json = 1; break;
-        case O_BACKEND: bad |= sf_args_backend("sigflow-bench", optarg, &o->infer); break;
-        case O_PREC: bad |= sf_args_precision("sigflow-bench", optarg, &o->infer); break;
+        case O_BACKEND: bad |= sf_args_backend(&cli, optarg, &o->infer); break;
+        case O_PREC: bad |= sf_args_precision(&cli, optarg, &o->infer); break;
         case O_COMPARE: o->compare = 1; break;
         case O_QUICK: o->quick = 1; break;
         case O_BS:
             if (sf_args_long(optarg, 1, 4096, &v))
-                bad = sf_args_bad("sigflow-bench", "--batch-size", optarg, "an integer in 1..4096");
+                bad = sf_args_bad(&cli, "--batch-size", optarg, "an integer in 1..4096");
             o->batch_size = (size_t)v;
             break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))
-                bad = sf_args_bad("sigflow-bench", "--batch-wait-ms", optarg, "an integer in 0..60000");
+                bad = sf_args_bad(&cli, "--batch-wait-ms", optarg, "an integer in 0..60000");
             o->batch_wait_ms = (int)v;
             break;
         case O_BLAS:
             if (sf_args_long(optarg, 1, 256, &v))
-                bad = sf_args_bad("sigflow-bench", "--blas-threads", optarg, "an integer in 1..256");
+                bad = sf_args_bad(&cli, "--blas-threads", optarg, "an integer in 1..256");
             o->blas_threads = (int)v;
             break;
         case O_PARTS:
             if (sf_args_long(optarg, 1, 64, &v))
-                bad = sf_args_bad("sigflow-bench", "--partitions", optarg, "an integer in 1..64");
+                bad = sf_args_bad(&cli, "--partitions", optarg, "an integer in 1..64");
             o->partitions = (int)v;
             break;
         case O_WINDOW:
             if (sf_args_long(optarg, 1, 1000000, &window))
-                bad = sf_args_bad("sigflow-bench", "--window", optarg, "an integer in 1..1000000");
+                bad = sf_args_bad(&cli, "--window", optarg, "an integer in 1..1000000");
             break;
         case O_BROKERS: o->brokers = optarg; break;
         case O_BROKER_PIDS:
             for (char *p = optarg, *end; *p; p = *end ? end + 1 : end) {
                 long pid = strtol(p, &end, 10);
                 if (end == p || pid <= 0 || (*end && *end != ',') || o->n_broker_pids == MAX_BROKER_PIDS) {
-                    bad = sf_args_bad("sigflow-bench", "--broker-pids", optarg,
+                    bad = sf_args_bad(&cli, "--broker-pids", optarg,
                                       "process ids separated by commas (at most 16)");
                     break;
                 }
@@ -803,25 +806,29 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
             break;
         case O_BACKLOG:
             if (sf_args_long(optarg, 1, 1000000000, &v))
-                bad = sf_args_bad("sigflow-bench", "--backlog", optarg, "an integer in 1..1000000000");
+                bad = sf_args_bad(&cli, "--backlog", optarg, "an integer in 1..1000000000");
             o->backlog = (uint64_t)v;
             break;
         case 'h': fputs(usage, stdout); return 1;
-        default: bad = sf_args_getopt_error("sigflow-bench", opt, argv);
+        case 'V': sf_version_print(stdout, "sigflow-bench"); return 1;
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
     if (!bad && o->backlog && !o->brokers) {
-        fprintf(stderr, "sigflow-bench: --backlog needs --brokers: the embedded broker keeps only "
-                        "about 6,500 events a partition\n");
-        bad = 1;
+        bad = sf_args_usage(&cli, "--backlog needs --brokers: the embedded broker keeps only "
+                                  "about 6,500 events a partition");
     }
     if (!bad && o->soak_minutes > 0 && (o->json || o->rate > 0 || o->backlog || o->compare)) {
-        fprintf(stderr, "sigflow-bench: --soak prints its own report; not with --json, --rate, "
-                        "--backlog or --compare\n");
-        bad = 1;
+        bad = sf_args_usage(&cli, "--soak prints its own report; not with --json, --rate, "
+                                  "--backlog or --compare");
     }
-    if (bad || optind < argc) {
-        fputs(usage, stderr);
+    if (!bad && sf_kafka_props_check((const char *const *)o->kafka_props.kv, o->kafka_props.n,
+                                     SF_KAFKA_FOR_CONSUMER | SF_KAFKA_FOR_PRODUCER, err, sizeof err))
+        bad = sf_args_usage(&cli, "%s", err);
+    if (!bad && optind < argc)
+        bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
+    if (bad) {
+        sf_args_try(&cli);
         return -1;
     }
     /* A set's members carry their own variables; the default file is not theirs. */
@@ -928,7 +935,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     }
     if (o->backlog) {
         if (!o->json)
-            fprintf(stderr, "sigflow-bench: pre-filling %s with %llu events...\n", b->in_topic,
+            sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "pre-filling %s with %llu events...", b->in_topic,
                     (unsigned long long)o->backlog);
         if (prefill(b, &b->prefill_eps, errstr, n))
             goto out;
@@ -941,19 +948,19 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
     rc = o->backlog ? 0 : prime(b, errstr, n);
     if (rc == 0 && o->backlog) {
         if (!o->json)
-            fprintf(stderr, "sigflow-bench: pre-filled at %.0f events/s; the pipeline catches up...\n",
+            sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "pre-filled at %.0f events/s; the pipeline catches up...",
                     b->prefill_eps);
         rc = run_backlog(b, flat, errstr, n);
         *top = *lat = flat;
     } else if (rc == 0 && o->rate > 0) {
         if (!o->json)
-            fprintf(stderr, "sigflow-bench: %.0f events/s for %.1f s after %.1f s of warm-up...\n",
+            sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "%.0f events/s for %.1f s after %.1f s of warm-up...",
                     o->rate, o->seconds, o->warmup);
         rc = run_phase(b, paced, "rate", o->rate, errstr, n);
         *top = *lat = paced;
     } else if (rc == 0) {
         if (!o->json)
-            fprintf(stderr, "sigflow-bench: flat out for %.1f s after %.1f s of warm-up...\n",
+            sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "flat out for %.1f s after %.1f s of warm-up...",
                     o->seconds, o->warmup);
         rc = run_phase(b, flat, "max", 0, errstr, n);
         if (rc == 0 && flat->events_per_s < 2) {
@@ -964,7 +971,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
             rc = soak(b, flat->events_per_s / 2, errstr, n);
         } else if (rc == 0) {
             if (!o->json)
-                fprintf(stderr, "sigflow-bench: at half that, %.0f events/s, for the latency...\n",
+                sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "at half that, %.0f events/s, for the latency...",
                         flat->events_per_s / 2);
             rc = run_phase(b, paced, "half", flat->events_per_s / 2, errstr, n);
         }
@@ -1063,7 +1070,7 @@ static int run_config(const opts *o, const bench_events *events, const bench_hel
                             .heldout = heldout, .infer = o->infer, .batch_size = o->batch_size,
                             .seconds = o->limit_seconds, .all_threads = cores > 0 ? cores : 1};
     if (!o->json)
-        fprintf(stderr, "sigflow-bench: %s/%s: timing the model and the parser alone...\n",
+        sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "%s/%s: timing the model and the parser alone...",
                 sf_backend_name(o->infer.backend), sf_precision_name(o->infer.precision));
     if (bench_limits_run(&lc, &lim, err, n))
         return -1;
@@ -1242,7 +1249,7 @@ int main(int argc, char **argv) {
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "sigflow-bench: %s\n", err);
+    sf_log_cli(o.log_format, SF_LOG_ERROR, "sigflow-bench", "%s", err);
 done:
     json_decref(out);
     bench_heldout_free(&heldout);

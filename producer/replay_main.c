@@ -16,6 +16,7 @@
 #include "sigflow/log.h"
 #include "sigflow/replay.h"
 #include "sigflow/topics.h"
+#include "sigflow/version.h"
 
 #define PROG "sigflow-replay"
 
@@ -50,6 +51,7 @@ static void usage(FILE *f) {
         "  -F FILE                      librdkafka properties file: key=value lines,\n"
         "                               # comments (in order with -X)\n"
         "  -h, --help                   this text\n"
+        "      --version                versions of sigflow-replay and its libraries\n"
         "\n"
         "Prints one summary line on stdout at the end. Exit status: 0 all delivered,\n"
         "1 runtime failure (file, broker, failed delivery, strict bad row, every row\n"
@@ -70,10 +72,13 @@ static int is_tty;
 
 /* opaque: the sf_log_format of --log-format. */
 static void on_bad_row(void *opaque, const char *msg) {
-    if (*(const sf_log_format *)opaque == SF_LOG_JSON)
+    if (*(const sf_log_format *)opaque == SF_LOG_JSON) {
         sf_log_cli(SF_LOG_JSON, SF_LOG_WARN, PROG, "bad row error=\"%s\"", msg);
-    else
-        fprintf(stderr, "%ssigflow-replay: %s\n", is_tty ? "\r\033[K" : "", msg);
+    } else {
+        if (is_tty) /* over the progress line */
+            fputs("\r\033[K", stderr);
+        sf_log_cli(SF_LOG_TEXT, SF_LOG_WARN, PROG, "%s", msg);
+    }
 }
 
 static void on_progress(void *opaque, const sf_replay_stats *st, uint64_t in_flight) {
@@ -105,6 +110,7 @@ int main(int argc, char **argv) {
         {"quiet", no_argument, NULL, 'q'},
         {"log-format", required_argument, NULL, O_LOGF},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *brokers = NULL, *topic = NULL;
@@ -116,6 +122,8 @@ int main(int argc, char **argv) {
     sf_replay_opts o;
     sf_replay_opts_init(&o);
 
+    sf_cli cli = sf_args_cli(PROG, argc, argv);
+    log_format = cli.format;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, ":b:t:f:qX:F:h", longopts, NULL)) != -1) {
@@ -126,33 +134,32 @@ int main(int argc, char **argv) {
         case 'f': o.path = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); sf_kafka_props_free(&props); return 0;
+        case 'V': sf_version_print(stdout, PROG); sf_kafka_props_free(&props); return 0;
         case 'X':
         case 'F':
             if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, errstr, sizeof errstr)
-                            : sf_kafka_props_load(&props, optarg, errstr, sizeof errstr))) {
-                fprintf(stderr, PROG ": %s\n", errstr);
-                bad = 1;
-            }
+                            : sf_kafka_props_load(&props, optarg, errstr, sizeof errstr)))
+                bad = sf_args_usage(&cli, "%s", errstr);
             break;
         case O_LIMIT:
             if (parse_count(optarg, &o.limit))
-                bad = sf_args_bad(PROG, "--limit", optarg, "a positive integer");
+                bad = sf_args_bad(&cli, "--limit", optarg, "a positive integer");
             break;
         case O_LOOP:
             if (parse_count(optarg, &o.passes))
-                bad = sf_args_bad(PROG, "--loop", optarg, "a positive integer");
+                bad = sf_args_bad(&cli, "--loop", optarg, "a positive integer");
             loop_given = 1;
             break;
         case O_FOREVER: forever = 1; break;
         case O_INTERVAL:
             if (sf_args_double(optarg, 0, 1e9, &o.interval))
-                bad = sf_args_bad(PROG, "--interval", optarg, "a number of seconds >= 0");
+                bad = sf_args_bad(&cli, "--interval", optarg, "a number of seconds >= 0");
             break;
         case O_RATE:
             if (sf_args_double(optarg, 0, 1e12, &o.rate) || o.rate == 0)
-                bad = sf_args_bad(PROG, "--rate", optarg, "a positive number of events per second");
+                bad = sf_args_bad(&cli, "--rate", optarg, "a positive number of events per second");
             break;
-        case O_LOGF: bad |= sf_args_log_format(PROG, optarg, &log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &log_format); break;
         case O_KEY: o.key_field = optarg; break;
         case O_DROP: o.drop = optarg; break;
         case O_STRICT: o.strict = 1; break;
@@ -160,7 +167,7 @@ int main(int argc, char **argv) {
         case O_RF: {
             long v;
             if (sf_args_long(optarg, 1, opt == O_PARTS ? 100000 : 1000, &v))
-                bad = sf_args_bad(PROG, opt == O_PARTS ? "--partitions" : "--replication-factor",
+                bad = sf_args_bad(&cli, opt == O_PARTS ? "--partitions" : "--replication-factor",
                                   optarg, opt == O_PARTS ? "an integer in 1..100000"
                                                          : "an integer in 1..1000");
             *(opt == O_PARTS ? &o.partitions : &o.replication_factor) = (int)v;
@@ -168,35 +175,33 @@ int main(int argc, char **argv) {
         }
         case O_TIMEOUT:
             if (sf_args_double(optarg, 0.1, 3600, &timeout_s))
-                bad = sf_args_bad(PROG, "--timeout", optarg, "seconds between 0.1 and 3600");
+                bad = sf_args_bad(&cli, "--timeout", optarg, "seconds between 0.1 and 3600");
             break;
         default:
-            bad = sf_args_getopt_error(PROG, opt, argv);
+            bad = sf_args_getopt_error(&cli, opt, argv);
         }
         if (bad) {
             sf_kafka_props_free(&props);
-            return 2;
+            return sf_args_try(&cli);
         }
     }
-    const char *usage_error = NULL;
+    int bad = 0;
+    if (!brokers) /* a Java client's properties file names them */
+        brokers = sf_kafka_props_get(&props, "bootstrap.servers");
     if (optind < argc)
-        usage_error = "unexpected argument (see --help)";
+        bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
     else if (!brokers || !topic || !o.path)
-        usage_error = "--brokers, --topic and --file are required (see --help)";
+        bad = sf_args_usage(&cli, "--brokers, --topic and --file are required");
     else if (forever && loop_given)
-        usage_error = "--loop and --forever exclude each other";
-    if (usage_error) {
-        if (optind < argc)
-            fprintf(stderr, PROG ": unexpected argument '%s' (see --help)\n", argv[optind]);
-        else
-            fprintf(stderr, PROG ": %s\n", usage_error);
+        bad = sf_args_usage(&cli, "--loop and --forever exclude each other");
+    if (bad) {
         sf_kafka_props_free(&props);
-        return 2;
+        return sf_args_try(&cli);
     }
     if (sf_topic_check(topic, errstr, sizeof errstr)) {
-        fprintf(stderr, PROG ": --topic '%s': %s\n", topic, errstr);
+        sf_args_usage(&cli, "--topic '%s': %s", topic, errstr);
         sf_kafka_props_free(&props);
-        return 2;
+        return sf_args_try(&cli);
     }
     if (forever)
         o.passes = 0;
@@ -204,6 +209,7 @@ int main(int argc, char **argv) {
 
     char tmo[32];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    sf_kafka_conf_log(conf, log_format);
     snprintf(tmo, sizeof tmo, "%d", o.timeout_ms);
     /* librdkafka's own log lines would repeat every connection failure; the
      * run reports one clear error instead (-X log_level=7 brings them back). */
@@ -213,14 +219,17 @@ int main(int argc, char **argv) {
         sf_kafka_conf_set(conf, "message.timeout.ms", tmo, errstr, sizeof errstr) != 0 ||
         sf_kafka_conf_set(conf, "log_level", "0", errstr, sizeof errstr) != 0)
         setup_rc = 1;
-    else if (sf_kafka_props_apply(conf, (const char *const *)props.kv, props.n, errstr,
+    else if (sf_kafka_props_apply(conf, SF_KAFKA_FOR_PRODUCER, (const char *const *)props.kv, props.n, errstr,
                                   sizeof errstr) != 0)
         setup_rc = 2; /* the user's property: a usage error */
     sf_kafka_props_free(&props);
     if (setup_rc) {
-        sf_log_cli(log_format, SF_LOG_ERROR, PROG, "%s", errstr);
+        if (setup_rc == 2)
+            sf_args_usage(&cli, "%s", errstr);
+        else
+            sf_log_cli(log_format, SF_LOG_ERROR, PROG, "%s", errstr);
         rd_kafka_conf_destroy(conf);
-        return setup_rc;
+        return setup_rc == 2 ? sf_args_try(&cli) : 1;
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk) {

@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <getopt.h>
 
 #include "sigflow/args.h"
+#include "sigflow/modelset.h"
 
 int sf_args_long(const char *s, long min, long max, long *out) {
     char *end;
@@ -43,7 +45,50 @@ static void env_name(const char *option, char *out, size_t n) {
     out[k] = '\0';
 }
 
-int sf_args_bad(const char *prog, const char *option, const char *value, const char *what) {
+sf_cli sf_args_cli(const char *prog, int argc, char *const argv[]) {
+    sf_cli cli = {prog, SF_LOG_TEXT};
+    const char *f = getenv(ENV_PREFIX "LOG_FORMAT");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--log-format") && i + 1 < argc)
+            f = argv[++i];
+        else if (!strncmp(argv[i], "--log-format=", 13))
+            f = argv[i] + 13;
+    }
+    if (f)
+        sf_log_format_parse(f, &cli.format); /* unchanged when bad */
+    return cli;
+}
+
+/* One usage error line; in JSON the hint travels in it as "try". */
+static void usage_line(const sf_cli *cli, const char *msg) {
+    if (cli->format == SF_LOG_JSON)
+        sf_log_cli(SF_LOG_JSON, SF_LOG_ERROR, cli->prog, "%s try=\"%s --help\"", msg, cli->prog);
+    else
+        sf_log_cli(SF_LOG_TEXT, SF_LOG_ERROR, cli->prog, "%s", msg);
+}
+
+int sf_args_usage(const sf_cli *cli, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    usage_line(cli, msg);
+    return 1;
+}
+
+int sf_args_try(const sf_cli *cli) {
+    if (cli->format == SF_LOG_TEXT) {
+        char line[256];
+        snprintf(line, sizeof line, "Try '%s --help'.\n", cli->prog);
+        fputs(line, stderr);
+    }
+    return 2;
+}
+
+int sf_args_bad(const sf_cli *cli, const char *option, const char *value, const char *what) {
     char var[128];
     const char *env = NULL;
     if (!strncmp(option, "--", 2)) {
@@ -52,10 +97,8 @@ int sf_args_bad(const char *prog, const char *option, const char *value, const c
     }
     /* The same pointer as the environment's: the value came from there. */
     if (env && env == value)
-        fprintf(stderr, "%s: %s (%s) '%s': %s wants %s\n", prog, var, option, value, option, what);
-    else
-        fprintf(stderr, "%s: %s '%s': %s wants %s\n", prog, option, value, option, what);
-    return 1;
+        return sf_args_usage(cli, "%s (%s) '%s': %s wants %s", var, option, value, option, what);
+    return sf_args_usage(cli, "%s '%s': %s wants %s", option, value, option, what);
 }
 
 static int skipped(const char *name, const char *const *skip) {
@@ -157,29 +200,12 @@ char **sf_args_with_env(const struct option *opts, const char *const *skip, char
     return v;
 }
 
-int sf_args_secret(const char *property) {
-    static const char *const words[] = {"password", "secret", "token", "key", "credential", "jaas",
-                                        "oauthbearer.config"};
-    char lower[256];
-    size_t i = 0;
-    for (; property[i] && property[i] != '=' && i + 1 < sizeof lower; i++)
-        lower[i] = (char)tolower((unsigned char)property[i]);
-    lower[i] = '\0';
-    for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
-        if (strstr(lower, words[w]))
-            return 1;
-    return 0;
-}
-
-
-int sf_args_getopt_error(const char *prog, int opt, char *const argv[]) {
+int sf_args_getopt_error(const sf_cli *cli, int opt, char *const argv[]) {
     if (opt == ':')
-        fprintf(stderr, "%s: option '%s' needs a value (see --help)\n", prog, argv[optind - 1]);
-    else if (optopt)
-        fprintf(stderr, "%s: unknown option '-%c' (see --help)\n", prog, optopt);
-    else
-        fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, argv[optind - 1]);
-    return 1;
+        return sf_args_usage(cli, "option '%s' needs a value", argv[optind - 1]);
+    if (optopt)
+        return sf_args_usage(cli, "unknown option '-%c'", optopt);
+    return sf_args_usage(cli, "unknown option '%s'", argv[optind - 1]);
 }
 
 /* What the handlers set: the process's only global mutable state. */
@@ -238,44 +264,52 @@ void sf_args_wait_stop(sf_stop_flag *stop) {
         sigsuspend(&wait_mask);
 }
 
-int sf_args_backend(const char *prog, const char *value, sf_infer_conf *c) {
+int sf_args_backend(const sf_cli *cli, const char *value, sf_infer_conf *c) {
     if (sf_backend_parse(value, &c->backend))
-        return sf_args_bad(prog, "--backend", value, "auto, openblas or onednn");
+        return sf_args_bad(cli, "--backend", value, "auto, openblas or onednn");
     return 0;
 }
 
-int sf_args_precision(const char *prog, const char *value, sf_infer_conf *c) {
+int sf_args_precision(const sf_cli *cli, const char *value, sf_infer_conf *c) {
     if (sf_precision_parse(value, &c->precision))
-        return sf_args_bad(prog, "--precision", value, "fp32 or bf16");
+        return sf_args_bad(cli, "--precision", value, "fp32 or bf16");
     return 0;
 }
 
-int sf_args_log_format(const char *prog, const char *value, sf_log_format *f) {
+int sf_args_log_format(const sf_cli *cli, const char *value, sf_log_format *f) {
     if (sf_log_format_parse(value, f))
-        return sf_args_bad(prog, "--log-format", value, "text or json");
+        return sf_args_bad(cli, "--log-format", value, "text or json");
     return 0;
 }
 
-int sf_args_engine(const char *prog, int opt, const char *arg, sf_engine_conf *c, int *bad) {
+int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *c, int *bad) {
     long v;
     switch (opt) {
     case 'm': c->model_path = arg; break;
-    case 'v': c->vars_path = arg; break;
+    case SF_ARGS_O_VARS: c->vars_path = arg; break;
     case SF_ARGS_O_ARCH: c->arch_path = arg; break;
     case SF_ARGS_O_ID: c->id_field = *arg ? arg : NULL; break;
     case SF_ARGS_O_NORM:
         if (sf_norm_parse(arg, &c->norm))
-            *bad = sf_args_bad(prog, "--normalize", arg, "standard, l2 or none");
+            *bad = sf_args_bad(cli, "--normalize", arg, "standard, l2 or none");
         break;
     case SF_ARGS_O_BATCH:
         if (sf_args_long(arg, 1, 1 << 20, &v))
-            *bad = sf_args_bad(prog, "--batch-size", arg, "an integer in 1..1048576");
+            *bad = sf_args_bad(cli, "--batch-size", arg, "an integer in 1..1048576");
         else
             c->batch_size = (size_t)v;
         break;
-    case SF_ARGS_O_BACKEND: *bad |= sf_args_backend(prog, arg, &c->infer); break;
-    case SF_ARGS_O_PRECISION: *bad |= sf_args_precision(prog, arg, &c->infer); break;
+    case SF_ARGS_O_BACKEND: *bad |= sf_args_backend(cli, arg, &c->infer); break;
+    case SF_ARGS_O_PRECISION: *bad |= sf_args_precision(cli, arg, &c->infer); break;
     default: return 0;
     }
     return 1;
+}
+
+int sf_args_engine_check(const sf_cli *cli, const sf_engine_conf *c, int argc, char *const argv[]) {
+    if (optind < argc)
+        return sf_args_usage(cli, "unexpected argument '%s'", argv[optind]);
+    if (!c->model_path || (!c->vars_path && !sf_modelset_is_set(c->model_path)))
+        return sf_args_usage(cli, "--model and --variables are required (--variables unless the model is a set)");
+    return 0;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "sigflow/engine.h"
+#include "sigflow/sniff.h"
 #include "sigflow/infer.h"
 #include "sigflow/modelset.h"
 #include "sigflow/output.h"
@@ -66,13 +67,27 @@ static void member_free(member *m) {
     free(m->probs);
 }
 
+/* Adds to a refusal what the file looks like when that is not what was
+ * wanted (a model: HDF5 or .keras; variables: a variables JSON file), and
+ * what would do. */
+static void explain(char *why, size_t n, const char *path, int model) {
+    sf_sniff_kind k = sf_sniff(path);
+    size_t len = strlen(why);
+    if (k == SF_SNIFF_UNREADABLE || (model ? k == SF_SNIFF_HDF5 || k == SF_SNIFF_KERAS : k == SF_SNIFF_VARIABLES))
+        return;
+    snprintf(why + len, n - len, " (it looks like %s; %s)", sf_sniff_name(k),
+             model ? SF_SNIFF_MODEL_FORMATS : "--variables wants a variables JSON file, with inputs");
+}
+
 /* Loads one member; a set's member names itself in errstr. The single
  * model's assembler is built here, a set's union one by the caller. */
 static int member_load(member *m, const sf_engine_conf *c, const char *model_path,
                        const char *arch_path, const char *vars_path, char *errstr, size_t n) {
     char why[1024];
-    if (sf_model_load(&m->model, model_path, arch_path, why, sizeof why))
+    if (sf_model_load(&m->model, model_path, arch_path, why, sizeof why)) {
+        explain(why, sizeof why, model_path, 1);
         goto fail;
+    }
     /* The forward pass even for a model alone, so `inspect` says what run
      * and predict would run on; a set's members share the engine's backend
      * and precision. */
@@ -84,8 +99,11 @@ static int member_load(member *m, const sf_engine_conf *c, const char *model_pat
     }
     if (!vars_path)
         return 0;
-    if (sf_vars_load(&m->vars, vars_path, why, sizeof why) ||
-        sf_vars_bind(m->vars, m->model, why, sizeof why))
+    if (sf_vars_load(&m->vars, vars_path, why, sizeof why)) {
+        explain(why, sizeof why, vars_path, 0);
+        goto fail;
+    }
+    if (sf_vars_bind(m->vars, m->model, why, sizeof why))
         goto fail;
     if (!m->name && !(m->assembler = sf_assembler_new(m->vars, c->id_field)))
         goto oom;

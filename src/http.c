@@ -201,6 +201,11 @@ static int parse_addr(const char *addr, char *host, size_t host_size, char *port
     return 0;
 }
 
+int sf_http_addr_check(const char *addr, char *errstr, size_t errstr_size) {
+    char host[256], port[8];
+    return parse_addr(addr, host, sizeof host, port, sizeof port, errstr, errstr_size);
+}
+
 /* A listening, non-blocking socket on the first address of host that binds. */
 static int listen_on(const char *addr, const char *host, const char *port, char *errstr,
                      size_t errstr_size) {

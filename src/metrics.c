@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "sigflow/metrics.h"
+#include "sigflow/version.h"
 
 #define SF_HIST_MAX_BOUNDS 24
 
@@ -444,6 +445,23 @@ static void render_inference_info(sf_out *o, const sf_metrics *m) {
     pthread_mutex_unlock(lock);
 }
 
+/* What this process is, for telling hosts apart (version.h). */
+static void render_build_info(sf_out *o) {
+    sf_version v;
+    sf_version_get(&v);
+    const char *labels[][2] = {{"version", v.version}, {"git", v.git}, {"librdkafka", v.librdkafka},
+                               {"onednn", v.onednn}, {"openblas", v.openblas}, {"hdf5", v.hdf5}};
+    out_family(o, "sigflow_build_info",
+               "sigflow's version (git describe when built from git) and its libraries' versions.", "gauge");
+    out_printf(o, "sigflow_build_info{");
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+        out_printf(o, "%s%s=\"", i ? "," : "", labels[i][0]);
+        out_label_value(o, labels[i][1]);
+        out_printf(o, "\"");
+    }
+    out_printf(o, "} 1\n");
+}
+
 char *sf_metrics_render(const sf_metrics *m) {
     sf_out o = {0};
     char num[64];
@@ -474,6 +492,7 @@ char *sf_metrics_render(const sf_metrics *m) {
     render_defaulted(&o, m);
     render_model_info(&o, m);
     render_inference_info(&o, m);
+    render_build_info(&o);
 
     for (size_t h = 0; h < SF_H__COUNT; h++) render_histogram(&o, &hist_defs[h], &m->hists[h]);
 

@@ -8,16 +8,13 @@
 
 #include "sha256.h"
 #include "sigflow/modelset.h"
+#include "sigflow/sniff.h"
 
 int sf_modelset_is_set(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    int c;
-    while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t')
-        ;
-    fclose(f);
-    return c == '{';
+    /* A JSON object that is not plainly something else: a set with a typo
+     * is still refused by the set's parser, which says where. */
+    sf_sniff_kind k = sf_sniff(path);
+    return k == SF_SNIFF_SET || k == SF_SNIFF_JSON;
 }
 
 void sf_modelset_free(sf_modelset *s) {

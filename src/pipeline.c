@@ -419,16 +419,17 @@ static int check_topic_names(const sf_pipeline_conf *c, char *errstr, size_t n) 
 
 /* Fails fast when the brokers cannot be reached at start-up, or an output
  * topic is missing: without it every output would wait forever. An input
- * topic may come later. */
+ * topic may come later. 1 when stopped meanwhile. */
 static int check_brokers(pipeline *p, char *errstr, size_t n) {
     const sf_pipeline_conf *c = p->conf;
     size_t n_in;
     const char *const *in = input_topics(c, &n_in);
     for (size_t i = 0; i < n_in; i++) {
         int exists = 1;
-        if (sf_kafka_check_brokers(p->producer, c->brokers, in[i], c->connect_timeout_ms,
-                                   &exists, errstr, n))
-            return -1;
+        int rc = sf_kafka_check_brokers(p->producer, c->brokers, in[i], c->connect_timeout_ms,
+                                        c->stop, &exists, errstr, n);
+        if (rc)
+            return rc;
         if (!exists && !sf_topic_is_pattern(in[i]))
             sf_log(p->log, SF_LOG_WARN, "input topic does not exist (yet), waiting for it topic=%s",
                    in[i]);
@@ -641,7 +642,15 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
     }
     engine_announce(&p);
 
-    if (!(p.producer = make_client(&p, RD_KAFKA_PRODUCER, errstr, n)) || check_brokers(&p, errstr, n))
+    /* A stop during the model load or the broker check is a clean exit. */
+    int checked = -1;
+    if (atomic_load(c->stop) || ((p.producer = make_client(&p, RD_KAFKA_PRODUCER, errstr, n)) &&
+                                 (checked = check_brokers(&p, errstr, n)) == 1)) {
+        sf_log(p.log, SF_LOG_INFO, "stopped while starting");
+        rc = 0;
+        goto out;
+    }
+    if (checked)
         goto out;
     if (c->exactly_once) {
         rd_kafka_error_t *err = rd_kafka_init_transactions(p.producer, c->connect_timeout_ms);

@@ -22,7 +22,8 @@ wait_for() {
 "$BIN" broker --help | grep -q "bootstrap=HOST:PORT" || fail "--help"
 "$BIN" broker --bogus 2>"$TMP/e"; rc=$?
 [ $rc -eq 2 ] || fail "unknown option: rc $rc"
-[ "$(wc -l <"$TMP/e")" -eq 1 ] && grep -q "unknown option '--bogus'" "$TMP/e" || fail "unknown option message: $(cat "$TMP/e")"
+[ "$(wc -l <"$TMP/e")" -eq 2 ] && head -n1 "$TMP/e" | grep -q "unknown option '--bogus'" &&
+    [ "$(tail -n1 "$TMP/e")" = "Try 'sigflow broker --help'." ] || fail "unknown option message: $(cat "$TMP/e")"
 "$BIN" broker --partitions 0 2>"$TMP/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "partitions wants 1..10000" "$TMP/e" || fail "--partitions 0: rc $rc"
 

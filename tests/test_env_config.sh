@@ -56,26 +56,33 @@ expect kafka.sasl.username=bob
 
 # Properties from -F FILE are shown too, in order, secrets masked.
 printf 'sasl.password=fromfile\n# a comment\nclient.id=file-client\n' >"$TMP/kafka.properties"
-clean "$BIN" run -b b:1 -m m -v v -F "$TMP/kafka.properties" -X client.id=flag --print-config \
+clean "$BIN" run -b b:1 -m m --variables v -F "$TMP/kafka.properties" -X client.id=flag --print-config \
     >"$TMP/out" 2>"$TMP/err" || fail "-F: rc $?"
 expect 'kafka.sasl.password=***'
 [ "$(grep '^kafka.client.id=' "$TMP/out" | tr '\n' ' ')" = "kafka.client.id=file-client kafka.client.id=flag " ] ||
     fail "-F and -X order: $(grep '^kafka' "$TMP/out")"
 ! grep -q fromfile "$TMP/out" || fail "a secret from -F was printed"
 
+# The issue's reproduction: a JAAS line from the environment is refused
+# without its password (a usage error).
+clean SIGFLOW_KAFKA_SASL_JAAS_CONFIG='x password="s3cret";' "$BIN" run -b 127.0.0.1:1 -m m --variables v \
+    >"$TMP/out" 2>"$TMP/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "sasl.jaas.config" "$TMP/err" || fail "JAAS from the environment: rc $rc"
+! grep -q s3cret "$TMP/out" "$TMP/err" || fail "the JAAS password was printed"
+
 # Switches: 0/false/no/empty leave it off.
 for off in 0 false no ""; do
-    clean SIGFLOW_EXACTLY_ONCE="$off" "$BIN" run -b b:1 -m m -v v --print-config >"$TMP/out" 2>"$TMP/err" || fail "switch '$off'"
+    clean SIGFLOW_EXACTLY_ONCE="$off" "$BIN" run -b b:1 -m m --variables v --print-config >"$TMP/out" 2>"$TMP/err" || fail "switch '$off'"
     expect exactly-once=false
 done
 
 # A bad value names the variable; status 2 as for a bad flag.
-clean SIGFLOW_BATCH_SIZE=lots "$BIN" run -b b:1 -m m -v v --print-config >"$TMP/out" 2>"$TMP/err"; rc=$?
+clean SIGFLOW_BATCH_SIZE=lots "$BIN" run -b b:1 -m m --variables v --print-config >"$TMP/out" 2>"$TMP/err"; rc=$?
 [ $rc -eq 2 ] || fail "bad SIGFLOW_BATCH_SIZE: rc $rc"
 grep -q "SIGFLOW_BATCH_SIZE (--batch-size) 'lots'" "$TMP/err" || fail "bad SIGFLOW_BATCH_SIZE message"
-clean "$BIN" run -b b:1 -m m -v v --batch-size lots >"$TMP/out" 2>"$TMP/err"; rc=$?
+clean "$BIN" run -b b:1 -m m --variables v --batch-size lots >"$TMP/out" 2>"$TMP/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "^sigflow run: --batch-size 'lots'" "$TMP/err" || fail "bad --batch-size message"
-clean SIGFLOW_EXACTLY_ONCE=maybe "$BIN" run -b b:1 -m m -v v --print-config >"$TMP/out" 2>"$TMP/err"; rc=$?
+clean SIGFLOW_EXACTLY_ONCE=maybe "$BIN" run -b b:1 -m m --variables v --print-config >"$TMP/out" 2>"$TMP/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "SIGFLOW_EXACTLY_ONCE 'maybe'" "$TMP/err" || fail "bad switch: rc $rc"
 # --help and --print-config never come from the environment.
 clean SIGFLOW_HELP=1 SIGFLOW_PRINT_CONFIG=1 "$BIN" run >"$TMP/out" 2>"$TMP/err"; rc=$?

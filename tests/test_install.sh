@@ -11,7 +11,8 @@ fail() { echo "FAIL: $*" >&2; for f in "$TMP"/out "$TMP"/err; do [ -s "$f" ] && 
 
 cmake --install "$BUILD" --prefix "$TMP/prefix" >"$TMP/out" 2>"$TMP/err" || fail "cmake --install"
 for f in bin/sigflow bin/sigflow-replay bin/sigflow-bench \
-         share/man/man1/sigflow.1 share/man/man1/sigflow-replay.1 share/man/man1/sigflow-bench.1 \
+         share/man/man1/sigflow.1.gz share/man/man1/sigflow-replay.1.gz share/man/man1/sigflow-bench.1.gz \
+         share/doc/sigflow/copyright share/doc/sigflow/changelog.gz etc/sigflow/common.env \
          share/sigflow/higgs_mlp.h5 share/sigflow/higgs_variables.json \
          share/sigflow/atlas-higgs-challenge-2014-v2-sample.csv.gz share/sigflow/corrupt_segv_2130_10.h5.gz \
          share/sigflow/grafana/sigflow.json lib/systemd/system/sigflow@.service; do
@@ -25,6 +26,13 @@ unit=$TMP/prefix/lib/systemd/system/sigflow@.service
 grep -qx "ExecStart=$TMP/prefix/bin/sigflow run" "$unit" || fail "unit ExecStart: $(grep ExecStart "$unit")"
 grep -q "SIGFLOW_MODEL=$TMP/prefix/share/sigflow/higgs_mlp.h5" "$unit" || fail "unit model path"
 ! grep -q "@SIGFLOW" "$unit" || fail "unit has unsubstituted variables"
+grep -qx "EnvironmentFile=-$TMP/prefix/etc/sigflow/common.env" "$unit" || fail "unit does not read the installed common.env"
+# The example configuration sets nothing: every line a comment.
+! grep -v '^#' "$TMP/prefix/etc/sigflow/common.env" | grep -q . || fail "common.env sets something"
+# A second install keeps an operator's common.env.
+echo "SIGFLOW_GROUP=mine" >>"$TMP/prefix/etc/sigflow/common.env"
+cmake --install "$BUILD" --prefix "$TMP/prefix" >"$TMP/out" 2>"$TMP/err" || fail "second cmake --install"
+grep -qx "SIGFLOW_GROUP=mine" "$TMP/prefix/etc/sigflow/common.env" || fail "a reinstall overwrote common.env"
 # What the unit runs, as systemd would run it: its Environment= lines plus an
 # instance's environment file, and ExecStart (here with --print-config).
 mapfile -t unit_env < <(sed -n 's/^Environment=//p' "$unit")

@@ -272,6 +272,7 @@ static void test_format_every_family(void **state) {
         {"sigflow_defaulted_inputs_total", "counter"},
         {"sigflow_model_info", "gauge"},
         {"sigflow_inference_info", "gauge"},
+        {"sigflow_build_info", "gauge"},
         {"sigflow_batch_size", "histogram"},
         {"sigflow_inference_seconds", "histogram"},
         {"sigflow_end_to_end_seconds", "histogram"},
@@ -285,7 +286,22 @@ static void test_format_every_family(void **state) {
     }
     /* No model yet: the family is declared but has no sample. */
     assert_int_equal(find_family(e, "sigflow_model_info")->n_samples, 0);
-    for (int i = 0; i < e->n_samples; i++) assert_true(e->samples[i].value == 0);
+    /* All zero but the build, which is 1, with the versions as labels. */
+    int build = 0;
+    for (int i = 0; i < e->n_samples; i++) {
+        if (!strncmp(e->samples[i].name, "sigflow_build_info", 18)) {
+            build++;
+            assert_true(e->samples[i].value == 1);
+            assert_non_null(strstr(e->samples[i].labels, "version=\""));
+            assert_non_null(strstr(e->samples[i].labels, "librdkafka=\"2."));
+            assert_non_null(strstr(e->samples[i].labels, "openblas=\"0."));
+            assert_non_null(strstr(e->samples[i].labels, "hdf5=\"1."));
+            assert_non_null(strstr(e->samples[i].labels, "onednn=\""));
+            continue;
+        }
+        assert_true(e->samples[i].value == 0);
+    }
+    assert_int_equal(build, 1);
     free(e);
     sf_metrics_free(m);
 }

@@ -1,5 +1,5 @@
 # test_replay_cli.sh: sigflow-replay's command line as a user meets it: usage
-# errors (status 2, one line), a missing file and an unreachable broker
+# errors (status 2, the problem and a hint), a missing file and an unreachable broker
 # (status 1, one line, within the bound), --forever stopped by SIGTERM (status
 # 0, flushed, summary), an interval that SIGTERM cuts short, and a run checked
 # with kcat, all against a spawned `sigflow broker`.
@@ -30,14 +30,20 @@ one_line() { # stderr is exactly one line containing $1
         fail "stderr should be one line with '$1', got: $(cat "$TMP/err")"
 }
 
-# Usage errors: status 2, one line, before touching any broker.
+usage_error() { # stderr is the problem naming $1, then GNU's hint
+    [ "$(wc -l <"$TMP/err")" -eq 2 ] && head -n1 "$TMP/err" | grep -qF -- "$1" &&
+        [ "$(tail -n1 "$TMP/err")" = "Try 'sigflow-replay --help'." ] ||
+        fail "stderr should be a line with '$1' and Try..., got: $(cat "$TMP/err")"
+}
+
+# Usage errors: status 2, one line and the hint, before touching any broker.
 run --help; [ $rc -eq 0 ] && grep -q "usage: sigflow-replay" "$TMP/out" || fail "--help"
-run; [ $rc -eq 2 ] || fail "no arguments: rc $rc"; one_line "are required"
-run --bogus; [ $rc -eq 2 ] || fail "--bogus: rc $rc"; one_line "unknown option '--bogus'"
-run -b x -t y -f "$SAMPLE" --rate abc; [ $rc -eq 2 ] || fail "--rate abc: rc $rc"; one_line "--rate wants"
-run -b x -t y -f "$SAMPLE" --loop 2 --forever; [ $rc -eq 2 ] || fail "--loop+--forever"; one_line "exclude"
-run -b x -t y -f "$SAMPLE" -X nonsense.property=1; [ $rc -eq 2 ] || fail "-X bad: rc $rc"; one_line "nonsense.property"
-run -b x -t y -f "$SAMPLE" extra; [ $rc -eq 2 ] || fail "extra argument: rc $rc"; one_line "unexpected argument"
+run; [ $rc -eq 2 ] || fail "no arguments: rc $rc"; usage_error "are required"
+run --bogus; [ $rc -eq 2 ] || fail "--bogus: rc $rc"; usage_error "unknown option '--bogus'"
+run -b x -t y -f "$SAMPLE" --rate abc; [ $rc -eq 2 ] || fail "--rate abc: rc $rc"; usage_error "--rate wants"
+run -b x -t y -f "$SAMPLE" --loop 2 --forever; [ $rc -eq 2 ] || fail "--loop+--forever"; usage_error "exclude"
+run -b x -t y -f "$SAMPLE" -X nonsense.property=1; [ $rc -eq 2 ] || fail "-X bad: rc $rc"; usage_error "nonsense.property"
+run -b x -t y -f "$SAMPLE" extra; [ $rc -eq 2 ] || fail "extra argument: rc $rc"; usage_error "unexpected argument"
 
 # A missing file: status 1, one line naming it.
 run -b 127.0.0.1:9 -t events -f "$TMP/missing.csv"

@@ -2,10 +2,13 @@
  * parsing (a typo in a flag is an error, never a silent zero), one way to say
  * what is wrong with an option, and one signal set-up with one stop flag.
  *
- * Error dialect, one line on stderr: "PROG: OPTION 'VALUE': OPTION wants WHAT"
- * for a bad value, "PROG: unknown option '--x' (see --help)" and "PROG: option
- * '--x' needs a value (see --help)" for getopt's errors (with opterr = 0 and
- * a leading ':' in the short options). */
+ * Error dialect (GNU's): a usage error is one line naming the problem,
+ * "PROG: OPTION 'VALUE': OPTION wants WHAT" for a bad value, "PROG: unknown
+ * option '--x'" and "PROG: option '--x' needs a value" for getopt's errors
+ * (with opterr = 0 and a leading ':' in the short options), then, once,
+ * "Try 'PROG --help'." (sf_args_try); exit status 2. With --log-format json
+ * each is one error object with "prog" and "try" instead, and no second line.
+ * Every line goes through the logger (sf_log_cli). */
 #ifndef SIGFLOW_ARGS_H
 #define SIGFLOW_ARGS_H
 
@@ -16,6 +19,27 @@
 #include "sigflow/infer.h"
 #include "sigflow/log.h"
 
+/* Who speaks on stderr, and how: a command's name ("sigflow run") and its log
+ * format, known before the options are parsed so that complaints about them
+ * come out in the chosen format too. */
+typedef struct {
+    const char *prog;
+    sf_log_format format;
+} sf_cli;
+
+/* prog with the format of the last "--log-format F" or "--log-format=F" in
+ * argv[1..argc), else of SIGFLOW_LOG_FORMAT, else text. A bad value counts as
+ * text: the option parser reports it. */
+sf_cli sf_args_cli(const char *prog, int argc, char *const argv[]);
+
+/* A usage error about anything but one option's value (a missing option, an
+ * extra argument), printf-style: "PROG: MESSAGE". Returns 1. */
+int sf_args_usage(const sf_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Ends the usage errors just printed: "Try 'PROG --help'." in text. Returns 2,
+ * the exit status of a usage error. */
+int sf_args_try(const sf_cli *cli);
+
 /* The whole string as an integer in [min, max]. 0 or -1. */
 int sf_args_long(const char *s, long min, long max, long *out);
 
@@ -25,11 +49,11 @@ int sf_args_double(const char *s, double min, double max, double *out);
 /* Prints "PROG: OPTION 'VALUE': OPTION wants WHAT" on stderr and returns 1;
  * "PROG: VARIABLE (OPTION) 'VALUE': ..." when VALUE came from the environment
  * (sf_args_with_env). */
-int sf_args_bad(const char *prog, const char *option, const char *value, const char *what);
+int sf_args_bad(const sf_cli *cli, const char *option, const char *value, const char *what);
 
 /* Reports getopt_long's ':' (missing value) or '?' (unknown option) for the
  * option just read and returns 1. */
-int sf_args_getopt_error(const char *prog, int opt, char *const argv[]);
+int sf_args_getopt_error(const sf_cli *cli, int opt, char *const argv[]);
 
 /* Configuration from the environment, the way Kafka tools and their container
  * images take it. Returns a malloc'd argument vector (one free()) for
@@ -44,11 +68,6 @@ int sf_args_getopt_error(const char *prog, int opt, char *const argv[]);
 struct option;
 char **sf_args_with_env(const struct option *opts, const char *const *skip, char kafka_opt, int argc,
                         char **argv, int *argc_out, char *errstr, size_t errstr_size);
-
-/* Whether a librdkafka property's value is a secret to mask when printed: its
- * name holds password, secret, token, key, credential, jaas or
- * oauthbearer.config. */
-int sf_args_secret(const char *property);
 
 /* The stop flag every long-running command uses: SIGINT/SIGTERM set it. */
 typedef atomic_int sf_stop_flag;
@@ -70,10 +89,11 @@ void sf_args_hold_stop_signals(void);
 void sf_args_wait_stop(sf_stop_flag *stop);
 
 /* The options that choose and shape the engine, the same in run, demo,
- * predict, evaluate and inspect: -m/--model, -v/--variables and these codes,
+ * predict, evaluate and inspect: -m/--model and these codes,
  * for a command's getopt_long table (each lists the ones it takes). */
 enum {
     SF_ARGS_O_ARCH = 0x1000, /* --architecture */
+    SF_ARGS_O_VARS,          /* --variables (no short form: -v means verbose or version elsewhere) */
     SF_ARGS_O_ID,            /* --id-field */
     SF_ARGS_O_NORM,          /* --normalize */
     SF_ARGS_O_BATCH,         /* --batch-size */
@@ -83,16 +103,21 @@ enum {
 
 /* Applies opt (getopt_long's return) to c when it is one of those: returns 1,
  * with *bad set after printing the error for a bad value; 0 when it is not. */
-int sf_args_engine(const char *prog, int opt, const char *arg, sf_engine_conf *c, int *bad);
+int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *c, int *bad);
+
+/* After the options of a command that scores events: a usage error for an
+ * argument left over, or for a model without the variables it needs (a model
+ * set names its own). 1 after printing it, else 0. */
+int sf_args_engine_check(const sf_cli *cli, const sf_engine_conf *c, int argc, char *const argv[]);
 
 /* --backend and --precision, shared by the above and sigflow-bench: parse
  * into c, or print the error and return 1. */
-int sf_args_backend(const char *prog, const char *value, sf_infer_conf *c);
-int sf_args_precision(const char *prog, const char *value, sf_infer_conf *c);
+int sf_args_backend(const sf_cli *cli, const char *value, sf_infer_conf *c);
+int sf_args_precision(const sf_cli *cli, const char *value, sf_infer_conf *c);
 
 /* --log-format, shared by every command that logs: parse into f, or print the
  * error and return 1. */
-int sf_args_log_format(const char *prog, const char *value, sf_log_format *f);
+int sf_args_log_format(const sf_cli *cli, const char *value, sf_log_format *f);
 
 #define SF_ARGS_INFER_USAGE                                                              \
     "  --backend B            forward pass on auto (default: onednn where it has a JIT\n" \

@@ -49,6 +49,10 @@ typedef struct sf_http sf_http;
  * ephemeral port (see sf_http_port). Disabling the endpoint ("none") is the
  * caller's business: just don't start it. m and h must outlive the server.
  * Returns 0, or -1 with errstr (bad address, port in use, out of memory). */
+/* Whether addr is a well-formed address for sf_http_start, without binding
+ * it: 0, or -1 with errstr, so a command line can refuse it as a usage error. */
+int sf_http_addr_check(const char *addr, char *errstr, size_t errstr_size);
+
 int sf_http_start(sf_http **out, const char *addr, sf_metrics *m, sf_health *h, char *errstr,
                   size_t errstr_size);
 

@@ -29,7 +29,8 @@ static void usage(FILE *f) {
         "  --topic NAME           topic to create (repeatable; default events,\n"
         "                         signals, events.dlq)\n"
         "  --bootstrap-file PATH  also write HOST:PORT to PATH (atomically; removed\n"
-        "                         at exit)\n");
+        "                         at exit)\n"
+        "  --log-format F         stderr messages as text (default) or JSON lines\n");
 }
 
 /* Write to a temporary name, then rename: a reader never sees half a line. */
@@ -71,7 +72,8 @@ int sf_cmd_broker(int argc, char **argv) {
     int partitions = 8;
     const char *bootstrap_file = NULL;
     char errstr[512];
-    sf_log_format log_format = SF_LOG_TEXT;
+    sf_cli cli = sf_args_cli("sigflow broker", argc, argv);
+    sf_log_format log_format = cli.format;
 
     opterr = 0;
     optind = 1;
@@ -80,35 +82,38 @@ int sf_cmd_broker(int argc, char **argv) {
         switch (opt) {
         case 'p': {
             long v;
-            if (sf_args_long(optarg, 1, 10000, &v))
-                return 2 * sf_args_bad("sigflow broker", "--partitions", optarg, "1..10000");
+            if (sf_args_long(optarg, 1, 10000, &v)) {
+                sf_args_bad(&cli, "--partitions", optarg, "1..10000");
+                return sf_args_try(&cli);
+            }
             partitions = (int)v;
             break;
         }
         case 't':
             if (n_topics == MAX_TOPICS) {
-                fprintf(stderr, "sigflow broker: more than %d topics\n", MAX_TOPICS);
-                return 2;
+                sf_args_usage(&cli, "more than %d topics", MAX_TOPICS);
+                return sf_args_try(&cli);
             }
             if (sf_topic_check(optarg, errstr, sizeof errstr)) {
-                fprintf(stderr, "sigflow broker: --topic '%s': %s\n", optarg, errstr);
-                return 2;
+                sf_args_usage(&cli, "--topic '%s': %s", optarg, errstr);
+                return sf_args_try(&cli);
             }
             topics[n_topics++] = optarg;
             break;
         case 'o': bootstrap_file = optarg; break;
         case 'L':
-            if (sf_args_log_format("sigflow broker", optarg, &log_format))
-                return 2;
+            if (sf_args_log_format(&cli, optarg, &log_format))
+                return sf_args_try(&cli);
             break;
         case 'h': usage(stdout); return 0;
         default:
-            return 2 * sf_args_getopt_error("sigflow broker", opt, argv);
+            sf_args_getopt_error(&cli, opt, argv);
+            return sf_args_try(&cli);
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "sigflow broker: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
+        sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
+        return sf_args_try(&cli);
     }
     if (n_topics == 0) {
         topics[n_topics++] = "events";

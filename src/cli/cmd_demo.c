@@ -40,9 +40,10 @@ static void *pipeline_thread(void *arg) {
 }
 
 /* Prints the first few published signals, read back from the output topic. */
-static void show_signals(const char *brokers, const char *topic, int partitions) {
+static void show_signals(const char *brokers, const char *topic, int partitions, sf_log_format f) {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    sf_kafka_conf_log(conf, f);
     if (sf_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err) ||
         sf_kafka_conf_set(conf, "group.id", "sigflow-demo-reader", err, sizeof err)) {
         rd_kafka_conf_destroy(conf);
@@ -105,7 +106,7 @@ int sf_cmd_demo(int argc, char **argv) {
     long limit = 0, v;
     enum { O_BW = 256, O_LOG, O_LOGF };
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, 'v'},
+        {"model", required_argument, NULL, 'm'}, {"variables", required_argument, NULL, SF_ARGS_O_VARS},
         {"file", required_argument, NULL, 'f'}, {"limit", required_argument, NULL, 'n'},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
         {"batch-wait-ms", required_argument, NULL, O_BW},
@@ -114,36 +115,39 @@ int sf_cmd_demo(int argc, char **argv) {
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
+    sf_cli cli = sf_args_cli("sigflow demo", argc, argv);
+    c->log_format = cli.format;
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow demo", opt, optarg, &c->engine, &bad))
+        if (sf_args_engine(&cli, opt, optarg, &c->engine, &bad))
             continue;
         switch (opt) {
         case 'f': file = optarg; break;
         case 'n':
             if (sf_args_long(optarg, 1, 100000000, &limit))
-                bad = sf_args_bad("sigflow demo", "--limit", optarg, "a positive integer");
+                bad = sf_args_bad(&cli, "--limit", optarg, "a positive integer");
             break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))
-                bad = sf_args_bad("sigflow demo", "--batch-wait-ms", optarg, "an integer in 0..60000");
+                bad = sf_args_bad(&cli, "--batch-wait-ms", optarg, "an integer in 0..60000");
             c->batch_wait_ms = (int)v;
             break;
         case O_LOG:
             if (sf_log_level_parse(optarg, &c->log_level))
-                bad = sf_args_bad("sigflow demo", "--log-level", optarg, "error, warn, info or debug");
+                bad = sf_args_bad(&cli, "--log-level", optarg, "error, warn, info or debug");
             break;
-        case O_LOGF: bad |= sf_args_log_format("sigflow demo", optarg, &c->log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &c->log_format); break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = sf_args_getopt_error("sigflow demo", opt, argv);
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
-    if (bad || optind < argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (!bad && optind < argc)
+        bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
+    if (bad)
+        return sf_args_try(&cli);
+#define SAY(...) sf_log_cli(c->log_format, SF_LOG_ERROR, cli.prog, __VA_ARGS__)
     /* A set's members carry their own variables; the shipped file is not theirs
      * (still vars_path: no --variables given). */
     if (c->engine.vars_path == vars_path && sf_modelset_is_set(c->engine.model_path))
@@ -153,14 +157,14 @@ int sf_cmd_demo(int argc, char **argv) {
     /* The model first, while this process has one thread (pipeline.h), and
      * so that a bad one is refused before anything starts. */
     if (sf_engine_load(&c->loaded, &c->engine, err, sizeof err)) {
-        fprintf(stderr, "sigflow demo: %s\n", err);
+        SAY("%s", err);
         return 2;
     }
     static const char *const topics[] = {"events", "signals", "events.dlq"};
     const int partitions = 8;
     sf_broker *broker = NULL;
     if (sf_broker_start(&broker, partitions, topics, 3, err, sizeof err)) {
-        fprintf(stderr, "sigflow demo: %s\n", err);
+        SAY("%s", err);
         sf_engine_free(c->loaded);
         return 1;
     }
@@ -184,7 +188,7 @@ int sf_cmd_demo(int argc, char **argv) {
     job.rc = 0;
     atomic_init(&job.finished, 0);
     if (pthread_create(&tid, NULL, pipeline_thread, &job)) {
-        fprintf(stderr, "sigflow demo: cannot start the pipeline thread\n");
+        SAY("cannot start the pipeline thread");
         sf_engine_free(c->loaded);
         sf_metrics_free(metrics);
         sf_broker_stop(broker);
@@ -197,6 +201,7 @@ int sf_cmd_demo(int argc, char **argv) {
     ro.limit = (uint64_t)limit;
     sf_replay_stats rs;
     rd_kafka_conf_t *pconf = rd_kafka_conf_new();
+    sf_kafka_conf_log(pconf, c->log_format);
     rd_kafka_t *producer = NULL;
     int rc = 1;
     if (sf_replay_conf_init(pconf, err, sizeof err) == 0 &&
@@ -210,7 +215,7 @@ int sf_cmd_demo(int argc, char **argv) {
     if (producer)
         rd_kafka_destroy(producer);
     if (rc)
-        fprintf(stderr, "sigflow demo: replay failed: %s\n", err);
+        SAY("replay failed: %s", err);
     else
         printf("replayed %" PRIu64 " events in %.2f s\n", rs.delivered, rs.seconds);
 
@@ -222,7 +227,7 @@ int sf_cmd_demo(int argc, char **argv) {
         if (first == 0 && sf_metrics_get(metrics, SF_C_CONSUMED) > 0)
             first = sf_clock_s();
         if (sf_clock_ms() > deadline) {
-            fprintf(stderr, "sigflow demo: only %" PRIu64 " of %" PRIu64 " events processed after %d s\n",
+            SAY("only %" PRIu64 " of %" PRIu64 " events processed after %d s",
                     sf_metrics_get(metrics, SF_C_CONSUMED), rs.delivered, DEMO_TIMEOUT_MS / 1000);
             rc = 1;
             break;
@@ -234,7 +239,7 @@ int sf_cmd_demo(int argc, char **argv) {
     atomic_store(&stop, 1);
     pthread_join(tid, NULL);
     if (job.rc) {
-        fprintf(stderr, "sigflow demo: pipeline: %s\n", job.err);
+        SAY("pipeline: %s", job.err);
         rc = 1;
     }
 
@@ -254,7 +259,7 @@ int sf_cmd_demo(int argc, char **argv) {
     if (first && done > first)
         printf("throughput:         %.0f events/s once consuming\n", (double)consumed / (done - first));
     if (rc == 0)
-        show_signals(bootstrap, "signals", partitions);
+        show_signals(bootstrap, "signals", partitions, c->log_format);
     sf_metrics_free(metrics);
     sf_broker_stop(broker);
     return rc;

@@ -20,7 +20,6 @@
 #include "sigflow/args.h"
 #include "sigflow/engine.h"
 #include "sigflow/log.h"
-#include "sigflow/modelset.h"
 #include "sigflow/replay.h"
 #include "commands.h"
 
@@ -31,7 +30,9 @@ static const char usage[] =
     "Score labeled events and print accuracy, ROC AUC (two labels), the confusion\n"
     "matrix and, for a model set, each member's accuracy and AUC.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model, or a model set (JSON)\n"
+    "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
+    "                         --architecture) or a .keras archive; or a model set\n"
+    "                         (JSON)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file (not with a set)\n"
     "  --label-field F        the event field holding the true label, as a label name\n"
@@ -358,7 +359,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
     enum { O_LABEL = 256, O_CSV, O_JSON, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},
         {"label-field", required_argument, NULL, O_LABEL}, {"csv", required_argument, NULL, O_CSV},
@@ -367,36 +368,31 @@ int sf_cmd_evaluate(int argc, char **argv) {
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
+    sf_cli cli = sf_args_cli("sigflow evaluate", argc, argv);
+    log_format = cli.format;
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow evaluate", opt, optarg, &ec, &bad))
+    while ((opt = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
+        if (sf_args_engine(&cli, opt, optarg, &ec, &bad))
             continue;
         switch (opt) {
         case O_LABEL:
             if (!*optarg)
-                bad = sf_args_bad("sigflow evaluate", "--label-field", optarg, "a field name");
+                bad = sf_args_bad(&cli, "--label-field", optarg, "a field name");
             label_field = optarg;
             break;
         case O_CSV: csv = optarg; break;
         case O_JSON: as_json = 1; break;
-        case O_LOGF: bad |= sf_args_log_format("sigflow evaluate", optarg, &log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &log_format); break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = sf_args_getopt_error("sigflow evaluate", opt, argv);
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
-    if (!bad && (optind < argc || !ec.model_path ||
-                 (!ec.vars_path && !sf_modelset_is_set(ec.model_path)))) {
-        fprintf(stderr, "sigflow evaluate: %s\n", optind < argc ? "unexpected argument"
-                                                               : "--model and --variables are required "
-                                                                 "(--variables unless the model is a set)");
-        bad = 1;
-    }
-    if (bad) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (!bad)
+        bad = sf_args_engine_check(&cli, &ec, argc, argv);
+    if (bad)
+        return sf_args_try(&cli);
     char err[1024];
     evaluator ev = {.label_field = label_field, .batch = ec.batch_size, .log_format = log_format};
     int rc = 2;

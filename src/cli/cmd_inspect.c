@@ -26,8 +26,9 @@ static const char usage[] =
     "Print a model (and its input variables) as loaded: layers, shapes, activations,\n"
     "parameter counts, input and output widths, sha256.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
-    "                         or a model set: its members, weights (normalized), inputs, labels\n"
+    "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
+    "                         --architecture) or a .keras archive; or a model set\n"
+    "                         (its members, weights (normalized), inputs, labels)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file, checked against the model\n"
     "  --json                 one JSON object instead of text\n"
@@ -273,33 +274,34 @@ int sf_cmd_inspect(int argc, char **argv) {
     enum { O_JSON = 256, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"json", no_argument, NULL, O_JSON},
+        {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"json", no_argument, NULL, O_JSON},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    sf_cli cli = sf_args_cli("sigflow inspect", argc, argv);
+    log_format = cli.format;
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow inspect", opt, optarg, &ec, &bad))
+    while ((opt = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
+        if (sf_args_engine(&cli, opt, optarg, &ec, &bad))
             continue;
         switch (opt) {
         case O_JSON: as_json = 1; break;
-        case O_LOGF: bad |= sf_args_log_format("sigflow inspect", optarg, &log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &log_format); break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = sf_args_getopt_error("sigflow inspect", opt, argv);
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
     if (!bad && (optind < argc || !ec.model_path)) {
-        fprintf(stderr, "sigflow inspect: %s\n",
-                optind < argc ? "unexpected argument" : "--model is required");
-        bad = 1;
+        if (optind < argc)
+            bad = sf_args_usage(&cli, "unexpected argument '%s'", argv[optind]);
+        else
+            bad = sf_args_usage(&cli, "--model is required");
     }
-    if (bad) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (bad)
+        return sf_args_try(&cli);
     char err[1024];
     sf_engine *e = NULL;
     int rc = 2;

@@ -13,7 +13,6 @@
 #include "sigflow/args.h"
 #include "sigflow/engine.h"
 #include "sigflow/log.h"
-#include "sigflow/modelset.h"
 #include "sigflow/output.h"
 #include "commands.h"
 
@@ -24,8 +23,9 @@ static const char usage[] =
     "Classify JSON events read from stdin, one per line; write one JSON object per\n"
     "line to stdout, in input order: the prediction, or {\"line\": N, \"error\": ...}.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
-    "                         or a model set (JSON: members with their own variables)\n"
+    "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
+    "                         --architecture) or a .keras archive; or a model set\n"
+    "                         (JSON: members with their own variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event field copied to each output (default EventId; '' for none)\n"
@@ -158,7 +158,7 @@ int sf_cmd_predict(int argc, char **argv) {
     int emit_members = 0;
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
@@ -166,30 +166,25 @@ int sf_cmd_predict(int argc, char **argv) {
         {"log-format", required_argument, NULL, O_LOGF},
         {"emit-members", no_argument, NULL, O_MEMBERS},
         {NULL, 0, NULL, 0}};
+    sf_cli cli = sf_args_cli("sigflow predict", argc, argv);
+    log_format = cli.format;
     int opt, bad = 0;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":m:v:h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow predict", opt, optarg, &ec, &bad))
+    while ((opt = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
+        if (sf_args_engine(&cli, opt, optarg, &ec, &bad))
             continue;
         switch (opt) {
-        case O_LOGF: bad |= sf_args_log_format("sigflow predict", optarg, &log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &log_format); break;
         case O_MEMBERS: emit_members = 1; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: bad = sf_args_getopt_error("sigflow predict", opt, argv);
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
-    if (!bad && (optind < argc || !ec.model_path ||
-                 (!ec.vars_path && !sf_modelset_is_set(ec.model_path)))) {
-        fprintf(stderr, "sigflow predict: %s\n", optind < argc ? "unexpected argument"
-                                                              : "--model and --variables are required "
-                                                                "(--variables unless the model is a set)");
-        bad = 1;
-    }
-    if (bad) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (!bad)
+        bad = sf_args_engine_check(&cli, &ec, argc, argv);
+    if (bad)
+        return sf_args_try(&cli);
 
     char err[1024];
     predictor p = {.emit_members = emit_members, .batch = ec.batch_size,

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "sigflow/args.h"
-#include "sigflow/modelset.h"
+#include "sigflow/http.h"
 #include "sigflow/kafka.h"
 #include "sigflow/pipeline.h"
 #include "commands.h"
@@ -22,7 +22,8 @@ static const char usage[] =
     "\n"
     "Consume JSON events, classify them in micro-batches, publish the signals.\n"
     "\n"
-    "  --brokers B            Kafka bootstrap servers (host:port,...)\n"
+    "  -b, --brokers B        Kafka bootstrap servers (host:port,...); or bootstrap.servers\n"
+    "                         in a -F file\n"
     "  --input-topic T        events to classify (default events); several as T1,T2 or\n"
     "                         repeated; ^REGEX subscribes to every matching topic\n"
     "  --output-topic T       where predictions go (default signals)\n"
@@ -31,8 +32,9 @@ static const char usage[] =
     "  --create-topics        create a missing output or dead-letter topic (default:\n"
     "                         a missing one is an error naming it)\n"
     "  --group G              consumer group (default sigflow)\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
-    "                         or a model set (JSON: members with their own variables)\n"
+    "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
+    "                         --architecture) or a .keras archive; or a model set\n"
+    "                         (JSON: members with their own variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event id copied to outputs and used as key (default EventId)\n"
@@ -55,16 +57,22 @@ static const char usage[] =
     SF_ARGS_INFER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
     "  --log-format F         text (default) or json: one object per line\n"
-    "  -X key=value           librdkafka property for the consumer and producer\n"
-    "  -F FILE                librdkafka properties file: key=value lines, # comments\n"
+    "  -X key=value           librdkafka property: consumer.key=value for the consumer,\n"
+    "                         producer.key=value for the producer, unprefixed for each\n"
+    "                         client it applies to (default auto.offset.reset=earliest)\n"
+    "  -F FILE                properties file, as a Java Kafka client's: key=value lines,\n"
+    "                         # comments, bootstrap.servers, PLAIN/SCRAM sasl.jaas.config\n"
     "                         (keeps secrets out of the process list; in order with -X)\n"
     "\n"
     "  --print-config         print the effective configuration (secrets masked) and exit\n"
+    "  -h, --help             this text\n"
     "\n"
     "Every option can come from the environment: SIGFLOW_BROKERS, SIGFLOW_BATCH_SIZE, ...\n"
     "(SIGFLOW_ + the option in capitals, '-' as '_'), librdkafka properties from\n"
     "SIGFLOW_KAFKA_<NAME> (SIGFLOW_KAFKA_SASL_PASSWORD is sasl.password). Flags win.\n"
-    "SIGINT/SIGTERM drain the batch in flight, commit and exit 0. SIGHUP reloads the model.\n";
+    "SIGFLOW_MODEL_LOAD_TIMEOUT: seconds a model load may take (default 10).\n"
+    "SIGINT/SIGTERM drain the batch in flight, commit and exit 0. SIGHUP reloads the model.\n"
+    "Exit status: 0 stopped, 1 runtime failure, 2 usage error or model refused.\n";
 
 /* What run would use, one option=value per line (the long option names;
  * librdkafka properties from -X, -F and SIGFLOW_KAFKA_* as kafka.NAME=VALUE in
@@ -109,7 +117,7 @@ static void print_config(const sf_pipeline_conf *c) {
     for (size_t i = 0; i < c->n_kafka_props; i++) {
         const char *p = c->kafka_props[i];
         int name_len = (int)strcspn(p, "=");
-        if (sf_args_secret(p))
+        if (sf_kafka_secret(p))
             printf("kafka.%.*s=***\n", name_len, p);
         else
             printf("kafka.%s\n", p);
@@ -130,7 +138,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
         {"group", required_argument, NULL, O_GROUP}, {"model", required_argument, NULL, 'm'},
         {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
-        {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
+        {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"signal-label", required_argument, NULL, O_LABEL},
         {"threshold", required_argument, NULL, O_THR}, {"emit", required_argument, NULL, O_EMIT},
         {"emit-members", no_argument, NULL, O_MEMBERS},
@@ -151,10 +159,11 @@ int sf_cmd_run(int argc, char **argv) {
         {NULL, 0, NULL, 0}};
     /* Variables first, then the command line: getopt keeps the last value. */
     static const char *const not_from_env[] = {"help", "print-config", NULL};
+    sf_cli cli = sf_args_cli("sigflow run", argc, argv);
     char **args = sf_args_with_env(opts, not_from_env, 'X', argc, argv, &argc, err, sizeof err);
     if (!args) {
-        fprintf(stderr, "sigflow run: %s\n", err);
-        return 2;
+        sf_args_usage(&cli, "%s", err);
+        return sf_args_try(&cli);
     }
     argv = args;
     int opt, bad = 0, print = 0;
@@ -165,8 +174,8 @@ int sf_cmd_run(int argc, char **argv) {
     double d;
     opterr = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, ":b:m:v:X:F:h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow run", opt, optarg, &c.engine, &bad))
+    while ((opt = getopt_long(argc, argv, ":b:m:X:F:h", opts, NULL)) != -1) {
+        if (sf_args_engine(&cli, opt, optarg, &c.engine, &bad))
             continue;
         switch (opt) {
         case 'b': c.brokers = optarg; break;
@@ -175,7 +184,7 @@ int sf_cmd_run(int argc, char **argv) {
                 size_t len = strcspn(t, ",");
                 if (len && (n_in == sizeof in_topics / sizeof in_topics[0] ||
                             in_used + len + 1 > sizeof in_buf)) {
-                    bad = sf_args_bad("sigflow run", "--input-topic", optarg,
+                    bad = sf_args_bad(&cli, "--input-topic", optarg,
                                       "at most 64 topics, 4096 characters in all");
                     break;
                 }
@@ -195,7 +204,7 @@ int sf_cmd_run(int argc, char **argv) {
         case O_LABEL: c.engine.signal_label = optarg; break;
         case O_THR:
             if (sf_args_double(optarg, 0, 1, &d))
-                bad = sf_args_bad("sigflow run", "--threshold", optarg, "a probability in [0, 1]");
+                bad = sf_args_bad(&cli, "--threshold", optarg, "a probability in [0, 1]");
             c.engine.threshold = d;
             break;
         case O_EMIT:
@@ -204,63 +213,67 @@ int sf_cmd_run(int argc, char **argv) {
             else if (!strcmp(optarg, "signal"))
                 c.engine.emit = SF_EMIT_SIGNAL;
             else
-                bad = sf_args_bad("sigflow run", "--emit", optarg, "signal or all");
+                bad = sf_args_bad(&cli, "--emit", optarg, "signal or all");
             break;
         case O_MEMBERS: c.emit_members = 1; break;
         case O_HEADERS:
             if (!strcmp(optarg, "pass") || !strcmp(optarg, "none"))
                 c.drop_headers = !strcmp(optarg, "none");
             else
-                bad = sf_args_bad("sigflow run", "--headers", optarg, "pass or none");
+                bad = sf_args_bad(&cli, "--headers", optarg, "pass or none");
             break;
         case O_BW:
             if (sf_args_long(optarg, 0, 60000, &v))
-                bad = sf_args_bad("sigflow run", "--batch-wait-ms", optarg, "an integer in 0..60000");
+                bad = sf_args_bad(&cli, "--batch-wait-ms", optarg, "an integer in 0..60000");
             c.batch_wait_ms = (int)v;
             break;
         case O_MAXB:
             if (sf_args_long(optarg, 1, 256L << 20, &v))
-                bad = sf_args_bad("sigflow run", "--max-event-bytes", optarg, "an integer in 1..268435456");
+                bad = sf_args_bad(&cli, "--max-event-bytes", optarg, "an integer in 1..268435456");
             c.max_event_bytes = (size_t)v;
             break;
         case O_EOS: c.exactly_once = 1; break;
         case O_TXID: c.transactional_id = optarg; break;
-        case O_METRICS: c.metrics_addr = optarg; break;
+        case O_METRICS:
+            c.metrics_addr = optarg;
+            if (strcmp(optarg, "none") && sf_http_addr_check(optarg, err, sizeof err))
+                bad = sf_args_usage(&cli, "--metrics-addr: %s", err);
+            break;
         case O_CONN:
             if (sf_args_long(optarg, 1, 3600000, &v))
-                bad = sf_args_bad("sigflow run", "--connect-timeout-ms", optarg, "an integer in 1..3600000");
+                bad = sf_args_bad(&cli, "--connect-timeout-ms", optarg, "an integer in 1..3600000");
             c.connect_timeout_ms = (int)v;
             break;
         case O_LOG:
             if (sf_log_level_parse(optarg, &c.log_level))
-                bad = sf_args_bad("sigflow run", "--log-level", optarg, "error, warn, info or debug");
+                bad = sf_args_bad(&cli, "--log-level", optarg, "error, warn, info or debug");
             break;
-        case O_LOGF: bad |= sf_args_log_format("sigflow run", optarg, &c.log_format); break;
+        case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &c.log_format); break;
         case 'X':
         case 'F':
             if ((opt == 'X' ? sf_kafka_props_add(&props, optarg, err, sizeof err)
-                            : sf_kafka_props_load(&props, optarg, err, sizeof err))) {
-                fprintf(stderr, "sigflow run: %s\n", err);
-                bad = 1;
-            }
+                            : sf_kafka_props_load(&props, optarg, err, sizeof err)))
+                bad = sf_args_usage(&cli, "%s", err);
             break;
         case O_PRINT: print = 1; break;
         case 'h': fputs(usage, stdout); sf_kafka_props_free(&props); free(args); return 0;
-        default: bad = sf_args_getopt_error("sigflow run", opt, argv);
+        default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
-    if (!bad && (optind < argc || !c.brokers || !c.engine.model_path ||
-                 (!c.engine.vars_path && !sf_modelset_is_set(c.engine.model_path)))) {
-        fprintf(stderr, "sigflow run: %s\n", optind < argc ? "unexpected argument"
-                                                          : "--brokers, --model and --variables are required "
-                                                            "(--variables unless the model is a set)");
-        bad = 1;
-    }
+    if (!c.brokers) /* a Java client's properties file (-F) names them */
+        c.brokers = sf_kafka_props_get(&props, "bootstrap.servers");
+    /* --print-config shows what was given, even what this librdkafka would refuse. */
+    if (!bad && !print && sf_kafka_props_check((const char *const *)props.kv, props.n,
+                                     SF_KAFKA_FOR_CONSUMER | SF_KAFKA_FOR_PRODUCER, err, sizeof err))
+        bad = sf_args_usage(&cli, "%s", err);
+    if (!bad && !c.brokers)
+        bad = sf_args_usage(&cli, "--brokers is required (or bootstrap.servers in a -F file)");
+    if (!bad)
+        bad = sf_args_engine_check(&cli, &c.engine, argc, argv);
     if (bad) {
-        fputs(usage, stderr);
         sf_kafka_props_free(&props);
         free(args);
-        return 2;
+        return sf_args_try(&cli);
     }
     if (c.exactly_once && !c.transactional_id) {
         char host[256] = "localhost";
@@ -288,7 +301,7 @@ int sf_cmd_run(int argc, char **argv) {
     int r = sf_pipeline_run(&c, err, sizeof err);
     int rc = r == 0 ? 0 : r == -2 ? 2 : 1; /* 2: the model or variables were refused */
     if (rc)
-        fprintf(stderr, "sigflow run: %s\n", err);
+        sf_log_cli(c.log_format, SF_LOG_ERROR, cli.prog, "%s", err);
     sf_metrics_free(metrics);
     sf_kafka_props_free(&props);
     free(args);

@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sigflow/args.h"
 #include "sigflow/blas.h"
+#include "sigflow/version.h"
 #include "commands.h"
 
 static const struct {
@@ -20,7 +22,8 @@ static const struct {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: sigflow COMMAND [OPTIONS]  (sigflow COMMAND --help for details)\n\ncommands:\n");
+    fprintf(f, "usage: sigflow COMMAND [OPTIONS]  (sigflow help COMMAND for details)\n"
+               "       sigflow --version\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
@@ -28,18 +31,30 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     /* Before anything else: OpenBLAS may have settled on a generic kernel. */
     sf_blas_select_core(argv);
+    sf_cli cli = sf_args_cli("sigflow", argc, argv);
     if (argc < 2) {
-        usage(stderr);
-        return 2;
+        sf_args_usage(&cli, "no command given");
+        return sf_args_try(&cli);
     }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    /* "sigflow help CMD" is "sigflow CMD --help". */
+    int help = !strcmp(argv[1], "help") && argc > 2;
+    if (!help && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))) {
         usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "--version")) {
+        sf_version_print(stdout, "sigflow");
+        return 0;
+    }
+    const char *name = argv[help ? 2 : 1];
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
+        if (!strcmp(name, commands[i].name)) {
+            if (help) {
+                char *help_argv[] = {argv[2], "--help", NULL};
+                return commands[i].fn(2, help_argv);
+            }
             return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "sigflow: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+        }
+    sf_args_usage(&cli, "unknown command '%s'", name);
+    return sf_args_try(&cli);
 }
