@@ -47,11 +47,13 @@
 #define SOAK_BAD_EVERY 1000 /* one malformed event in this many */
 #define SOAK_RELOAD_TIMEOUT_S 180.0 /* beyond any model-load limit a test sets (60 s) */
 
-/* The embedded broker answers a fetch that finds no data only after the
- * consumer's fetch.wait.max.ms (500 ms by default), even if data arrives
- * meanwhile; a real broker answers as soon as there is data. A short wait
- * gives the pipeline what a real broker would (-X overrides it). */
-static const char default_fetch_wait[] = "consumer.fetch.wait.max.ms=5";
+#define LOW_RATE 500.0 /* events/s of the low-rate phase: a quiet stream's latency */
+#define DEFAULT_BACKLOG 200000 /* events of the default run's backlog phase */
+#define QUICK_BACKLOG 20000
+/* The embedded broker keeps at most 5 MB and 100,000 messages a partition:
+ * a backlog there is spread so each partition stays well under both. */
+#define EMBEDDED_PARTITION_BYTES (4u << 20)
+#define EMBEDDED_PARTITION_EVENTS 80000
 
 typedef struct opts {
     const char *model, *vars, *file;
@@ -59,7 +61,7 @@ typedef struct opts {
     size_t batch_size, window;
     int batch_wait_ms, partitions, blas_threads, json, quick, compare;
     sf_infer_conf infer;        /* --backend, --precision */
-    sf_kafka_props kafka_props; /* -X and -F, for the pipeline */
+    sf_kafka_props kafka_props; /* -X and -F, for the pipeline: none by default */
     const char *brokers;                      /* an external cluster; NULL: embedded */
     int broker_pids[MAX_BROKER_PIDS];         /* its processes, for its CPU share */
     size_t n_broker_pids;
@@ -96,12 +98,21 @@ typedef struct pipeline_job {
     char err[512];
 } pipeline_job;
 
+/* Every phase one configuration ran; a phase that did not run has no name. */
+typedef struct results {
+    phase flat, half, low, backlog; /* half: the --rate phase with --rate */
+    uint64_t backlog_events;    /* pre-filled */
+    int backlog_partitions;
+    double backlog_prefill_eps, backlog_rss_mb, backlog_log_mb;
+} results;
+
 /* Everything the phases share. */
 typedef struct bench {
     const opts *o;
     const char *brokers;
     const char *in_topic, *out_topic;
     const bench_events *events;
+    int partitions;             /* of each topic */
     sf_metrics *metrics;
     sf_pipeline_stats stats;
     _Atomic(bench_hist *) hist; /* where on_ack records, NULL between windows */
@@ -553,6 +564,29 @@ static json_t *latency_json(const phase *ph) {
                      "samples", (json_int_t)bench_hist_count(&ph->hist));
 }
 
+/* Where the CPU went, in s per event: sigflow's own threads (the pipeline
+ * thread, the inference helpers, BLAS workers, the pipeline's librdkafka
+ * clients) apart from the bench's (broker, feed). */
+static double sigflow_cpu(const phase *ph) {
+    return ph->group_cpu[BENCH_T_PIPELINE] + ph->group_cpu[BENCH_T_INFER] +
+           ph->group_cpu[BENCH_T_BLAS] + ph->group_cpu[BENCH_T_KAFKA];
+}
+
+static double bench_cpu(const phase *ph) {
+    return ph->group_cpu[BENCH_T_BROKER] + ph->group_cpu[BENCH_T_FEED];
+}
+
+static int n_cores(void) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c > 0 ? (int)c : 1;
+}
+
+/* How much of the machine the phase kept busy: events/s x CPU s per event
+ * (the whole process) / cores. */
+static double cpu_utilisation(const phase *ph) {
+    return ph->events_per_s * ph->process_cpu / n_cores();
+}
+
 static json_t *cpu_json(const phase *ph) {
     json_t *o = json_object();
     double pipeline = 0;
@@ -569,27 +603,55 @@ static json_t *cpu_json(const phase *ph) {
     for (int g = 0; g < BENCH_T__COUNT; g++)
         json_object_set_new(threads, bench_thread_group_names[g], json_real(ph->group_cpu[g]));
     json_object_set_new(o, "threads", threads);
+    json_object_set_new(o, "sigflow", json_real(sigflow_cpu(ph)));
+    json_object_set_new(o, "bench_broker_and_feed", json_real(bench_cpu(ph)));
     json_object_set_new(o, "process", json_real(ph->process_cpu));
     return o;
 }
 
 static json_t *phase_json(const phase *ph) {
-    return json_pack("{s:s, s:f, s:f, s:f, s:I, s:f, s:f, s:o, s:o}", "name", ph->name,
+    return json_pack("{s:s, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:o, s:o}", "name", ph->name,
                      "offered_events_per_s", ph->offered_rate, "seconds", ph->seconds, "events_per_s",
                      ph->events_per_s, "events", (json_int_t)ph->events, "fed_events_per_s",
-                     ph->fed_per_s, "batch_size_mean", ph->batch_size_mean, "latency_ms",
-                     latency_json(ph), "cpu_s_per_event", cpu_json(ph));
+                     ph->fed_per_s, "batch_size_mean", ph->batch_size_mean, "cpu_utilisation",
+                     cpu_utilisation(ph), "latency_ms", latency_json(ph), "cpu_s_per_event",
+                     cpu_json(ph));
 }
 
-static void print_human(const opts *o, const bench *b, const bench_limits *lim, const phase *top,
-                        const phase *lat, double rss, const json_t *machine) {
+/* The headline phases: the throughput (flat out, else the --rate phase,
+ * else the backlog) and the latency (at half rate, else the same). */
+static const phase *top_phase(const results *r) {
+    return r->flat.name ? &r->flat : r->half.name ? &r->half : &r->backlog;
+}
+
+static const phase *lat_phase(const results *r) {
+    return r->half.name ? &r->half : top_phase(r);
+}
+
+static void print_latency(const char *label, const phase *ph) {
+    if (bench_hist_count(&ph->hist))
+        printf("%-10s at %.0f ev/s: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%llu outputs)\n",
+               label, ph->events_per_s, bench_hist_quantile(&ph->hist, 0.5),
+               bench_hist_quantile(&ph->hist, 0.9), bench_hist_quantile(&ph->hist, 0.99),
+               bench_hist_max(&ph->hist), (unsigned long long)bench_hist_count(&ph->hist));
+}
+
+static void print_human(const opts *o, const bench *b, const bench_limits *lim, const results *r,
+                        double rss, const json_t *machine) {
+    const phase *top = top_phase(r), *lat = lat_phase(r);
     printf("sigflow-bench: %s (%zu parameters), batch %zu / %d ms, %d partitions\n", o->model,
-           lim->parameters, o->batch_size, o->batch_wait_ms, o->partitions);
-    printf("machine:   %lld cores, %s, load %.2f; BLAS kernel %s\n",
+           lim->parameters, o->batch_size, o->batch_wait_ms, b->partitions);
+    printf("machine:   %lld cores, %s, load %.2f, kernel %s; BLAS kernel %s\n",
            (long long)json_integer_value(json_object_get(machine, "cores")),
            json_string_value(json_object_get(machine, "cpu_model")),
            json_real_value(json_array_get(json_object_get(machine, "loadavg_at_start"), 0)),
+           json_string_value(json_object_get(machine, "kernel")),
            json_string_value(json_object_get(machine, "blas_core")));
+    printf("kafka:     ");
+    if (o->kafka_props.n == 0)
+        printf("the daemon's defaults\n");
+    for (size_t i = 0; i < o->kafka_props.n; i++)
+        printf("-X %s%s", o->kafka_props.kv[i], i + 1 < o->kafka_props.n ? " " : "\n");
     printf("engine:    backend %s, precision %s, isa %s%s\n", sf_backend_name(lim->info.backend),
            sf_precision_name(lim->info.precision), lim->info.kernel,
            lim->info.generic ? " (GENERIC kernel)" : "");
@@ -604,19 +666,17 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
            (int)json_integer_value(json_object_get(machine, "cores")), lim->bare_onednn_eps,
            lim->bare_impl, lim->bare_onednn_eps > 0 ? lim->inference_1thread_best_eps / lim->bare_onednn_eps : 0,
            lim->auc, 100 * lim->label_agreement, lim->max_dp_vs_reference, lim->parse_eps);
-    if (o->backlog)
-        printf("broker:    %s; pre-filled %llu events at %.0f ev/s\n", o->brokers,
-               (unsigned long long)o->backlog, b->prefill_eps);
-    else if (o->brokers)
+    if (o->brokers)
         printf("broker:    %s\n", o->brokers);
     if (lim->members)
         printf("set:       forward pass %.1f us/event of CPU on 1 thread, its %zu members alone "
                "%.1f us summed: %.3f x the sum\n", lim->set_cpu_us_per_event, lim->members,
                lim->members_cpu_us_per_event,
                lim->set_cpu_us_per_event / lim->members_cpu_us_per_event);
-    printf("%-10s %.0f ev/s end to end = %.2f of inference only; mean batch %.0f\n",
-           o->backlog ? "catch-up:" : top->offered_rate > 0 ? "at rate:" : "flat out:", top->events_per_s,
-           top->events_per_s / lim->inference_eps, top->batch_size_mean);
+    printf("%-10s %.0f ev/s end to end = %.2f of inference only; mean batch %.0f; cpu_utilisation %.2f\n",
+           top == &r->backlog ? "catch-up:" : top->offered_rate > 0 ? "at rate:" : "flat out:",
+           top->events_per_s, top->events_per_s / lim->inference_eps, top->batch_size_mean,
+           cpu_utilisation(top));
     printf("cpu/event: ");
     for (int i = 0; i < SF_STAGE__COUNT; i++)
         printf("%s %.1f us%s", stage_keys[i], top->stage_cpu[i] * 1e6, i + 1 < SF_STAGE__COUNT ? ", " : "\n");
@@ -624,16 +684,36 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
     for (int g = 0; g < BENCH_T__COUNT; g++)
         printf("%s %.1f us, ", bench_thread_group_names[g], top->group_cpu[g] * 1e6);
     printf("process %.1f us\n", top->process_cpu * 1e6);
-    if (bench_hist_count(&lat->hist))
-        printf("latency:   at %.0f ev/s: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%llu outputs)\n",
-           lat->events_per_s, bench_hist_quantile(&lat->hist, 0.5), bench_hist_quantile(&lat->hist, 0.9),
-           bench_hist_quantile(&lat->hist, 0.99), bench_hist_max(&lat->hist),
-           (unsigned long long)bench_hist_count(&lat->hist));
+    printf("           sigflow's own %.1f us (pipeline, inference threads, Kafka clients); the bench's "
+           "broker and feed %.1f us\n", sigflow_cpu(top) * 1e6, bench_cpu(top) * 1e6);
+    print_latency("latency:", lat);
+    if (r->low.name)
+        print_latency("low rate:", &r->low);
     printf("breakdown: p50/p99 ms:");
     for (int i = 0; i < 6; i++)
         printf(" %s %.1f/%.1f%s", part_keys[i], bench_hist_quantile(&lat->parts[i], 0.5),
                bench_hist_quantile(&lat->parts[i], 0.99), i < 5 ? "," : "\n");
-    printf("memory:    peak RSS %.1f MB\n", rss);
+    printf("memory:    peak RSS %.1f MB\n", r->flat.name || r->half.name ? rss : r->backlog_rss_mb);
+    if (r->backlog.name) {
+        printf("backlog:   %llu events on %d partitions (pre-filled at %.0f ev/s): caught up at %.0f ev/s",
+               (unsigned long long)r->backlog_events, r->backlog_partitions, r->backlog_prefill_eps,
+               r->backlog.events_per_s);
+        if (r->flat.name)
+            printf(" = %.2f of flat out", r->backlog.events_per_s / r->flat.events_per_s);
+        printf("; cpu_utilisation %.2f; peak RSS %.1f MB, %.0f MB of it the %s's copy of the backlog\n",
+               cpu_utilisation(&r->backlog), r->backlog_rss_mb, r->backlog_log_mb,
+               o->brokers ? "(external) broker" : "embedded broker");
+    }
+}
+
+/* Partitions for a backlog on the embedded broker: enough that none holds
+ * more than it keeps, and at least --partitions. */
+static int backlog_partitions(const opts *o, const bench_events *events, uint64_t backlog) {
+    double bytes = (double)backlog * bench_events_mean_bytes(events);
+    double by_bytes = ceil(bytes / EMBEDDED_PARTITION_BYTES);
+    double by_count = ceil((double)backlog / EMBEDDED_PARTITION_EVENTS);
+    double p = by_bytes > by_count ? by_bytes : by_count;
+    return p > o->partitions ? (int)p : o->partitions;
 }
 
 /* ---------------------------------------------------------------- options */
@@ -651,14 +731,16 @@ static const char usage[] =
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
     "replay of the bundled ATLAS sample and the pipeline together: flat out for S\n"
-    "seconds after a warm-up, then at half that rate for the latency (or only at\n"
+    "seconds after a warm-up, then at half that rate and at 500 events/s for the\n"
+    "latency, then a backlog of 200,000 events on a broker of its own (or only at\n"
     "--rate R events/s). Prints a summary, or one JSON object with --json.\n"
-    "--quick: a few seconds in all (the smoke test). -X: librdkafka properties for\n"
-    "the pipeline (default consumer.fetch.wait.max.ms=5, see bench/README.md); -F: a file of\n"
-    "them, key=value lines and # comments.\n"
+    "The pipeline runs with the daemon's defaults; -X: librdkafka properties for it\n"
+    "instead (listed in the report's config); -F: a file of them, key=value lines\n"
+    "and # comments. --quick: a few seconds in all (the smoke test).\n"
     "--brokers B: an external Kafka cluster instead of the embedded broker (fresh\n"
     "topics, deleted at the end); --broker-pids: its processes, for its CPU share;\n"
-    "--backlog N: pre-fill N events, then time the pipeline working through them.\n"
+    "--backlog N: only pre-fill N events, then time the pipeline working through\n"
+    "them (on the embedded broker with enough partitions to hold them).\n"
     "--backend/--precision: the configuration run (default auto, fp32); --compare:\n"
     "every available backend x precision in turn, then a table (and a `comparison`\n"
     "array with --json).\n"
@@ -691,10 +773,6 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     char err[512];
     sf_cli cli = sf_args_cli("sigflow-bench", argc, argv);
     o->log_format = cli.format;
-    if (sf_kafka_props_add(&o->kafka_props, default_fetch_wait, err, sizeof err)) {
-        sf_log_cli(cli.format, SF_LOG_ERROR, cli.prog, "%s", err);
-        return -1;
-    }
     o->soak_period = 60;
     int seconds_set = 0, warmup_set = 0, limit_set = 0, vars_set = 0;
     long window = 0, v;
@@ -814,10 +892,6 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         default: bad = sf_args_getopt_error(&cli, opt, argv);
         }
     }
-    if (!bad && o->backlog && !o->brokers) {
-        bad = sf_args_usage(&cli, "--backlog needs --brokers: the embedded broker keeps only "
-                                  "about 6,500 events a partition");
-    }
     if (!bad && o->soak_minutes > 0 && (o->json || o->rate > 0 || o->backlog || o->compare)) {
         bad = sf_args_usage(&cli, "--soak prints its own report; not with --json, --rate, "
                                   "--backlog or --compare");
@@ -861,8 +935,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
 /* Broker, pipeline, then the phases: flat out and at half that rate, or only
  * at --rate. *top is the phase for the throughput, *lat the one for the
  * latency. 0, or -1 with errstr. */
-static int stream(bench *b, phase *flat, phase *paced, const phase **top, const phase **lat,
-                  char *errstr, size_t n) {
+static int stream(bench *b, results *r, char *errstr, size_t n) {
     const opts *o = b->o;
     sf_pipeline_conf *c = &b->job.conf;
     sf_pipeline_conf_init(c);
@@ -887,7 +960,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
         snprintf(group, sizeof group, "sigflow-bench-%ld", id);
         dead_topic = dead;
         const char *topics[] = {in, out, dead};
-        if (bench_topics_create(o->brokers, topics, n_topics, o->partitions, errstr, n)) {
+        if (bench_topics_create(o->brokers, topics, n_topics, b->partitions, errstr, n)) {
             sf_engine_free(c->loaded);
             return -1;
         }
@@ -896,7 +969,7 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
         b->out_topic = out;
     } else {
         static const char *const topics[] = {INPUT_TOPIC, OUTPUT_TOPIC, DEAD_TOPIC};
-        if (sf_broker_start(&broker, o->partitions, topics, n_topics, errstr, n)) {
+        if (sf_broker_start(&broker, b->partitions, topics, n_topics, errstr, n)) {
             sf_engine_free(c->loaded);
             return -1;
         }
@@ -950,33 +1023,37 @@ static int stream(bench *b, phase *flat, phase *paced, const phase **top, const 
         if (!o->json)
             sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "pre-filled at %.0f events/s; the pipeline catches up...",
                     b->prefill_eps);
-        rc = run_backlog(b, flat, errstr, n);
-        *top = *lat = flat;
+        rc = run_backlog(b, &r->backlog, errstr, n);
+        r->backlog_partitions = b->partitions;
+        r->backlog_events = o->backlog;
+        r->backlog_prefill_eps = b->prefill_eps;
     } else if (rc == 0 && o->rate > 0) {
         if (!o->json)
             sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "%.0f events/s for %.1f s after %.1f s of warm-up...",
                     o->rate, o->seconds, o->warmup);
-        rc = run_phase(b, paced, "rate", o->rate, errstr, n);
-        *top = *lat = paced;
+        rc = run_phase(b, &r->half, "rate", o->rate, errstr, n);
     } else if (rc == 0) {
         if (!o->json)
             sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "flat out for %.1f s after %.1f s of warm-up...",
                     o->seconds, o->warmup);
-        rc = run_phase(b, flat, "max", 0, errstr, n);
-        if (rc == 0 && flat->events_per_s < 2) {
+        rc = run_phase(b, &r->flat, "max", 0, errstr, n);
+        if (rc == 0 && r->flat.events_per_s < 2) {
             snprintf(errstr, n, "no events processed flat out");
             rc = -1;
         }
         if (rc == 0 && o->soak_minutes > 0) {
-            rc = soak(b, flat->events_per_s / 2, errstr, n);
+            rc = soak(b, r->flat.events_per_s / 2, errstr, n);
         } else if (rc == 0) {
             if (!o->json)
                 sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "at half that, %.0f events/s, for the latency...",
-                        flat->events_per_s / 2);
-            rc = run_phase(b, paced, "half", flat->events_per_s / 2, errstr, n);
+                        r->flat.events_per_s / 2);
+            rc = run_phase(b, &r->half, "half", r->flat.events_per_s / 2, errstr, n);
+            if (rc == 0 && !o->json)
+                sf_log_cli(o->log_format, SF_LOG_INFO, "sigflow-bench", "at %.0f events/s, a quiet stream's latency...",
+                        LOW_RATE);
+            if (rc == 0)
+                rc = run_phase(b, &r->low, "low", LOW_RATE, errstr, n);
         }
-        *top = flat;
-        *lat = paced;
     }
     atomic_store(&b->job.stop, 1);
     pthread_join(tid, NULL);
@@ -1000,26 +1077,35 @@ out:
 typedef struct summary {
     sf_infer_info info;
     double inf_1thread, inf_best, inf_all, inf_library, e2e, p99_half, agreement, auc, max_dp, rss, bare;
+    double p99_low, backlog, utilisation;
 } summary;
 
-static json_t *report_json(const opts *o, const bench *b, const bench_limits *lim, const phase *top,
-                           const phase *lat, double rss, json_t *machine) {
+static json_t *report_json(const opts *o, const bench *b, const bench_limits *lim, const results *r,
+                           double rss, json_t *machine) {
+    const phase *top = top_phase(r), *lat = lat_phase(r);
     json_t *phases = json_array();
-    json_array_append_new(phases, phase_json(top));
-    if (lat != top)
-        json_array_append_new(phases, phase_json(lat));
+    const phase *all[] = {&r->flat, &r->half, &r->low, &r->backlog};
+    for (size_t i = 0; i < 4; i++)
+        if (all[i]->name)
+            json_array_append_new(phases, phase_json(all[i]));
     json_t *model = json_pack("{s:s, s:s?, s:I, s:s}", "path", o->model, "variables", o->vars,
                               "parameters", (json_int_t)lim->parameters, "sha256", lim->sha256);
     json_t *config = json_pack(
         "{s:I, s:i, s:i, s:I, s:i, s:i, s:f, s:f, s:f, s:b}", "batch_size", (json_int_t)o->batch_size,
-        "batch_wait_ms", o->batch_wait_ms, "partitions", o->partitions, "window", (json_int_t)o->window,
+        "batch_wait_ms", o->batch_wait_ms, "partitions", b->partitions, "window", (json_int_t)o->window,
         "inference_threads", b->infer_threads, "blas_threads", b->blas_threads, "seconds", o->seconds,
         "warmup_s", o->warmup, "limit_seconds", o->limit_seconds, "quick", o->quick);
+    /* The product as shipped, unless these say otherwise. */
+    json_t *props = json_array();
+    for (size_t i = 0; i < o->kafka_props.n; i++)
+        json_array_append_new(props, json_string(o->kafka_props.kv[i]));
+    json_object_set_new(config, "kafka_props", props);
+    json_object_set_new(config, "daemon_kafka_defaults", json_boolean(o->kafka_props.n == 0));
     json_t *out = json_object();
     json_object_set_new(config, "broker", json_string(o->brokers ? o->brokers : "embedded"));
     if (o->backlog) {
         json_object_set_new(config, "backlog", json_integer((json_int_t)o->backlog));
-        json_object_set_new(out, "prefill_events_per_s", json_real(b->prefill_eps));
+        json_object_set_new(out, "prefill_events_per_s", json_real(r->backlog_prefill_eps));
     }
     json_object_set_new(out, "backend", json_string(sf_backend_name(lim->info.backend)));
     json_object_set_new(out, "precision", json_string(sf_precision_name(lim->info.precision)));
@@ -1027,11 +1113,26 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
     json_object_set_new(out, "model", model);
     json_object_set_new(out, "config", config);
     json_object_set_new(out, "events_per_s", json_real(top->events_per_s));
+    json_object_set_new(out, "cpu_utilisation", json_real(cpu_utilisation(top)));
     json_object_set_new(out, "latency_ms", latency_json(lat));
     json_object_set_new(out, "latency_breakdown_ms", breakdown_json(lat));
+    if (r->low.name)
+        json_object_set_new(out, "low_rate_latency_ms", latency_json(&r->low));
+    if (r->backlog.name) {
+        json_t *bl = json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f}", "events",
+                               (json_int_t)r->backlog_events, "partitions", r->backlog_partitions,
+                               "prefill_events_per_s", r->backlog_prefill_eps, "events_per_s",
+                               r->backlog.events_per_s, "seconds", r->backlog.seconds,
+                               "cpu_utilisation", cpu_utilisation(&r->backlog), "rss_max_mb",
+                               r->backlog_rss_mb, "broker_copy_mb", r->backlog_log_mb);
+        json_object_set_new(bl, "vs_flat_out", r->flat.name && r->flat.events_per_s > 0
+                                                   ? json_real(r->backlog.events_per_s / r->flat.events_per_s)
+                                                   : json_null());
+        json_object_set_new(out, "backlog", bl);
+    }
     json_object_set_new(out, "batch_size_mean", json_real(top->batch_size_mean));
     json_object_set_new(out, "cpu_s_per_event", cpu_json(top));
-    json_object_set_new(out, "rss_max_mb", json_real(rss));
+    json_object_set_new(out, "rss_max_mb", json_real(r->flat.name || r->half.name ? rss : r->backlog_rss_mb));
     json_object_set_new(out, "inference_only_events_per_s", json_real(lim->inference_eps));
     json_object_set_new(out, "inference_only_1thread_events_per_s", json_real(lim->inference_1thread_eps));
     json_object_set_new(out, "inference_only_library_threads_events_per_s",
@@ -1076,29 +1177,52 @@ static int run_config(const opts *o, const bench_events *events, const bench_hel
         return -1;
 
     static bench b; /* the histograms make it large for a stack */
-    static phase flat, paced;
-    const phase *top = NULL, *lat = NULL;
+    static results r;
     memset(&b, 0, sizeof b);
+    memset(&r, 0, sizeof r);
     b.o = o;
     b.events = events;
-    if (stream(&b, &flat, &paced, &top, &lat, err, n))
+    b.partitions = o->backlog && !o->brokers ? backlog_partitions(o, events, o->backlog)
+                                             : o->partitions;
+    if (stream(&b, &r, err, n))
         return -1;
-    if (!top || !lat) {
-        snprintf(err, n, "no phase was measured");
-        return -1;
-    }
-
     double rss = bench_rss_max_mb();
+    if (o->backlog) {
+        r.backlog_rss_mb = rss;
+    } else if (!o->rate && !o->brokers) {
+        /* The default run's backlog: a broker of its own with enough
+         * partitions to hold it, and a fresh pipeline started once it is
+         * full. Its peak RSS is its own (the embedded broker holds the
+         * whole backlog in this process). */
+        static bench bb;
+        static opts ob;
+        ob = *o;
+        ob.backlog = o->quick ? QUICK_BACKLOG : DEFAULT_BACKLOG;
+        memset(&bb, 0, sizeof bb);
+        bb.o = &ob;
+        bb.events = events;
+        bb.partitions = backlog_partitions(&ob, events, ob.backlog);
+        bench_rss_reset_peak();
+        if (stream(&bb, &r, err, n))
+            return -1;
+        r.backlog_rss_mb = bench_rss_max_mb();
+    }
+    if (r.backlog.name)
+        r.backlog_log_mb = (double)r.backlog_events * bench_events_mean_bytes(events) / (1 << 20);
     json_object_set_new(machine, "blas_threads", json_integer(b.blas_threads));
+    const phase *top = top_phase(&r), *lat = lat_phase(&r);
     if (!o->json)
-        print_human(o, &b, &lim, top, lat, rss, machine);
-    *report = report_json(o, &b, &lim, top, lat, rss, machine);
+        print_human(o, &b, &lim, &r, rss, machine);
+    *report = report_json(o, &b, &lim, &r, rss, machine);
     row->info = lim.info;
     row->inf_1thread = lim.inference_1thread_eps;
     row->inf_all = lim.inference_eps;
     row->inf_library = lim.inference_blas_threads_eps;
     row->e2e = top->events_per_s;
     row->p99_half = bench_hist_quantile(&lat->hist, 0.99);
+    row->p99_low = r.low.name ? bench_hist_quantile(&r.low.hist, 0.99) : 0;
+    row->backlog = r.backlog.name ? r.backlog.events_per_s : 0;
+    row->utilisation = cpu_utilisation(top);
     row->agreement = lim.label_agreement;
     row->auc = lim.auc;
     row->max_dp = lim.max_dp_vs_reference;
@@ -1118,35 +1242,43 @@ static json_t *summary_json(const summary *r) {
                           "events_per_s", r->e2e, "p99_half_load_ms", r->p99_half,
                           "label_agreement_with_openblas_fp32", r->agreement, "heldout_auc", r->auc,
                           "max_abs_dp_vs_openblas_fp32", r->max_dp, "rss_max_mb_so_far", r->rss);
+    json_object_set_new(j, "p99_low_rate_ms", json_real(r->p99_low));
+    json_object_set_new(j, "backlog_events_per_s", json_real(r->backlog));
+    json_object_set_new(j, "cpu_utilisation", json_real(r->utilisation));
     json_object_set_new(j, "inference_vs_bare_onednn",
                         r->bare > 0 ? json_real(r->inf_best / r->bare) : json_null());
     return j;
 }
 
 static void print_table(const summary *rows, size_t n) {
-    printf("\n%-9s %-5s %-28s %9s %9s %9s %9s %8s %8s %7s %6s\n", "backend", "prec", "isa",
-           "inf 1thr", "inf all", "inf lib", "e2e", "p99 half", "vs bare", "agree", "AUC");
+    printf("\n%-9s %-5s %-24s %9s %9s %9s %9s %9s %5s %8s %8s %8s %7s %6s\n", "backend", "prec", "isa",
+           "inf 1thr", "inf all", "inf lib", "e2e", "backlog", "util", "p99 half", "p99 low",
+           "vs bare", "agree", "AUC");
     for (size_t i = 0; i < n; i++) {
         const summary *r = &rows[i];
-        printf("%-9s %-5s %-28.28s %9.0f %9.0f %9.0f %9.0f %6.1fms %8.2f %6.2f%% %6.4f\n",
+        printf("%-9s %-5s %-24.24s %9.0f %9.0f %9.0f %9.0f %9.0f %5.2f %6.1fms %6.1fms %8.2f %6.2f%% %6.4f\n",
                sf_backend_name(r->info.backend), sf_precision_name(r->info.precision), r->info.kernel,
-               r->inf_1thread, r->inf_all, r->inf_library, r->e2e, r->p99_half,
-               r->bare > 0 ? r->inf_best / r->bare : 0, 100 * r->agreement, r->auc);
+               r->inf_1thread, r->inf_all, r->inf_library, r->e2e, r->backlog, r->utilisation,
+               r->p99_half, r->p99_low, r->bare > 0 ? r->inf_best / r->bare : 0, 100 * r->agreement,
+               r->auc);
     }
     printf("(events/s; inf: inference only on 1 thread, split over all cores our way, one caller with\n"
-           " the library's own threads; e2e: end to end flat out; vs bare: inf 1thr / the bare oneDNN\n"
-           " loop in the same precision, timed in turns; agree: held-out labels equal to openblas/fp32's)\n");
+           " the library's own threads; e2e: end to end flat out; backlog: catch-up rate; util:\n"
+           " cpu_utilisation flat out; p99 at half rate and at %.0f events/s; vs bare: inf 1thr / the\n"
+           " bare oneDNN loop in the same precision, timed in turns; agree: held-out labels equal to\n"
+           " openblas/fp32's)\n", LOW_RATE);
 }
 
 /* --soak: the embedded broker, the pipeline serving a copy of the model that
  * the soak replaces under it, flat out, then soak() (from stream()). */
 static int soak_main(const opts *o, const bench_events *events, char *err, size_t n) {
     static bench b; /* the histograms make it large for a stack */
-    static phase flat, paced;
-    const phase *top = NULL, *lat = NULL;
+    static results r;
     memset(&b, 0, sizeof b);
+    memset(&r, 0, sizeof r);
     b.o = o;
     b.events = events;
+    b.partitions = o->partitions;
     char soak_dir[4096], live_model[4200];
     const char *tmp = getenv("TMPDIR");
     snprintf(soak_dir, sizeof soak_dir, "%s/sigflow-soak-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -1162,7 +1294,7 @@ static int soak_main(const opts *o, const bench_events *events, char *err, size_
     free(bytes);
     if (rc == 0) {
         b.live_model = live_model;
-        rc = stream(&b, &flat, &paced, &top, &lat, err, n);
+        rc = stream(&b, &r, err, n);
     }
     unlink(live_model);
     rmdir(soak_dir);

@@ -41,9 +41,10 @@ typedef enum {
     BENCH_T_PIPELINE = 0, /* the pipeline thread ("sf-pipeline") */
     BENCH_T_INFER,        /* the forward pass's helper threads ("sf-infer") */
     BENCH_T_BLAS,         /* OpenBLAS worker threads */
-    BENCH_T_KAFKA,        /* librdkafka client threads of the pipeline and the feed */
+    BENCH_T_KAFKA,        /* librdkafka client threads of the pipeline ("rdk:*") */
     BENCH_T_BROKER,       /* the embedded broker ("rdk:mock") */
-    BENCH_T_FEED,         /* the bench's producer loop ("sf-feed") */
+    BENCH_T_FEED,         /* the bench's producer loop ("sf-feed") and its
+                             librdkafka threads ("sf-feed-rdk") */
     BENCH_T_OTHER,        /* the bench's main thread and anything else */
     BENCH_T__COUNT
 } bench_thread_group;
@@ -71,6 +72,10 @@ double bench_process_cpu_s(void);
  * JVMs, from /proc/PID/stat; a process that is gone counts 0. */
 double bench_pids_cpu_s(const int *pids, size_t n);
 double bench_rss_max_mb(void);
+/* Restarts the peak (bench_rss_max_mb) from the current RSS, so a phase
+ * can report its own; 0, or -1 where the kernel cannot (then the peak
+ * stays the process's). */
+int bench_rss_reset_peak(void);
 double bench_rss_mb(void);   /* resident now (/proc/self/statm) */
 int bench_open_fds(void);    /* entries of /proc/self/fd */
 /* Cores, CPU model, load average, kernel, BLAS kernel and threads, librdkafka. */
@@ -85,6 +90,8 @@ int bench_events_load(bench_events **out, const char *csv_path, char *errstr, si
 size_t bench_events_count(const bench_events *ev);
 /* Event i's JSON (NUL-terminated) and its length. */
 const char *bench_events_value(const bench_events *ev, size_t i, size_t *len);
+/* Mean bytes of an event as a Kafka message (value + key). */
+double bench_events_mean_bytes(const bench_events *ev);
 void bench_events_free(bench_events *ev);
 
 /* ---- compute limits (bench_limits.c) ---- */

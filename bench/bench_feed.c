@@ -156,6 +156,13 @@ size_t bench_events_count(const bench_events *ev) {
     return ev->n;
 }
 
+double bench_events_mean_bytes(const bench_events *ev) {
+    double sum = 0;
+    for (size_t i = 0; i < ev->n; i++)
+        sum += (double)(ev->value_len[i] + ev->key_len[i]);
+    return ev->n ? sum / (double)ev->n : 0;
+}
+
 const char *bench_events_value(const bench_events *ev, size_t i, size_t *len) {
     *len = ev->value_len[i];
     return ev->arena + ev->value[i];
@@ -277,6 +284,22 @@ static int learn_topic(bench_feed *f, char *errstr, size_t n) {
     return err ? -1 : 0;
 }
 
+/* The feed's librdkafka threads are the bench's cost, not sigflow's: renamed
+ * as they start (after librdkafka has named them "rdk:*"), they count as the
+ * feed in bench_sys.c's thread groups, apart from the pipeline's clients. */
+static rd_kafka_resp_err_t on_thread_start(rd_kafka_t *rk, rd_kafka_thread_type_t type,
+                                           const char *name, void *opaque) {
+    (void)rk, (void)type, (void)name, (void)opaque;
+    bench_thread_name("sf-feed-rdk");
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque,
+                                  char *errstr, size_t n) {
+    (void)conf, (void)errstr, (void)n;
+    return rd_kafka_interceptor_add_on_thread_start(rk, "sf-feed", on_thread_start, opaque);
+}
+
 static void feed_free(bench_feed *f) {
     if (f->rk)
         rd_kafka_destroy(f->rk);
@@ -303,6 +326,7 @@ int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, s
     if (!bad) {
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
         rd_kafka_conf_set_opaque(conf, f);
+        rd_kafka_conf_interceptor_add_on_new(conf, "sf-feed", on_new, NULL);
         char rderr[512];
         if (!(f->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof rderr))) {
             snprintf(errstr, n, "cannot create the feed's producer: %s", rderr);

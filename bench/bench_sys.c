@@ -29,7 +29,7 @@ void bench_thread_name(const char *name) {
 static bench_thread_group group_of(const char *comm) {
     if (!strcmp(comm, "sf-pipeline"))
         return BENCH_T_PIPELINE;
-    if (!strcmp(comm, "sf-feed"))
+    if (!strcmp(comm, "sf-feed") || !strcmp(comm, "sf-feed-rdk"))
         return BENCH_T_FEED;
     if (!strcmp(comm, "sf-infer"))
         return BENCH_T_INFER;
@@ -115,10 +115,30 @@ double bench_process_cpu_s(void) {
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* VmHWM rather than getrusage's ru_maxrss: the kernel folds the peak into
+ * ru_maxrss whenever a thread exits, where bench_rss_reset_peak cannot undo it. */
 double bench_rss_max_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    if (kb >= 0)
+        return (double)kb / 1024.0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0; /* kilobytes on Linux */
+}
+
+int bench_rss_reset_peak(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return -1;
+    int rc = fputs("5", f) < 0 ? -1 : 0;
+    return fclose(f) || rc ? -1 : 0;
 }
 
 double bench_rss_mb(void) {

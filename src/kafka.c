@@ -506,16 +506,29 @@ rd_kafka_conf_t *sf_kafka_consumer_conf(const sf_kafka_opts *o, char *errstr, si
         "session.timeout.ms", "10000",
         "heartbeat.interval.ms", "1000",
         "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS,
-        /* Bounded memory whatever the input rate: cap the prefetch queue. */
-        "queued.max.messages.kbytes", "16384",
-        "queued.min.messages", "20000",
+        /* The prefetch, sized to hold at least a second of input flat out.
+         * In librdkafka 2.0.2, once the consumer queue (every partition's
+         * queue is forwarded to it, so the limits are the whole queue's)
+         * holds queued.min.messages or queued.max.messages.kbytes, each
+         * partition leaves the fetch list with no timer of its own, and the
+         * broker thread looks again only when something else wakes it, at
+         * the latest after its fixed 1 s poll (fetch.queue.backoff.ms came
+         * in 2.1). So a backlog is read one full queue a second: at 20,000
+         * events and 16 MB the pipeline idled 60 % of every second catching
+         * up (bench/README.md). Memory bound: 96 MB of events, plus one
+         * fetch response (fetch.max.bytes) per broker, plus librdkafka's
+         * few hundred bytes per queued message; about 130,000 events of the
+         * Higgs sample's 740 bytes, 2 s at 65,000 events/s. */
+        "queued.max.messages.kbytes", "98304",
+        "queued.min.messages", "150000",
         "fetch.max.bytes", "8388608",
         "receive.message.max.bytes", receive_max,
         "statistics.interval.ms", o->statistics ? "5000" : "0",
-        /* Idle fetches come back within 100 ms; librdkafka's 500 ms would
-         * stall a batch that long on brokers (the embedded one among them)
-         * that answer an empty fetch only when it expires. */
-        "fetch.wait.max.ms", "100",
+        /* Idle fetches come back within 10 ms, a low rate's latency: brokers
+         * that answer an empty fetch only when it expires (the embedded one
+         * among them) hold an event that long; a real broker answers as soon
+         * as data arrives, and an idle consumer asks 100 times a second. */
+        "fetch.wait.max.ms", "10",
         NULL};
     return conf_with(SF_KAFKA_FOR_CONSUMER, defaults, o, errstr, n);
 }

@@ -87,6 +87,23 @@ else
     echo "skipped: BLAS kernel $(get machine.blas_core) is not batch-independent, so the split pass is not checked bit for bit"
 fi
 check "a >= 1" "$(get config.inference_threads)" 0 "no inference thread count"
+# issue 24: the product as shipped (no property of the bench's own), every load
+# shape (the backlog and the low rate beside flat out and half rate), and how
+# much of the machine it kept busy, sigflow's own CPU apart from the bench's
+[ "$(get config.daemon_kafka_defaults)" = true ] || fail "the pipeline did not run with the daemon's defaults"
+grep -q '"kafka_props": \[\]' "$T/out" || fail "the report lists Kafka properties nobody gave"
+for k in cpu_utilisation backlog.events_per_s backlog.vs_flat_out backlog.rss_max_mb \
+         low_rate_latency_ms.p99 low_rate_latency_ms.samples cpu_s_per_event.sigflow \
+         cpu_s_per_event.bench_broker_and_feed; do
+    check "a > 0" "$(get "$k")" 0 "$k is not positive"
+done
+check "a <= 1.05" "$(get cpu_utilisation)" 0 "cpu_utilisation above the machine"
+[ "$(get backlog.events)" = 20000 ] || fail "the quick backlog is not 20,000 events"
+# the embedded broker keeps 5 MB a partition: the backlog is spread to fit
+check "a * 5 >= b" "$(get backlog.partitions)" "$(get backlog.broker_copy_mb)" "the backlog's partitions cannot hold it"
+for ph in max half low backlog; do
+    grep -q "\"name\": \"$ph\"" "$T/out" || fail "no phase $ph"
+done
 # the latency in parts (sf_pipeline_stats.on_ack_parts): every part measured,
 # none larger than the whole
 for part in to_consumer batch_wait inference publish output_ack input_producer_ack; do
@@ -115,6 +132,8 @@ grep -q "latency:   at " "$T/human" || fail "no latency in the summary"
 grep -q "forward pass on 1 thread(s), 1 library thread(s) each" "$T/human" ||
     fail "OPENBLAS_NUM_THREADS=1 was not respected: $(grep pipeline: "$T/human")"
 grep -q "peak RSS" "$T/human" || fail "no RSS in the summary"
+grep -q "^kafka:     the daemon's defaults" "$T/human" || fail "the summary does not say the daemon's defaults ran"
+grep -q "^backlog: " "$T/human" && fail "--rate ran a backlog too"
 echo "ok: $(grep 'end to end' "$T/human")"
 
 # ---- --compare: every available backend x precision, one row each ----------------
