@@ -4,12 +4,15 @@
  * One process runs what a deployment on one machine runs: the embedded broker,
  * a producer replaying the bundled ATLAS sample into `events`, and the
  * pipeline with the shipped model publishing every prediction (--emit all, so
- * every event has an acknowledged output to time). It measures while both run
- * (the embedded broker keeps only a few MB per partition, so nothing can be
- * preloaded), first flat out, then paced at half the rate it found, for the
- * latency. Beforehand it times the model alone and the JSON parsing alone on
- * the same events in memory: the ratios to those limits are what we track, as
- * absolute figures move with the machine. Usage and figures: bench/README.md. */
+ * every event has an acknowledged output to time), with the daemon's Kafka
+ * defaults: the product as shipped. It measures while both run (the embedded
+ * broker keeps only a few MB per partition), first flat out, then paced at
+ * half the rate it found and at a low rate, for the latency; then a backlog,
+ * pre-filled into a broker of its own with enough partitions to hold it,
+ * before a fresh pipeline starts. Beforehand it times the model alone and the
+ * JSON parsing alone on the same events in memory: the ratios to those limits
+ * are what we track, as absolute figures move with the machine. Usage and
+ * figures: bench/README.md. */
 #include <getopt.h>
 #include <errno.h>
 #include <math.h>

@@ -513,7 +513,7 @@ rd_kafka_conf_t *sf_kafka_consumer_conf(const sf_kafka_opts *o, char *errstr, si
          * partition leaves the fetch list with no timer of its own, and the
          * broker thread looks again only when something else wakes it, at
          * the latest after its fixed 1 s poll (fetch.queue.backoff.ms came
-         * in 2.1). So a backlog is read one full queue a second: at 20,000
+         * in 2.2.0). So a backlog is read one full queue a second: at 20,000
          * events and 16 MB the pipeline idled 60 % of every second catching
          * up (bench/README.md). Memory bound: 96 MB of events, plus one
          * fetch response (fetch.max.bytes) per broker, plus librdkafka's

@@ -15,7 +15,8 @@ other so each has the whole machine:
 Then it reads both output topics and checks that both published the same
 signal set (the same input partition/offset pairs, the same labels) and the
 largest probability difference, and prints both rates and their ratio. Exit
-status 1 when the sets differ. Usage: bench/README.md ("The strong peer").
+status 1 when the sets differ (with `-- --precision bf16`: when they agree on
+less than 99.5 % of the events). Usage: bench/README.md ("The strong peer").
 """
 import argparse
 import json
@@ -176,6 +177,13 @@ def main():
         broker.wait(30)
     same_set = set(so) == set(po)
     same_labels = all(so[k][0] == po[k][0] for k in so if k in po)
+    # A reduced precision moves the probabilities, so events near the boundary
+    # may change sides: then the sets need only agree as the bench's labels
+    # must (99.5 %, issue 11), and the differences are counted.
+    differ = len(set(so) ^ set(po))
+    agreement = 1 - differ / max(1, len(set(so) | set(po)))
+    reduced = any(arg in ("bf16", "--precision=bf16") for arg in a.sigflow_args)
+    ok = (same_set and same_labels) or (reduced and same_labels and agreement >= 0.995)
     dp = max((abs(x - y) for k in so if k in po for x, y in zip(so[k][1], po[k][1])), default=0.0)
     report = {
         "events": a.events, "partitions": a.partitions, "prefill_events_per_s": prefill,
@@ -185,6 +193,7 @@ def main():
         "ratio_sigflow_to_peer": s["events_per_s"] / p["events_per_s"],
         "signals_sigflow": len(so), "signals_peer": len(po),
         "same_signal_set": same_set, "same_labels": same_labels, "max_abs_dp": dp,
+        "signals_in_one_only": differ, "signal_set_agreement": agreement, "ok": ok,
     }
     if a.json:
         print(json.dumps(report, indent=2))
@@ -197,9 +206,9 @@ def main():
             print("%-8s %12.0f %18.1f %10.0f" % (r["side"], r["events_per_s"], r["cpu_s_per_event"] * 1e6,
                                                  r["rss_max_mb"]))
         print("ratio sigflow / peer: %.2f" % report["ratio_sigflow_to_peer"])
-        print("signals: sigflow %d, peer %d; same set: %s; same labels: %s; max |dp| %.2g"
-              % (len(so), len(po), same_set, same_labels, dp))
-    return 0 if same_set and same_labels else 1
+        print("signals: sigflow %d, peer %d; same set: %s (%d in one only); same labels: %s; "
+              "max |dp| %.2g" % (len(so), len(po), same_set, differ, same_labels, dp))
+    return 0 if ok else 1
 
 
 def cpu_model():
