@@ -1187,6 +1187,10 @@ static int run_config(const opts *o, const bench_events *events, const bench_hel
     b.events = events;
     b.partitions = o->backlog && !o->brokers ? backlog_partitions(o, events, o->backlog)
                                              : o->partitions;
+    /* --compare: each configuration's own peak, not a previous one's backlog
+     * (the embedded broker's copy of it). */
+    if (o->compare)
+        bench_rss_reset_peak();
     if (stream(&b, &r, err, n))
         return -1;
     double rss = bench_rss_max_mb();
