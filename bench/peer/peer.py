@@ -12,7 +12,7 @@ one of its outputs is acknowledged, in order, and committed by librdkafka's
 auto-commit, as sigflow does.
 
 It reads the same variables file as sigflow (names, offset, scale, default,
-missing value, class labels) and publishes the same output object, keyed by
+fill, missing value, class labels) and publishes the same output object, keyed by
 the event id: {"EventId": ..., "label": ..., "label_index": ...,
 "probabilities": [...], "partition": P, "offset": O}, signals only (argmax is
 the signal label). Malformed events are counted and skipped (the comparison
@@ -46,9 +46,13 @@ def load_vars(path):
     offset = np.array([i["offset"] for i in inputs], dtype=np.float64)
     scale = np.array([i["scale"] for i in inputs], dtype=np.float64)
     default = np.array([i.get("default", math.nan) for i in inputs], dtype=np.float64)
+    # sigflow's contract (README, "What goes in is what gets scored"): the
+    # missing value takes the input's fill, else its default; an absent input
+    # takes its default, and without one the event is refused.
+    fill = np.array([i.get("fill", i.get("default", math.nan)) for i in inputs], dtype=np.float64)
     missing = v.get("missing_value")
     labels = v["class_labels"]
-    return names, offset, scale, default, missing, labels
+    return names, offset, scale, default, fill, missing, labels
 
 
 def event_decoder(names, id_field):
@@ -76,7 +80,7 @@ class Batch:
 class Peer:
     def __init__(self, a):
         self.a = a
-        (self.names, self.offset, self.scale, self.default, self.missing,
+        (self.names, self.offset, self.scale, self.default, self.fill, self.missing,
          self.labels) = load_vars(a.variables)
         self.signal = self.labels.index(a.signal_label)
         self.decode, self.n_inputs = event_decoder(self.names, a.id_field)
@@ -136,12 +140,13 @@ class Peer:
             b.ids.append(getattr(ev, self.a.id_field))
             n += 1
         X = X[:n]
+        absent = np.isnan(X)  # the struct's default: the field was not there
+        if absent.any():
+            X = np.where(absent, self.default, X)
         if self.missing is not None:
-            X[X == self.missing] = np.nan
-        gap = np.isnan(X)
-        if gap.any():
-            X = np.where(gap, self.default, X)
-            if np.isnan(X).any():  # missing with no default: not scored
+            X = np.where(X == self.missing, self.fill, X)
+        if absent.any() or self.missing is not None:
+            if np.isnan(X).any():  # required and absent, or no fill: not scored
                 keep = ~np.isnan(X).any(axis=1)
                 self.bad += int((~keep).sum())
                 X = X[keep]
