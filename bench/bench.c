@@ -579,6 +579,14 @@ static double bench_cpu(const phase *ph) {
     return ph->group_cpu[BENCH_T_BROKER] + ph->group_cpu[BENCH_T_FEED];
 }
 
+/* A -X/-F property as the report shows it: a secret's value masked. */
+static void prop_shown(const char *kv, char *buf, size_t size) {
+    if (sf_kafka_secret(kv))
+        snprintf(buf, size, "%.*s=***", (int)strcspn(kv, "="), kv);
+    else
+        snprintf(buf, size, "%s", kv);
+}
+
 static int n_cores(void) {
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     return c > 0 ? (int)c : 1;
@@ -653,8 +661,11 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
     printf("kafka:     ");
     if (o->kafka_props.n == 0)
         printf("the daemon's defaults\n");
-    for (size_t i = 0; i < o->kafka_props.n; i++)
-        printf("-X %s%s", o->kafka_props.kv[i], i + 1 < o->kafka_props.n ? " " : "\n");
+    for (size_t i = 0; i < o->kafka_props.n; i++) {
+        char shown[1024];
+        prop_shown(o->kafka_props.kv[i], shown, sizeof shown);
+        printf("-X %s%s", shown, i + 1 < o->kafka_props.n ? " " : "\n");
+    }
     printf("engine:    backend %s, precision %s, isa %s%s\n", sf_backend_name(lim->info.backend),
            sf_precision_name(lim->info.precision), lim->info.kernel,
            lim->info.generic ? " (GENERIC kernel)" : "");
@@ -1100,8 +1111,11 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
         "warmup_s", o->warmup, "limit_seconds", o->limit_seconds, "quick", o->quick);
     /* The product as shipped, unless these say otherwise. */
     json_t *props = json_array();
-    for (size_t i = 0; i < o->kafka_props.n; i++)
-        json_array_append_new(props, json_string(o->kafka_props.kv[i]));
+    for (size_t i = 0; i < o->kafka_props.n; i++) {
+        char shown[1024];
+        prop_shown(o->kafka_props.kv[i], shown, sizeof shown);
+        json_array_append_new(props, json_string(shown));
+    }
     json_object_set_new(config, "kafka_props", props);
     json_object_set_new(config, "daemon_kafka_defaults", json_boolean(o->kafka_props.n == 0));
     json_t *out = json_object();
