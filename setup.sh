@@ -3,23 +3,36 @@
 # and build into build/ (or --build-dir DIR). Extra arguments go to cmake, e.g.
 #   ./setup.sh --build-dir build-asan -DSIGFLOW_SANITIZE=ON
 # Idempotent: a second run with nothing changed installs nothing and prints one line.
+# Before the cmake arguments, for the container image's build stage (Containerfile):
+#   --packages-only  install the packages and stop (a layer of its own, cached
+#                    while the source changes)
+#   --no-test-tools  leave out what only the tests run: kcat, Python, groff,
+#                    Apache Kafka (Java, Maven, the jars), podman and debootstrap
 set -euo pipefail
 cd "$(dirname "$0")"
 
-build_dir=build
-if [[ ${1:-} == --build-dir ]]; then
-    build_dir=$2
-    shift 2
-fi
+build_dir=build packages_only=0 test_tools=1
+while (($#)); do
+    case $1 in
+    --build-dir) build_dir=$2; shift 2 ;;
+    --packages-only) packages_only=1; shift ;;
+    --no-test-tools) test_tools=0; shift ;;
+    *) break ;;
+    esac
+done
 
-# Build tools and libraries, plus what the tests use (kcat as an independent client;
-# Java and Maven to run Apache Kafka for the real-broker tests and the bench), and
-# for packaging: dpkg-dev and file (cpack's dependency discovery), groff (the
-# man-page test renders the pages), lintian and systemd (test_deb: the package's
-# policy, systemd-analyze verify and security on the unit).
+# Build tools and libraries, and for packaging dpkg-dev and file (cpack's
+# dependency discovery); then what the tests run: kcat as an independent client,
+# Python, groff (the man-page test renders the pages), Java and Maven to run
+# Apache Kafka for the real-broker tests and the bench, lintian and systemd
+# (test_deb: the package's policy, systemd-analyze verify and security on the
+# unit), and for the container test podman, runc (crun refuses hybrid cgroups),
+# catatonit (the pause process of `podman kube play`'s pods) and debootstrap
+# (the base images).
 packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjansson-dev
-          libevent-dev libcmocka-dev libhdf5-dev libzip-dev zlib1g-dev libdnnl-dev kcat python3
-          openjdk-17-jre-headless maven dpkg-dev file groff lintian systemd)
+          libevent-dev libcmocka-dev libhdf5-dev libzip-dev zlib1g-dev libdnnl-dev dpkg-dev file)
+((test_tools)) && packages+=(kcat python3 groff openjdk-17-jre-headless maven lintian systemd
+                             podman runc catatonit debootstrap)
 
 # The fuzzing harnesses need clang and its libFuzzer runtime: only when asked for.
 fuzz=0
@@ -43,6 +56,7 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+((packages_only)) && exit 0
 
 if [[ ! -f $build_dir/CMakeCache.txt || $# -gt 0 ]]; then
     if ((fuzz)); then
@@ -61,6 +75,7 @@ echo "setup.sh: sigflow built in $build_dir/"
 # Apache Kafka's jars (tests/kafka/pom.xml) for tests/kafka/kafka.sh, copied into
 # BUILD/kafka/lib; skipped while the copy matches the pom. Maven's ~/.m2 cache
 # makes the copy for a second build dir a local one.
+((test_tools)) || exit 0
 kafka_lib=$build_dir/kafka/lib
 pom_sum=$(sha256sum tests/kafka/pom.xml | cut -d' ' -f1)
 if [[ $(cat "$kafka_lib/.pom.sha256" 2>/dev/null) != "$pom_sum" ]]; then
