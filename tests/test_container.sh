@@ -135,7 +135,7 @@ bash "$SRC/tests/kafka/kafka.sh" start "$KAFKA" --brokers 3 >"$TMP/kafka.log" 2>
     { tail -n 20 "$TMP/kafka.log" >&2; fail "kafka.sh start --brokers 3"; }
 bs=$(cat "$KAFKA/bootstrap")
 in=$run_id.events out=$run_id.signals group=$run_id
-for t in "$in" "$out" "$run_id.dlq"; do
+for t in "$in" "$out" "$run_id.dlq" "$run_id.signals2"; do
     deadline=$((SECONDS + WAIT_S))
     until kcat -b "$bs" -L -t "$t" -m 5 2>/dev/null | grep -q "topic \"$t\" with 4 partitions"; do
         ((SECONDS < deadline)) || fail "topic $t was not created"
