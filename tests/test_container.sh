@@ -36,6 +36,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap 'exit 1' TERM INT # ctest's timeout: clean up too (the Kafka nodes outlive us otherwise)
 fail() {
     echo "FAIL: $*" >&2
     for c in $(podman ps -a --format '{{.Names}}' --filter "name=$run_id" 2>/dev/null); do
@@ -90,6 +91,12 @@ grep -q 'maxReplicaCount: 12' "$TMP/default.yaml" || fail "the autoscaler is not
 "$HELM" template x "$CHART" --set extraConfig.SIGFLOW_KAFKA_SASL_PASSWORD=hunter2 >/dev/null 2>"$TMP/err" &&
     fail "the chart put a password into its ConfigMap"
 grep -q 'looks like a secret' "$TMP/err" || fail "a password in extraConfig: $(cat "$TMP/err")"
+# the model's other sources: a PVC, an init container, both on /models
+"$HELM" template x "$CHART" --set model.source=pvc,model.pvc.claimName=models 2>"$TMP/err" |
+    grep -q 'claimName: models' || fail "model.source=pvc: $(cat "$TMP/err")"
+"$HELM" template x "$CHART" --set model.source=initContainer,model.initContainer.image=fetch 2>"$TMP/err" |
+    grep -q 'initContainers:' || fail "model.source=initContainer: $(cat "$TMP/err")"
+"$HELM" template x "$CHART" --set model.source=elsewhere >/dev/null 2>&1 && fail "model.source=elsewhere rendered"
 phase "helm lint + template ($("$HELM" version --template '{{.Version}}' 2>/dev/null), $HELM)"
 
 # --- the image, from locally made Debian bases (cached per day)
