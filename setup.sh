@@ -6,8 +6,8 @@
 # Before the cmake arguments, for the container image's build stage (Containerfile):
 #   --packages-only  install the packages and stop (a layer of its own, cached
 #                    while the source changes)
-#   --no-test-tools  leave out what only the tests run: kcat, Python, groff,
-#                    Apache Kafka (Java, Maven, the jars), podman and debootstrap
+#   --no-test-tools  leave out what only the tests run: kcat, Python, groff, lintian,
+#                    systemd, Apache Kafka (Java, Maven, the jars), podman, debootstrap
 set -euo pipefail
 cd "$(dirname "$0")"
 
