@@ -109,8 +109,12 @@ podman build --format docker --network host --build-arg "BUILD_IMAGE=$build_imag
     --build-arg "BASE_IMAGE=$base_image" -t "$IMAGE" -f "$SRC/Containerfile" "$SRC" >"$TMP/build.log" 2>&1 ||
     { tail -n 30 "$TMP/build.log" >&2; fail "podman build"; }
 new=$(podman image inspect --format '{{.Id}}' "$IMAGE")
-# the previous test image goes, unless something still uses it
+# The build stage's image is tagged too, so that pruning the untagged images
+# built on our bases drops only earlier runs' (the cache of this one stays).
+build_stage=$(awk '/^\[2\/2\]/ {print last; exit} /^--> [0-9a-f]+$/ {last = $2}' "$TMP/build.log")
+[ -n "$build_stage" ] && podman tag "$build_stage" "$IMAGE-build"
 [ -n "$old" ] && [ "$old" != "$new" ] && podman rmi "$old" >/dev/null 2>&1
+podman image prune -f --filter label=org.sigflow.base >/dev/null 2>&1
 cached=$(grep -c -- '--> Using cache' "$TMP/build.log")
 phase "podman build ($cached steps from the layer cache)"
 
