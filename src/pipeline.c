@@ -310,6 +310,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         else
             aerr = rd_kafka_assign(rk, NULL);
     }
+    int ok = !e && !aerr;
     if (e) {
         sf_log(p->log, SF_LOG_ERROR, "incremental assignment failed operation=%s error=\"%s\"",
                err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assign" : "unassign",
@@ -320,14 +321,17 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         sf_log(p->log, SF_LOG_ERROR, "assignment failed operation=%s error=\"%s\"",
                err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assign" : "unassign",
                rd_kafka_err2str(aerr));
-    rd_kafka_topic_partition_list_t *now = NULL;
-    if (rd_kafka_assignment(rk, &now) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (p->conf->metrics)
-            sf_metrics_set(p->conf->metrics, SF_G_ASSIGNED_PARTITIONS, now->cnt);
-        if (p->health)
-            sf_health_set_assigned(p->health, now->cnt > 0);
-        rd_kafka_topic_partition_list_destroy(now);
-    }
+    /* Counted here rather than asked of rd_kafka_assignment(), which waits
+     * on the group's thread and, called while the consumer closes, was seen
+     * never to return (a demo hung at exit). */
+    if (ok && err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        p->assigned = (cooperative ? p->assigned : 0) + parts->cnt;
+    else if (ok)
+        p->assigned = cooperative && p->assigned > parts->cnt ? p->assigned - parts->cnt : 0;
+    if (p->conf->metrics)
+        sf_metrics_set(p->conf->metrics, SF_G_ASSIGNED_PARTITIONS, p->assigned);
+    if (p->health)
+        sf_health_set_assigned(p->health, p->assigned > 0);
 }
 
 /* Consumer lag: the sum of consumer_lag over the partitions we fetch. */

@@ -35,6 +35,7 @@ typedef struct pipeline {
     uint64_t report_consumed, report_predicted;
     unsigned rejects_logged, rejects_suppressed;
     sf_health *health;
+    int assigned; /* partitions owned, kept by on_rebalance */
     int64_t cpu_mark_ns; /* conf->stats: this thread's CPU time at the last stage mark */
 } pipeline;
 
