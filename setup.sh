@@ -17,7 +17,7 @@ fi
 # for packaging: dpkg-dev and file (cpack's dependency discovery), groff (the
 # man-page test renders the pages).
 packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjansson-dev
-          libevent-dev libcmocka-dev libhdf5-dev libzip-dev zlib1g-dev libdnnl-dev kcat python3
+          libevent-dev libcmocka-dev libhdf5-dev libzip-dev zlib1g-dev libseccomp-dev libdnnl-dev kcat python3
           openjdk-17-jre-headless maven dpkg-dev file groff)
 
 # The fuzzing harnesses need clang and its libFuzzer runtime: only when asked for.

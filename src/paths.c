@@ -37,3 +37,20 @@ int sf_paths_data(const char *name, char *out, size_t n) {
     w = snprintf(out, n, "%s/share/sigflow/%s", dir, name);
     return w > 0 && (size_t)w < n && access(out, R_OK) == 0 ? 0 : -1;
 }
+
+int sf_paths_libexec(const char *name, char *out, size_t n) {
+    char dir[PATH_MAX];
+    if (exe_dir(dir, sizeof dir)) {
+        snprintf(out, n, "%s", name);
+        return -1;
+    }
+    /* The same two layouts as the data: the build tree, then the prefix. */
+    int w = snprintf(out, n, "%s/libexec/sigflow/%s", dir, name);
+    if (w > 0 && (size_t)w < n && access(out, X_OK) == 0)
+        return 0;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    w = snprintf(out, n, "%s/libexec/sigflow/%s", dir, name);
+    return w > 0 && (size_t)w < n && access(out, X_OK) == 0 ? 0 : -1;
+}
