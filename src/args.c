@@ -275,6 +275,7 @@ int sf_args_engine(const char *prog, int opt, const char *arg, sf_engine_conf *c
         break;
     case SF_ARGS_O_BACKEND: *bad |= sf_args_backend(prog, arg, &c->infer); break;
     case SF_ARGS_O_PRECISION: *bad |= sf_args_precision(prog, arg, &c->infer); break;
+    case SF_ARGS_O_UNSAFE_LOADER: c->loader.unsafe = 1; break;
     default: return 0;
     }
     return 1;

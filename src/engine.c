@@ -70,7 +70,7 @@ static void member_free(member *m) {
 static int member_load(member *m, const sf_engine_conf *c, const char *model_path,
                        const char *arch_path, const char *vars_path, char *errstr, size_t n) {
     char why[1024];
-    if (sf_model_load(&m->model, model_path, arch_path, why, sizeof why))
+    if (sf_model_load_conf(&m->model, model_path, arch_path, &c->loader, why, sizeof why))
         goto fail;
     /* The forward pass even for a model alone, so `inspect` says what run
      * and predict would run on; a set's members share the engine's backend

@@ -48,6 +48,7 @@ static const char usage[] =
     "                         (default 127.0.0.1:9464)\n"
     "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
     SF_ARGS_INFER_USAGE
+    SF_ARGS_LOADER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
     "  --log-format F         text (default) or json: one object per line\n"
     "  -X key=value           librdkafka property for the consumer and producer\n"
@@ -134,6 +135,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
+        {"unsafe-model-loader", no_argument, NULL, SF_ARGS_O_UNSAFE_LOADER},
         {"log-format", required_argument, NULL, O_LOGF},
         {"print-config", no_argument, NULL, O_PRINT},
         {NULL, 0, NULL, 0}};
@@ -244,6 +246,7 @@ int sf_cmd_run(int argc, char **argv) {
     c.metrics = metrics;
     sf_args_signals(&stop_flag, &reload_flag);
 
+    c.engine.loader.log_format = c.log_format;
     int r = sf_pipeline_run(&c, err, sizeof err);
     int rc = r == 0 ? 0 : r == -2 ? 2 : 1; /* 2: the model or variables were refused */
     if (rc)
