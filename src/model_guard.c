@@ -163,7 +163,17 @@ enum { ARG_PATH = 1, ARG_ARCH, ARG_CPU, ARG_MEMORY, ARG_UNSAFE, ARG_PARENT, N_AR
  * as the crash it is, not as the report's own system calls trapped. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) {
-    return "detect_leaks=0:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_abort=0";
+    return "detect_leaks=0:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_abort=0:"
+           "symbolize=0:abort_on_error=1";
+}
+/* UndefinedBehaviorSanitizer (sigflow's own code only): GCC's sets itself up
+ * at its first report, reading /proc/self/exe and /proc/self/cmdline, which
+ * the filter traps; such a report therefore ends the loader as a sandbox
+ * violation (syscall readlink), and the in-process loader (test_model, the
+ * fuzzers' replays) shows it. Without a stack or a symbolizer otherwise. */
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void) {
+    return "print_stacktrace=0:halt_on_error=1:symbolize=0:abort_on_error=1";
 }
 void __asan_on_error(void);
 void __asan_on_error(void) {
