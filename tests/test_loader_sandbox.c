@@ -74,6 +74,21 @@ static void test_probes_are_killed(void **state) {
     sf_model_free(m);
 }
 
+/* No test build needed: a model whose weights group is an HDF5 external link
+ * to /etc/passwd makes libhdf5 itself open that file (main's loader did). */
+static void test_external_link_is_killed(void **state) {
+    (void)state;
+    const char *path = FIXTURE("sandbox_external_link.h5");
+    char err[2048] = "";
+    sf_model *m = (sf_model *)0x1;
+    assert_int_equal(sf_model_load(&m, path, NULL, err, sizeof err), -1);
+    assert_null(m);
+    expect_violation(err, path, "openat");
+    /* In this process, nothing stops libhdf5: it opens the file, finds no HDF5. */
+    assert_int_equal(sf_model_load_inprocess(&m, path, NULL, err, sizeof err), -1);
+    printf("  in-process: %s\n", err);
+}
+
 /* ---- the loader process while it parses ------------------------------------ */
 
 typedef struct slow_load {
@@ -326,6 +341,7 @@ static void test_daemon_keeps_serving(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probes_are_killed),
+        cmocka_unit_test(test_external_link_is_killed),
         cmocka_unit_test(test_loader_holds_no_secrets),
         cmocka_unit_test(test_daemon_keeps_serving),
     };

@@ -17,6 +17,9 @@
 /* The shipped model with byte 2130 set to 0x10: libhdf5 segfaults reading it
  * (issue 15's reproducer); the bench's soak reloads it to prove the isolation. */
 #define SF_PATHS_SOAK_CORRUPT "corrupt_segv_2130_10.h5.gz"
+/* A model whose external link makes libhdf5 open /etc/passwd: the loader's
+ * sandbox kills it (issue 26); the soak reloads it too. */
+#define SF_PATHS_SOAK_SANDBOX "sandbox_external_link.h5"
 
 /* The model loader program (model.h), in libexec/sigflow/ of the same two
  * layouts: found by sf_paths_libexec. */
