@@ -644,16 +644,18 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     return m ? 0 : -1;
 }
 
-/* Seconds from the environment variable `name` (0 < s <= max), for limits
- * that depend on the machine. 0 and *out, -1 with errstr. */
-static int env_number(const char *name, double max, double *out, char *errstr, size_t errstr_size) {
+/* A limit from the environment variable `name`, in `unit` (0 < v <= max);
+ * unset or empty leaves *out. 0, or -1 with errstr. */
+static int env_number(const char *name, const char *unit, double max, double *out,
+                      char *errstr, size_t errstr_size) {
     const char *env = getenv(name);
     if (!env || !*env)
         return 0;
     char *end;
     double v = strtod(env, &end);
     if (*end || !(v > 0 && v <= max)) {
-        snprintf(errstr, errstr_size, "%s='%s': expected a number (0 < n <= %g)", name, env, max);
+        snprintf(errstr, errstr_size, "%s='%s': expected a number of %s (0 < n <= %g)", name, env,
+                 unit, max);
         return -1;
     }
     *out = v;
@@ -667,9 +669,10 @@ int sf_model_load_conf(sf_model **out, const char *path, const char *arch_path,
     double seconds = SF_MODEL_LOAD_TIMEOUT_MS / 1000.0, mib = SF_MODEL_LOADER_MEMORY >> 20;
     *out = NULL;
     if ((!c->timeout_ms &&
-         env_number("SIGFLOW_MODEL_LOAD_TIMEOUT", 86400, &seconds, errstr, errstr_size) < 0) ||
+         env_number("SIGFLOW_MODEL_LOAD_TIMEOUT", "seconds", 86400, &seconds, errstr,
+                    errstr_size) < 0) ||
         (!c->memory &&
-         env_number("SIGFLOW_MODEL_LOADER_MEMORY", 1 << 30, &mib, errstr, errstr_size) < 0))
+         env_number("SIGFLOW_MODEL_LOADER_MEMORY", "MiB", 1 << 30, &mib, errstr, errstr_size) < 0))
         return -1;
     int timeout_ms = c->timeout_ms ? c->timeout_ms : (int)ceil(seconds * 1000);
     unsigned long long memory = c->memory ? c->memory : (unsigned long long)mib << 20;

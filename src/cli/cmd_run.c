@@ -95,6 +95,7 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("connect-timeout-ms=%d\n", c->connect_timeout_ms);
     printf("backend=%s\n", sf_backend_name(e->infer.backend));
     printf("precision=%s\n", sf_precision_name(e->infer.precision));
+    printf("unsafe-model-loader=%s\n", e->loader.unsafe ? "true" : "false");
     printf("log-level=%s\n", levels[c->log_level]);
     printf("log-format=%s\n", c->log_format == SF_LOG_JSON ? "json" : "text");
     for (size_t i = 0; i < c->n_kafka_props; i++) {
