@@ -212,6 +212,9 @@ int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
      * itself up and would dlopen a filter plugin a file asks for. */
     json_object_seed(0);
     setenv("TZ", "UTC0", 1);
+    /* glibc reports heap corruption (libhdf5's, say) on /dev/tty unless told
+     * stderr: an open, where the report should end in abort(), a crash. */
+    setenv("LIBC_FATAL_STDERR_", "1", 1);
     tzset();
     if (H5open() < 0 || H5PLset_loading_state(0) < 0) {
         snprintf(err, sizeof err, "%s: the HDF5 library cannot be initialized", path);

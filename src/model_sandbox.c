@@ -54,10 +54,23 @@ static int set_limit(int resource, rlim_t soft, rlim_t hard) {
     return setrlimit(resource, &rl);
 }
 
+/* libseccomp's SCMP_An() macros leave datum_b to the compiler's zeroing,
+ * which clang's -Wmissing-field-initializers reports. */
+static struct scmp_arg_cmp arg_eq(unsigned arg, scmp_datum_t v) {
+    struct scmp_arg_cmp c = {.arg = arg, .op = SCMP_CMP_EQ, .datum_a = v, .datum_b = 0};
+    return c;
+}
+
+/* The protection argument (2) of mmap and mprotect without PROT_EXEC. */
+static struct scmp_arg_cmp arg_no_exec(void) {
+    struct scmp_arg_cmp c = {.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0};
+    return c;
+}
+
 /* The allow-list. Arguments are checked where a call could reach beyond the
- * process: write only to the pipe (and to fd 2, which is closed: sanitizer
- * reports fail there instead of trapping), signals only to itself (abort()),
- * no executable mappings. */
+ * process: write only to the pipe (and to fd 2, which is closed: glibc's
+ * "double free detected" and the like fail there and abort, a crash, instead
+ * of trapping), signals only to itself (abort()), no executable mappings. */
 static int add_rules(scmp_filter_ctx f, int pipe_fd) {
     static const int plain[] = {
         SCMP_SYS(brk), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
@@ -69,22 +82,24 @@ static int add_rules(scmp_filter_ctx f, int pipe_fd) {
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
         rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, plain[i], 0);
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
-                           SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)pipe_fd));
-    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, 2));
+                           arg_eq(0, (scmp_datum_t)pipe_fd));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, arg_eq(0, 2));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(writev), 1, arg_eq(0, 2));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(writev), 1, arg_eq(0, 2));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
-                           SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+                           arg_no_exec());
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-                           SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+                           arg_no_exec());
     /* HDF5's core driver opens its image's name before it reads the image
      * (model_h5.h): that one open, by that one address, fails as if the file
      * did not exist, without running. Any other open traps. */
     rc |= seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOENT), SCMP_SYS(openat), 1,
-                           SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)(uintptr_t)sf_h5_image_name));
+                           arg_eq(1, (scmp_datum_t)(uintptr_t)sf_h5_image_name));
     /* AddressSanitizer asks for the alternate signal stack (setting none)
      * before every call that does not return (_exit, abort, longjmp). */
-    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(sigaltstack), 1, SCMP_A0(SCMP_CMP_EQ, 0));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(sigaltstack), 1, arg_eq(0, 0));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                           SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self_pid));
+                           arg_eq(0, (scmp_datum_t)self_pid));
     return rc;
 }
 
