@@ -154,33 +154,6 @@ enum { ARG_PATH = 1, ARG_ARCH, ARG_CPU, ARG_MEMORY, ARG_UNSAFE, ARG_PARENT, N_AR
 #define SF_ASAN 1
 #endif
 
-#ifdef SF_ASAN
-/* The loader's environment is empty, so the sanitizers' options come from
- * here. No leak check at exit (it would ptrace the process, which the filter
- * forbids; the in-process tests check the loader's leaks), and no report from
- * a child whose stderr is closed: a sanitizer error ends it with SIGABRT
- * before it reports (sf_model_loader_main), so that libhdf5's overflow reads
- * as the crash it is, not as the report's own system calls trapped. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) {
-    return "detect_leaks=0:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_abort=0:"
-           "symbolize=0:abort_on_error=1";
-}
-/* UndefinedBehaviorSanitizer (sigflow's own code only): GCC's sets itself up
- * at its first report, reading /proc/self/exe and /proc/self/cmdline, which
- * the filter traps; such a report therefore ends the loader as a sandbox
- * violation (syscall readlink), and the in-process loader (test_model, the
- * fuzzers' replays) shows it. Without a stack or a symbolizer otherwise. */
-const char *__ubsan_default_options(void);
-const char *__ubsan_default_options(void) {
-    return "print_stacktrace=0:halt_on_error=1:symbolize=0:abort_on_error=1";
-}
-void __asan_on_error(void);
-void __asan_on_error(void) {
-    abort();
-}
-#endif
-
 int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
     if (argc != N_ARGS) {
         fprintf(stderr, "sigflow-loader: internal to sigflow (it parses one model file, in a "

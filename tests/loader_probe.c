@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "loader/sanitizer_options.h"
 #include "model_guard.h"
 
 static void probe(const sf_model_bytes *model) {
