@@ -23,7 +23,6 @@
 #include "model_keras.h"
 #include "sha256.h"
 
-#define MAX_ARCH_BYTES ((size_t)64 << 20)
 #define MAX_UNITS ((json_int_t)1 << 20)
 
 static const char *const activation_names[] = {
@@ -881,7 +880,7 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
     if (read_file(&model, path, SF_MODEL_MAX_FILE, errstr, errstr_size) < 0)
         return -1;
     int rc = -1;
-    if (!arch_path || read_file(&arch, arch_path, MAX_ARCH_BYTES, errstr, errstr_size) == 0)
+    if (!arch_path || read_file(&arch, arch_path, SF_MODEL_MAX_ARCH, errstr, errstr_size) == 0)
         rc = sf_model_parse(out, &model, arch_path ? &arch : NULL, errstr, errstr_size);
     sf_model_bytes_free(&model);
     sf_model_bytes_free(&arch);

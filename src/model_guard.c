@@ -175,8 +175,8 @@ int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
      * so that no descriptor but the pipe is open while libhdf5 runs. */
     if (sf_model_bytes_read(&model, SF_LOADER_FD_MODEL, path, SF_MODEL_MAX_FILE, err,
                             sizeof err) < 0 ||
-        (arch_path && sf_model_bytes_read(&arch, SF_LOADER_FD_ARCH, arch_path, 64 << 20, err,
-                                          sizeof err) < 0))
+        (arch_path && sf_model_bytes_read(&arch, SF_LOADER_FD_ARCH, arch_path,
+                                          SF_MODEL_MAX_ARCH, err, sizeof err) < 0))
         goto reply;
     /* What the libraries would otherwise do on first use, with calls the
      * filter forbids: jansson seeds its hashes from /dev/urandom, libzip's

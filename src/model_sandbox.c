@@ -63,7 +63,8 @@ static struct scmp_arg_cmp arg_eq(unsigned arg, scmp_datum_t v) {
 
 /* The protection argument (2) of mmap and mprotect without PROT_EXEC. */
 static struct scmp_arg_cmp arg_no_exec(void) {
-    struct scmp_arg_cmp c = {.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0};
+    struct scmp_arg_cmp c = {.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC,
+                             .datum_b = 0};
     return c;
 }
 

@@ -44,8 +44,9 @@ static char *write_probe(const char *call) {
 
 static void expect_violation(const char *err, const char *path, const char *call) {
     char want[2048];
-    snprintf(want, sizeof want, "%s: model loader violated its sandbox (syscall %s) while reading %s",
-             path, call, path);
+    snprintf(want, sizeof want,
+             "%s: model loader violated its sandbox (syscall %s) while reading %s", path, call,
+             path);
     printf("  %s\n", err);
     if (strcmp(err, want) != 0)
         fail_msg("expected \"%s\", got \"%s\"", want, err);

@@ -141,6 +141,7 @@ typedef struct sf_model_bytes {
     size_t len;
 } sf_model_bytes;
 #define SF_MODEL_MAX_FILE ((size_t)4 << 30)
+#define SF_MODEL_MAX_ARCH ((size_t)64 << 20) /* an architecture JSON */
 
 /* Reads fd to its end into b (name is borrowed). Refuses more than max
  * bytes. 0, or -1 with errstr naming the file. */
