@@ -6,7 +6,8 @@
  * direct load and in a daemon that keeps serving its old model. While a slow
  * load (the hang reproducer) is in progress, the loader process must hold no
  * SIGFLOW_KAFKA_* variable, no descriptor but the model and the pipe, and be
- * under a seccomp filter with no new privileges. */
+ * under a seccomp filter with no new privileges. Where no filter can be
+ * installed, a load is refused unless the opt-out (--unsafe-model-loader). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,8 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <seccomp.h>
 
 #include "sigflow/model.h"
 #include "support.h"
@@ -99,6 +104,55 @@ static void test_external_link_is_killed(void **state) {
     /* In this process, nothing stops libhdf5: it opens the file, finds no HDF5. */
     assert_int_equal(sf_model_load_inprocess(&m, path, NULL, err, sizeof err), -1);
     printf("  in-process: %s\n", err);
+}
+
+/* ---- where no filter can be installed ---------------------------------------- */
+
+/* In a child of this test (first in the run: no thread yet), a filter as a
+ * container's seccomp profile may have it: installing another filter fails
+ * with EPERM. Then a load is refused, or with the opt-out runs unconfined.
+ * The child's exit status: 0 when both held. */
+static int no_seccomp_child(const char *path) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return 10;
+    scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
+    if (!f || seccomp_rule_add(f, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(seccomp), 0) < 0 ||
+        seccomp_rule_add(f, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(prctl), 1,
+                         (struct scmp_arg_cmp){.arg = 0, .op = SCMP_CMP_EQ,
+                                               .datum_a = PR_SET_SECCOMP, .datum_b = 0}) < 0 ||
+        seccomp_load(f) < 0)
+        return 11;
+    seccomp_release(f);
+    char err[2048] = "";
+    sf_model *m = NULL;
+    sf_model_loader_conf c = {.timeout_ms = WAIT_MS};
+    if (sf_model_load_conf(&m, path, NULL, &c, err, sizeof err) != -1)
+        return 12;
+    printf("  without a filter: %s\n", err);
+    if (!strstr(err, "cannot confine the model loader") ||
+        sf_model_refusal_of(err) != SF_MODEL_REFUSED_SANDBOX)
+        return 13;
+    c.unsafe = 1;
+    if (sf_model_load_conf(&m, path, NULL, &c, err, sizeof err) != 0) {
+        printf("  unsafe: %s\n", err);
+        return 14;
+    }
+    sf_model_free(m);
+    return 0;
+}
+
+static void test_no_filter_no_load(void **state) {
+    (void)state;
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = no_seccomp_child(FIXTURE("model_mlp.h5"));
+        fflush(stdout);
+        _exit(rc);
+    }
+    int status = sft_wait(pid, WAIT_MS);
+    assert_int_equal(status, 0);
 }
 
 /* ---- the loader process while it parses ------------------------------------ */
@@ -182,29 +236,30 @@ static void test_loader_holds_no_secrets(void **state) {
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, run_slow_load, &s), 0);
 
-    /* Sampled once the loader has confined itself and is spinning in libhdf5:
-     * then only the pipe is left (the model was read and closed). */
+    /* Sampled once the loader has confined itself (its filter is the last
+     * step) and is spinning in libhdf5. */
     pid_t pid = 0;
     char fds[4096] = "", status_path[64];
+    char *status = NULL;
     int64_t deadline = sft_now_ms() + 6000;
     while (sft_now_ms() < deadline) {
-        if (!pid)
-            pid = find_loader();
-        if (pid && list_fds(pid, fds, sizeof fds) == 1)
+        if (!pid && (pid = find_loader()))
+            snprintf(status_path, sizeof status_path, "/proc/%d/status", (int)pid);
+        free(status);
+        status = pid ? sft_read_file(status_path, NULL) : NULL;
+        if (status && strstr(status, "\nSeccomp:\t2"))
             break;
         sft_nap_ms(5);
     }
-    if (!pid)
+    if (!pid || !status)
         fail_msg("no loader process seen");
+    assert_true(list_fds(pid, fds, sizeof fds) >= 1);
     printf("  loader %d descriptors: %s\n", (int)pid, fds);
     size_t env_len = 0;
     char env_path[64];
     snprintf(env_path, sizeof env_path, "/proc/%d/environ", (int)pid);
     char *env = sft_read_file(env_path, &env_len);
-    snprintf(status_path, sizeof status_path, "/proc/%d/status", (int)pid);
-    char *status = sft_read_file(status_path, NULL);
     assert_non_null(env);
-    assert_non_null(status);
     printf("  loader environment: %zu bytes\n", env_len);
     for (size_t i = 0; i < env_len; i += strlen(env + i) + 1)
         if (strstr(env + i, "SIGFLOW_KAFKA_") || strstr(env + i, "s3cret"))
@@ -352,6 +407,7 @@ static void test_daemon_keeps_serving(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_filter_no_load), /* first: it forks */
         cmocka_unit_test(test_probes_are_killed),
         cmocka_unit_test(test_external_link_is_killed),
         cmocka_unit_test(test_loader_holds_no_secrets),
