@@ -30,7 +30,7 @@ done
 # catatonit (the pause process of `podman kube play`'s pods) and debootstrap
 # (the base images).
 packages=(build-essential cmake pkg-config librdkafka-dev libopenblas-dev libjansson-dev
-          libevent-dev libcmocka-dev libhdf5-dev libzip-dev zlib1g-dev libdnnl-dev dpkg-dev file)
+          libevent-dev libcmocka-dev libhdf5-dev libzip-dev zlib1g-dev libseccomp-dev libdnnl-dev dpkg-dev file)
 ((test_tools)) && packages+=(kcat python3 groff openjdk-17-jre-headless maven lintian systemd
                              podman runc catatonit debootstrap)
 

@@ -431,22 +431,26 @@ static uint64_t reloads_seen(const bench *b) {
 }
 
 /* --soak: the feed paced at `rate` with one malformed event in SOAK_BAD_EVERY,
- * and a reload every soak_period seconds, alternately of a corrupt model (one
- * on which libhdf5 segfaults: issue 15) and the good one. One line per period,
- * then the totals; -1 when an event was lost. */
+ * and a reload every soak_period seconds, alternately of a corrupt model and
+ * the good one; the corrupt ones take turns: one on which libhdf5 segfaults
+ * (issue 15), one whose external link makes libhdf5 open /etc/passwd (the
+ * loader's sandbox kills it, issue 26). One line per period, then the totals
+ * with the refusals by cause; -1 when an event was lost. */
 static int soak(bench *b, double rate, char *errstr, size_t n) {
     const opts *o = b->o;
     size_t periods = (size_t)ceil(o->soak_minutes * 60 / o->soak_period - 1e-9);
     /* Shipped beside the model (share/sigflow/), so an installed bench soaks too. */
-    char corrupt_path[4096];
+    char corrupt_path[4096], escape_path[4096];
     sf_paths_data(SF_PATHS_SOAK_CORRUPT, corrupt_path, sizeof corrupt_path);
-    size_t good_len = 0, corrupt_len = 0;
+    sf_paths_data(SF_PATHS_SOAK_SANDBOX, escape_path, sizeof escape_path);
+    size_t good_len = 0, corrupt_len = 0, escape_len = 0;
     char *good = slurp(o->model, &good_len, errstr, n);
     char *corrupt = good ? slurp(corrupt_path, &corrupt_len, errstr, n) : NULL;
+    char *escape = corrupt ? slurp(escape_path, &escape_len, errstr, n) : NULL;
     bench_hist *hists = calloc(periods, sizeof *hists);
     int rc = -1;
     bench_feed *feed = NULL;
-    if (!good || !corrupt || !hists) {
+    if (!good || !corrupt || !escape || !hists) {
         if (!hists)
             snprintf(errstr, n, "out of memory");
         goto out;
@@ -487,10 +491,12 @@ static int soak(bench *b, double rate, char *errstr, size_t n) {
         }
         if (k + 1 == periods)
             break;
-        /* Odd periods start with the corrupt model, even ones with the good one. */
-        int bad = k % 2 == 0;
+        /* Odd periods start with a corrupt model (the crash, then the
+         * escape), even ones with the good one. */
+        int bad = k % 2 == 0, crash = k % 4 == 0;
         uint64_t seen = reloads_seen(b), ok0 = sf_metrics_get(b->metrics, SF_C_RELOADS);
-        if (install(b->live_model, bad ? corrupt : good, bad ? corrupt_len : good_len, errstr, n))
+        if (install(b->live_model, !bad ? good : crash ? corrupt : escape,
+                    !bad ? good_len : crash ? corrupt_len : escape_len, errstr, n))
             goto out;
         atomic_store(&b->reload, 1);
         double deadline = sf_clock_s() + SOAK_RELOAD_TIMEOUT_S;
@@ -523,11 +529,17 @@ static int soak(bench *b, double rate, char *errstr, size_t n) {
     uint64_t lost = b->delivered > answered ? b->delivered - answered : 0;
     printf("soak totals: %.1f min; events fed %llu, outputs %llu, dead letters %llu, %s %llu; "
            "reloads accepted %llu, refused %llu\n"
+           "             refusals by cause: crash %llu, timeout %llu, sandbox %llu, invalid %llu "
+           "(sigflow_model_refusals_total)\n"
            "             RSS %.1f -> %.1f MB (%+.1f MB), open fds %d -> %d (end of period 1 -> end)\n",
            o->soak_minutes, (unsigned long long)b->delivered,
            (unsigned long long)sf_metrics_get(b->metrics, SF_C_SIGNALS),
            (unsigned long long)(sf_metrics_get(b->metrics, SF_C_DEAD_LETTERS) - dead0),
            rc == 0 ? "lost" : "unanswered after the drain timeout", (unsigned long long)lost, (unsigned long long)accepted, (unsigned long long)refused,
+           (unsigned long long)sf_metrics_model_refusals(b->metrics, SF_MODEL_REFUSED_CRASH),
+           (unsigned long long)sf_metrics_model_refusals(b->metrics, SF_MODEL_REFUSED_TIMEOUT),
+           (unsigned long long)sf_metrics_model_refusals(b->metrics, SF_MODEL_REFUSED_SANDBOX),
+           (unsigned long long)sf_metrics_model_refusals(b->metrics, SF_MODEL_REFUSED_INVALID),
            rss0, rss1, rss1 - rss0, fds0, fds1);
     fflush(stdout);
     if (rc == 0 && lost) {
@@ -544,6 +556,7 @@ out:
     }
     free(good);
     free(corrupt);
+    free(escape);
     free(hists);
     return rc;
 }
@@ -760,8 +773,9 @@ static const char usage[] =
     "array with --json).\n"
     "--soak MINUTES: after flat out, MINUTES at half that rate with 1 event in 1000\n"
     "malformed and a model reload every --soak-period S (60), alternately a corrupt\n"
-    "model and the good one; reports outputs, p99, RSS and open fds per period, and\n"
-    "events lost (exit 1 unless 0) and reloads accepted/refused.\n";
+    "model (a crash, then a sandbox violation) and the good one; reports outputs,\n"
+    "p99, RSS and open fds per period, and events lost (exit 1 unless 0), reloads\n"
+    "accepted/refused and the refusals by cause.\n";
 
 /* 0 to run, 1 when --help or --version was printed, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_size) {

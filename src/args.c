@@ -301,6 +301,7 @@ int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *
         break;
     case SF_ARGS_O_BACKEND: *bad |= sf_args_backend(cli, arg, &c->infer); break;
     case SF_ARGS_O_PRECISION: *bad |= sf_args_precision(cli, arg, &c->infer); break;
+    case SF_ARGS_O_UNSAFE_LOADER: c->loader.unsafe = 1; break;
     default: return 0;
     }
     return 1;

@@ -84,7 +84,7 @@ static void explain(char *why, size_t n, const char *path, int model) {
 static int member_load(member *m, const sf_engine_conf *c, const char *model_path,
                        const char *arch_path, const char *vars_path, char *errstr, size_t n) {
     char why[1024];
-    if (sf_model_load(&m->model, model_path, arch_path, why, sizeof why)) {
+    if (sf_model_load_conf(&m->model, model_path, arch_path, &c->loader, why, sizeof why)) {
         explain(why, sizeof why, model_path, 1);
         goto fail;
     }

@@ -79,6 +79,7 @@ typedef struct sf_hist {
 struct sf_metrics {
     atomic_uint_least64_t counters[SF_C__COUNT];
     atomic_uint_least64_t rejected[SF_REJECT__COUNT];
+    atomic_uint_least64_t refusals[SF_MODEL_REFUSED__COUNT];
     atomic_uint_least64_t gauge_bits[SF_G__COUNT];
     sf_hist hists[SF_H__COUNT];
 
@@ -119,6 +120,7 @@ sf_metrics *sf_metrics_new(void) {
     if (!m) return NULL;
     for (size_t i = 0; i < SF_C__COUNT; i++) atomic_init(&m->counters[i], 0);
     for (size_t i = 0; i < SF_REJECT__COUNT; i++) atomic_init(&m->rejected[i], 0);
+    for (size_t i = 0; i < SF_MODEL_REFUSED__COUNT; i++) atomic_init(&m->refusals[i], 0);
     for (size_t i = 0; i < SF_G__COUNT; i++) atomic_init(&m->gauge_bits[i], double_bits(0.0));
     for (size_t h = 0; h < SF_H__COUNT; h++) {
         for (size_t i = 0; i <= SF_HIST_MAX_BOUNDS; i++) atomic_init(&m->hists[h].buckets[i], 0);
@@ -180,6 +182,17 @@ void sf_metrics_add(sf_metrics *m, sf_counter c, uint64_t n) {
 uint64_t sf_metrics_get(const sf_metrics *m, sf_counter c) {
     if ((unsigned)c >= SF_C__COUNT) return 0;
     return atomic_load_explicit(&m->counters[c], memory_order_relaxed);
+}
+
+void sf_metrics_model_refused(sf_metrics *m, sf_model_refusal cause) {
+    if ((unsigned)cause < SF_MODEL_REFUSED__COUNT)
+        atomic_fetch_add_explicit(&m->refusals[cause], 1, memory_order_relaxed);
+}
+
+uint64_t sf_metrics_model_refusals(const sf_metrics *m, sf_model_refusal cause) {
+    return (unsigned)cause < SF_MODEL_REFUSED__COUNT
+               ? atomic_load_explicit(&m->refusals[cause], memory_order_relaxed)
+               : 0;
 }
 
 void sf_metrics_reject(sf_metrics *m, sf_reject reason) {
@@ -481,6 +494,14 @@ char *sf_metrics_render(const sf_metrics *m) {
         out_printf(&o, "\"} %" PRIu64 "\n",
                    atomic_load_explicit(&m->rejected[r], memory_order_relaxed));
     }
+
+    out_family(&o, "sigflow_model_refusals_total",
+               "Model loads refused, by cause: crash, timeout, sandbox (a forbidden system call "
+               "in the loader), invalid.", "counter");
+    for (int r = 0; r < SF_MODEL_REFUSED__COUNT; r++)
+        out_printf(&o, "sigflow_model_refusals_total{cause=\"%s\"} %" PRIu64 "\n",
+                   sf_model_refusal_name((sf_model_refusal)r),
+                   atomic_load_explicit(&m->refusals[r], memory_order_relaxed));
 
     for (size_t g = 0; g < SF_G__COUNT; g++) {
         out_family(&o, gauge_defs[g].name, gauge_defs[g].help, "gauge");

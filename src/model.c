@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sigflow/model.h"
 #include "model_arch.h"
@@ -20,7 +23,6 @@
 #include "model_keras.h"
 #include "sha256.h"
 
-#define MAX_ARCH_BYTES ((size_t)64 << 20)
 #define MAX_UNITS ((json_int_t)1 << 20)
 
 static const char *const activation_names[] = {
@@ -56,7 +58,9 @@ const char *sf_activation_name(sf_activation a) {
 
 /* Everything one load holds, so that every error path frees one thing. */
 typedef struct loader {
-    const char *path;
+    const char *path;        /* the model's name in messages (its path) */
+    const unsigned char *data; /* the model file's bytes */
+    size_t len;
     hid_t file;
     hid_t weights;           /* the group holding one group per layer */
     char **layer_names;      /* that group's layer_names attribute */
@@ -564,65 +568,6 @@ static long find_builder(const char *keras_class) {
 
 /* ---- files ------------------------------------------------------------------ */
 
-static int hash_file(loader *ld, const char *path, sf_sha256 *h) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(ld->errstr, ld->errstr_size, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    unsigned char buf[65536];
-    size_t n, total = 0;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        sf_sha256_update(h, buf, n);
-        total += n;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err || total == 0) {
-        snprintf(ld->errstr, ld->errstr_size, "%s: %s", path, err ? "read error" : "empty file");
-        return -1;
-    }
-    return 0;
-}
-
-static int read_text_file(loader *ld, const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    *out = NULL;
-    if (!f) {
-        snprintf(ld->errstr, ld->errstr_size, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t cap = 0, n = 0;
-    char *buf = NULL;
-    int rc = -1;
-    for (;;) {
-        if (n == cap) {
-            char *bigger = cap < MAX_ARCH_BYTES ? realloc(buf, cap = cap ? cap * 2 : 65536) : NULL;
-            if (!bigger) {
-                snprintf(ld->errstr, ld->errstr_size, "%s: too large or out of memory", path);
-                goto done;
-            }
-            buf = bigger;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        snprintf(ld->errstr, ld->errstr_size, "%s: read error", path);
-        goto done;
-    }
-    *out = buf;
-    *len = n;
-    buf = NULL;
-    rc = 0;
-done:
-    free(buf);
-    fclose(f);
-    return rc;
-}
-
 /* ---- the load ---------------------------------------------------------------- */
 
 /* A .keras archive holds the architecture and says which Keras wrote it. */
@@ -630,7 +575,7 @@ static int open_archive(loader *ld, const char *arch_path) {
     if (arch_path)
         return fail(ld, NULL, "a .keras archive holds its own architecture (config.json); "
                     "do not pass --architecture %s", arch_path);
-    if (sf_keras_open(&ld->archive, ld->path, ld->errstr, ld->errstr_size) < 0)
+    if (sf_keras_open(&ld->archive, ld->path, ld->data, ld->len, ld->errstr, ld->errstr_size) < 0)
         return -1;
     ld->keras = 1;
     ld->file = ld->archive.weights; /* closed with the archive */
@@ -653,18 +598,21 @@ static herr_t count_layer_vars(hid_t obj, const char *name, const H5O_info_t *in
 
 /* Parses the architecture (model_config attribute, or the separate JSON file)
  * and finds the group of per-layer weight groups. */
-static int open_model(loader *ld, const char *arch_path, sf_sha256 *h) {
+static int open_model(loader *ld, const sf_model_bytes *arch) {
     char why[256], *text = NULL;
     size_t len = 0;
     int rc = -1;
-    if (sf_keras_is_zip(ld->path))
+    const char *arch_path = arch ? arch->name : NULL;
+    if (sf_keras_is_zip(ld->data, ld->len))
         return open_archive(ld, arch_path);
-    if (sf_h5_open(ld->path, &ld->file, why, sizeof why) < 0)
+    if (sf_h5_open_image(ld->data, ld->len, &ld->file, why, sizeof why) < 0)
         return fail(ld, NULL, "%s", why);
-    if (arch_path) {
-        if (read_text_file(ld, arch_path, &text, &len) < 0)
-            return -1;
-        sf_sha256_update(h, text, len);
+    if (arch) {
+        if (!(text = malloc(arch->len + 1))) /* sf_arch_parse wants its own copy */
+            return fail(ld, NULL, "out of memory");
+        memcpy(text, arch->data, arch->len);
+        text[arch->len] = '\0';
+        len = arch->len;
     } else if (!sf_h5_has_attr(ld->file, "model_config")) {
         return fail(ld, NULL, "no model_config attribute: not a whole-model save "
                     "(pass the architecture JSON for a weights-only file)");
@@ -825,9 +773,11 @@ static int build_layers(loader *ld, sf_model *m) {
     return sigmoid_head(ld, m);
 }
 
-int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
-                             char *errstr, size_t errstr_size) {
-    loader ld = {.path = path, .file = H5I_INVALID_HID, .weights = H5I_INVALID_HID,
+int sf_model_parse(sf_model **out, const sf_model_bytes *model, const sf_model_bytes *arch,
+                   char *errstr, size_t errstr_size) {
+    const char *path = model->name;
+    loader ld = {.path = path, .data = model->data, .len = model->len,
+                 .file = H5I_INVALID_HID, .weights = H5I_INVALID_HID,
                  .errstr = errstr, .errstr_size = errstr_size};
     sf_model *m = calloc(1, sizeof *m);
     sf_sha256 h;
@@ -838,9 +788,14 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
         snprintf(errstr, errstr_size, "%s: out of memory", path);
         goto done;
     }
-    /* Hashing first also gives the plainest message for a missing or empty file. */
-    if (hash_file(&ld, path, &h) < 0 || open_model(&ld, arch_path, &h) < 0 ||
-        build_layers(&ld, m) < 0 || check_unused_weights(&ld) < 0)
+    if (model->len == 0) {
+        snprintf(errstr, errstr_size, "%s: empty file", path);
+        goto done;
+    }
+    sf_sha256_update(&h, model->data, model->len);
+    if (arch)
+        sf_sha256_update(&h, arch->data, arch->len);
+    if (open_model(&ld, arch) < 0 || build_layers(&ld, m) < 0 || check_unused_weights(&ld) < 0)
         goto done;
     sf_sha256_final_hex(&h, m->sha256);
     *out = m;
@@ -856,6 +811,79 @@ done:
         sf_keras_close(&ld.archive);
     else if (ld.file >= 0)
         H5Fclose(ld.file);
+    return rc;
+}
+
+int sf_model_bytes_read(sf_model_bytes *b, int fd, const char *name, size_t max,
+                        char *errstr, size_t errstr_size) {
+    memset(b, 0, sizeof *b);
+    struct stat st;
+    size_t cap = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+                         (unsigned long long)st.st_size < max
+                     ? (size_t)st.st_size + 1 /* + 1: EOF is seen without a realloc */
+                     : 65536;
+    size_t n = 0;
+    unsigned char *buf = NULL;
+    for (;;) {
+        if (n == cap || !buf) {
+            size_t want = buf ? cap * 2 : cap;
+            unsigned char *bigger = n < max ? realloc(buf, want) : NULL;
+            if (!bigger) {
+                free(buf);
+                snprintf(errstr, errstr_size, "%s: too large or out of memory", name);
+                return -1;
+            }
+            buf = bigger;
+            cap = want;
+        }
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            free(buf);
+            snprintf(errstr, errstr_size, "%s: read error: %s", name, strerror(errno));
+            return -1;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    b->name = name;
+    b->data = buf;
+    b->len = n;
+    return 0;
+}
+
+void sf_model_bytes_free(sf_model_bytes *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* Opens and reads one file of a model for the in-process loader. */
+static int read_file(sf_model_bytes *b, const char *path, size_t max, char *errstr,
+                     size_t errstr_size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        memset(b, 0, sizeof *b);
+        snprintf(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = sf_model_bytes_read(b, fd, path, max, errstr, errstr_size);
+    close(fd);
+    return rc;
+}
+
+int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
+                             char *errstr, size_t errstr_size) {
+    sf_model_bytes model, arch = {0};
+    *out = NULL;
+    if (read_file(&model, path, SF_MODEL_MAX_FILE, errstr, errstr_size) < 0)
+        return -1;
+    int rc = -1;
+    if (!arch_path || read_file(&arch, arch_path, SF_MODEL_MAX_ARCH, errstr, errstr_size) == 0)
+        rc = sf_model_parse(out, &model, arch_path ? &arch : NULL, errstr, errstr_size);
+    sf_model_bytes_free(&model);
+    sf_model_bytes_free(&arch);
     return rc;
 }
 

@@ -1,29 +1,33 @@
-/* model_guard.c: sf_model_load, the model loader behind a process boundary.
+/* model_guard.c: sf_model_load, the model loader behind a process boundary
+ * and in a sandbox (issues 15 and 26).
  *
  * libhdf5 trusts the bytes it reads: one changed byte in a Keras file makes it
- * segfault or spin forever inside H5Aread (issue 15), and a serving daemon
- * reloads models on SIGHUP. So the real loader (model.c) runs in a forked
- * child that writes the parsed model to a pipe and _exits. The parent reads it
- * under a deadline, kills a child that overstays, and re-checks every count
- * and size it receives, so that not even a child gone wrong can hand the
- * engine a model it would run out of bounds. The parent never calls libhdf5.
+ * segfault or spin forever inside H5Aread (issue 15), and fuzzing found heap
+ * overflows a crafted file reaches: a way in, not only a crash. So the real
+ * loader (model.c) runs in a separate program, sigflow-loader, exec'd afresh
+ * for every load: it shares nothing with the daemon (no memory holding Kafka
+ * credentials, no environment, no descriptor but a read-only one on the model
+ * file and the result pipe), reads the file, confines itself
+ * (model_sandbox.c) and only then parses, writes the parsed model to the pipe
+ * and exits. The parent reads it under a deadline, kills a child that
+ * overstays, and re-checks every count and size it receives, so that not even
+ * a child gone wrong can hand the engine a model it would run out of bounds.
+ * The parent never calls libhdf5.
  *
- * The child is a fork of a threaded process (Kafka, metrics, inference
- * threads): it only loads, writes and _exits. No logging, no stdio flush, no
- * exit handlers (LeakSanitizer's included: the model it built is left behind
- * on purpose, the process ends right after). A lock another thread held at
- * the fork stays held in the child for good: glibc resets its own, but
- * GCC 12's AddressSanitizer allocator does not, and under ASan a loader child
- * of the bench or the daemon now and then slept on one until the deadline.
- * So start-up loads happen before any thread starts (`run`, and `demo` and
- * the bench through sf_pipeline_conf.loaded). A reload cannot: a child is
- * single-threaded, so one that waits on a futex waits forever, and the
- * parent, seeing that in /proc, kills it and forks again. */
+ * An exec'd program also inherits no locks: the forked child of earlier days
+ * could sleep forever on a lock another thread of the daemon held at the fork.
+ *
+ * A format whose model refers to further files (ONNX external data) needs
+ * them opened here, read-only, and passed as more descriptors after the
+ * architecture's (spawn_loader), since the loader opens nothing. */
+#define _GNU_SOURCE /* posix_spawn_file_actions_addclosefrom_np */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,10 +35,18 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <hdf5.h>
+
 #include "sigflow/clock.h"
+#include "sigflow/log.h"
 #include "sigflow/model.h"
+#include "sigflow/paths.h"
+#include "model_guard.h"
+#include "model_sandbox.h"
 
 #define MAGIC 0x314d4653u          /* "SFM1" */
 #define MAX_LAYERS ((uint64_t)1 << 16)
@@ -97,8 +109,9 @@ _Static_assert(sizeof(sf_layer) == 88 && offsetof(sf_layer, n_params) == 80,
 _Static_assert(sizeof(sf_model) == 120 && offsetof(sf_model, sha256) == 52,
                "sf_model changed: check serialize() and deserialize() in model_guard.c");
 
-static void serialize(wbuf *b, const sf_model *m, const char *err) {
+static void serialize(wbuf *b, int confined, const sf_model *m, const char *err) {
     put_u32(b, MAGIC);
+    put_u32(b, (uint32_t)confined);
     put_u32(b, m != NULL);
     if (!m) {
         put_str(b, err);
@@ -129,34 +142,90 @@ static void write_all(int fd, const char *p, size_t n) {
     }
 }
 
-__attribute__((noreturn))
-static void child(int fd, const char *path, const char *arch_path) {
-    /* A crash should end the child with its signal, the same in every build,
-     * rather than run a handler inherited from the parent (a sanitizer's or a
-     * fuzzer's) that reports it as the parent's own. */
-    static const int deadly[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+/* The loader program's arguments, in this order (model_guard.h). */
+enum { ARG_PATH = 1, ARG_ARCH, ARG_CPU, ARG_MEMORY, ARG_UNSAFE, ARG_PARENT, N_ARGS };
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SF_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SF_ASAN 1
+#endif
+
+int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
+    if (argc != N_ARGS) {
+        fprintf(stderr, "sigflow-loader: internal to sigflow (it parses one model file, in a "
+                "sandbox, for sf_model_load); not for use by hand\n");
+        return 2;
+    }
+    /* A spinning child must not outlive us; one whose parent is already gone
+     * has nobody to answer. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != (pid_t)atol(argv[ARG_PARENT]))
+        return 1;
+    const char *path = argv[ARG_PATH], *arch_path = *argv[ARG_ARCH] ? argv[ARG_ARCH] : NULL;
+    char err[1024] = "", why[256];
+    sf_model_bytes model = {0}, arch = {0};
+    sf_model *m = NULL;
+    int confined = 0;
+
+    /* Reading is not parsing: the bytes come in before the filter goes up,
+     * so that no descriptor but the pipe is open while libhdf5 runs. */
+    if (sf_model_bytes_read(&model, SF_LOADER_FD_MODEL, path, SF_MODEL_MAX_FILE, err,
+                            sizeof err) < 0 ||
+        (arch_path && sf_model_bytes_read(&arch, SF_LOADER_FD_ARCH, arch_path,
+                                          SF_MODEL_MAX_ARCH, err, sizeof err) < 0))
+        goto reply;
+    /* What the libraries would otherwise do on first use, with calls the
+     * filter forbids: jansson seeds its hashes from /dev/urandom, libzip's
+     * mktime would stat and read /etc/localtime on every call (a zone given
+     * as a rule reads no file; zip times mean nothing to us), HDF5 sets
+     * itself up and would dlopen a filter plugin a file asks for. */
+    json_object_seed(0);
+    setenv("TZ", "UTC0", 1);
+    /* glibc reports heap corruption (libhdf5's, say) on /dev/tty unless told
+     * stderr: an open, where the report should end in abort(), a crash. */
+    setenv("LIBC_FATAL_STDERR_", "1", 1);
+    tzset();
+    if (H5open() < 0 || H5PLset_loading_state(0) < 0) {
+        snprintf(err, sizeof err, "%s: the HDF5 library cannot be initialized", path);
+        goto reply;
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* A crash should end the child with its signal, the same in every build. */
+    static const int deadly[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
     for (size_t i = 0; i < sizeof deadly / sizeof deadly[0]; i++)
         signal(deadly[i], SIG_DFL);
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a spinning child must not outlive us */
-    /* The loader reports through errstr; anything else on stderr would be a
-     * sanitizer's report of libhdf5's fault, and the parent's one line says
-     * what happened. */
-    int null = open("/dev/null", O_WRONLY);
-    if (null >= 0)
-        dup2(null, STDERR_FILENO);
-    char err[1024] = "";
-    sf_model *m = NULL;
-    sf_model_load_inprocess(&m, path, arch_path, err, sizeof err);
+    sf_sandbox_limits lim = {.pipe_fd = SF_LOADER_FD_PIPE,
+                             .cpu_seconds = atoi(argv[ARG_CPU]),
+                             .memory = strtoull(argv[ARG_MEMORY], NULL, 10)};
+#ifdef SF_ASAN
+    lim.memory = 0; /* ASan reserved terabytes of shadow at start-up */
+#endif
+    confined = sf_sandbox_enter(&lim, why, sizeof why) == 0;
+    if (!confined && strcmp(argv[ARG_UNSAFE], "1") != 0) {
+        snprintf(err, sizeof err, "%s: " SF_LOADER_NO_SANDBOX " (%s); refusing to parse it "
+                 "unconfined (--unsafe-model-loader would)", path, why);
+        goto reply;
+    }
+    if (hook)
+        hook(&model);
+    sf_model_parse(&m, &model, arch_path ? &arch : NULL, err, sizeof err);
+reply:;
     wbuf b = {0};
-    serialize(&b, m, err);
+    serialize(&b, confined, m, err);
     if (b.oom) {
         b.len = 0;
         b.oom = 0;
         snprintf(err, sizeof err, "%s: out of memory", path);
-        serialize(&b, NULL, err);
+        serialize(&b, confined, NULL, err);
     }
     if (!b.oom)
-        write_all(fd, b.p, b.len);
+        write_all(SF_LOADER_FD_PIPE, b.p, b.len);
+    /* No clean-up: the process ends here, and freeing a model libhdf5 may
+     * have damaged could only crash after the answer. */
     _exit(0);
 }
 
@@ -280,11 +349,13 @@ static void get_layer(rbuf *r, sf_layer *l, size_t n_in_expected) {
 
 /* Rebuilds the model from the child's reply; NULL with r->bad set if anything
  * in it is inconsistent. */
-static sf_model *deserialize(rbuf *r, const char *path, char *errstr, size_t errstr_size) {
+static sf_model *deserialize(rbuf *r, const char *path, int *confined, char *errstr,
+                             size_t errstr_size) {
     if (get_u32(r) != MAGIC) {
         mark(r, "no header");
         return NULL;
     }
+    *confined = get_u32(r) != 0;
     if (!get_u32(r)) { /* the loader's own refusal */
         char *why = get_str(r);
         if (why && !r->bad)
@@ -337,24 +408,9 @@ static sf_model *deserialize(rbuf *r, const char *path, char *errstr, size_t err
     return m;
 }
 
-/* The child sleeps on a lock: a single-threaded process never wakes from that. */
-static int stuck_on_lock(pid_t pid) {
-    char path[64], wchan[64] = "";
-    snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(wchan, 1, sizeof wchan - 1, f);
-    fclose(f);
-    wchan[n] = '\0';
-    return strstr(wchan, "futex") != NULL;
-}
-
 /* Reads the child's whole reply, until EOF or the deadline. Returns 0 at EOF,
- * 1 on timeout, 2 when the child is stuck on a lock it inherited, -1 on error
- * (errno). */
-static int read_reply(int fd, pid_t pid, int64_t deadline_ms, char **out, size_t *len) {
-    int stuck = 0;
+ * 1 on timeout, -1 on error (errno). */
+static int read_reply(int fd, int64_t deadline_ms, char **out, size_t *len) {
     size_t cap = 0, n = 0;
     char *buf = NULL;
     for (;;) {
@@ -370,16 +426,8 @@ static int read_reply(int fd, pid_t pid, int64_t deadline_ms, char **out, size_t
             continue;
         if (pr < 0)
             break;
-        if (pr == 0) {
-            stuck = stuck_on_lock(pid) ? stuck + 1 : 0;
-            if (stuck == 2) { /* seen twice, a second apart */
-                free(buf);
-                *out = NULL;
-                *len = 0;
-                return 2;
-            }
+        if (pr == 0)
             continue;
-        }
         if (n == cap) {
             char *bigger = cap < MAX_REPLY ? realloc(buf, cap = cap ? cap * 2 : 65536) : NULL;
             if (!bigger) {
@@ -406,49 +454,146 @@ static int read_reply(int fd, pid_t pid, int64_t deadline_ms, char **out, size_t
     return -1;
 }
 
-#define LOAD_AGAIN (-2) /* the child stuck on an inherited lock: fork another */
+/* A descriptor at 10 or above, close-on-exec, so that the spawn's dup2 onto
+ * 3, 4 and 5 never overwrites a source it has yet to copy. */
+static int high_fd(int fd) {
+    return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 10);
+}
 
-/* One child, up to the caller's deadline (timeout_ms is for the message). */
-static int load_once(sf_model **out, const char *path, const char *arch_path, int64_t deadline,
-                     int timeout_ms, char *errstr, size_t errstr_size) {
+/* Starts the loader: fds 3 (model), 4 (pipe), 5 (architecture) and nothing
+ * else, an empty environment, default signal dispositions and mask. */
+static int spawn_loader(const char *program, char *const argv[], int model_fd, int pipe_fd,
+                        int arch_fd, pid_t *pid) {
+    int src[3] = {high_fd(model_fd), high_fd(pipe_fd), high_fd(arch_fd)};
+    int rc = -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    char *const envp[] = {NULL};
+    if (src[0] < 0 || src[1] < 0 || (arch_fd >= 0 && src[2] < 0))
+        goto close;
+    if ((errno = posix_spawn_file_actions_init(&fa)) != 0)
+        goto close;
+    if ((errno = posix_spawnattr_init(&at)) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        goto close;
+    }
+    int e = 0;
+    for (int fd = 0; fd < 3; fd++)
+        e = e ? e : posix_spawn_file_actions_addclose(&fa, fd);
+    e = e ? e : posix_spawn_file_actions_adddup2(&fa, src[0], SF_LOADER_FD_MODEL);
+    e = e ? e : posix_spawn_file_actions_adddup2(&fa, src[1], SF_LOADER_FD_PIPE);
+    if (arch_fd >= 0)
+        e = e ? e : posix_spawn_file_actions_adddup2(&fa, src[2], SF_LOADER_FD_ARCH);
+    e = e ? e : posix_spawn_file_actions_addclosefrom_np(
+                    &fa, (arch_fd >= 0 ? SF_LOADER_FD_ARCH : SF_LOADER_FD_PIPE) + 1);
+    e = e ? e : posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    e = e ? e : posix_spawnattr_setsigmask(&at, &none);
+    e = e ? e : posix_spawnattr_setsigdefault(&at, &all);
+    e = e ? e : posix_spawn(pid, program, &fa, &at, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    errno = e;
+    rc = e ? -1 : 0;
+close:;
+    int saved = errno;
+    for (int i = 0; i < 3; i++)
+        if (src[i] >= 0)
+            close(src[i]);
+    errno = saved;
+    return rc;
+}
+
+/* The child's last words when the filter trapped a call: the trap record at
+ * the end of whatever it wrote. */
+static const char *trapped_call(const char *reply, size_t len, char *buf, size_t size) {
+    uint32_t rec[2];
+    if (!reply || len < SF_SANDBOX_TRAP_SIZE)
+        return "unknown";
+    memcpy(rec, reply + len - SF_SANDBOX_TRAP_SIZE, sizeof rec);
+    if (rec[0] != SF_SANDBOX_TRAP_MAGIC)
+        return "unknown";
+    return sf_sandbox_syscall_name(rec[1], buf, size);
+}
+
+/* Opens one input of the load for the child: read-only, never a terminal of ours. */
+static int open_input(const char *path, char *errstr, size_t errstr_size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        snprintf(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+    return fd;
+}
+
+static int load_sandboxed(sf_model **out, const char *path, const char *arch_path,
+                          const sf_model_loader_conf *c, int timeout_ms, unsigned long long memory,
+                          char *errstr, size_t errstr_size) {
     *out = NULL;
+    char program[PATH_MAX];
+    if (c->program)
+        snprintf(program, sizeof program, "%s", c->program);
+    else if (sf_paths_libexec(SF_PATHS_LOADER, program, sizeof program) < 0) {
+        snprintf(errstr, errstr_size, "%s: cannot load it: the model loader %s is missing (it is "
+                 "installed with sigflow)", path, program);
+        return -1;
+    }
+    int model_fd = open_input(path, errstr, errstr_size);
+    if (model_fd < 0)
+        return -1;
+    int arch_fd = arch_path ? open_input(arch_path, errstr, errstr_size) : -1;
+    if (arch_path && arch_fd < 0) {
+        close(model_fd);
+        return -1;
+    }
     int fds[2];
-    if (pipe(fds) < 0) {
+    if (pipe2(fds, O_CLOEXEC) < 0) {
         snprintf(errstr, errstr_size, "%s: cannot create a pipe for the loader: %s", path,
                  strerror(errno));
+        close(model_fd);
+        if (arch_fd >= 0)
+            close(arch_fd);
         return -1;
     }
-    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(errstr, errstr_size, "%s: cannot start the loader process: %s", path,
-                 strerror(errno));
-        close(fds[0]);
-        close(fds[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        child(fds[1], path, arch_path);
-    }
+    char cpu[32], mem[32], parent[32];
+    snprintf(cpu, sizeof cpu, "%d", (timeout_ms + 999) / 1000);
+    snprintf(mem, sizeof mem, "%llu", memory);
+    snprintf(parent, sizeof parent, "%ld", (long)getpid());
+    char *const argv[] = {"sigflow-loader", (char *)path, (char *)(arch_path ? arch_path : ""),
+                          cpu, mem, c->unsafe ? "1" : "0", parent, NULL};
+    int64_t deadline = sf_clock_ms() + timeout_ms;
+    pid_t pid;
+    int sr = spawn_loader(program, argv, model_fd, fds[1], arch_fd, &pid);
+    int spawn_errno = errno;
+    close(model_fd);
+    if (arch_fd >= 0)
+        close(arch_fd);
     close(fds[1]);
+    if (sr < 0) {
+        snprintf(errstr, errstr_size, "%s: cannot start the model loader %s: %s", path, program,
+                 strerror(spawn_errno));
+        close(fds[0]);
+        return -1;
+    }
     char *reply;
     size_t len;
-    int rr = read_reply(fds[0], pid, deadline, &reply, &len);
+    int rr = read_reply(fds[0], deadline, &reply, &len);
     int read_errno = errno;
     close(fds[0]);
-    if (rr == 1 || rr == 2)
+    if (rr == 1)
         kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (rr == 2 && sf_clock_ms() < deadline)
-        return LOAD_AGAIN; /* not the file's doing */
     sf_model *m = NULL;
-    if (rr == 1 || rr == 2) {
+    int confined = 0;
+    char name[64];
+    if (rr == 1 || (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU)) {
         snprintf(errstr, errstr_size, "%s: reading it took longer than %g s", path,
                  timeout_ms / 1000.0);
+    } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+        snprintf(errstr, errstr_size, "%s: " SF_LOADER_VIOLATION " (syscall %s) while reading %s",
+                 path, trapped_call(reply, len, name, sizeof name), path);
     } else if (WIFSIGNALED(status)) {
         snprintf(errstr, errstr_size, "%s: the HDF5 library crashed reading it (signal %d)", path,
                  WTERMSIG(status));
@@ -461,40 +606,86 @@ static int load_once(sf_model **out, const char *path, const char *arch_path, in
     } else {
         rbuf r = {.p = reply, .len = len};
         errstr[0] = '\0';
-        m = deserialize(&r, path, errstr, errstr_size);
+        m = deserialize(&r, path, &confined, errstr, errstr_size);
         if (r.bad)
             snprintf(errstr, errstr_size, "%s: the loader process sent back a damaged model (%s)",
                      path, r.bad);
     }
     free(reply);
+    if (c->unsafe) /* every load under the opt-out says so, confined or not */
+        sf_log((sf_logger){SF_LOG_WARN, (sf_log_format)c->log_format}, SF_LOG_WARN,
+               "model loader sandbox may be off (--unsafe-model-loader) model=\"%s\" "
+               "confined=%s", path, m ? (confined ? "yes" : "no") : "unknown");
     *out = m;
     return m ? 0 : -1;
 }
 
+/* A limit from the environment variable `name`, in `unit` (0 < v <= max);
+ * unset or empty leaves *out. 0, or -1 with errstr. */
+static int env_number(const char *name, const char *unit, double max, double *out,
+                      char *errstr, size_t errstr_size) {
+    const char *env = getenv(name);
+    if (!env || !*env)
+        return 0;
+    char *end;
+    double v = strtod(env, &end);
+    if (*end || !(v > 0 && v <= max)) {
+        snprintf(errstr, errstr_size, "%s='%s': expected a number of %s (0 < n <= %g)", name, env,
+                 unit, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int sf_model_load_conf(sf_model **out, const char *path, const char *arch_path,
+                       const sf_model_loader_conf *conf, char *errstr, size_t errstr_size) {
+    static const sf_model_loader_conf defaults = {0};
+    const sf_model_loader_conf *c = conf ? conf : &defaults;
+    double seconds = SF_MODEL_LOAD_TIMEOUT_MS / 1000.0, mib = SF_MODEL_LOADER_MEMORY >> 20;
+    *out = NULL;
+    if ((!c->timeout_ms &&
+         env_number("SIGFLOW_MODEL_LOAD_TIMEOUT", "seconds", 86400, &seconds, errstr,
+                    errstr_size) < 0) ||
+        (!c->memory &&
+         env_number("SIGFLOW_MODEL_LOADER_MEMORY", "MiB", 1 << 30, &mib, errstr, errstr_size) < 0))
+        return -1;
+    int timeout_ms = c->timeout_ms ? c->timeout_ms : (int)ceil(seconds * 1000);
+    unsigned long long memory = c->memory ? c->memory : (unsigned long long)mib << 20;
+    return load_sandboxed(out, path, arch_path, c, timeout_ms, memory, errstr, errstr_size);
+}
+
 int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
                           int timeout_ms, char *errstr, size_t errstr_size) {
-    int64_t deadline = sf_clock_ms() + timeout_ms;
-    int rc;
-    while ((rc = load_once(out, path, arch_path, deadline, timeout_ms, errstr, errstr_size)) ==
-           LOAD_AGAIN)
-        ;
-    return rc;
+    sf_model_loader_conf c = {.timeout_ms = timeout_ms};
+    return sf_model_load_conf(out, path, arch_path, &c, errstr, errstr_size);
 }
 
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
                   char *errstr, size_t errstr_size) {
-    int timeout_ms = SF_MODEL_LOAD_TIMEOUT_MS;
-    const char *env = getenv("SIGFLOW_MODEL_LOAD_TIMEOUT");
-    if (env && *env) {
-        char *end;
-        double s = strtod(env, &end);
-        if (*end || !(s > 0 && s <= 86400)) {
-            *out = NULL;
-            snprintf(errstr, errstr_size, "SIGFLOW_MODEL_LOAD_TIMEOUT='%s': expected a number of "
-                     "seconds (0 < s <= 86400)", env);
-            return -1;
-        }
-        timeout_ms = (int)ceil(s * 1000);
-    }
-    return sf_model_load_guarded(out, path, arch_path, timeout_ms, errstr, errstr_size);
+    return sf_model_load_conf(out, path, arch_path, NULL, errstr, errstr_size);
+}
+
+static const char *const refusal_names[SF_MODEL_REFUSED__COUNT] = {
+    [SF_MODEL_REFUSED_INVALID] = "invalid",
+    [SF_MODEL_REFUSED_CRASH] = "crash",
+    [SF_MODEL_REFUSED_TIMEOUT] = "timeout",
+    [SF_MODEL_REFUSED_SANDBOX] = "sandbox",
+};
+
+/* The phrases are this file's own messages above. */
+sf_model_refusal sf_model_refusal_of(const char *errstr) {
+    if (strstr(errstr, SF_LOADER_VIOLATION) || strstr(errstr, SF_LOADER_NO_SANDBOX))
+        return SF_MODEL_REFUSED_SANDBOX;
+    if (strstr(errstr, ": reading it took longer than "))
+        return SF_MODEL_REFUSED_TIMEOUT;
+    if (strstr(errstr, ": the HDF5 library crashed reading it") ||
+        strstr(errstr, ": the loader process failed") ||
+        strstr(errstr, ": the loader process sent back a damaged model"))
+        return SF_MODEL_REFUSED_CRASH;
+    return SF_MODEL_REFUSED_INVALID;
+}
+
+const char *sf_model_refusal_name(sf_model_refusal r) {
+    return (unsigned)r < SF_MODEL_REFUSED__COUNT ? refusal_names[r] : "invalid";
 }

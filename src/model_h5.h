@@ -11,9 +11,15 @@
  * below what a damaged or hostile header could make us allocate. */
 #define SF_H5_MAX_ELEMENTS ((size_t)1 << 24)
 
-/* Opens `path` read-only. Silences HDF5's automatic error printing (process
- * wide) so damaged files produce one clean message. */
-int sf_h5_open(const char *path, hid_t *out, char *errstr, size_t errstr_size);
+/* Opens the HDF5 file whose bytes are data[0..len) (an in-memory image, read
+ * only). Silences HDF5's automatic error printing (process wide) so damaged
+ * files produce one clean message. */
+int sf_h5_open_image(const void *data, size_t len, hid_t *out, char *errstr, size_t errstr_size);
+
+/* The name every image is opened under. HDF5's core driver tries to open(2)
+ * it (and goes on with the image when that fails); the loader's sandbox
+ * answers that one call, recognized by this address, with ENOENT. */
+extern const char sf_h5_image_name[];
 
 int sf_h5_has_attr(hid_t obj, const char *name);
 

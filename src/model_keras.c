@@ -13,21 +13,17 @@
 #include <jansson.h>
 #include <zip.h>
 
+#include "model_h5.h"
 #include "model_keras.h"
 
 #define MAX_JSON_MEMBER ((unsigned long long)64 << 20)
 
 static const char *const members[] = {"config.json", "metadata.json", "model.weights.h5"};
 
-int sf_keras_is_zip(const char *path) {
-    unsigned char sig[4];
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    size_t n = fread(sig, 1, sizeof sig, f);
-    fclose(f);
+int sf_keras_is_zip(const void *data, size_t len) {
+    const unsigned char *sig = data;
     /* A local file header, or the end record of an empty archive. */
-    return n == 4 && sig[0] == 'P' && sig[1] == 'K' &&
+    return len >= 4 && sig[0] == 'P' && sig[1] == 'K' &&
            ((sig[2] == 3 && sig[3] == 4) || (sig[2] == 5 && sig[3] == 6));
 }
 
@@ -96,22 +92,8 @@ static int parse_metadata(sf_keras_archive *a, const char *path, const char *tex
 
 static int open_weights(sf_keras_archive *a, const char *path, char *buf, size_t len,
                         char *errstr, size_t errstr_size) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    /* The core driver with backing_store 0 keeps the image in memory only;
-     * H5Pset_file_image copies it, so the caller's buffer can be freed. */
-    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
-        H5Pset_file_image(fapl, buf, len) < 0) {
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        snprintf(errstr, errstr_size, "%s: member 'model.weights.h5': out of memory", path);
-        return -1;
-    }
-    a->weights = len >= 8 && !memcmp(buf, "\x89HDF\r\n\x1a\n", 8)
-                     ? H5Fopen("model.weights.h5", H5F_ACC_RDONLY, fapl)
-                     : H5I_INVALID_HID;
-    H5Pclose(fapl);
-    if (a->weights < 0) {
+    char why[128];
+    if (sf_h5_open_image(buf, len, &a->weights, why, sizeof why) < 0) {
         snprintf(errstr, errstr_size, "%s: member 'model.weights.h5' is not a readable HDF5 file",
                  path);
         return -1;
@@ -119,21 +101,26 @@ static int open_weights(sf_keras_archive *a, const char *path, char *buf, size_t
     return 0;
 }
 
-int sf_keras_open(sf_keras_archive *a, const char *path, char *errstr, size_t errstr_size) {
+int sf_keras_open(sf_keras_archive *a, const char *path, const void *data, size_t len,
+                  char *errstr, size_t errstr_size) {
     memset(a, 0, sizeof *a);
     a->weights = H5I_INVALID_HID;
-    int zerr = 0, rc = -1;
+    int rc = -1;
     char *bufs[3] = {NULL, NULL, NULL};
     zip_uint64_t sizes[3] = {0, 0, 0};
-    zip_t *z = zip_open(path, ZIP_RDONLY, &zerr);
+    zip_error_t e;
+    zip_error_init(&e);
+    /* libzip reads the caller's bytes in place (freep 0: they stay the caller's). */
+    zip_source_t *src = zip_source_buffer_create(data, len, 0, &e);
+    zip_t *z = src ? zip_open_from_source(src, ZIP_RDONLY, &e) : NULL;
     if (!z) {
-        zip_error_t e;
-        zip_error_init_with_code(&e, zerr);
         snprintf(errstr, errstr_size, "%s: not a readable zip archive (.keras): %s", path,
                  zip_error_strerror(&e));
         zip_error_fini(&e);
+        zip_source_free(src);
         return -1;
     }
+    zip_error_fini(&e);
     /* Every member counts towards the total, read or not: the limits are about
      * what the archive claims, checked before anything is inflated. */
     zip_int64_t n = zip_get_num_entries(z, 0);

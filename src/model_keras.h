@@ -18,14 +18,16 @@ typedef struct sf_keras_archive {
     hid_t weights;           /* model.weights.h5, an in-memory HDF5 file */
 } sf_keras_archive;
 
-/* 1 when the file starts with a zip signature, 0 otherwise (or unreadable). */
-int sf_keras_is_zip(const char *path);
+/* 1 when data[0..len) starts with a zip signature, 0 otherwise. */
+int sf_keras_is_zip(const void *data, size_t len);
 
-/* Opens `path`. Refuses, naming the file and the member: a non-zip or damaged
+/* Opens the archive whose bytes are data[0..len) (borrowed until
+ * sf_keras_open returns); `path` names it in messages. Refuses, naming the file and the member: a non-zip or damaged
  * zip, a member over SF_KERAS_MAX_MEMBER, members adding up to more than
  * SF_KERAS_MAX_TOTAL, a missing member, malformed metadata.json, a weights
  * member that is not HDF5. Messages start with the path. 0 or -1. */
-int sf_keras_open(sf_keras_archive *a, const char *path, char *errstr, size_t errstr_size);
+int sf_keras_open(sf_keras_archive *a, const char *path, const void *data, size_t len,
+                  char *errstr, size_t errstr_size);
 
 void sf_keras_close(sf_keras_archive *a);
 

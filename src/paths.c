@@ -20,20 +20,28 @@ static int exe_dir(char *out, size_t n) {
     return 0;
 }
 
-int sf_paths_data(const char *name, char *out, size_t n) {
+/* DIR/SUB/NAME beside the binary (the build tree), then beside its bin/ (an
+ * install prefix), which is the one named when neither is accessible. */
+static int find(const char *sub, const char *name, int mode, char *out, size_t n) {
     char dir[PATH_MAX];
     if (exe_dir(dir, sizeof dir)) {
         snprintf(out, n, "%s", name);
         return -1;
     }
-    /* The build tree (share/ beside the binary), then the install prefix
-     * (share/ beside bin/), which is the one named when neither exists. */
-    int w = snprintf(out, n, "%s/share/sigflow/%s", dir, name);
-    if (w > 0 && (size_t)w < n && access(out, R_OK) == 0)
+    int w = snprintf(out, n, "%s/%s/%s", dir, sub, name);
+    if (w > 0 && (size_t)w < n && access(out, mode) == 0)
         return 0;
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    w = snprintf(out, n, "%s/share/sigflow/%s", dir, name);
-    return w > 0 && (size_t)w < n && access(out, R_OK) == 0 ? 0 : -1;
+    w = snprintf(out, n, "%s/%s/%s", dir, sub, name);
+    return w > 0 && (size_t)w < n && access(out, mode) == 0 ? 0 : -1;
+}
+
+int sf_paths_data(const char *name, char *out, size_t n) {
+    return find("share/sigflow", name, R_OK, out, n);
+}
+
+int sf_paths_libexec(const char *name, char *out, size_t n) {
+    return find("libexec/sigflow", name, X_OK, out, n);
 }

@@ -481,8 +481,10 @@ static void maybe_reload(pipeline *p) {
     char err[1024];
     sf_engine *fresh;
     if (sf_engine_reload(p->eng, &fresh, err, sizeof err)) {
-        if (p->conf->metrics) /* counted before the log line that tests wait for */
+        if (p->conf->metrics) { /* counted before the log line that tests wait for */
             sf_metrics_add(p->conf->metrics, SF_C_RELOAD_FAILURES, 1);
+            sf_metrics_model_refused(p->conf->metrics, sf_model_refusal_of(err));
+        }
         sf_log(p->log, SF_LOG_ERROR, "reload failed, still serving the previous model error=\"%s\"", err);
         return;
     }

@@ -1,7 +1,8 @@
 # test_corrupt_model.sh: the one-byte reproducers of issue 15 (libhdf5 segfaults
 # or spins on them) are refused by `sigflow predict` and `sigflow inspect`, and
 # at start-up by `sigflow run` and `sigflow demo`: exit 2 and one line naming
-# the file and what happened, never a SIGSEGV or a hang.
+# the file and what happened, never a SIGSEGV or a hang. So is a model that
+# makes libhdf5 open another file (issue 26's sandbox).
 set -euo pipefail
 
 SF="$SIGFLOW_BUILD_DIR/sigflow"
@@ -62,6 +63,16 @@ for name in corrupt_segv_2130_10 corrupt_segv_2130_80 corrupt_segv_2133_7f; do
     expect_one_line "demo $name" "$T/err" "sigflow demo: $m: the HDF5 library crashed reading it (signal "
     [ ! -s "$T/out" ] || fail "demo $name started anyway: $(cat "$T/out")"
 done
+
+# A model whose weights group is an external link to /etc/passwd: libhdf5
+# opens that file by name, and the loader's sandbox kills it for it (issue 26).
+m="$FIX/sandbox_external_link.h5"
+want="$m: model loader violated its sandbox (syscall openat) while reading $m"
+run "$SF" predict --model "$m" --variables "$VARS" <"$T/events" >"$T/out" 2>"$T/err"
+expect_one_line "predict sandbox" "$T/err" "sigflow predict: $want"
+run "$SF" run --brokers 127.0.0.1:1 --model "$m" --variables "$VARS" --metrics-addr none \
+    >"$T/out" 2>"$T/err"
+expect_one_line "run sandbox" "$T/err" "sigflow run: $want"
 
 # The hang, with a limit from the environment (the 10 s default would only
 # make the test slower).

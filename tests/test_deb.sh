@@ -31,6 +31,7 @@ usr/bin/sigflow
 usr/bin/sigflow-bench
 usr/bin/sigflow-replay
 usr/lib/systemd/system/sigflow@.service
+usr/libexec/sigflow/sigflow-loader
 usr/share/doc/sigflow/changelog.gz
 usr/share/doc/sigflow/copyright
 usr/share/man/man1/sigflow-bench.1.gz
@@ -41,12 +42,13 @@ usr/share/sigflow/corrupt_segv_2130_10.h5.gz
 usr/share/sigflow/grafana/sigflow.json
 usr/share/sigflow/higgs_mlp.h5
 usr/share/sigflow/higgs_variables.json
+usr/share/sigflow/sandbox_external_link.h5
 LIST
 diff -u "$TMP/expected" "$TMP/files" >"$TMP/diff" || { cat "$TMP/diff" >&2; fail "package file list"; }
 
 # Dependencies: every runtime library the binaries link, from dpkg-shlibdeps.
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in libc6 librdkafka1 libjansson4 libopenblas libevent- libhdf5- zlib1g; do
+for lib in libc6 librdkafka1 libjansson4 libopenblas libevent- libhdf5- zlib1g libseccomp2; do
     case "$depends" in *"$lib"*) ;; *) fail "Depends lacks $lib: $depends" ;; esac
 done
 [ "$(dpkg-deb -f "$deb" Package)" = sigflow ] || fail "package name"

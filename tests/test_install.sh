@@ -15,10 +15,11 @@ for f in bin/sigflow bin/sigflow-replay bin/sigflow-bench \
          share/doc/sigflow/copyright share/doc/sigflow/changelog.gz etc/sigflow/common.env \
          share/sigflow/higgs_mlp.h5 share/sigflow/higgs_variables.json \
          share/sigflow/atlas-higgs-challenge-2014-v2-sample.csv.gz share/sigflow/corrupt_segv_2130_10.h5.gz \
+         share/sigflow/sandbox_external_link.h5 libexec/sigflow/sigflow-loader \
          share/sigflow/grafana/sigflow.json lib/systemd/system/sigflow@.service; do
     [ -f "$TMP/prefix/$f" ] && [ ! -L "$TMP/prefix/$f" ] || fail "$f not installed as a file"
 done
-for f in bin/sigflow bin/sigflow-replay bin/sigflow-bench; do
+for f in bin/sigflow bin/sigflow-replay bin/sigflow-bench libexec/sigflow/sigflow-loader; do
     [ -x "$TMP/prefix/$f" ] || fail "$f not executable"
 done
 cmp -s "$SRC/models/higgs_mlp.h5" "$TMP/prefix/share/sigflow/higgs_mlp.h5" || fail "installed model differs"

@@ -267,6 +267,7 @@ static void test_format_every_family(void **state) {
         {"sigflow_model_reloads_total", "counter"},
         {"sigflow_model_reload_failures_total", "counter"},
         {"sigflow_events_rejected_total", "counter"},
+        {"sigflow_model_refusals_total", "counter"},
         {"sigflow_consumer_lag", "gauge"},
         {"sigflow_assigned_partitions", "gauge"},
         {"sigflow_defaulted_inputs_total", "counter"},
@@ -339,6 +340,11 @@ static void test_rejected_lists_every_reason(void **state) {
     sf_metrics *m = sf_metrics_new();
     sf_metrics_reject(m, SF_REJECT_NOT_JSON);
     sf_metrics_reject(m, SF_REJECT_NOT_JSON);
+    sf_metrics_model_refused(m, SF_MODEL_REFUSED_SANDBOX);
+    sf_metrics_model_refused(m, SF_MODEL_REFUSED_SANDBOX);
+    sf_metrics_model_refused(m, SF_MODEL_REFUSED__COUNT); /* out of range */
+    assert_int_equal(sf_metrics_model_refusals(m, SF_MODEL_REFUSED_SANDBOX), 2);
+    assert_int_equal(sf_metrics_model_refusals(m, SF_MODEL_REFUSED_CRASH), 0);
     sf_metrics_reject(m, SF_REJECT_MISSING_FIELD);
     sf_metrics_reject(m, SF_REJECT_NONE);     /* not a rejection */
     sf_metrics_reject(m, SF_REJECT__COUNT);   /* out of range */
@@ -353,6 +359,10 @@ static void test_rejected_lists_every_reason(void **state) {
         double want = r == SF_REJECT_NOT_JSON ? 2 : r == SF_REJECT_MISSING_FIELD ? 1 : 0;
         assert_true(value_of(e, "sigflow_events_rejected_total", labels) == want);
     }
+    /* Model refusals, every cause listed, the sandbox's counted. */
+    assert_int_equal(count_samples(e, "sigflow_model_refusals_total"), SF_MODEL_REFUSED__COUNT);
+    assert_true(value_of(e, "sigflow_model_refusals_total", "cause=\"sandbox\"") == 2);
+    assert_true(value_of(e, "sigflow_model_refusals_total", "cause=\"crash\"") == 0);
     /* The names are the documented ones, not e.g. the enum spelled differently. */
     assert_non_null(get_sample(e, "sigflow_events_rejected_total", "reason=\"not_json\""));
     assert_non_null(get_sample(e, "sigflow_events_rejected_total", "reason=\"missing_field\""));

@@ -99,6 +99,7 @@ enum {
     SF_ARGS_O_BATCH,         /* --batch-size */
     SF_ARGS_O_BACKEND,       /* --backend */
     SF_ARGS_O_PRECISION,     /* --precision */
+    SF_ARGS_O_UNSAFE_LOADER, /* --unsafe-model-loader */
 };
 
 /* Applies opt (getopt_long's return) to c when it is one of those: returns 1,
@@ -118,6 +119,10 @@ int sf_args_precision(const sf_cli *cli, const char *value, sf_infer_conf *c);
 /* --log-format, shared by every command that logs: parse into f, or print the
  * error and return 1. */
 int sf_args_log_format(const sf_cli *cli, const char *value, sf_log_format *f);
+
+#define SF_ARGS_LOADER_USAGE                                                             \
+    "  --unsafe-model-loader  parse the model even where its sandbox (seccomp) cannot be\n" \
+    "                         installed (refused otherwise); a warning at every load\n"
 
 #define SF_ARGS_INFER_USAGE                                                              \
     "  --backend B            forward pass on auto (default: onednn where it has a JIT\n" \

@@ -49,6 +49,8 @@ typedef struct sf_engine_conf {
     /* Backend and precision of the forward pass (infer.h); all zero: auto,
      * fp32. */
     sf_infer_conf infer;
+    /* The model loader's sandbox (model.h); all zero: the defaults. */
+    sf_model_loader_conf loader;
 } sf_engine_conf;
 
 /* Defaults: id field "EventId", argmax on "s"/"signal", batch 512, standard

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sigflow/features.h"
+#include "sigflow/model.h"
 
 typedef enum {
     SF_C_CONSUMED = 0,   /* sigflow_events_consumed_total */
@@ -45,6 +46,9 @@ uint64_t sf_metrics_get(const sf_metrics *m, sf_counter c);
 void sf_metrics_reject(sf_metrics *m, sf_reject reason); /* sigflow_events_rejected_total{reason} */
 uint64_t sf_metrics_rejected(const sf_metrics *m, sf_reject reason);
 uint64_t sf_metrics_rejected_total(const sf_metrics *m); /* over every reason */
+/* sigflow_model_refusals_total{cause}: a model load refused, by why (model.h). */
+void sf_metrics_model_refused(sf_metrics *m, sf_model_refusal cause);
+uint64_t sf_metrics_model_refusals(const sf_metrics *m, sf_model_refusal cause);
 void sf_metrics_set(sf_metrics *m, sf_gauge g, double v);
 
 /* sigflow_defaulted_inputs_total{input}: n more events scored without the

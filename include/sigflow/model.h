@@ -64,30 +64,96 @@ typedef struct sf_model {
     char sha256[65];       /* hex digest of the weights file (and architecture file if any) */
 } sf_model;
 
-/* Loads `path` (HDF5). With arch_path NULL the file must be a whole-model save
- * (root attribute model_config); otherwise it is a weights file and arch_path
- * the model.to_json() text. Returns 0 and *out, or -1 with a message in errstr.
+/* Loads `path` (HDF5, or a .keras archive). With arch_path NULL the file must
+ * be a whole-model save (root attribute model_config); otherwise it is a
+ * weights file and arch_path the model.to_json() text. Returns 0 and *out, or
+ * -1 with a message in errstr.
  *
- * A model file is untrusted input and libhdf5 can crash or spin on a damaged
- * one, so the file is parsed in a short-lived child process (fork) that hands
- * the model back over a pipe; the parent checks what it receives. A child that
- * dies ("the HDF5 library crashed reading it (signal 11)") or takes longer than
- * the time limit (killed; "reading it took longer than 10 s") is a load error
- * like any other. The limit is SF_MODEL_LOAD_TIMEOUT_MS, or the environment's
+ * A model file is untrusted input and libhdf5 can crash, spin or be steered
+ * by a crafted one, so the file is parsed in a sandbox: a freshly exec'd
+ * program (sigflow-loader, in libexec/sigflow/ beside the binaries) with an
+ * empty environment, no descriptors but a read-only one on the file (opened
+ * here) and the pipe that carries the model back, under a seccomp filter that
+ * lets it read, allocate and answer, and nothing else (no open, no socket, no
+ * exec), and resource limits. The parent checks every count and size it
+ * receives. A refusal says what happened, starting with the path:
+ *   "the HDF5 library crashed reading it (signal 11)"            (crash)
+ *   "reading it took longer than 10 s"                           (timeout)
+ *   "model loader violated its sandbox (syscall openat) while reading it" (sandbox)
+ *   anything else: the file is not a model we can run            (invalid)
+ * The time limit is SF_MODEL_LOAD_TIMEOUT_MS, or the environment's
  * SIGFLOW_MODEL_LOAD_TIMEOUT in seconds (for slow disks, and for tests). */
 #define SF_MODEL_LOAD_TIMEOUT_MS 10000
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
                   char *errstr, size_t errstr_size);
 
+/* The loader's sandbox, as sf_engine_conf carries it (all zero: defaults). */
+typedef struct sf_model_loader_conf {
+    int timeout_ms;            /* 0: SF_MODEL_LOAD_TIMEOUT_MS or SIGFLOW_MODEL_LOAD_TIMEOUT */
+    /* The loader's address-space limit in bytes; 0: SF_MODEL_LOADER_MEMORY or
+     * the environment's SIGFLOW_MODEL_LOADER_MEMORY in MiB. */
+    unsigned long long memory;
+    /* --unsafe-model-loader: where the seccomp filter cannot be installed,
+     * parse anyway, unconfined (each such load says so at warn on stderr in
+     * log_format); otherwise such a load is refused. */
+    int unsafe;
+    int log_format;            /* sf_log_format of that warning */
+    /* The loader program; NULL: the installed one. For tests only (a loader
+     * built with probes); nothing on a command line sets it. */
+    const char *program;
+} sf_model_loader_conf;
+#define SF_MODEL_LOADER_MEMORY (4ULL << 30)
+
+/* sf_model_load with the sandbox configured by conf (NULL: defaults). */
+int sf_model_load_conf(sf_model **out, const char *path, const char *arch_path,
+                       const sf_model_loader_conf *conf, char *errstr, size_t errstr_size);
+
 /* sf_model_load with an explicit time limit in milliseconds. */
 int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
                           int timeout_ms, char *errstr, size_t errstr_size);
 
+/* Why a load was refused, from sf_model_load's message (for /metrics). */
+typedef enum {
+    SF_MODEL_REFUSED_INVALID = 0, /* the file is not a model we can run */
+    SF_MODEL_REFUSED_CRASH,       /* the parser died (a signal, or a damaged reply) */
+    SF_MODEL_REFUSED_TIMEOUT,     /* killed at the time limit */
+    SF_MODEL_REFUSED_SANDBOX,     /* a forbidden system call, or no sandbox to run in */
+    SF_MODEL_REFUSED__COUNT
+} sf_model_refusal;
+sf_model_refusal sf_model_refusal_of(const char *errstr);
+const char *sf_model_refusal_name(sf_model_refusal r); /* "invalid", "crash", ... */
+
 /* The loader itself, in this process, with no protection from the HDF5
- * library: for the isolation's child, and for tests and fuzzers that look
+ * library: for the sandbox's program, and for tests and fuzzers that look
  * inside it (leaks on refusal paths). Daemon code calls sf_model_load. */
 int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
                             char *errstr, size_t errstr_size);
+
+/* A model file's bytes. The format readers parse bytes and never open a path,
+ * so that the sandboxed loader can hand them what it read from the descriptor
+ * it was given; a new format (ONNX) is one more reader behind sf_model_parse.
+ * (A format whose model refers to other files, such as ONNX external data,
+ * needs the parent to open those too and pass them as further descriptors:
+ * see model_guard.c.) */
+typedef struct sf_model_bytes {
+    const char *name;      /* the path, for messages (borrowed) */
+    unsigned char *data;
+    size_t len;
+} sf_model_bytes;
+#define SF_MODEL_MAX_FILE ((size_t)4 << 30)
+#define SF_MODEL_MAX_ARCH ((size_t)64 << 20) /* an architecture JSON */
+
+/* Reads fd to its end into b (name is borrowed). Refuses more than max
+ * bytes. 0, or -1 with errstr naming the file. */
+int sf_model_bytes_read(sf_model_bytes *b, int fd, const char *name, size_t max, char *errstr,
+                        size_t errstr_size);
+void sf_model_bytes_free(sf_model_bytes *b);
+
+/* Parses a model from its bytes: a .keras zip or an HDF5 file (arch: the
+ * architecture JSON of a weights-only file, or NULL). As sf_model_load, in
+ * this process. */
+int sf_model_parse(sf_model **out, const sf_model_bytes *model, const sf_model_bytes *arch,
+                   char *errstr, size_t errstr_size);
 
 void sf_model_free(sf_model *m);
 

@@ -81,7 +81,7 @@ static const char usage[] =
     "                    [--limit N]\n"
     "                    [--batch-size N] [--batch-wait-ms MS] [--log-level L]\n"
     "                    [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
-    "                    [--log-format text|json]\n"
+    "                    [--log-format text|json] [--unsafe-model-loader]\n"
     "\n"
     "Starts the embedded broker, replays the bundled ATLAS Higgs sample into 'events',\n"
     "runs the pipeline with the shipped model until every event is processed, and\n"
@@ -113,6 +113,7 @@ int sf_cmd_demo(int argc, char **argv) {
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
+        {"unsafe-model-loader", no_argument, NULL, SF_ARGS_O_UNSAFE_LOADER},
         {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
     sf_cli cli = sf_args_cli("sigflow demo", argc, argv);
@@ -156,6 +157,7 @@ int sf_cmd_demo(int argc, char **argv) {
     char err[1024];
     /* The model first, while this process has one thread (pipeline.h), and
      * so that a bad one is refused before anything starts. */
+    c->engine.loader.log_format = c->log_format;
     if (sf_engine_load(&c->loaded, &c->engine, err, sizeof err)) {
         SAY("%s", err);
         return 2;

@@ -42,6 +42,7 @@ static const char usage[] =
     "  --normalize MODE       standard (default), l2 or none\n"
     "  --batch-size N         events per inference batch (default 512)\n"
     SF_ARGS_INFER_USAGE
+    SF_ARGS_LOADER_USAGE
     "  --json                 one JSON object instead of text\n"
     "  --log-format F         stderr messages as text (default) or JSON lines\n"
     "\n"
@@ -366,6 +367,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
         {"json", no_argument, NULL, O_JSON}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
+        {"unsafe-model-loader", no_argument, NULL, SF_ARGS_O_UNSAFE_LOADER},
         {"log-format", required_argument, NULL, O_LOGF},
         {NULL, 0, NULL, 0}};
     sf_cli cli = sf_args_cli("sigflow evaluate", argc, argv);
@@ -396,6 +398,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
     char err[1024];
     evaluator ev = {.label_field = label_field, .batch = ec.batch_size, .log_format = log_format};
     int rc = 2;
+    ec.loader.log_format = log_format;
     if (sf_engine_load(&ev.e, &ec, err, sizeof err)) {
         SAY(&ev, SF_LOG_ERROR, "%s", err);
         goto out;

@@ -34,6 +34,7 @@ static const char usage[] =
     "  --json                 one JSON object instead of text\n"
     "  --log-format F         stderr messages as text (default) or JSON lines\n"
     SF_ARGS_INFER_USAGE
+    SF_ARGS_LOADER_USAGE
     "\n"
     "It also builds the inference engine `run` and `predict` would use with the same\n"
     "--backend/--precision and says what it runs on (backend, kernel, threads).\n";
@@ -277,6 +278,7 @@ int sf_cmd_inspect(int argc, char **argv) {
         {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"json", no_argument, NULL, O_JSON},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
+        {"unsafe-model-loader", no_argument, NULL, SF_ARGS_O_UNSAFE_LOADER},
         {"log-format", required_argument, NULL, O_LOGF},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     sf_cli cli = sf_args_cli("sigflow inspect", argc, argv);
@@ -305,6 +307,7 @@ int sf_cmd_inspect(int argc, char **argv) {
     char err[1024];
     sf_engine *e = NULL;
     int rc = 2;
+    ec.loader.log_format = log_format;
     if (sf_engine_load(&e, &ec, err, sizeof err)) {
         sf_log_cli(log_format, SF_LOG_ERROR, "sigflow inspect", "%s", err);
         goto out;

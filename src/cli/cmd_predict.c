@@ -33,6 +33,7 @@ static const char usage[] =
     "  --batch-size N         events per inference batch (default 512)\n"
     "  --log-format F         stderr messages as text (default) or JSON lines\n"
     SF_ARGS_INFER_USAGE
+    SF_ARGS_LOADER_USAGE
     "  --emit-members         a set: add each member's probabilities to the outputs\n"
     "\n"
     "Exit status: 0 every event predicted, 1 some lines rejected, 2 usage or model error.\n";
@@ -163,6 +164,7 @@ int sf_cmd_predict(int argc, char **argv) {
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
+        {"unsafe-model-loader", no_argument, NULL, SF_ARGS_O_UNSAFE_LOADER},
         {"log-format", required_argument, NULL, O_LOGF},
         {"emit-members", no_argument, NULL, O_MEMBERS},
         {NULL, 0, NULL, 0}};
@@ -192,6 +194,7 @@ int sf_cmd_predict(int argc, char **argv) {
     int rc = 2;
     /* The engine applies the daemon's threading, so offline and online results
      * agree bit for bit. */
+    ec.loader.log_format = log_format;
     if (sf_engine_load(&p.engine, &ec, err, sizeof err)) {
         sf_log_cli(log_format, SF_LOG_ERROR, "sigflow predict", "%s", err);
         goto out;

@@ -55,6 +55,7 @@ static const char usage[] =
     "                         (default 127.0.0.1:9464)\n"
     "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
     SF_ARGS_INFER_USAGE
+    SF_ARGS_LOADER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
     "  --log-format F         text (default) or json: one object per line\n"
     "  -X key=value           librdkafka property: consumer.key=value for the consumer,\n"
@@ -112,6 +113,7 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("connect-timeout-ms=%d\n", c->connect_timeout_ms);
     printf("backend=%s\n", sf_backend_name(e->infer.backend));
     printf("precision=%s\n", sf_precision_name(e->infer.precision));
+    printf("unsafe-model-loader=%s\n", e->loader.unsafe ? "true" : "false");
     printf("log-level=%s\n", levels[c->log_level]);
     printf("log-format=%s\n", c->log_format == SF_LOG_JSON ? "json" : "text");
     for (size_t i = 0; i < c->n_kafka_props; i++) {
@@ -154,6 +156,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"log-level", required_argument, NULL, O_LOG}, {"help", no_argument, NULL, 'h'},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
+        {"unsafe-model-loader", no_argument, NULL, SF_ARGS_O_UNSAFE_LOADER},
         {"log-format", required_argument, NULL, O_LOGF},
         {"print-config", no_argument, NULL, O_PRINT},
         {NULL, 0, NULL, 0}};
@@ -298,6 +301,7 @@ int sf_cmd_run(int argc, char **argv) {
     c.metrics = metrics;
     sf_args_signals(&stop_flag, &reload_flag);
 
+    c.engine.loader.log_format = c.log_format;
     int r = sf_pipeline_run(&c, err, sizeof err);
     int rc = r == 0 ? 0 : r == -2 ? 2 : 1; /* 2: the model or variables were refused */
     if (rc)

@@ -44,11 +44,11 @@ seed() { # $1 harness, $2 seed dir to fill
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$src/tests/lsan.supp:print_suppressions=0}
-# The model harness's inputs are parsed in the loader's child process. A
-# sanitizer report there (libFuzzer's handler, inherited by the child, saves the
-# input in artifacts/ although the child's stderr goes nowhere) is contained by
-# the isolation when it happened inside libhdf5; anywhere else (sigflow's
-# loader) it is a finding. Each such input is replayed in this process
+# The model harness's inputs are parsed in the sandboxed loader program
+# (libexec/sigflow/sigflow-loader). A crash there (a sanitizer error ends it
+# with SIGABRT, unreported; the harness saves the input in artifacts/, see
+# FUZZ_MODEL_SAVE_DIR below) is contained by the sandbox when it happened
+# inside libhdf5; anywhere else (sigflow's loader) it is a finding. Each such input is replayed in this process
 # (FUZZ_MODEL_INPROCESS=1) and judged by the top frames of its report. A run
 # with FUZZ_MODEL_INPROCESS=1 (and -fork=1 -ignore_crashes=1 in
 # SIGFLOW_FUZZ_FLAGS) is judged the same way, input by input.
@@ -92,17 +92,17 @@ for h in "${harnesses[@]}"; do
     rm -rf "$dir/seeds" "$dir/artifacts"
     mkdir -p "$dir/corpus" "$dir/seeds" "$dir/artifacts"
     seed "$h" "$dir/seeds"
-    # Reports from the loader's child go nowhere: symbolizing them would only
-    # cost time (a replay below symbolizes what matters). In-process, libhdf5's
-    # leaks must be seen whole to meet their suppressions (tests/lsan.supp).
+    # In-process, libhdf5's leaks must be seen whole to meet their suppressions
+    # (tests/lsan.supp). The loader program gets none of these options (its
+    # environment is empty; src/model_guard.c sets its own).
     asan=$ASAN_OPTIONS
+    save=
+    [[ $h == model && ${FUZZ_MODEL_INPROCESS:-} != 1 ]] && save=$dir/artifacts
     if [[ $h == model && ${FUZZ_MODEL_INPROCESS:-} == 1 ]]; then
         asan=$asan:fast_unwind_on_malloc=0
-    elif [[ $h == model ]]; then
-        asan=$asan:symbolize=0
     fi
     # shellcheck disable=SC2086 # SIGFLOW_FUZZ_FLAGS is a list of flags
-    ASAN_OPTIONS=$asan "$bin" -max_total_time="$secs" -timeout="${timeout[$h]}" -rss_limit_mb=4096 \
+    FUZZ_MODEL_SAVE_DIR=$save ASAN_OPTIONS=$asan "$bin" -max_total_time="$secs" -timeout="${timeout[$h]}" -rss_limit_mb=4096 \
         -max_len="${max_len[$h]}" -dict="$src/tests/fuzz/dict/$h.dict" \
         -artifact_prefix="$dir/artifacts/" -print_final_stats=1 ${SIGFLOW_FUZZ_FLAGS:-} \
         "$dir/corpus" "$dir/seeds" >"$dir/log" 2>&1

@@ -746,9 +746,14 @@ static void daemon_died(sft_daemon *d, const char *doing) {
 }
 
 void sft_daemon_start(sft_daemon *d, const char *const *args, int timeout_ms) {
+    sft_daemon_start_program(d, SF_TEST_SIGFLOW, args, timeout_ms);
+}
+
+void sft_daemon_start_program(sft_daemon *d, const char *program, const char *const *args,
+                              int timeout_ms) {
     const char *argv[64];
     size_t n = 0;
-    argv[n++] = SF_TEST_SIGFLOW;
+    argv[n++] = program;
     argv[n++] = "run";
     for (; *args; args++) {
         assert_true(n < 60);

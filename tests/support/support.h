@@ -191,6 +191,10 @@ typedef struct sft_daemon {
  * tied to the test process, and waits up to timeout_ms for its metrics port.
  * Fails the test, showing the log, when the daemon exits first. */
 void sft_daemon_start(sft_daemon *d, const char *const *args, int timeout_ms);
+/* The same with another sigflow binary (a copy beside a test build of its
+ * model loader, test_loader_sandbox.c). */
+void sft_daemon_start_program(sft_daemon *d, const char *program, const char *const *args,
+                              int timeout_ms);
 
 /* 1 while the daemon runs; reaps it (recording status) once it exited. */
 int sft_daemon_running(sft_daemon *d);
