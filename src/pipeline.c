@@ -624,8 +624,12 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         sf_engine_free(p.eng);
         return -1;
     }
-    if (!p.eng && sf_engine_load(&p.eng, &c->engine, errstr, n))
-        return -2;
+    if (!p.eng && sf_engine_load(&p.eng, &c->engine, errstr, n)) {
+        if (!atomic_load(c->stop)) /* else the load was cut short by the stop */
+            return -2;
+        sf_log(p.log, SF_LOG_INFO, "stopped while starting");
+        return 0;
+    }
     p.msgs = calloc(c->engine.batch_size, sizeof *p.msgs);
     p.row_msg = calloc(c->engine.batch_size, sizeof *p.row_msg);
     p.taken_ms = calloc(c->engine.batch_size, sizeof *p.taken_ms);

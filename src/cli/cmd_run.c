@@ -302,6 +302,7 @@ int sf_cmd_run(int argc, char **argv) {
     sf_args_signals(&stop_flag, &reload_flag);
 
     c.engine.loader.log_format = c.log_format;
+    c.engine.loader.stop = &stop_flag; /* a SIGTERM ends a slow model load too */
     int r = sf_pipeline_run(&c, err, sizeof err);
     int rc = r == 0 ? 0 : r == -2 ? 2 : 1; /* 2: the model or variables were refused */
     if (rc)
