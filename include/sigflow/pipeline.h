@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "sigflow/drift.h"
 #include "sigflow/engine.h"
 #include "sigflow/log.h"
 #include "sigflow/infer.h"
@@ -24,6 +25,7 @@ typedef enum {
     SF_STAGE_INFERENCE,   /* this thread's share; BLAS worker threads not included */
     SF_STAGE_PUBLISH,     /* formatting, producing, delivery reports, storing offsets */
     SF_STAGE_OTHER,       /* the rest: reports, reloads, rebalances */
+    SF_STAGE_MONITOR,     /* model-health monitoring: drift (drift.h) */
     SF_STAGE__COUNT
 } sf_stage;
 
@@ -88,6 +90,7 @@ typedef struct sf_pipeline_conf {
     sf_log_format log_format;    /* text or JSON lines (sf_log) */
     atomic_int *stop;            /* set to stop: drain, flush, commit, leave, return 0 */
     atomic_int *reload;          /* set to reload the model and variables files */
+    sf_drift_conf drift;         /* input and score drift; on by default */
     sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */
     sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;

@@ -52,6 +52,7 @@ static const char usage[] =
     "  --metrics-addr A       HOST:PORT for /metrics, /healthz, /readyz, or none\n"
     "                         (default 127.0.0.1:9464)\n"
     "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
+    SF_ARGS_DRIFT_USAGE
     SF_ARGS_INFER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
     "  --log-format F         text (default) or json: one object per line\n"
@@ -102,6 +103,9 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("transactional-id=%s\n", c->transactional_id ? c->transactional_id : "");
     printf("metrics-addr=%s\n", c->metrics_addr ? c->metrics_addr : "none");
     printf("connect-timeout-ms=%d\n", c->connect_timeout_ms);
+    printf("drift-window-events=%zu\n", c->drift.window_events);
+    printf("drift-window-s=%g\n", c->drift.window_s);
+    printf("drift-warn-psi=%g\n", c->drift.warn_psi);
     printf("backend=%s\n", sf_backend_name(e->infer.backend));
     printf("precision=%s\n", sf_precision_name(e->infer.precision));
     printf("log-level=%s\n", levels[c->log_level]);
@@ -148,6 +152,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},
         {"log-format", required_argument, NULL, O_LOGF},
         {"print-config", no_argument, NULL, O_PRINT},
+        SF_ARGS_DRIFT_OPTIONS,
         {NULL, 0, NULL, 0}};
     /* Variables first, then the command line: getopt keeps the last value. */
     static const char *const not_from_env[] = {"help", "print-config", NULL};
@@ -166,7 +171,8 @@ int sf_cmd_run(int argc, char **argv) {
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":b:m:v:X:F:h", opts, NULL)) != -1) {
-        if (sf_args_engine("sigflow run", opt, optarg, &c.engine, &bad))
+        if (sf_args_engine("sigflow run", opt, optarg, &c.engine, &bad) ||
+            sf_args_drift("sigflow run", opt, optarg, &c.drift, &bad))
             continue;
         switch (opt) {
         case 'b': c.brokers = optarg; break;

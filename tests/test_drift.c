@@ -1,0 +1,148 @@
+/* test_drift.c: input and score drift (drift.h) end to end on the embedded
+ * broker: the bundled sample replayed with one input scaled by 1.5 must show
+ * on /metrics as that input's PSI above 0.2 while every other input stays
+ * below 0.05, and in the periodic log line; a window in events holds what it
+ * says. The daemon runs as a real process, as in test_daemon. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sigflow/vars.h"
+#include "support.h"
+
+#define WAIT_MS 60000
+#define N_EVENTS 20000
+/* The embedded broker answers a fetch only after the consumer's fetch.wait.max.ms
+ * (bench/README.md): 500 ms per fetch would make the sample take minutes. */
+#define FETCH_WAIT "fetch.wait.max.ms=5"
+#define SCALED "DER_mass_vis" /* always defined, so every event is scaled */
+
+/* The event with SCALED multiplied by 1.5. */
+static char *scale_field(const char *event) {
+    const char *at = strstr(event, "\"" SCALED "\":");
+    assert_non_null(at);
+    double x = strtod(at + strlen("\"" SCALED "\":"), NULL);
+    char repl[64];
+    snprintf(repl, sizeof repl, "%.9g", x * 1.5);
+    char *out = sft_edit_field(event, SCALED, repl);
+    assert_non_null(out);
+    return out;
+}
+
+static double input_figure(int port, const char *family, const char *input) {
+    char series[256];
+    snprintf(series, sizeof series, "%s{input=\"%s\"}", family, input);
+    return sft_scrape(port, series);
+}
+
+static void test_scaled_input(void **state) {
+    (void)state;
+    const char *topics[] = {"drift.in", "drift.out"};
+    /* 8 partitions: the embedded broker keeps a few MB per partition, and the
+     * sample is 14 MB of JSON. */
+    sft_kafka *b = sft_kafka_open(8, topics, 2, NULL, 0);
+    const char *bs = b->bootstrap;
+    char **keys, **values;
+    sft_atlas_events(N_EVENTS, &keys, &values);
+    for (size_t i = 0; i < N_EVENTS; i++) {
+        char *v = scale_field(values[i]);
+        free(values[i]);
+        values[i] = v;
+    }
+    assert_int_equal(sft_produce(bs, "drift.in", (const char *const *)keys,
+                                 (const char *const *)values, NULL, N_EVENTS),
+                     N_EVENTS);
+    sft_strings_free(keys, N_EVENTS);
+    sft_strings_free(values, N_EVENTS);
+
+    /* The default window (50,000 events) holds the whole sample; the second
+     * daemon's holds 2,000: 10 slices of 200, the oldest dropped whole. */
+    const char *whole[] = {"--brokers", bs, "--input-topic", "drift.in", "--output-topic",
+                           "drift.out", "--group", "drift-whole", "--model", SF_TEST_MODEL,
+                           "--variables", SF_TEST_VARS, "-X", FETCH_WAIT, NULL};
+    const char *small[] = {"--brokers", bs, "--input-topic", "drift.in", "--output-topic",
+                           "drift.out", "--group", "drift-small", "--model", SF_TEST_MODEL,
+                           "--variables", SF_TEST_VARS, "--drift-window-events", "2000", "-X", FETCH_WAIT, NULL};
+    sft_daemon d, ds;
+    sft_daemon_start(&d, whole, WAIT_MS);
+    sft_daemon_start(&ds, small, WAIT_MS);
+    /* Exported once a second: wait for the figures of the whole sample. */
+    if (sft_wait_metric(&d, "sigflow_drift_window_events", N_EVENTS, WAIT_MS) != N_EVENTS) {
+        char *body = NULL, *log = sft_read_file(d.log, NULL);
+        sft_http_get(d.port, "/metrics", &body);
+        fprintf(stderr, "%s\n---- daemon log\n%s", body ? body : "(no scrape)", log ? log : "");
+        fail_msg("no drift figures for %d events", N_EVENTS);
+    }
+    assert_true(sft_wait_metric(&ds, "sigflow_events_predicted_total", N_EVENTS, WAIT_MS) ==
+                N_EVENTS);
+
+    sf_vars *v;
+    char err[512];
+    if (sf_vars_load(&v, SF_TEST_VARS, err, sizeof err))
+        fail_msg("%s", err);
+    double worst_other = 0;
+    const char *worst = "";
+    for (size_t i = 0; i < v->n_vars; i++) {
+        const char *name = v->vars[i].name;
+        double psi = input_figure(d.port, "sigflow_input_psi", name);
+        double missing = input_figure(d.port, "sigflow_input_missing_ratio", name);
+        if (isnan(psi) || isnan(missing))
+            fail_msg("%s: no PSI or missing ratio exported", name);
+        /* The sample holds training's rows: missing as often as in training. */
+        double want = v->vars[i].training.missing_fraction;
+        if (fabs(missing - want) > 0.02)
+            fail_msg("%s: missing ratio %g, training's %g", name, missing, want);
+        if (!strcmp(name, SCALED)) {
+            printf("test_drift: %s scaled x1.5: PSI %.3f, mean shift %.3f std, std ratio %.3f\n",
+                   name, psi, input_figure(d.port, "sigflow_input_mean_shift", name),
+                   input_figure(d.port, "sigflow_input_std_ratio", name));
+            assert_true(psi > 0.2);
+            /* x1.5: the mean moves by mean/(2 std) training stds, the std by 1.5. */
+            double shift = 0.5 * v->vars[i].training.mean / v->vars[i].training.std;
+            assert_true(fabs(input_figure(d.port, "sigflow_input_mean_shift", name) - shift) <
+                        0.05);
+            assert_true(fabs(input_figure(d.port, "sigflow_input_std_ratio", name) - 1.5) < 0.1);
+            continue;
+        }
+        if (psi > worst_other) {
+            worst_other = psi;
+            worst = name;
+        }
+        assert_true(fabs(input_figure(d.port, "sigflow_input_mean_shift", name)) < 0.05);
+    }
+    printf("test_drift: the other 29 inputs: largest PSI %.4f (%s)\n", worst_other, worst);
+    assert_true(worst_other < 0.05);
+    double score_psi = sft_scrape(d.port, "sigflow_score_psi");
+    double rate = sft_scrape(d.port, "sigflow_signal_rate");
+    printf("test_drift: score PSI %.3f, signal rate %.4f\n", score_psi, rate);
+    assert_true(score_psi >= 0 && rate >= 0 && rate <= 1);
+
+    /* The small window: between 9 and 10 slices of 200 events. */
+    double in_small = sft_wait_metric(&ds, "sigflow_drift_window_events", 1800, WAIT_MS);
+    assert_true(in_small >= 1800 && in_small <= 2000);
+    assert_true(input_figure(ds.port, "sigflow_input_psi", SCALED) > 0.2);
+
+    /* The periodic log line (every 10 s) names the drifting input. */
+    assert_int_equal(sft_wait_for_text(d.log, "drift window_events=20000 warn_psi=0.2 psi_" SCALED
+                                       "=", WAIT_MS), 1);
+    assert_int_equal(sft_daemon_stop(&d, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(sft_daemon_stop(&ds, SIGTERM, WAIT_MS), 0);
+    sft_daemon_free(&d);
+    sft_daemon_free(&ds);
+    sf_vars_free(v);
+    sft_kafka_close(b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scaled_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
