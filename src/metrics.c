@@ -100,7 +100,7 @@ struct sf_metrics {
     /* sf_metrics_set_gauges' families, under model_lock. */
     size_t n_families;
     struct gauge_family {
-        const char *name, *help, *label;
+        const char *name, *help, *label, *type;
         size_t n;
         char **label_values; /* n; NULL when label is NULL */
         double *values;
@@ -176,8 +176,9 @@ static int same_series(const struct gauge_family *f, const char *label, size_t n
     return 1;
 }
 
-int sf_metrics_set_gauges(sf_metrics *m, const char *name, const char *help, const char *label,
-                          size_t n, const char *const *label_values, const double *values) {
+static int set_family(sf_metrics *m, const char *type, const char *name, const char *help,
+                      const char *label, size_t n, const char *const *label_values,
+                      const double *values) {
     if (n > SF_METRICS_MAX_INPUTS || (!label && n != 1))
         return -1;
     pthread_mutex_lock(&m->model_lock);
@@ -217,6 +218,7 @@ int sf_metrics_set_gauges(sf_metrics *m, const char *name, const char *help, con
     double *old_v = f->values;
     f->name = name;
     f->help = help;
+    f->type = type;
     f->label = label;
     f->n = n;
     f->label_values = lv;
@@ -224,6 +226,16 @@ int sf_metrics_set_gauges(sf_metrics *m, const char *name, const char *help, con
     pthread_mutex_unlock(&m->model_lock);
     free_family_series(old_n, old_lv, old_v);
     return 0;
+}
+
+int sf_metrics_set_gauges(sf_metrics *m, const char *name, const char *help, const char *label,
+                          size_t n, const char *const *label_values, const double *values) {
+    return set_family(m, "gauge", name, help, label, n, label_values, values);
+}
+
+int sf_metrics_set_counters(sf_metrics *m, const char *name, const char *help, const char *label,
+                            size_t n, const char *const *label_values, const double *values) {
+    return set_family(m, "counter", name, help, label, n, label_values, values);
 }
 
 double sf_metrics_gauge(const sf_metrics *m, const char *name, const char *label_value) {
@@ -483,11 +495,14 @@ static void render_families(sf_out *o, const sf_metrics *m) {
     pthread_mutex_lock(lock);
     for (size_t k = 0; k < m->n_families; k++) {
         const struct gauge_family *f = &m->families[k];
-        out_family(o, f->name, f->help, "gauge");
+        out_family(o, f->name, f->help, f->type);
         for (size_t i = 0; i < f->n; i++) {
             if (isnan(f->values[i]))
                 continue;
-            format_double(num, sizeof num, f->values[i]);
+            if (f->values[i] == floor(f->values[i]) && fabs(f->values[i]) < 9007199254740992.0)
+                snprintf(num, sizeof num, "%.0f", f->values[i]); /* counts read as counts */
+            else
+                format_double(num, sizeof num, f->values[i]);
             if (!f->label) {
                 out_printf(o, "%s %s\n", f->name, num);
                 continue;

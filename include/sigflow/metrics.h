@@ -86,6 +86,9 @@ void sf_metrics_set_members(sf_metrics *m, size_t n, const char *const *names,
 #define SF_METRICS_MAX_FAMILIES 32
 int sf_metrics_set_gauges(sf_metrics *m, const char *name, const char *help, const char *label,
                           size_t n, const char *const *label_values, const double *values);
+/* The same for a family of counters whose totals the caller keeps (truth.h). */
+int sf_metrics_set_counters(sf_metrics *m, const char *name, const char *help, const char *label,
+                            size_t n, const char *const *label_values, const double *values);
 /* Series label_value (NULL: the unlabelled one) of gauge family name; NaN when
  * there is none. */
 double sf_metrics_gauge(const sf_metrics *m, const char *name, const char *label_value);
