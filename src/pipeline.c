@@ -42,6 +42,9 @@ void sf_pipeline_conf_init(sf_pipeline_conf *c) {
     c->connect_timeout_ms = 10000;
     c->log_level = SF_LOG_INFO;
     sf_drift_conf_init(&c->drift);
+    sf_truth_conf_init(&c->truth);
+    c->truth_field = "Label";
+    c->truth_id_field = "EventId";
 }
 
 void sf_pipeline_fail(pipeline *p, const char *fmt, ...) {
@@ -659,6 +662,8 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         }
     }
     if (!(p.consumer = make_client(&p, RD_KAFKA_CONSUMER, errstr, n)))
+        goto out;
+    if (sf_pipeline_monitor_open(&p, errstr, n))
         goto out;
     rd_kafka_poll_set_consumer(p.consumer);
     p.queue = rd_kafka_queue_get_consumer(p.consumer);

@@ -39,6 +39,9 @@ typedef struct pipeline {
     int64_t cpu_mark_ns; /* conf->stats: this thread's CPU time at the last stage mark */
     sf_drift *drift;     /* NULL: drift monitoring off (pipeline_monitor.c) */
     int64_t monitor_ms;  /* when the monitor last exported its figures */
+    sf_truth *truth;     /* NULL: no --truth-topic */
+    size_t truth_models; /* the serving model and the members it scores */
+    rd_kafka_t *truth_consumer;
 } pipeline;
 
 /* The first fatal error stops the loop, and no offset is stored after it. */
@@ -85,8 +88,12 @@ int sf_pipeline_transaction_commit(pipeline *p, sf_delivery_batch *f);
  * (again after a reload); fed the batch's raw rows before normalization and
  * its probabilities after the forward pass; ticked by the loop (exports to
  * /metrics each second; with report, the drift summary line when a PSI is
- * over --drift-warn-psi). Each charges its CPU to SF_STAGE_MONITOR. */
+ * over --drift-warn-psi). Each charges its CPU to SF_STAGE_MONITOR. With a
+ * truth topic, open starts the truth consumer (-1 with errstr when it
+ * cannot: a start-up error), scores go to the truth store, and the tick
+ * reads the truth that has arrived. */
 void sf_pipeline_monitor_start(pipeline *p);
+int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t errstr_size);
 void sf_pipeline_monitor_rows(pipeline *p, size_t n);
 void sf_pipeline_monitor_scores(pipeline *p, size_t n);
 void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report);

@@ -2,7 +2,10 @@
  * broker: the bundled sample replayed with one input scaled by 1.5 must show
  * on /metrics as that input's PSI above 0.2 while every other input stays
  * below 0.05, and in the periodic log line; a window in events holds what it
- * says. The daemon runs as a real process, as in test_daemon. */
+ * says. Live quality: the held-out events replayed with their truth 2 s
+ * later give the accuracy and AUC of `sigflow evaluate` on the same events,
+ * and the store stays within its bound when truth never comes. The daemon
+ * runs as a real process, as in test_daemon. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sigflow/vars.h"
 #include "support.h"
@@ -140,9 +144,122 @@ static void test_scaled_input(void **state) {
     sft_kafka_close(b);
 }
 
+/* The held-out rows of the sample (EventId % 10 == 9) as a CSV; caller frees. */
+static char *heldout_csv(void) {
+    char *all = sft_gunzip_temp(SF_TEST_DATA, ".csv");
+    char *path = sft_temp_path(".csv");
+    FILE *in = fopen(all, "r"), *out = fopen(path, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    char line[4096];
+    for (int n = 0; fgets(line, sizeof line, in); n++)
+        if (!n || atol(line) % 10 == 9)
+            fputs(line, out);
+    fclose(in);
+    fclose(out);
+    unlink(all);
+    free(all);
+    return path;
+}
+
+/* sigflow evaluate's accuracy and AUC of the same events. */
+static void evaluate(const char *csv, double *acc, double *auc) {
+    char *out = sft_temp_path(".txt");
+    char *const argv[] = {SF_TEST_SIGFLOW, "evaluate", "--model", SF_TEST_MODEL, "--variables",
+                          SF_TEST_VARS, "--csv", (char *)csv, NULL};
+    pid_t pid = sft_spawn(argv, NULL, out, NULL);
+    assert_int_equal(sft_wait(pid, WAIT_MS), 0);
+    char *text = sft_read_file(out, NULL);
+    const char *a = strstr(text, "accuracy"), *r = strstr(text, "roc auc");
+    assert_true(a && r);
+    *acc = atof(a + strlen("accuracy"));
+    *auc = atof(r + strlen("roc auc"));
+    free(text);
+    unlink(out);
+    free(out);
+}
+
+static void test_live_quality(void **state) {
+    (void)state;
+    const char *topics[] = {"truth.in", "truth.out", "truth.labels", "quiet.in", "quiet.labels"};
+    sft_kafka *b = sft_kafka_open(4, topics, 5, NULL, 0);
+    const char *bs = b->bootstrap;
+    char *csv = heldout_csv();
+    const char *args[] = {"--brokers", bs, "--input-topic", "truth.in", "--output-topic",
+                          "truth.out", "--group", "truth", "--model", SF_TEST_MODEL,
+                          "--variables", SF_TEST_VARS, "--truth-topic", "truth.labels",
+                          "-X", FETCH_WAIT, NULL};
+    /* Truth never comes: 300 events through a store of 100. */
+    const char *quiet[] = {"--brokers", bs, "--input-topic", "quiet.in", "--output-topic",
+                           "truth.out", "--group", "quiet", "--model", SF_TEST_MODEL,
+                           "--variables", SF_TEST_VARS, "--truth-topic", "quiet.labels",
+                           "--truth-window-events", "100", "-X", FETCH_WAIT, NULL};
+    sft_daemon d, dq;
+    sft_daemon_start(&d, args, WAIT_MS);
+    sft_daemon_start(&dq, quiet, WAIT_MS);
+    assert_int_equal(sft_wait_for_text(d.log, "truth topic=truth.labels partitions=4 from=end",
+                                       WAIT_MS), 1);
+    /* The events' partitions assigned, so the replay is read as it comes. */
+    assert_true(sft_wait_metric(&d, "sigflow_assigned_partitions", 4, WAIT_MS) == 4);
+    assert_true(sft_wait_metric(&dq, "sigflow_assigned_partitions", 4, WAIT_MS) == 4);
+    const char *extra[] = {"-f", csv, "--truth-topic", "truth.labels", "--truth-delay-s", "2",
+                           NULL};
+    char *replay_log = sft_temp_path(".log");
+    pid_t replay = sft_replay_spawn(bs, "truth.in", "2000", extra, replay_log);
+    char **keys, **values;
+    sft_atlas_events(300, &keys, &values);
+    assert_int_equal(sft_produce(bs, "quiet.in", (const char *const *)keys,
+                                 (const char *const *)values, NULL, 300), 300);
+    sft_strings_free(keys, 300);
+    sft_strings_free(values, 300);
+    assert_int_equal(sft_wait(replay, WAIT_MS), 0);
+
+    if (sft_wait_metric(&d, "sigflow_truth_joined_total", 2000, WAIT_MS) != 2000) {
+        char *body = NULL, *log = sft_read_file(d.log, NULL);
+        sft_http_get(d.port, "/metrics", &body);
+        const char *t = body ? strstr(body, "# HELP sigflow_truth") : NULL;
+        char *rl = sft_read_file(replay_log, NULL);
+        fprintf(stderr, "%s\n---- daemon log\n%s---- replay\n%s", t ? t : "(no truth series)",
+                log ? log : "", rl ? rl : "");
+        fail_msg("truth not joined; %lld truth messages on the topic", (long long)sft_topic_end(bs, "truth.labels"));
+    }
+    double acc, auc;
+    evaluate(csv, &acc, &auc);
+    double live_acc = sft_scrape(d.port, "sigflow_live_accuracy{model=\"serving\"}");
+    double live_auc = sft_scrape(d.port, "sigflow_live_auc{model=\"serving\"}");
+    double bound = sft_scrape(d.port, "sigflow_live_auc_error_bound{model=\"serving\"}");
+    printf("test_drift: live accuracy %.6f AUC %.6f (error bound %.2g); evaluate %.6f %.6f; "
+           "log loss %.4f, ECE %.4f, signal efficiency %.4f, background rejection %.4f\n",
+           live_acc, live_auc, bound, acc, auc,
+           sft_scrape(d.port, "sigflow_live_log_loss{model=\"serving\"}"),
+           sft_scrape(d.port, "sigflow_live_ece{model=\"serving\"}"),
+           sft_scrape(d.port, "sigflow_live_signal_efficiency{model=\"serving\"}"),
+           sft_scrape(d.port, "sigflow_live_background_rejection{model=\"serving\"}"));
+    assert_true(fabs(live_acc - acc) < 1e-6); /* evaluate prints 6 decimals */
+    assert_true(bound < 2e-3);
+    assert_true(fabs(live_auc - auc) <= bound + 1e-6);
+    assert_true(sft_scrape(d.port, "sigflow_truth_unmatched_total{reason=\"no_prediction\"}") == 0);
+    assert_true(sft_scrape(d.port, "sigflow_truth_unmatched_total{reason=\"malformed\"}") == 0);
+
+    assert_true(sft_wait_metric(&dq, "sigflow_events_predicted_total", 300, WAIT_MS) == 300);
+    assert_true(sft_wait_metric(&dq, "sigflow_truth_expired_predictions_total", 200, WAIT_MS) ==
+                200);
+    assert_true(sft_scrape(dq.port, "sigflow_truth_store_events") == 100);
+    assert_true(isnan(sft_scrape(dq.port, "sigflow_live_accuracy{model=\"serving\"}")));
+
+    assert_int_equal(sft_daemon_stop(&d, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(sft_daemon_stop(&dq, SIGTERM, WAIT_MS), 0);
+    sft_daemon_free(&d);
+    sft_daemon_free(&dq);
+    unlink(csv);
+    free(csv);
+    sft_kafka_close(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scaled_input),
+        cmocka_unit_test(test_live_quality),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

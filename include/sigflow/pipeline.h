@@ -16,6 +16,7 @@
 #include "sigflow/log.h"
 #include "sigflow/infer.h"
 #include "sigflow/metrics.h"
+#include "sigflow/truth.h"
 
 /* Where the pipeline thread spends its CPU time (CLOCK_THREAD_CPUTIME_ID). */
 typedef enum {
@@ -91,6 +92,12 @@ typedef struct sf_pipeline_conf {
     atomic_int *stop;            /* set to stop: drain, flush, commit, leave, return 0 */
     atomic_int *reload;          /* set to reload the model and variables files */
     sf_drift_conf drift;         /* input and score drift; on by default */
+    /* Live quality from delayed labels (truth.h): NULL topic, off. The truth
+     * consumer reads every partition of it from its end at start. */
+    const char *truth_topic;
+    const char *truth_field;     /* the label ("Label"): a label name, or its index */
+    const char *truth_id_field;  /* the event id ("EventId") */
+    sf_truth_conf truth;         /* store bound and window; threshold: the engine's */
     sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */
     sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;

@@ -53,6 +53,13 @@ static const char usage[] =
     "                         (default 127.0.0.1:9464)\n"
     "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
     SF_ARGS_DRIFT_USAGE
+    "  --truth-topic T        join delayed truth ({\"EventId\": ..., \"Label\": \"s\"}) with the\n"
+    "                         predictions: live accuracy, AUC, log loss, ECE per model\n"
+    "  --truth-field F        the truth's label field (default Label)\n"
+    "  --truth-id-field F     the truth's event id field (default EventId)\n"
+    "  --truth-window-events N  predictions held for their truth, and the quality\n"
+    "                         window, in events (default 100000; 61 bytes each)\n"
+    "  --truth-window-s S     also drop predictions older than S seconds\n"
     SF_ARGS_INFER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
     "  --log-format F         text (default) or json: one object per line\n"
@@ -106,6 +113,11 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("drift-window-events=%zu\n", c->drift.window_events);
     printf("drift-window-s=%g\n", c->drift.window_s);
     printf("drift-warn-psi=%g\n", c->drift.warn_psi);
+    printf("truth-topic=%s\n", c->truth_topic ? c->truth_topic : "");
+    printf("truth-field=%s\n", c->truth_field);
+    printf("truth-id-field=%s\n", c->truth_id_field);
+    printf("truth-window-events=%zu\n", c->truth.window_events);
+    printf("truth-window-s=%g\n", c->truth.window_s);
     printf("backend=%s\n", sf_backend_name(e->infer.backend));
     printf("precision=%s\n", sf_precision_name(e->infer.precision));
     printf("log-level=%s\n", levels[c->log_level]);
@@ -128,7 +140,8 @@ int sf_cmd_run(int argc, char **argv) {
     char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_LABEL, O_THR, O_EMIT, O_BW, O_MAXB, O_EOS, O_TXID,
-           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS, O_CREATE };
+           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS, O_CREATE, O_TRUTH,
+           O_TRUTH_FIELD, O_TRUTH_ID, O_TRUTH_EVENTS, O_TRUTH_S };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -153,6 +166,11 @@ int sf_cmd_run(int argc, char **argv) {
         {"log-format", required_argument, NULL, O_LOGF},
         {"print-config", no_argument, NULL, O_PRINT},
         SF_ARGS_DRIFT_OPTIONS,
+        {"truth-topic", required_argument, NULL, O_TRUTH},
+        {"truth-field", required_argument, NULL, O_TRUTH_FIELD},
+        {"truth-id-field", required_argument, NULL, O_TRUTH_ID},
+        {"truth-window-events", required_argument, NULL, O_TRUTH_EVENTS},
+        {"truth-window-s", required_argument, NULL, O_TRUTH_S},
         {NULL, 0, NULL, 0}};
     /* Variables first, then the command line: getopt keeps the last value. */
     static const char *const not_from_env[] = {"help", "print-config", NULL};
@@ -228,6 +246,20 @@ int sf_cmd_run(int argc, char **argv) {
             if (sf_args_long(optarg, 1, 256L << 20, &v))
                 bad = sf_args_bad("sigflow run", "--max-event-bytes", optarg, "an integer in 1..268435456");
             c.max_event_bytes = (size_t)v;
+            break;
+        case O_TRUTH: c.truth_topic = optarg; break;
+        case O_TRUTH_FIELD: c.truth_field = optarg; break;
+        case O_TRUTH_ID: c.truth_id_field = optarg; break;
+        case O_TRUTH_EVENTS:
+            if (sf_args_long(optarg, 1, 1L << 30, &v))
+                bad = sf_args_bad("sigflow run", "--truth-window-events", optarg,
+                                  "an integer in 1..1073741824");
+            c.truth.window_events = (size_t)v;
+            break;
+        case O_TRUTH_S:
+            if (sf_args_double(optarg, 0, 86400 * 30, &d))
+                bad = sf_args_bad("sigflow run", "--truth-window-s", optarg, "seconds in 0..2592000");
+            c.truth.window_s = d;
             break;
         case O_EOS: c.exactly_once = 1; break;
         case O_TXID: c.transactional_id = optarg; break;
