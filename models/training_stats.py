@@ -6,13 +6,12 @@ like it (sigflow's drift monitoring, README "Model health").
 The model is not retrained. Per input, over the rows the normalization was fitted
 on (every row except the held-out EventId % 10 == 9, models/README.md "Data
 split"): the mean and population std of the defined values (the same numbers as
-offset and scale), their 19 inner 5 % quantile edges (20 equal-count bins), and
-the share of them in each of those bins (equal unless values repeat), and
-the fraction of rows where the input is missing (-999.0, replaced by its fill).
-Per model, on the held-out split: the 19 inner 5 % quantile edges of p(signal)
-from a float64 forward pass of the saved weights, the share in each bin, and
-the fraction of events the
-argmax labels signal.
+offset and scale), their 19 inner 5 % quantile edges (20 bins), the share of
+them in each bin (equal unless values repeat), and the fraction of rows where
+the input is missing (-999.0, replaced by its fill). Per model, on the
+held-out split: the 19 inner 5 % quantile edges of p(signal) from a float64
+forward pass of the saved weights, the share in each bin, and the fraction of
+events the argmax labels signal.
 
     /work/venv-25/bin/python models/training_stats.py
 updates models/higgs_variables.json (the shipped model, also the ensemble's
@@ -29,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_higgs as th  # noqa: E402  data, split, preprocessing
-from train_higgs_ensemble import read_h5  # noqa: E402
+from train_higgs_ensemble import p_signal  # noqa: E402  float64 forward pass
 
 N_BINS = 20
 SPLIT = "EventId % 10 != 9 (the normalization's rows)"
@@ -64,18 +63,6 @@ def input_stats(names, x):
             "missing_fraction": float("%.6g" % (1.0 - len(defined) / len(col))),
         })
     return out
-
-
-def p_signal(model_path, variables, x):
-    h = th.normalize(x, variables, np.float64)
-    Ws, bs = read_h5(model_path)
-    for i, (W, b) in enumerate(zip(Ws, bs)):
-        h = h @ W + b
-        if i < len(Ws) - 1:
-            h = np.maximum(h, 0.0)
-    h = np.exp(h - h.max(axis=1, keepdims=True))
-    h /= h.sum(axis=1, keepdims=True)
-    return h[:, 1]
 
 
 def score_stats(p):

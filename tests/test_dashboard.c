@@ -201,6 +201,17 @@ static void check_expr(const char *expr, const char *title, void *arg) {
     }
 }
 
+/* Fails unless every one of names was queried ("WHAT NAME" otherwise). */
+static void require_seen(const check_ctx *c, const char *const *names, size_t n,
+                         const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        char key[130];
+        snprintf(key, sizeof key, "%s,", names[i]);
+        if (!strstr(c->seen, key))
+            fail_msg("%s %s", what, names[i]);
+    }
+}
+
 static void test_every_queried_metric_is_served(void **state) {
     (void)state;
     served s;
@@ -220,12 +231,7 @@ static void test_every_queried_metric_is_served(void **state) {
         "sigflow_inference_info", "sigflow_input_psi", "sigflow_score_psi", "sigflow_signal_rate",
         "sigflow_live_auc", "sigflow_live_accuracy", "sigflow_truth_joined_total",
         "sigflow_truth_unmatched_total"};
-    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
-        char key[130];
-        snprintf(key, sizeof key, "%s,", wanted[i]);
-        if (!strstr(c.seen, key))
-            fail_msg("the dashboard does not show %s", wanted[i]);
-    }
+    require_seen(&c, wanted, sizeof wanted / sizeof wanted[0], "the dashboard does not show");
     json_decref(d);
 }
 
@@ -268,12 +274,7 @@ static void test_alert_rules(void **state) {
     assert_int_equal(n, 5);
     static const char *const wanted[] = {"sigflow_input_psi", "sigflow_live_auc",
                                          "sigflow_truth_joined_total"};
-    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
-        char key[130];
-        snprintf(key, sizeof key, "%s,", wanted[i]);
-        if (!strstr(c.seen, key))
-            fail_msg("the alert rules do not watch %s", wanted[i]);
-    }
+    require_seen(&c, wanted, sizeof wanted / sizeof wanted[0], "the alert rules do not watch");
 }
 
 typedef struct {
