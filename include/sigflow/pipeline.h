@@ -26,7 +26,7 @@ typedef enum {
     SF_STAGE_INFERENCE,   /* this thread's share; BLAS worker threads not included */
     SF_STAGE_PUBLISH,     /* formatting, producing, delivery reports, storing offsets */
     SF_STAGE_OTHER,       /* the rest: reports, reloads, rebalances */
-    SF_STAGE_MONITOR,     /* model-health monitoring: drift (drift.h) */
+    SF_STAGE_MONITOR,     /* model-health monitoring: drift, truth (drift.h, truth.h) */
     SF_STAGE__COUNT
 } sf_stage;
 
