@@ -179,9 +179,9 @@ int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t n) {
         return -1;
     }
     sf_log(p->log, SF_LOG_INFO, "truth topic=%s partitions=%d from=end field=%s id_field=%s "
-           "window_events=%zu window_s=%g bytes_per_event=%zu", c->truth_topic, parts,
+           "window_events=%zu window_s=%g store_bytes=%zu", c->truth_topic, parts,
            c->truth_field, c->truth_id_field, c->truth.window_events, c->truth.window_s,
-           (size_t)SF_TRUTH_ENTRY_BYTES + 5 * p->truth_models + 8);
+           p->truth ? sf_truth_bytes(p->truth) : 0);
     return 0;
 }
 

@@ -290,6 +290,11 @@ sf_truth_model_figures sf_truth_figures(const sf_truth *t, size_t k) {
 }
 
 size_t sf_truth_stored(const sf_truth *t) { return t->count; }
+
+size_t sf_truth_bytes(const sf_truth *t) {
+    return t->cap * (sizeof *t->e + t->n_models * (sizeof *t->p + 1)) +
+           t->n_buckets * sizeof *t->buckets + SLICES * t->n_models * sizeof *t->q;
+}
 uint64_t sf_truth_count(const sf_truth *t, sf_truth_outcome o) { return t->outcomes[o]; }
 uint64_t sf_truth_expired_predictions(const sf_truth *t) { return t->expired; }
 

@@ -29,6 +29,7 @@ static void test_bound(void **state) {
     float p = 0.7f;
     unsigned char l = 1;
     char id[32];
+    size_t bytes = sf_truth_bytes(t);
     for (int i = 0; i < 1000; i++) {
         int n = id_of(id, sizeof id, i);
         sf_truth_predicted(t, id, (size_t)n, &p, &l, i);
@@ -36,6 +37,10 @@ static void test_bound(void **state) {
     }
     assert_int_equal(sf_truth_stored(t), 100);
     assert_int_equal(sf_truth_expired_predictions(t), 900);
+    /* 100 entries of 53 bytes and 256 index slots, besides the quality
+     * window; nothing grew with the traffic. */
+    assert_int_equal(sf_truth_bytes(t), bytes);
+    assert_true(bytes >= 100 * 53 + 256 * 4 && bytes < 100 * 53 + 256 * 4 + 100000);
     /* Late truth (its prediction gone) waits, then leaves unjoined. */
     int n = id_of(id, sizeof id, 0);
     sf_truth_observed(t, id, (size_t)n, 1, 1000);

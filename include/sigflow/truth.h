@@ -13,9 +13,11 @@
  * dropped when older than window_s (> 0); the oldest goes first when full.
  * The quality window is the last window_events joined events.
  * Memory per event of the bound: an entry of SF_TRUTH_ENTRY_BYTES, 5 bytes
- * per model (p(signal) and its label) and 8 bytes of hash index: 61 bytes
- * for a single model, 76 for the shipped 3-member set (6.1 and 7.6 MB at
- * the default 100,000), all allocated at start.
+ * per model (p(signal) and its label) and 8 to 16 bytes of hash index (a
+ * power-of-two table of at least 2 slots per event; sf_truth_bytes says
+ * exactly): at the default 100,000, 63.5 bytes per event for a single model
+ * and 78.5 for the shipped 3-member set (6.3 and 7.8 MB), plus about 80 KB
+ * per model for the quality window (its histograms), allocated at start.
  * An id longer than SF_TRUTH_ID_MAX - 1 bytes is told apart by a 64-bit hash
  * of the whole id as well as its first bytes.
  *
@@ -90,6 +92,7 @@ typedef struct sf_truth_model_figures {
 /* Model k's figures over the quality window. */
 sf_truth_model_figures sf_truth_figures(const sf_truth *t, size_t k);
 
+size_t sf_truth_bytes(const sf_truth *t);           /* the store's memory, all of it */
 size_t sf_truth_stored(const sf_truth *t);          /* events held in the store now */
 uint64_t sf_truth_count(const sf_truth *t, sf_truth_outcome o); /* since start */
 uint64_t sf_truth_expired_predictions(const sf_truth *t); /* dropped without truth */

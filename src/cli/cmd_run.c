@@ -58,7 +58,7 @@ static const char usage[] =
     "  --truth-field F        the truth's label field (default Label)\n"
     "  --truth-id-field F     the truth's event id field (default EventId)\n"
     "  --truth-window-events N  predictions held for their truth, and the quality\n"
-    "                         window, in events (default 100000; 61 bytes each)\n"
+    "                         window, in events (default 100000; ~64 bytes each)\n"
     "  --truth-window-s S     also drop predictions older than S seconds\n"
     SF_ARGS_INFER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
