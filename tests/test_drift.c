@@ -253,6 +253,8 @@ static void test_live_quality(void **state) {
     sft_daemon_free(&dq);
     unlink(csv);
     free(csv);
+    unlink(replay_log);
+    free(replay_log);
     sft_kafka_close(b);
 }
 
