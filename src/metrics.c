@@ -38,6 +38,10 @@ static const sf_hist_def hist_defs[SF_H__COUNT] = {
                         "Wall time of one forward pass (up to 128 events of a batch) through the model.", 16,
                         {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                          0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}},
+    [SF_H_SHADOW_ABS_DP] = {"sigflow_shadow_abs_dp",
+                            "|p(signal) of the shadow model - that of the serving model|, per "
+                            "event (--shadow-model).", 12,
+                            {1e-7, 1e-6, 1e-5, 1e-4, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1}},
     [SF_H_END_TO_END] = {"sigflow_end_to_end_seconds",
                          "Time from an event's Kafka timestamp to its result being produced.", 15,
                          {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,

@@ -40,6 +40,9 @@ typedef struct pipeline {
     sf_drift *drift;     /* NULL: drift monitoring off (pipeline_monitor.c) */
     int64_t monitor_ms;  /* when the monitor last exported its figures */
     sf_truth *truth;     /* NULL: no --truth-topic */
+    sf_engine *shadow;   /* NULL: no --shadow-model */
+    size_t *shadow_row;  /* serving row j -> shadow row, or SIZE_MAX when it refused it */
+    uint64_t shadow_agree, shadow_compared, shadow_refused;
     size_t truth_models; /* the serving model and the members it scores */
     rd_kafka_t *truth_consumer;
 } pipeline;

@@ -11,7 +11,14 @@
  * their number, so its counters stay monotonic; a reload to a set of another
  * size starts it afresh. Its consumer is assigned every partition of the
  * truth topic from the end, outside the daemon's group: every instance must
- * see the truth of the events it scored, whichever instance that was. */
+ * see the truth of the events it scored, whichever instance that was.
+ *
+ * A shadow model parses each scored event again with its own variables and
+ * runs its forward pass on this thread (its cost is the monitor stage's); an
+ * event it refuses is counted, and enters its live quality with the serving
+ * model's score. */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +52,7 @@ static void truth_start(pipeline *p) {
     const sf_pipeline_conf *c = p->conf;
     const sf_engine *e = p->eng;
     size_t members = sf_engine_set(e) ? sf_engine_n_members(e) : 0;
-    size_t n = 1 + members;
+    size_t n = 1 + members + (p->shadow != NULL);
     if (!c->truth_topic || (p->truth && n > SF_TRUTH_MAX_MODELS))
         return;
     const char *names[SF_TRUTH_MAX_MODELS] = {"serving"};
@@ -54,6 +61,8 @@ static void truth_start(pipeline *p) {
         sf_engine_member(e, k, &mi);
         names[k + 1] = mi.name;
     }
+    if (p->shadow)
+        names[n - 1] = "shadow";
     n = n > SF_TRUTH_MAX_MODELS ? SF_TRUTH_MAX_MODELS : n;
     if (p->truth && p->truth_models == n)
         return;
@@ -67,7 +76,24 @@ static void truth_start(pipeline *p) {
                tc.window_events);
 }
 
+/* SIGHUP reloads the shadow too; a refused one leaves the old one scoring. */
+static void shadow_reload(pipeline *p) {
+    char err[1024];
+    sf_engine *fresh;
+    if (sf_engine_reload(p->shadow, &fresh, err, sizeof err)) {
+        sf_log(p->log, SF_LOG_ERROR, "shadow reload failed, still scoring the previous shadow "
+               "error=\"%s\"", err);
+        return;
+    }
+    sf_engine_free(p->shadow);
+    p->shadow = fresh;
+    p->shadow_agree = p->shadow_compared = 0;
+    sf_log(p->log, SF_LOG_INFO, "reloaded shadow model=\"%s\"", p->conf->shadow.model_path);
+}
+
 void sf_pipeline_monitor_start(pipeline *p) {
+    if (p->shadow)
+        shadow_reload(p);
     truth_start(p);
     sf_drift_free(p->drift);
     p->drift = NULL;
@@ -91,8 +117,48 @@ void sf_pipeline_monitor_rows(pipeline *p, size_t n) {
     sf_pipeline_stage_mark(p, SF_STAGE_MONITOR);
 }
 
+/* The shadow's p(signal) and label for serving row j (the serving model's
+ * when the shadow refused the event). */
+static float shadow_p(const pipeline *p, size_t j, int sig, unsigned char *labelled) {
+    size_t k = p->shadow_row[j];
+    const float *probs = k == SIZE_MAX ? sf_engine_probs(p->eng, j) : sf_engine_probs(p->shadow, k);
+    const sf_engine *e = k == SIZE_MAX ? p->eng : p->shadow;
+    int s = k == SIZE_MAX ? sig : score_column(p->shadow);
+    *labelled = s >= 0 && sf_engine_label_of(e, probs) == (size_t)s;
+    return s >= 0 ? probs[s] : 0;
+}
+
+/* Scores the chunk's n events with the shadow and compares: the labels (by
+ * name, as the two variables files may order them differently) and p(signal). */
+static void shadow_scores(pipeline *p, size_t n) {
+    sf_engine *sh = p->shadow, *e = p->eng;
+    sf_engine_clear(sh);
+    char why[512];
+    for (size_t j = 0; j < n; j++) {
+        const rd_kafka_message_t *m = p->msgs[p->row_msg[j]];
+        p->shadow_row[j] = sf_engine_add(sh, m->payload ? m->payload : "", m->len, why,
+                                         sizeof why) == SF_REJECT_NONE
+                               ? sf_engine_rows(sh) - 1 : SIZE_MAX;
+        p->shadow_refused += p->shadow_row[j] == SIZE_MAX;
+    }
+    sf_engine_score(sh);
+    const sf_vars *v = sf_engine_vars(e), *vs = sf_engine_vars(sh);
+    int sig = score_column(e), ssig = score_column(sh);
+    for (size_t j = 0; j < n; j++) {
+        size_t k = p->shadow_row[j];
+        if (k == SIZE_MAX)
+            continue;
+        const float *a = sf_engine_probs(e, j), *b = sf_engine_probs(sh, k);
+        p->shadow_agree += !strcmp(v->labels[sf_engine_label_of(e, a)],
+                                   vs->labels[sf_engine_label_of(sh, b)]);
+        p->shadow_compared++;
+        if (p->conf->metrics && sig >= 0 && ssig >= 0)
+            sf_metrics_observe(p->conf->metrics, SF_H_SHADOW_ABS_DP, fabs(a[sig] - b[ssig]));
+    }
+}
+
 /* Each scored event with an id goes to the truth store: p(signal) and the
- * label of the serving model and of each member. */
+ * label of the serving model, of each member, and of the shadow. */
 static void truth_scores(pipeline *p, size_t n) {
     const sf_engine *e = p->eng;
     int sig = score_column(e);
@@ -106,11 +172,14 @@ static void truth_scores(pipeline *p, size_t n) {
             continue;
         float ps[SF_TRUTH_MAX_MODELS];
         unsigned char labelled[SF_TRUTH_MAX_MODELS];
-        for (size_t k = 0; k < models; k++) {
+        size_t scored = models - (p->shadow != NULL);
+        for (size_t k = 0; k < scored; k++) {
             const float *probs = k ? sf_engine_member_probs(e, k - 1, i) : sf_engine_probs(e, i);
             ps[k] = probs[sig];
             labelled[k] = sf_engine_label_of(e, probs) == (size_t)sig;
         }
+        if (p->shadow)
+            ps[models - 1] = shadow_p(p, i, sig, &labelled[models - 1]);
         sf_truth_predicted(p->truth, id->key, id->key_len, ps, labelled, now);
     }
 }
@@ -118,13 +187,35 @@ static void truth_scores(pipeline *p, size_t n) {
 void sf_pipeline_monitor_scores(pipeline *p, size_t n) {
     if (p->drift && n)
         sf_drift_add_scores(p->drift, sf_engine_probs(p->eng, 0), n);
+    if (p->shadow && n)
+        shadow_scores(p, n);
     if (p->truth && n)
         truth_scores(p, n);
     sf_pipeline_stage_mark(p, SF_STAGE_MONITOR);
 }
 
+static int shadow_open(pipeline *p, char *errstr, size_t n) {
+    const sf_pipeline_conf *c = p->conf;
+    char why[1024];
+    if (sf_engine_load(&p->shadow, &c->shadow, why, sizeof why)) {
+        snprintf(errstr, n, "shadow model: %s", why);
+        return -1;
+    }
+    if (!(p->shadow_row = malloc(c->engine.batch_size * sizeof *p->shadow_row))) {
+        snprintf(errstr, n, "out of memory");
+        return -1;
+    }
+    char model[1024];
+    sf_engine_describe(p->shadow, model, sizeof model);
+    sf_log(p->log, SF_LOG_INFO, "shadow %s", model);
+    truth_start(p); /* the shadow gets its own live quality */
+    return 0;
+}
+
 int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t n) {
     const sf_pipeline_conf *c = p->conf;
+    if (c->shadow.model_path && shadow_open(p, errstr, n))
+        return -1;
     if (!c->truth_topic)
         return 0;
     char group[512];
@@ -238,8 +329,21 @@ static void truth_poll(pipeline *p, int64_t now) {
         sf_truth_expire(p->truth, now);
 }
 
+static int shadow_publish(const pipeline *p) {
+    sf_metrics *m = p->conf->metrics;
+    double agreement = p->shadow_compared ? (double)p->shadow_agree / (double)p->shadow_compared
+                                          : NAN;
+    double refused = (double)p->shadow_refused;
+    return sf_metrics_set_gauges(m, "sigflow_shadow_agreement", "Share of the events scored by "
+                                 "both whose shadow label equals the serving label, since the "
+                                 "shadow was (re)loaded.", NULL, 1, NULL, &agreement) |
+           sf_metrics_set_counters(m, "sigflow_shadow_refused_total", "Events the serving model "
+                                   "scored and the shadow refused (its variables).", NULL, 1,
+                                   NULL, &refused);
+}
+
 void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report) {
-    if (!p->drift && !p->truth_consumer)
+    if (!p->drift && !p->truth_consumer && !p->shadow)
         return;
     sf_pipeline_stage_mark(p, SF_STAGE_OTHER);
     if (p->truth_consumer)
@@ -247,7 +351,8 @@ void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report) {
     if (p->conf->metrics && now - p->monitor_ms >= PUBLISH_INTERVAL_MS) {
         p->monitor_ms = now;
         if ((p->drift && sf_drift_publish(p->drift, p->conf->metrics, now)) ||
-            (p->truth && sf_truth_publish(p->truth, p->conf->metrics)))
+            (p->truth && sf_truth_publish(p->truth, p->conf->metrics)) ||
+            (p->shadow && shadow_publish(p)))
             sf_log(p->log, SF_LOG_WARN, "model-health figures not exported: out of memory or "
                    "too many series");
     }
@@ -267,4 +372,8 @@ void sf_pipeline_monitor_stop(pipeline *p) {
     }
     sf_truth_free(p->truth);
     p->truth = NULL;
+    sf_engine_free(p->shadow);
+    p->shadow = NULL;
+    free(p->shadow_row);
+    p->shadow_row = NULL;
 }

@@ -67,6 +67,9 @@ static void load_served(served *s) {
     sf_truth_observed(truth, "2", 1, 0, 0);
     assert_int_equal(sf_truth_publish(truth, m), 0);
     sf_truth_free(truth);
+    /* set by pipeline_monitor.c's shadow, which needs a running pipeline */
+    double agreement = 1;
+    sf_metrics_set_gauges(m, "sigflow_shadow_agreement", "-", NULL, 1, NULL, &agreement);
     char *text = sf_metrics_render(m);
     assert_non_null(text);
     memset(s, 0, sizeof *s);
@@ -271,9 +274,9 @@ static void test_alert_rules(void **state) {
         }
     }
     fclose(f);
-    assert_int_equal(n, 5);
+    assert_int_equal(n, 6);
     static const char *const wanted[] = {"sigflow_input_psi", "sigflow_live_auc",
-                                         "sigflow_truth_joined_total"};
+                                         "sigflow_truth_joined_total", "sigflow_shadow_agreement"};
     require_seen(&c, wanted, sizeof wanted / sizeof wanted[0], "the alert rules do not watch");
 }
 

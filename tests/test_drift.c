@@ -4,7 +4,9 @@
  * below 0.05, and in the periodic log line; a window in events holds what it
  * says. Live quality: the held-out events replayed with their truth 2 s
  * later give the accuracy and AUC of `sigflow evaluate` on the same events,
- * and the store stays within its bound when truth never comes. The daemon
+ * and the store stays within its bound when truth never comes. A shadow
+ * identical to the serving model agrees on every event with |dp| = 0; one
+ * with other weights agrees as `sigflow predict` of the two does offline. The daemon
  * runs as a real process, as in test_daemon. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -258,8 +260,93 @@ static void test_live_quality(void **state) {
     sft_kafka_close(b);
 }
 
+/* `sigflow predict` labels of the events in path, one char per event ('s', 'b'). */
+static char *predict_labels(const char *model, const char *vars, const char *path, size_t n) {
+    char *out = sft_temp_path(".jsonl");
+    char *const argv[] = {SF_TEST_SIGFLOW, "predict", "--model", (char *)model, "--variables",
+                          (char *)vars, NULL};
+    pid_t pid = sft_spawn(argv, path, out, NULL);
+    assert_int_equal(sft_wait(pid, WAIT_MS), 0);
+    char *text = sft_read_file(out, NULL), *labels = calloc(n + 1, 1);
+    size_t k = 0;
+    for (const char *at = text; k < n && (at = strstr(at, "\"label\": \"")); at++)
+        labels[k++] = at[strlen("\"label\": \"")];
+    assert_int_equal(k, n);
+    free(text);
+    unlink(out);
+    free(out);
+    return labels;
+}
+
+static void test_shadow(void **state) {
+    (void)state;
+    enum { N = 2000 };
+    const char *topics[] = {"shadow.in", "shadow.out"};
+    sft_kafka *b = sft_kafka_open(4, topics, 2, NULL, 0);
+    const char *bs = b->bootstrap;
+    char **keys, **values;
+    sft_atlas_events(N, &keys, &values);
+    assert_int_equal(sft_produce(bs, "shadow.in", (const char *const *)keys,
+                                 (const char *const *)values, NULL, N), N);
+    char *events = sft_temp_path(".jsonl");
+    FILE *f = fopen(events, "w");
+    for (size_t i = 0; i < N; i++)
+        fprintf(f, "%s\n", values[i]);
+    fclose(f);
+    sft_strings_free(keys, N);
+    sft_strings_free(values, N);
+    const char *tf = SF_SOURCE_DIR "/models/higgs_mlp_tf.h5";
+    const char *tf_vars = SF_SOURCE_DIR "/models/higgs_variables_tf.json";
+    const char *same[] = {"--brokers", bs, "--input-topic", "shadow.in", "--output-topic",
+                          "shadow.out", "--group", "shadow-same", "--model", SF_TEST_MODEL,
+                          "--variables", SF_TEST_VARS, "--shadow-model", SF_TEST_MODEL,
+                          "--shadow-variables", SF_TEST_VARS, "-X", FETCH_WAIT, NULL};
+    const char *other[] = {"--brokers", bs, "--input-topic", "shadow.in", "--output-topic",
+                           "shadow.out", "--group", "shadow-tf", "--model", SF_TEST_MODEL,
+                           "--variables", SF_TEST_VARS, "--shadow-model", tf,
+                           "--shadow-variables", tf_vars, "-X", FETCH_WAIT, NULL};
+    sft_daemon d, dt;
+    sft_daemon_start(&d, same, WAIT_MS);
+    sft_daemon_start(&dt, other, WAIT_MS);
+    assert_true(sft_wait_metric(&d, "sigflow_shadow_abs_dp_count", N, WAIT_MS) == N);
+    assert_true(sft_wait_metric(&dt, "sigflow_shadow_abs_dp_count", N, WAIT_MS) == N);
+    /* The gauges are exported each second, together: the drift window's
+     * count says when the export covers every event. */
+    assert_true(sft_wait_metric(&d, "sigflow_drift_window_events", N, WAIT_MS) == N);
+    assert_true(sft_wait_metric(&dt, "sigflow_drift_window_events", N, WAIT_MS) == N);
+    assert_true(sft_scrape(d.port, "sigflow_shadow_agreement") == 1);
+    assert_true(sft_scrape(d.port, "sigflow_shadow_abs_dp_bucket{le=\"1e-07\"}") == N);
+    assert_true(sft_scrape(d.port, "sigflow_shadow_refused_total") == 0);
+
+    char *serving = predict_labels(SF_TEST_MODEL, SF_TEST_VARS, events, N);
+    char *shadow = predict_labels(tf, tf_vars, events, N);
+    size_t agree = 0;
+    for (size_t i = 0; i < N; i++)
+        agree += serving[i] == shadow[i];
+    double live = sft_scrape(dt.port, "sigflow_shadow_agreement");
+    printf("test_drift: shadow tf against numpy: agreement %.4f live, %.4f offline (predict)\n",
+           live, (double)agree / N);
+    assert_true(agree < N);
+    assert_true(fabs(live - (double)agree / N) < 1e-9);
+    assert_true(sft_scrape(dt.port, "sigflow_shadow_abs_dp_bucket{le=\"1e-07\"}") < N);
+
+    /* SIGHUP reloads the shadow with the serving model. */
+    kill(dt.pid, SIGHUP);
+    assert_int_equal(sft_wait_for_text(dt.log, "reloaded shadow model=", WAIT_MS), 1);
+    assert_int_equal(sft_daemon_stop(&d, SIGTERM, WAIT_MS), 0);
+    assert_int_equal(sft_daemon_stop(&dt, SIGTERM, WAIT_MS), 0);
+    sft_daemon_free(&d);
+    sft_daemon_free(&dt);
+    free(serving);
+    free(shadow);
+    unlink(events);
+    free(events);
+    sft_kafka_close(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_scaled_input),
         cmocka_unit_test(test_live_quality),
     };

@@ -10,6 +10,6 @@ if ! command -v promtool >/dev/null; then
     exit 0
 fi
 out=$(promtool check rules "$RULES" 2>&1) || { echo "FAIL: promtool check rules: $out" >&2; exit 1; }
-echo "$out" | grep -q "SUCCESS: 5 rules found" || { echo "FAIL: $out" >&2; exit 1; }
+echo "$out" | grep -q "SUCCESS: 6 rules found" || { echo "FAIL: $out" >&2; exit 1; }
 echo "test_prom_rules: $(promtool --version 2>&1 | head -1): $out" | tr '\n' ' '
 echo

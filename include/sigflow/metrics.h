@@ -32,6 +32,7 @@ typedef enum {
     SF_H_BATCH_SIZE = 0,  /* sigflow_batch_size (events) */
     SF_H_INFERENCE,       /* sigflow_inference_seconds */
     SF_H_END_TO_END,      /* sigflow_end_to_end_seconds */
+    SF_H_SHADOW_ABS_DP,   /* sigflow_shadow_abs_dp: |p_shadow - p_serving| of p(signal) */
     SF_H__COUNT
 } sf_histogram;
 

@@ -98,6 +98,11 @@ typedef struct sf_pipeline_conf {
     const char *truth_field;     /* the label ("Label"): a label name, or its index */
     const char *truth_id_field;  /* the event id ("EventId") */
     sf_truth_conf truth;         /* store bound and window; threshold: the engine's */
+    /* A shadow model (--shadow-model; model_path NULL: none), scored on every
+     * batch beside the serving one and never published: its label agreement,
+     * |dp| histogram and, with truth, its live quality. Reloaded with the
+     * serving model on SIGHUP (the old shadow kept if the new one is refused). */
+    sf_engine_conf shadow;
     sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */
     sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;

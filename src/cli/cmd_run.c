@@ -60,6 +60,9 @@ static const char usage[] =
     "  --truth-window-events N  predictions held for their truth, and the quality\n"
     "                         window, in events (default 100000; ~64 bytes each)\n"
     "  --truth-window-s S     also drop predictions older than S seconds\n"
+    "  --shadow-model M       also score every batch with M (a model, or a set), never\n"
+    "                         published: label agreement, |dp| histogram, live quality\n"
+    "  --shadow-variables V   the shadow's variables file (a single model)\n"
     SF_ARGS_INFER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
     "  --log-format F         text (default) or json: one object per line\n"
@@ -118,6 +121,8 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("truth-id-field=%s\n", c->truth_id_field);
     printf("truth-window-events=%zu\n", c->truth.window_events);
     printf("truth-window-s=%g\n", c->truth.window_s);
+    printf("shadow-model=%s\n", c->shadow.model_path ? c->shadow.model_path : "");
+    printf("shadow-variables=%s\n", c->shadow.vars_path ? c->shadow.vars_path : "");
     printf("backend=%s\n", sf_backend_name(e->infer.backend));
     printf("precision=%s\n", sf_precision_name(e->infer.precision));
     printf("log-level=%s\n", levels[c->log_level]);
@@ -141,7 +146,7 @@ int sf_cmd_run(int argc, char **argv) {
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_LABEL, O_THR, O_EMIT, O_BW, O_MAXB, O_EOS, O_TXID,
            O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS, O_CREATE, O_TRUTH,
-           O_TRUTH_FIELD, O_TRUTH_ID, O_TRUTH_EVENTS, O_TRUTH_S };
+           O_TRUTH_FIELD, O_TRUTH_ID, O_TRUTH_EVENTS, O_TRUTH_S, O_SHADOW, O_SHADOW_VARS };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -171,6 +176,8 @@ int sf_cmd_run(int argc, char **argv) {
         {"truth-id-field", required_argument, NULL, O_TRUTH_ID},
         {"truth-window-events", required_argument, NULL, O_TRUTH_EVENTS},
         {"truth-window-s", required_argument, NULL, O_TRUTH_S},
+        {"shadow-model", required_argument, NULL, O_SHADOW},
+        {"shadow-variables", required_argument, NULL, O_SHADOW_VARS},
         {NULL, 0, NULL, 0}};
     /* Variables first, then the command line: getopt keeps the last value. */
     static const char *const not_from_env[] = {"help", "print-config", NULL};
@@ -184,6 +191,7 @@ int sf_cmd_run(int argc, char **argv) {
     const char *in_topics[64];
     char in_buf[4096];
     size_t n_in = 0, in_used = 0;
+    const char *shadow_model = NULL, *shadow_vars = NULL;
     long v;
     double d;
     opterr = 0;
@@ -248,6 +256,8 @@ int sf_cmd_run(int argc, char **argv) {
             c.max_event_bytes = (size_t)v;
             break;
         case O_TRUTH: c.truth_topic = optarg; break;
+        case O_SHADOW: shadow_model = optarg; break;
+        case O_SHADOW_VARS: shadow_vars = optarg; break;
         case O_TRUTH_FIELD: c.truth_field = optarg; break;
         case O_TRUTH_ID: c.truth_id_field = optarg; break;
         case O_TRUTH_EVENTS:
@@ -294,11 +304,23 @@ int sf_cmd_run(int argc, char **argv) {
                                                             "(--variables unless the model is a set)");
         bad = 1;
     }
+    if (!bad && shadow_model && !shadow_vars && !sf_modelset_is_set(shadow_model)) {
+        fprintf(stderr, "sigflow run: --shadow-model %s needs --shadow-variables (unless it is "
+                "a set)\n", shadow_model);
+        bad = 1;
+    }
     if (bad) {
         fputs(usage, stderr);
         sf_kafka_props_free(&props);
         free(args);
         return 2;
+    }
+    if (shadow_model) { /* the serving model's settings, its own files, this thread only */
+        c.shadow = c.engine;
+        c.shadow.model_path = shadow_model;
+        c.shadow.vars_path = shadow_vars;
+        c.shadow.arch_path = NULL;
+        c.shadow.threads = 1;
     }
     if (c.exactly_once && !c.transactional_id) {
         char host[256] = "localhost";
