@@ -557,6 +557,8 @@ int sf_kafka_check_brokers(rd_kafka_t *rk, const char *brokers, const char *topi
         if (err != RD_KAFKA_RESP_ERR__TIMED_OUT && err != RD_KAFKA_RESP_ERR__TRANSPORT)
             break;
     }
+    if (err && stop && atomic_load(stop)) /* whatever the last request said */
+        return 1;
     if (err) {
         snprintf(errstr, n, "cannot reach brokers %s within %d ms: %s", brokers, timeout_ms,
                  rd_kafka_err2str(err));
