@@ -18,6 +18,8 @@
 #include "model_arch.h"
 #include "model_h5.h"
 #include "model_keras.h"
+#include "model_onnx.h"
+#include "model_onnx_pb.h"
 #include "sha256.h"
 
 #define MAX_ARCH_BYTES ((size_t)64 << 20)
@@ -585,7 +587,7 @@ static int hash_file(loader *ld, const char *path, sf_sha256 *h) {
     return 0;
 }
 
-static int read_text_file(loader *ld, const char *path, char **out, size_t *len) {
+static int read_whole_file(loader *ld, const char *path, size_t limit, char **out, size_t *len) {
     FILE *f = fopen(path, "rb");
     *out = NULL;
     if (!f) {
@@ -597,7 +599,7 @@ static int read_text_file(loader *ld, const char *path, char **out, size_t *len)
     int rc = -1;
     for (;;) {
         if (n == cap) {
-            char *bigger = cap < MAX_ARCH_BYTES ? realloc(buf, cap = cap ? cap * 2 : 65536) : NULL;
+            char *bigger = cap < limit ? realloc(buf, cap = cap ? cap * 2 : 65536) : NULL;
             if (!bigger) {
                 snprintf(ld->errstr, ld->errstr_size, "%s: too large or out of memory", path);
                 goto done;
@@ -662,7 +664,7 @@ static int open_model(loader *ld, const char *arch_path, sf_sha256 *h) {
     if (sf_h5_open(ld->path, &ld->file, why, sizeof why) < 0)
         return fail(ld, NULL, "%s", why);
     if (arch_path) {
-        if (read_text_file(ld, arch_path, &text, &len) < 0)
+        if (read_whole_file(ld, arch_path, MAX_ARCH_BYTES, &text, &len) < 0)
             return -1;
         sf_sha256_update(h, text, len);
     } else if (!sf_h5_has_attr(ld->file, "model_config")) {
@@ -825,6 +827,36 @@ static int build_layers(loader *ld, sf_model *m) {
     return sigmoid_head(ld, m);
 }
 
+/* Formats are told apart by their first bytes, never by the name: HDF5 and
+ * zip have signatures, and a file with neither that starts like a protobuf
+ * ModelProto is read as ONNX (anything else goes to HDF5, whose message says
+ * what it is not). */
+static int is_onnx(const char *path) {
+    static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    if ((n == 8 && !memcmp(head, hdf5, 8)) || (n >= 2 && head[0] == 'P' && head[1] == 'K'))
+        return 0;
+    return sf_onnx_sniff(head, n);
+}
+
+static int load_onnx(loader *ld, sf_model *m, const char *arch_path) {
+    if (arch_path)
+        return fail(ld, NULL, "an ONNX model holds its own graph; do not pass --architecture %s",
+                    arch_path);
+    char *buf;
+    size_t len;
+    if (read_whole_file(ld, ld->path, SF_ONNX_MAX_BYTES, &buf, &len) < 0)
+        return -1;
+    int rc = sf_onnx_build(m, (const unsigned char *)buf, len, ld->path, NULL, ld->errstr,
+                           ld->errstr_size);
+    free(buf);
+    return rc < 0 ? -1 : sigmoid_head(ld, m);
+}
+
 int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
                              char *errstr, size_t errstr_size) {
     loader ld = {.path = path, .file = H5I_INVALID_HID, .weights = H5I_INVALID_HID,
@@ -839,8 +871,11 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
         goto done;
     }
     /* Hashing first also gives the plainest message for a missing or empty file. */
-    if (hash_file(&ld, path, &h) < 0 || open_model(&ld, arch_path, &h) < 0 ||
-        build_layers(&ld, m) < 0 || check_unused_weights(&ld) < 0)
+    if (hash_file(&ld, path, &h) < 0)
+        goto done;
+    if (is_onnx(path) ? load_onnx(&ld, m, arch_path) < 0
+                      : (open_model(&ld, arch_path, &h) < 0 || build_layers(&ld, m) < 0 ||
+                         check_unused_weights(&ld) < 0))
         goto done;
     sf_sha256_final_hex(&h, m->sha256);
     *out = m;

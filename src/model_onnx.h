@@ -1,0 +1,26 @@
+/* model_onnx.h: an ONNX graph mapped onto sigflow's layers.
+ *
+ * The loader's third room, beside the HDF5 and zip readers: it takes the
+ * file's bytes (model_onnx_pb.c parses them), finds the single chain from the
+ * one 2-D float input to the chosen output, and turns each node, or each
+ * group of nodes (MatMul then Add; the erf form of GELU; skl2onnx's binary
+ * head), into an sf_layer the engine computes exactly. Anything else is
+ * refused with a message naming the file, the node and its op. */
+#ifndef SIGFLOW_MODEL_ONNX_H
+#define SIGFLOW_MODEL_ONNX_H
+
+#include <stddef.h>
+
+#include "sigflow/model.h"
+
+/* Builds m's layers, n_inputs, n_outputs and n_params from the `len` bytes of
+ * an ONNX file. `path` names the file in messages; its folder is where
+ * external data files are looked for (none may lie outside it). `output`
+ * names the graph output to serve, NULL for the default (the only float
+ * output, else the one named like probabilities / output_probability).
+ * A single sigmoid unit at the end is left as it is, for the caller's
+ * binary-head rewrite. 0, or -1 with "<path>: ..." in errstr. */
+int sf_onnx_build(sf_model *m, const unsigned char *buf, size_t len, const char *path,
+                  const char *output, char *errstr, size_t errstr_size);
+
+#endif
