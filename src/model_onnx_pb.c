@@ -321,7 +321,8 @@ static int parse_tensor(rd *r, sf_onnx_tensor *t) {
             SF_ONNX_MAX_RANK);
     if (!*r->failed) {
         t->rank = n_dims;
-        memcpy(t->dims, dims, n_dims * sizeof *dims);
+        if (n_dims)
+            memcpy(t->dims, dims, n_dims * sizeof *dims);
     }
     free(dims);
     return *r->failed ? -1 : 0;
