@@ -843,7 +843,7 @@ static int is_onnx(const char *path) {
     return sf_onnx_sniff(head, n);
 }
 
-static int load_onnx(loader *ld, sf_model *m, const char *arch_path) {
+static int load_onnx(loader *ld, sf_model *m, const char *arch_path, const char *output) {
     if (arch_path)
         return fail(ld, NULL, "an ONNX model holds its own graph; do not pass --architecture %s",
                     arch_path);
@@ -851,14 +851,14 @@ static int load_onnx(loader *ld, sf_model *m, const char *arch_path) {
     size_t len;
     if (read_whole_file(ld, ld->path, SF_ONNX_MAX_BYTES, &buf, &len) < 0)
         return -1;
-    int rc = sf_onnx_build(m, (const unsigned char *)buf, len, ld->path, NULL, ld->errstr,
+    int rc = sf_onnx_build(m, (const unsigned char *)buf, len, ld->path, output, ld->errstr,
                            ld->errstr_size);
     free(buf);
     return rc < 0 ? -1 : sigmoid_head(ld, m);
 }
 
 int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
-                             char *errstr, size_t errstr_size) {
+                            const char *onnx_output, char *errstr, size_t errstr_size) {
     loader ld = {.path = path, .file = H5I_INVALID_HID, .weights = H5I_INVALID_HID,
                  .errstr = errstr, .errstr_size = errstr_size};
     sf_model *m = calloc(1, sizeof *m);
@@ -873,7 +873,11 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
     /* Hashing first also gives the plainest message for a missing or empty file. */
     if (hash_file(&ld, path, &h) < 0)
         goto done;
-    if (is_onnx(path) ? load_onnx(&ld, m, arch_path) < 0
+    if (onnx_output && !is_onnx(path)) {
+        snprintf(errstr, errstr_size, "%s: --onnx-output %s: not an ONNX model", path, onnx_output);
+        goto done;
+    }
+    if (is_onnx(path) ? load_onnx(&ld, m, arch_path, onnx_output) < 0
                       : (open_model(&ld, arch_path, &h) < 0 || build_layers(&ld, m) < 0 ||
                          check_unused_weights(&ld) < 0))
         goto done;

@@ -130,7 +130,7 @@ static void write_all(int fd, const char *p, size_t n) {
 }
 
 __attribute__((noreturn))
-static void child(int fd, const char *path, const char *arch_path) {
+static void child(int fd, const char *path, const char *arch_path, const char *onnx_output) {
     /* A crash should end the child with its signal, the same in every build,
      * rather than run a handler inherited from the parent (a sanitizer's or a
      * fuzzer's) that reports it as the parent's own. */
@@ -146,7 +146,7 @@ static void child(int fd, const char *path, const char *arch_path) {
         dup2(null, STDERR_FILENO);
     char err[1024] = "";
     sf_model *m = NULL;
-    sf_model_load_inprocess(&m, path, arch_path, err, sizeof err);
+    sf_model_load_inprocess(&m, path, arch_path, onnx_output, err, sizeof err);
     wbuf b = {0};
     serialize(&b, m, err);
     if (b.oom) {
@@ -409,7 +409,8 @@ static int read_reply(int fd, pid_t pid, int64_t deadline_ms, char **out, size_t
 #define LOAD_AGAIN (-2) /* the child stuck on an inherited lock: fork another */
 
 /* One child, up to the caller's deadline (timeout_ms is for the message). */
-static int load_once(sf_model **out, const char *path, const char *arch_path, int64_t deadline,
+static int load_once(sf_model **out, const char *path, const char *arch_path,
+                     const char *onnx_output, int64_t deadline,
                      int timeout_ms, char *errstr, size_t errstr_size) {
     *out = NULL;
     int fds[2];
@@ -430,7 +431,7 @@ static int load_once(sf_model **out, const char *path, const char *arch_path, in
     }
     if (pid == 0) {
         close(fds[0]);
-        child(fds[1], path, arch_path);
+        child(fds[1], path, arch_path, onnx_output);
     }
     close(fds[1]);
     char *reply;
@@ -472,17 +473,17 @@ static int load_once(sf_model **out, const char *path, const char *arch_path, in
 }
 
 int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
-                          int timeout_ms, char *errstr, size_t errstr_size) {
+                          const char *onnx_output, int timeout_ms, char *errstr, size_t errstr_size) {
     int64_t deadline = sf_clock_ms() + timeout_ms;
     int rc;
-    while ((rc = load_once(out, path, arch_path, deadline, timeout_ms, errstr, errstr_size)) ==
+    while ((rc = load_once(out, path, arch_path, onnx_output, deadline, timeout_ms, errstr, errstr_size)) ==
            LOAD_AGAIN)
         ;
     return rc;
 }
 
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
-                  char *errstr, size_t errstr_size) {
+                  const char *onnx_output, char *errstr, size_t errstr_size) {
     int timeout_ms = SF_MODEL_LOAD_TIMEOUT_MS;
     const char *env = getenv("SIGFLOW_MODEL_LOAD_TIMEOUT");
     if (env && *env) {
@@ -496,5 +497,5 @@ int sf_model_load(sf_model **out, const char *path, const char *arch_path,
         }
         timeout_ms = (int)ceil(s * 1000);
     }
-    return sf_model_load_guarded(out, path, arch_path, timeout_ms, errstr, errstr_size);
+    return sf_model_load_guarded(out, path, arch_path, onnx_output, timeout_ms, errstr, errstr_size);
 }

@@ -84,7 +84,7 @@ static void check_model(const char *file) {
     if (!ref)
         fail_msg("%s: %s", ref_path, jerr.text);
     sf_model *m = NULL;
-    if (sf_model_load(&m, path, NULL, errstr, sizeof errstr) != 0)
+    if (sf_model_load(&m, path, NULL, NULL, errstr, sizeof errstr) != 0)
         fail_msg("%s: %s", file, errstr);
     json_t *inputs = json_object_get(ref, "inputs"), *outputs = json_object_get(ref, "outputs");
     size_t n = json_array_size(inputs);
@@ -139,7 +139,7 @@ static void test_refusals_name_op_node_and_file(void **state) {
         snprintf(path, sizeof path, "%s%s", DIR, line);
         sf_model *m = NULL;
         errstr[0] = '\0';
-        if (sf_model_load_inprocess(&m, path, NULL, errstr, sizeof errstr) == 0)
+        if (sf_model_load_inprocess(&m, path, NULL, NULL, errstr, sizeof errstr) == 0)
             fail_msg("%s was accepted", line);
         assert_null(m);
         if (!strstr(errstr, tab + 1) || strncmp(errstr, path, strlen(path)) != 0)
@@ -155,9 +155,31 @@ static void test_refusals_name_op_node_and_file(void **state) {
 static void test_architecture_refused(void **state) {
     (void)state;
     sf_model *m = NULL;
-    assert_int_equal(sf_model_load_inprocess(&m, DIR "gemm.onnx", DIR "gemm.ref.json", errstr,
+    assert_int_equal(sf_model_load_inprocess(&m, DIR "gemm.onnx", DIR "gemm.ref.json", NULL, errstr,
                                              sizeof errstr), -1);
     assert_non_null(strstr(errstr, "an ONNX model holds its own graph"));
+}
+
+/* --onnx-output: a float output by name, else a message naming it. */
+static void test_output_choice(void **state) {
+    (void)state;
+    sf_model *m = NULL;
+    assert_int_equal(sf_model_load_inprocess(&m, DIR "skl_scaler_multiclass.onnx", NULL,
+                                             "probabilities", errstr, sizeof errstr), 0);
+    assert_int_equal(m->n_outputs, 3);
+    sf_model_free(m);
+    /* skl2onnx's ZipMap output stands for the probability tensor it wraps. */
+    assert_int_equal(sf_model_load_inprocess(&m, DIR "skl_binary.onnx", NULL,
+                                             "output_probability", errstr, sizeof errstr), 0);
+    assert_int_equal(m->n_outputs, 2);
+    assert_true(m->sigmoid_head);
+    sf_model_free(m);
+    assert_int_equal(sf_model_load_inprocess(&m, DIR "skl_binary.onnx", NULL, "output_label",
+                                             errstr, sizeof errstr), -1);
+    assert_non_null(strstr(errstr, "output 'output_label' is not a float tensor"));
+    assert_int_equal(sf_model_load_inprocess(&m, DIR "gemm.onnx", NULL, "z", errstr,
+                                             sizeof errstr), -1);
+    assert_non_null(strstr(errstr, "gemm.onnx: the graph has no output named 'z'"));
 }
 
 /* Every prefix and many single-byte changes of a real export: refused with a
@@ -187,7 +209,7 @@ static void test_damaged_bytes(void **state) {
         fclose(f);
         free(copy);
         sf_model *m = NULL;
-        if (sf_model_load_inprocess(&m, tmp, NULL, errstr, sizeof errstr) == 0) {
+        if (sf_model_load_inprocess(&m, tmp, NULL, NULL, errstr, sizeof errstr) == 0) {
             float x[64] = {0}, y[64];
             assert_true(m->n_inputs <= 64 && m->n_outputs <= 64);
             sf_infer *e = sf_infer_new(m, 1);
@@ -211,6 +233,7 @@ int main(void) {
         cmocka_unit_test(test_fixtures_match_onnxruntime),
         cmocka_unit_test(test_refusals_name_op_node_and_file),
         cmocka_unit_test(test_architecture_refused),
+        cmocka_unit_test(test_output_choice),
         cmocka_unit_test(test_damaged_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

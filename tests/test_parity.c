@@ -164,7 +164,7 @@ static int setup(void **st) {
     char err[512];
 
     assert_non_null(s);
-    if (sf_model_load(&s->model, MODEL_PATH, NULL, err, sizeof err) != 0)
+    if (sf_model_load(&s->model, MODEL_PATH, NULL, NULL, err, sizeof err) != 0)
         fail_msg("sf_model_load: %s", err);
     if (sf_vars_load(&s->vars, VARS_PATH, err, sizeof err) != 0)
         fail_msg("sf_vars_load: %s", err);
@@ -415,7 +415,7 @@ static void test_onnx_equals_h5(void **st) {
     state *s = *st;
     sf_model *onnx = NULL;
     char err[512];
-    if (sf_model_load(&onnx, ONNX_PATH, NULL, err, sizeof err) != 0)
+    if (sf_model_load(&onnx, ONNX_PATH, NULL, NULL, err, sizeof err) != 0)
         fail_msg("sf_model_load: %s", err);
     assert_int_equal(onnx->n_params, s->model->n_params);
     const sf_infer_conf *confs[] = {&conf_openblas, &conf_onednn};

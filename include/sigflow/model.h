@@ -1,5 +1,7 @@
-/* model.h: load a Keras MLP (HDF5 whole model, or weights HDF5 + architecture
- * JSON) into plain float arrays, refusing anything we cannot run exactly.
+/* model.h: load an MLP (Keras HDF5 whole model, weights HDF5 + architecture
+ * JSON, Keras 3 .keras archive, or ONNX graph; the format is told by the
+ * file's content) into plain float arrays, refusing anything we cannot run
+ * exactly.
  *
  * Like lwtnn, the loader is strict: an unsupported layer, a shape mismatch, a
  * missing dataset or a damaged file is a load error whose message names the file,
@@ -64,9 +66,12 @@ typedef struct sf_model {
     char sha256[65];       /* hex digest of the weights file (and architecture file if any) */
 } sf_model;
 
-/* Loads `path` (HDF5). With arch_path NULL the file must be a whole-model save
- * (root attribute model_config); otherwise it is a weights file and arch_path
- * the model.to_json() text. Returns 0 and *out, or -1 with a message in errstr.
+/* Loads `path`. For HDF5: with arch_path NULL the file must be a whole-model
+ * save (root attribute model_config); otherwise it is a weights file and
+ * arch_path the model.to_json() text. For ONNX (model_onnx.h), arch_path must
+ * be NULL, and onnx_output names the graph output to serve (NULL: the only
+ * float output, or the one named like probabilities); onnx_output with any
+ * other format is an error. Returns 0 and *out, or -1 with a message in errstr.
  *
  * A model file is untrusted input and libhdf5 can crash or spin on a damaged
  * one, so the file is parsed in a short-lived child process (fork) that hands
@@ -77,17 +82,17 @@ typedef struct sf_model {
  * SIGFLOW_MODEL_LOAD_TIMEOUT in seconds (for slow disks, and for tests). */
 #define SF_MODEL_LOAD_TIMEOUT_MS 10000
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
-                  char *errstr, size_t errstr_size);
+                  const char *onnx_output, char *errstr, size_t errstr_size);
 
 /* sf_model_load with an explicit time limit in milliseconds. */
 int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
-                          int timeout_ms, char *errstr, size_t errstr_size);
+                          const char *onnx_output, int timeout_ms, char *errstr, size_t errstr_size);
 
 /* The loader itself, in this process, with no protection from the HDF5
  * library: for the isolation's child, and for tests and fuzzers that look
  * inside it (leaks on refusal paths). Daemon code calls sf_model_load. */
 int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
-                            char *errstr, size_t errstr_size);
+                            const char *onnx_output, char *errstr, size_t errstr_size);
 
 void sf_model_free(sf_model *m);
 

@@ -31,8 +31,10 @@ static const char usage[] =
     "Score labeled events and print accuracy, ROC AUC (two labels), the confusion\n"
     "matrix and, for a model set, each member's accuracy and AUC.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model, or a model set (JSON)\n"
+    "  --model PATH           Keras .h5/.keras or ONNX model, or a model set (JSON)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --onnx-output NAME     ONNX: the graph output to serve (default: the only float\n"
+    "                         output, or the one named like probabilities)\n"
     "  --variables PATH       lwtnn-style inputs file (not with a set)\n"
     "  --label-field F        the event field holding the true label, as a label name\n"
     "                         (e.g. s) or an output index (default Label)\n"
@@ -358,6 +360,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
     enum { O_LABEL = 256, O_CSV, O_JSON, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"onnx-output", required_argument, NULL, SF_ARGS_O_ONNX_OUTPUT},
         {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},

@@ -24,9 +24,12 @@ static const char usage[] =
     "Classify JSON events read from stdin, one per line; write one JSON object per\n"
     "line to stdout, in input order: the prediction, or {\"line\": N, \"error\": ...}.\n"
     "\n"
-    "  --model PATH           Keras HDF5 model (whole model, or weights with --architecture),\n"
-    "                         or a model set (JSON: members with their own variables)\n"
+    "  --model PATH           Keras .h5/.keras or ONNX model (a weights-only .h5 with\n"
+    "                         --architecture), or a model set (JSON: members with their\n"
+    "                         own variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --onnx-output NAME     ONNX: the graph output to serve (default: the only float\n"
+    "                         output, or the one named like probabilities)\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event field copied to each output (default EventId; '' for none)\n"
     "  --normalize MODE       standard (default), l2 or none\n"
@@ -158,6 +161,7 @@ int sf_cmd_predict(int argc, char **argv) {
     int emit_members = 0;
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"onnx-output", required_argument, NULL, SF_ARGS_O_ONNX_OUTPUT},
         {"variables", required_argument, NULL, 'v'}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH}, {"help", no_argument, NULL, 'h'},
