@@ -318,4 +318,10 @@ run "$SF" predict --model "$HM.h5" --onnx-output dense_3 --variables "$HV" <"$T/
 [ "$rc" -eq 2 ] && grep -qF "higgs_mlp.h5: --onnx-output dense_3: not an ONNX model" "$T/err" ||
     fail "--onnx-output with an HDF5 model: exit $rc, $(cat "$T/err")"
 
+# A model set may mix formats: the .h5 and the .onnx of one network give it back.
+run "$SF" predict --model "$FIX/onnx/set_mixed.json" <"$T/raw.jsonl" >"$T/set.out"
+[ "$rc" -eq 0 ] || fail "predict with a mixed set exited $rc"
+probs "$T/set.out" >"$T/set.probs"
+close_to "$T/set.probs" "$T/h5.probs" 1e-6 || fail "the mixed set differs from its members"
+
 echo "test_predict: ok"
