@@ -54,6 +54,8 @@ static const char *node_name(const sf_onnx_node *n) {
 
 static const char *op_of(const sf_onnx_node *n) { return n->op_type ? n->op_type : "(no op_type)"; }
 
+static const char *tname(const sf_onnx_tensor *t) { return t->name ? t->name : "(unnamed)"; }
+
 /* "<file>: node '<name>' (<op>): <why>", or "<file>: <why>". */
 __attribute__((format(printf, 3, 4)))
 static int fail(mapper *mp, const sf_onnx_node *n, const char *fmt, ...) {
@@ -152,15 +154,15 @@ static int read_external(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor
     const char *loc = t->ext_location;
     *out = NULL;
     if (!loc || !*loc)
-        return fail(mp, n, "tensor '%s' is stored externally without a location", t->name);
+        return fail(mp, n, "tensor '%s' is stored externally without a location", tname(t));
     if (loc[0] == '/' || strstr(loc, ".."))
         return fail(mp, n, "tensor '%s': external data location '%s' leaves the model's "
-                    "folder", t->name, loc);
+                    "folder", tname(t), loc);
     if (t->ext_length >= 0 && (uint64_t)t->ext_length != nbytes)
         return fail(mp, n, "tensor '%s': external data length %lld, expected %zu bytes",
-                    t->name, (long long)t->ext_length, nbytes);
+                    tname(t), (long long)t->ext_length, nbytes);
     if ((int64_t)nbytes > MAX_EXTERNAL_BYTES)
-        return fail(mp, n, "tensor '%s': external data of %zu bytes is too large", t->name,
+        return fail(mp, n, "tensor '%s': external data of %zu bytes is too large", tname(t),
                     nbytes);
     char dir[PATH_MAX], file[PATH_MAX], real_dir[PATH_MAX], real_file[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", mp->path);
@@ -170,27 +172,27 @@ static int read_external(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor
     else
         snprintf(dir, sizeof dir, ".");
     if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, loc) >= sizeof file)
-        return fail(mp, n, "tensor '%s': external data path too long", t->name);
+        return fail(mp, n, "tensor '%s': external data path too long", tname(t));
     if (!realpath(dir, real_dir) || !realpath(file, real_file))
-        return fail(mp, n, "tensor '%s': external data file '%s': %s", t->name, loc,
+        return fail(mp, n, "tensor '%s': external data file '%s': %s", tname(t), loc,
                     strerror(errno));
     size_t dl = strlen(real_dir);
     if (strncmp(real_file, real_dir, dl) != 0 || (real_file[dl] != '/' && dl != 1))
         return fail(mp, n, "tensor '%s': external data location '%s' leaves the model's "
-                    "folder", t->name, loc);
+                    "folder", tname(t), loc);
     int fd = open(real_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);
         return fail(mp, n, "tensor '%s': external data file '%s' is not a readable regular "
-                    "file", t->name, loc);
+                    "file", tname(t), loc);
     }
     if ((uint64_t)t->ext_offset > (uint64_t)st.st_size ||
         nbytes > (uint64_t)st.st_size - (uint64_t)t->ext_offset) {
         close(fd);
         return fail(mp, n, "tensor '%s': external data file '%s' holds %lld bytes, not %zu at "
-                    "offset %lld", t->name, loc, (long long)st.st_size, nbytes,
+                    "offset %lld", tname(t), loc, (long long)st.st_size, nbytes,
                     (long long)t->ext_offset);
     }
     unsigned char *buf = malloc(nbytes ? nbytes : 1);
@@ -206,7 +208,7 @@ static int read_external(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor
     close(fd);
     if (!buf || got < nbytes) {
         free(buf);
-        return fail(mp, n, "tensor '%s': cannot read external data file '%s'", t->name, loc);
+        return fail(mp, n, "tensor '%s': cannot read external data file '%s'", tname(t), loc);
     }
     *out = buf;
     return 0;
@@ -242,13 +244,13 @@ static int values(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor *t, in
     size_t total = 1;
     for (size_t k = 0; k < t->rank; k++) {
         if (t->dims[k] < 0 || (t->dims[k] > 0 && total > SF_ONNX_MAX_ELEMENTS / (size_t)t->dims[k]))
-            return fail(mp, n, "tensor '%s' has an invalid or too large shape", t->name);
+            return fail(mp, n, "tensor '%s' has an invalid or too large shape", tname(t));
         total *= (size_t)t->dims[k];
     }
     int fl = t->data_type == SF_ONNX_FLOAT || t->data_type == SF_ONNX_DOUBLE;
     int in = t->data_type == SF_ONNX_INT32 || t->data_type == SF_ONNX_INT64;
     if (want_float ? !fl : !in)
-        return fail(mp, n, "tensor '%s' is %s; %s", t->name, type_name(t->data_type),
+        return fail(mp, n, "tensor '%s' is %s; %s", tname(t), type_name(t->data_type),
                     want_float ? "weights must be float or double" : "expected int64 values");
     double *v = malloc((total ? total : 1) * sizeof *v);
     if (!v)
@@ -269,7 +271,7 @@ static int values(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor *t, in
         if (raw_len != total * es) {
             free(v);
             return fail(mp, n, "tensor '%s' holds %zu bytes of raw data, its shape needs %zu",
-                        t->name, raw_len, total * es);
+                        tname(t), raw_len, total * es);
         }
         for (size_t i = 0; i < total; i++) {
             const unsigned char *p = raw + i * es;
@@ -287,7 +289,7 @@ static int values(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor *t, in
     } else {
         if (t->n_typed != total) {
             free(v);
-            return fail(mp, n, "tensor '%s' holds %zu values, its shape needs %zu", t->name,
+            return fail(mp, n, "tensor '%s' holds %zu values, its shape needs %zu", tname(t),
                         t->n_typed, total);
         }
         if (total)
@@ -393,7 +395,7 @@ static int vector_const(mapper *mp, const sf_onnx_node *n, size_t i, size_t unit
 bad:
     free(*v);
     *v = NULL;
-    return fail(mp, n, "constant '%s' does not broadcast over %zu features", t->name, units);
+    return fail(mp, n, "constant '%s' does not broadcast over %zu features", tname(t), units);
 }
 
 /* Gemm (alpha, beta, transB) or MatMul: y = x @ W (+ C). */
@@ -416,10 +418,10 @@ static int do_dense(mapper *mp, const sf_onnx_node *n, int gemm) {
     if (const_input(mp, n, 1, 1, &wt, &w, &count) < 0)
         goto done;
     if (wt->rank != 2)
-        return free(w), fail(mp, n, "weight '%s' has rank %zu, expected 2", wt->name, wt->rank);
+        return free(w), fail(mp, n, "weight '%s' has rank %zu, expected 2", tname(wt), wt->rank);
     size_t k_in = (size_t)wt->dims[trans_b ? 1 : 0], units = (size_t)wt->dims[trans_b ? 0 : 1];
     if (k_in != mp->width || units == 0) {
-        fail(mp, n, "weight '%s' is [%lld, %lld]%s; the input has %zu features", wt->name,
+        fail(mp, n, "weight '%s' is [%lld, %lld]%s; the input has %zu features", tname(wt),
              (long long)wt->dims[0], (long long)wt->dims[1], trans_b ? " (transB)" : "",
              mp->width);
         goto done;
@@ -705,7 +707,7 @@ static int int_list(mapper *mp, const sf_onnx_node *n, size_t input, const char 
         return -1;
     if (c > SF_ONNX_MAX_RANK) {
         free(v);
-        return fail(mp, n, "'%s' has %zu values", t->name, c);
+        return fail(mp, n, "'%s' has %zu values", tname(t), c);
     }
     for (size_t i = 0; i < c; i++)
         out[i] = (int64_t)v[i];
