@@ -232,8 +232,6 @@ static int int64s(rd *r, int wt, int64_t **vals, size_t *n, size_t max) {
 
 /* ---- messages ------------------------------------------------------------------- */
 
-static int parse_tensor(rd *r, sf_onnx_tensor *t);
-
 /* StringStringEntryProto of external_data. */
 static int parse_ext_entry(rd *r, sf_onnx_tensor *t) {
     char *key = NULL, *value = NULL;
