@@ -843,7 +843,8 @@ static int is_onnx(const char *path) {
     return sf_onnx_sniff(head, n);
 }
 
-static int load_onnx(loader *ld, sf_model *m, const char *arch_path, const char *output) {
+static int load_onnx(loader *ld, sf_model *m, const char *arch_path, const char *output,
+                     sf_sha256 *h) {
     if (arch_path)
         return fail(ld, NULL, "an ONNX model holds its own graph; do not pass --architecture %s",
                     arch_path);
@@ -851,7 +852,7 @@ static int load_onnx(loader *ld, sf_model *m, const char *arch_path, const char 
     size_t len;
     if (read_whole_file(ld, ld->path, SF_ONNX_MAX_BYTES, &buf, &len) < 0)
         return -1;
-    int rc = sf_onnx_build(m, (const unsigned char *)buf, len, ld->path, output, ld->errstr,
+    int rc = sf_onnx_build(m, (const unsigned char *)buf, len, ld->path, output, h, ld->errstr,
                            ld->errstr_size);
     free(buf);
     return rc < 0 ? -1 : sigmoid_head(ld, m);
@@ -877,7 +878,7 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
         snprintf(errstr, errstr_size, "%s: --onnx-output %s: not an ONNX model", path, onnx_output);
         goto done;
     }
-    if (is_onnx(path) ? load_onnx(&ld, m, arch_path, onnx_output) < 0
+    if (is_onnx(path) ? load_onnx(&ld, m, arch_path, onnx_output, &h) < 0
                       : (open_model(&ld, arch_path, &h) < 0 || build_layers(&ld, m) < 0 ||
                          check_unused_weights(&ld) < 0))
         goto done;

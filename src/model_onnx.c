@@ -40,6 +40,7 @@ typedef struct mapper {
     int dense_seen;           /* a Dense or BatchNormalization is on the chain */
     int head;                 /* Softmax/LogSoftmax/binary head reached */
     unsigned char *used;      /* per node: on the chain */
+    sf_sha256 *hash;          /* the model's digest, fed the external data read */
     char *errstr;
     size_t errstr_size;
 } mapper;
@@ -210,6 +211,7 @@ static int read_external(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor
         free(buf);
         return fail(mp, n, "tensor '%s': cannot read external data file '%s'", tname(t), loc);
     }
+    sf_sha256_update(mp->hash, buf, nbytes);
     *out = buf;
     return 0;
 }
@@ -1200,8 +1202,9 @@ static int describe(mapper *mp, const char *input, const char *output, const cha
 }
 
 int sf_onnx_build(sf_model *m, const unsigned char *buf, size_t len, const char *path,
-                  const char *output, char *errstr, size_t errstr_size) {
-    mapper mp = {.path = path, .m = m, .errstr = errstr, .errstr_size = errstr_size};
+                  const char *output, sf_sha256 *hash, char *errstr, size_t errstr_size) {
+    mapper mp = {.path = path, .m = m, .hash = hash, .errstr = errstr,
+                 .errstr_size = errstr_size};
     char why[512];
     errstr[0] = '\0';
     if (sf_onnx_parse(&mp.g, buf, len, why, sizeof why) < 0) {

@@ -12,15 +12,18 @@
 #include <stddef.h>
 
 #include "sigflow/model.h"
+#include "sha256.h"
 
 /* Builds m's layers, n_inputs, n_outputs and n_params from the `len` bytes of
  * an ONNX file. `path` names the file in messages; its folder is where
  * external data files are looked for (none may lie outside it). `output`
  * names the graph output to serve, NULL for the default (the only float
  * output, else the one named like probabilities / output_probability).
- * A single sigmoid unit at the end is left as it is, for the caller's
- * binary-head rewrite. 0, or -1 with "<path>: ..." in errstr. */
+ * The bytes of external data files read are added to `hash` (the model's
+ * digest covers its weights wherever they are). A single sigmoid unit at the
+ * end is left as it is, for the caller's binary-head rewrite. 0, or -1 with
+ * "<path>: ..." in errstr. */
 int sf_onnx_build(sf_model *m, const unsigned char *buf, size_t len, const char *path,
-                  const char *output, char *errstr, size_t errstr_size);
+                  const char *output, sf_sha256 *hash, char *errstr, size_t errstr_size);
 
 #endif

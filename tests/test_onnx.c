@@ -182,6 +182,42 @@ static void test_output_choice(void **state) {
     assert_non_null(strstr(errstr, "gemm.onnx: the graph has no output named 'z'"));
 }
 
+static void copy_file(const char *from, const char *to, long flip_at) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_true(in && out);
+    int c;
+    for (long i = 0; (c = fgetc(in)) != EOF; i++)
+        fputc(i == flip_at ? c ^ 1 : c, out);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* External data: found next to the model, and part of the model's digest. */
+static void test_external_data_hashed(void **state) {
+    (void)state;
+    char dir[] = "/tmp/test_onnx_ext_XXXXXX", model[512], weights[512], sha[65];
+    assert_non_null(mkdtemp(dir));
+    snprintf(model, sizeof model, "%s/external.onnx", dir);
+    snprintf(weights, sizeof weights, "%s/external.weights", dir);
+    copy_file(DIR "external.onnx", model, -1);
+    copy_file(DIR "external.weights", weights, -1);
+    sf_model *m = NULL;
+    if (sf_model_load_inprocess(&m, model, NULL, NULL, errstr, sizeof errstr))
+        fail_msg("%s", errstr);
+    memcpy(sha, m->sha256, sizeof sha);
+    sf_model_free(m);
+    copy_file(DIR "external.weights", weights, 100); /* one weight of w1 changes */
+    if (sf_model_load_inprocess(&m, model, NULL, NULL, errstr, sizeof errstr))
+        fail_msg("%s", errstr);
+    assert_string_not_equal(sha, m->sha256);
+    sf_model_free(m);
+    unlink(weights); /* and a missing file is a refusal naming it */
+    assert_int_equal(sf_model_load_inprocess(&m, model, NULL, NULL, errstr, sizeof errstr), -1);
+    assert_non_null(strstr(errstr, "external data file 'external.weights'"));
+    unlink(model);
+    rmdir(dir);
+}
+
 /* Every prefix and many single-byte changes of a real export: refused with a
  * message or loaded, never a crash (ASan watches) nor a model whose shapes
  * lie (the engine would run out of bounds: it runs each one). */
@@ -234,6 +270,7 @@ int main(void) {
         cmocka_unit_test(test_refusals_name_op_node_and_file),
         cmocka_unit_test(test_architecture_refused),
         cmocka_unit_test(test_output_choice),
+        cmocka_unit_test(test_external_data_hashed),
         cmocka_unit_test(test_damaged_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
