@@ -17,9 +17,11 @@
  * An exec'd program also inherits no locks: the forked child of earlier days
  * could sleep forever on a lock another thread of the daemon held at the fork.
  *
- * A format whose model refers to further files (ONNX external data) needs
- * them opened here, read-only, and passed as more descriptors after the
- * architecture's (spawn_loader), since the loader opens nothing. */
+ * An ONNX model may keep its weights in external data files beside it. The
+ * confined loader opens nothing, so it refuses such a model with a message
+ * saying how to re-save it; under --unsafe-model-loader the parent asks again
+ * of a loader that is not confined and reads them (model_onnx.c checks that
+ * no location leaves the model's folder). */
 #define _GNU_SOURCE /* posix_spawn_file_actions_addclosefrom_np */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +48,7 @@
 #include "sigflow/model.h"
 #include "sigflow/paths.h"
 #include "model_guard.h"
+#include "model_onnx.h"
 #include "model_sandbox.h"
 
 #define MAGIC 0x314d4653u          /* "SFM1" */
@@ -143,7 +146,16 @@ static void write_all(int fd, const char *p, size_t n) {
 }
 
 /* The loader program's arguments, in this order (model_guard.h). */
-enum { ARG_PATH = 1, ARG_ARCH, ARG_CPU, ARG_MEMORY, ARG_UNSAFE, ARG_PARENT, N_ARGS };
+enum { ARG_PATH = 1, ARG_ARCH, ARG_ONNX_OUTPUT, ARG_CPU, ARG_MEMORY, ARG_UNSAFE, ARG_PARENT,
+       N_ARGS };
+
+/* ARG_UNSAFE: refuse to parse unconfined; parse unconfined where the filter
+ * cannot be installed (--unsafe-model-loader); or do not confine at all and
+ * read ONNX external data files, which the confined loader cannot open (the
+ * parent's second try under --unsafe-model-loader, for such a model only). */
+#define UNSAFE_NO "0"
+#define UNSAFE_FALLBACK "1"
+#define UNSAFE_EXTERNAL "2"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -166,6 +178,11 @@ int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
     if (getppid() != (pid_t)atol(argv[ARG_PARENT]))
         return 1;
     const char *path = argv[ARG_PATH], *arch_path = *argv[ARG_ARCH] ? argv[ARG_ARCH] : NULL;
+    const char *unsafe = argv[ARG_UNSAFE];
+    int external = !strcmp(unsafe, UNSAFE_EXTERNAL);
+    sf_model_parse_opts opts = {
+        .onnx_output = *argv[ARG_ONNX_OUTPUT] ? argv[ARG_ONNX_OUTPUT] : NULL,
+        .external = external ? SF_ONNX_EXTERNAL_READ : SF_ONNX_EXTERNAL_REFUSE};
     char err[1024] = "", why[256];
     sf_model_bytes model = {0}, arch = {0};
     sf_model *m = NULL;
@@ -204,15 +221,15 @@ int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
 #ifdef SF_ASAN
     lim.memory = 0; /* ASan reserved terabytes of shadow at start-up */
 #endif
-    confined = sf_sandbox_enter(&lim, why, sizeof why) == 0;
-    if (!confined && strcmp(argv[ARG_UNSAFE], "1") != 0) {
+    confined = !external && sf_sandbox_enter(&lim, why, sizeof why) == 0;
+    if (!confined && !external && strcmp(unsafe, UNSAFE_FALLBACK) != 0) {
         snprintf(err, sizeof err, "%s: " SF_LOADER_NO_SANDBOX " (%s); refusing to parse it "
                  "unconfined (--unsafe-model-loader would)", path, why);
         goto reply;
     }
     if (hook)
         hook(&model);
-    sf_model_parse(&m, &model, arch_path ? &arch : NULL, err, sizeof err);
+    sf_model_parse(&m, &model, arch_path ? &arch : NULL, &opts, err, sizeof err);
 reply:;
     wbuf b = {0};
     serialize(&b, confined, m, err);
@@ -527,8 +544,9 @@ static int open_input(const char *path, char *errstr, size_t errstr_size) {
 }
 
 static int load_sandboxed(sf_model **out, const char *path, const char *arch_path,
+                          const char *onnx_output, const char *unsafe,
                           const sf_model_loader_conf *c, int timeout_ms, unsigned long long memory,
-                          char *errstr, size_t errstr_size) {
+                          int *confined, char *errstr, size_t errstr_size) {
     *out = NULL;
     char program[PATH_MAX];
     if (c->program)
@@ -560,7 +578,8 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     snprintf(mem, sizeof mem, "%llu", memory);
     snprintf(parent, sizeof parent, "%ld", (long)getpid());
     char *const argv[] = {"sigflow-loader", (char *)path, (char *)(arch_path ? arch_path : ""),
-                          cpu, mem, c->unsafe ? "1" : "0", parent, NULL};
+                          (char *)(onnx_output ? onnx_output : ""), cpu, mem, (char *)unsafe,
+                          parent, NULL};
     int64_t deadline = sf_clock_ms() + timeout_ms;
     pid_t pid;
     int sr = spawn_loader(program, argv, model_fd, fds[1], arch_fd, &pid);
@@ -586,7 +605,6 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     sf_model *m = NULL;
-    int confined = 0;
     char name[64];
     if (rr == 1 || (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU)) {
         snprintf(errstr, errstr_size, "%s: reading it took longer than %g s", path,
@@ -606,16 +624,12 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     } else {
         rbuf r = {.p = reply, .len = len};
         errstr[0] = '\0';
-        m = deserialize(&r, path, &confined, errstr, errstr_size);
+        m = deserialize(&r, path, confined, errstr, errstr_size);
         if (r.bad)
             snprintf(errstr, errstr_size, "%s: the loader process sent back a damaged model (%s)",
                      path, r.bad);
     }
     free(reply);
-    if (c->unsafe) /* every load under the opt-out says so, confined or not */
-        sf_log((sf_logger){SF_LOG_WARN, (sf_log_format)c->log_format}, SF_LOG_WARN,
-               "model loader sandbox may be off (--unsafe-model-loader) model=\"%s\" "
-               "confined=%s", path, m ? (confined ? "yes" : "no") : "unknown");
     *out = m;
     return m ? 0 : -1;
 }
@@ -639,7 +653,8 @@ static int env_number(const char *name, const char *unit, double max, double *ou
 }
 
 int sf_model_load_conf(sf_model **out, const char *path, const char *arch_path,
-                       const sf_model_loader_conf *conf, char *errstr, size_t errstr_size) {
+                       const char *onnx_output, const sf_model_loader_conf *conf, char *errstr,
+                       size_t errstr_size) {
     static const sf_model_loader_conf defaults = {0};
     const sf_model_loader_conf *c = conf ? conf : &defaults;
     double seconds = SF_MODEL_LOAD_TIMEOUT_MS / 1000.0, mib = SF_MODEL_LOADER_MEMORY >> 20;
@@ -652,18 +667,34 @@ int sf_model_load_conf(sf_model **out, const char *path, const char *arch_path,
         return -1;
     int timeout_ms = c->timeout_ms ? c->timeout_ms : (int)ceil(seconds * 1000);
     unsigned long long memory = c->memory ? c->memory : (unsigned long long)mib << 20;
-    return load_sandboxed(out, path, arch_path, c, timeout_ms, memory, errstr, errstr_size);
+    int confined = 0;
+    int rc = load_sandboxed(out, path, arch_path, onnx_output,
+                            c->unsafe ? UNSAFE_FALLBACK : UNSAFE_NO, c, timeout_ms, memory,
+                            &confined, errstr, errstr_size);
+    /* The confined loader opens nothing, so an ONNX model whose weights are
+     * in external data files is refused there; the opt-out reads them, in a
+     * loader that is not confined at all (and says so). Only such a model
+     * pays that: every other one was parsed in the sandbox above. */
+    if (rc < 0 && c->unsafe && strstr(errstr, SF_ONNX_EXTERNAL_SANDBOXED))
+        rc = load_sandboxed(out, path, arch_path, onnx_output, UNSAFE_EXTERNAL, c, timeout_ms,
+                            memory, &confined, errstr, errstr_size);
+    if (c->unsafe) /* every load under the opt-out says so, confined or not */
+        sf_log((sf_logger){SF_LOG_WARN, (sf_log_format)c->log_format}, SF_LOG_WARN,
+               "model loader sandbox may be off (--unsafe-model-loader) model=\"%s\" "
+               "confined=%s", path, rc == 0 ? (confined ? "yes" : "no") : "unknown");
+    return rc;
 }
 
 int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
-                          int timeout_ms, char *errstr, size_t errstr_size) {
+                          const char *onnx_output, int timeout_ms, char *errstr,
+                          size_t errstr_size) {
     sf_model_loader_conf c = {.timeout_ms = timeout_ms};
-    return sf_model_load_conf(out, path, arch_path, &c, errstr, errstr_size);
+    return sf_model_load_conf(out, path, arch_path, onnx_output, &c, errstr, errstr_size);
 }
 
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
-                  char *errstr, size_t errstr_size) {
-    return sf_model_load_conf(out, path, arch_path, NULL, errstr, errstr_size);
+                  const char *onnx_output, char *errstr, size_t errstr_size) {
+    return sf_model_load_conf(out, path, arch_path, onnx_output, NULL, errstr, errstr_size);
 }
 
 static const char *const refusal_names[SF_MODEL_REFUSED__COUNT] = {
