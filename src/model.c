@@ -792,7 +792,7 @@ static int load_onnx(loader *ld, sf_model *m, const sf_model_bytes *arch,
     if (ld->len > SF_ONNX_MAX_BYTES)
         return fail(ld, NULL, "too large for an ONNX model");
     int rc = sf_onnx_build(m, ld->data, ld->len, ld->path, o ? o->onnx_output : NULL,
-                           o ? o->external : SF_ONNX_EXTERNAL_READ, h, ld->errstr,
+                           o ? o->fetch : NULL, o ? o->fetch_ctx : NULL, h, ld->errstr,
                            ld->errstr_size);
     return rc < 0 ? -1 : sigmoid_head(ld, m);
 }
@@ -911,7 +911,7 @@ static int read_file(sf_model_bytes *b, const char *path, size_t max, char *errs
 
 int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
                             const char *onnx_output, char *errstr, size_t errstr_size) {
-    sf_model_parse_opts o = {.onnx_output = onnx_output, .external = SF_ONNX_EXTERNAL_READ};
+    sf_model_parse_opts o = {.onnx_output = onnx_output};
     sf_model_bytes model, arch = {0};
     *out = NULL;
     if (read_file(&model, path, SF_MODEL_MAX_FILE, errstr, errstr_size) < 0)

@@ -25,7 +25,6 @@
 #include "model_onnx_pb.h"
 
 #define MAX_NODES 4096 /* an MLP has tens; the walk is quadratic in them */
-#define MAX_EXTERNAL_BYTES ((int64_t)1 << 30)
 
 typedef struct mapper {
     const char *path;
@@ -41,7 +40,8 @@ typedef struct mapper {
     int head;                 /* Softmax/LogSoftmax/binary head reached */
     unsigned char *used;      /* per node: on the chain */
     sf_sha256 *hash;          /* the model's digest, fed the external data read */
-    sf_onnx_external external; /* read external data files, or refuse them */
+    sf_onnx_fetch fetch;      /* external data from elsewhere than the folder (NULL: read) */
+    void *fetch_ctx;
     char *errstr;
     size_t errstr_size;
 } mapper;
@@ -148,64 +148,62 @@ static sf_onnx_tensor *constant(const mapper *mp, const char *name) {
 
 /* ---- tensor values ---------------------------------------------------------------- */
 
-/* External data: the one place the loader opens a file other than the model,
- * so it is kept small and strict. The location is relative to the model's
- * folder and must stay inside it, links included (both sides resolved). */
-static int read_external(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor *t,
-                         size_t nbytes, unsigned char **out) {
-    const char *loc = t->ext_location;
+/* External data: the one place a file other than the model is opened, so it
+ * is kept small and strict. The location is relative to the model's folder
+ * and must stay inside it, links included (both sides resolved). The parent
+ * runs this for the sandboxed loader (model_guard.c), on a location the
+ * loader sent: it trusts nothing it is given. */
+int sf_onnx_external_read(const char *model_path, const char *loc, int64_t offset,
+                          size_t nbytes, unsigned char **out, char *why, size_t why_size) {
     *out = NULL;
-    if (!loc || !*loc)
-        return fail(mp, n, "tensor '%s' is stored externally without a location", tname(t));
-    if (loc[0] == '/' || strstr(loc, ".."))
-        return fail(mp, n, "tensor '%s': external data location '%s' leaves the model's "
-                    "folder", tname(t), loc);
-    if (mp->external == SF_ONNX_EXTERNAL_REFUSE)
-        return fail(mp, n, "tensor '%s' is stored in the external data file '%s', which "
-                    SF_ONNX_EXTERNAL_SANDBOXED ": re-save the model with its weights inside "
-                    "(onnx.save_model(m, path, save_as_external_data=False)), or load it with "
-                    "--unsafe-model-loader", tname(t), loc);
-    if (t->ext_length >= 0 && (uint64_t)t->ext_length != nbytes)
-        return fail(mp, n, "tensor '%s': external data length %lld, expected %zu bytes",
-                    tname(t), (long long)t->ext_length, nbytes);
-    if ((int64_t)nbytes > MAX_EXTERNAL_BYTES)
-        return fail(mp, n, "tensor '%s': external data of %zu bytes is too large", tname(t),
-                    nbytes);
+    if (!*loc || loc[0] == '/' || strstr(loc, "..")) {
+        snprintf(why, why_size, "external data location '%s' leaves the model's folder", loc);
+        return -1;
+    }
+    if (offset < 0 || (int64_t)nbytes > SF_ONNX_MAX_EXTERNAL) {
+        snprintf(why, why_size, "external data of %zu bytes at offset %lld is out of bounds",
+                 nbytes, (long long)offset);
+        return -1;
+    }
     char dir[PATH_MAX], file[PATH_MAX], real_dir[PATH_MAX], real_file[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", mp->path);
+    snprintf(dir, sizeof dir, "%s", model_path);
     char *slash = strrchr(dir, '/');
     if (slash)
         slash[slash == dir ? 1 : 0] = '\0';
     else
         snprintf(dir, sizeof dir, ".");
-    if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, loc) >= sizeof file)
-        return fail(mp, n, "tensor '%s': external data path too long", tname(t));
-    if (!realpath(dir, real_dir) || !realpath(file, real_file))
-        return fail(mp, n, "tensor '%s': external data file '%s': %s", tname(t), loc,
-                    strerror(errno));
+    if ((size_t)snprintf(file, sizeof file, "%s/%s", dir, loc) >= sizeof file) {
+        snprintf(why, why_size, "external data path too long");
+        return -1;
+    }
+    if (!realpath(dir, real_dir) || !realpath(file, real_file)) {
+        snprintf(why, why_size, "external data file '%s': %s", loc, strerror(errno));
+        return -1;
+    }
     size_t dl = strlen(real_dir);
-    if (strncmp(real_file, real_dir, dl) != 0 || (real_file[dl] != '/' && dl != 1))
-        return fail(mp, n, "tensor '%s': external data location '%s' leaves the model's "
-                    "folder", tname(t), loc);
-    int fd = open(real_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (strncmp(real_file, real_dir, dl) != 0 || (real_file[dl] != '/' && dl != 1)) {
+        snprintf(why, why_size, "external data location '%s' leaves the model's folder", loc);
+        return -1;
+    }
+    int fd = open(real_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);
-        return fail(mp, n, "tensor '%s': external data file '%s' is not a readable regular "
-                    "file", tname(t), loc);
+        snprintf(why, why_size, "external data file '%s' is not a readable regular file", loc);
+        return -1;
     }
-    if ((uint64_t)t->ext_offset > (uint64_t)st.st_size ||
-        nbytes > (uint64_t)st.st_size - (uint64_t)t->ext_offset) {
+    if ((uint64_t)offset > (uint64_t)st.st_size ||
+        nbytes > (uint64_t)st.st_size - (uint64_t)offset) {
         close(fd);
-        return fail(mp, n, "tensor '%s': external data file '%s' holds %lld bytes, not %zu at "
-                    "offset %lld", tname(t), loc, (long long)st.st_size, nbytes,
-                    (long long)t->ext_offset);
+        snprintf(why, why_size, "external data file '%s' holds %lld bytes, not %zu at offset %lld",
+                 loc, (long long)st.st_size, nbytes, (long long)offset);
+        return -1;
     }
     unsigned char *buf = malloc(nbytes ? nbytes : 1);
     size_t got = 0;
     while (buf && got < nbytes) {
-        ssize_t r = pread(fd, buf + got, nbytes - got, (off_t)(t->ext_offset + (int64_t)got));
+        ssize_t r = pread(fd, buf + got, nbytes - got, (off_t)(offset + (int64_t)got));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -215,10 +213,37 @@ static int read_external(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor
     close(fd);
     if (!buf || got < nbytes) {
         free(buf);
-        return fail(mp, n, "tensor '%s': cannot read external data file '%s'", tname(t), loc);
+        snprintf(why, why_size, "cannot read external data file '%s'", loc);
+        return -1;
     }
-    sf_sha256_update(mp->hash, buf, nbytes);
     *out = buf;
+    return 0;
+}
+
+/* A tensor's external bytes, from the model's folder or, in the sandboxed
+ * loader, from the parent (o->fetch); they go into the model's digest. */
+static int read_external(mapper *mp, const sf_onnx_node *n, const sf_onnx_tensor *t,
+                         size_t nbytes, unsigned char **out) {
+    const char *loc = t->ext_location;
+    *out = NULL;
+    if (!loc || !*loc)
+        return fail(mp, n, "tensor '%s' is stored externally without a location", tname(t));
+    if (loc[0] == '/' || strstr(loc, ".."))
+        return fail(mp, n, "tensor '%s': external data location '%s' leaves the model's "
+                    "folder", tname(t), loc);
+    if (t->ext_length >= 0 && (uint64_t)t->ext_length != nbytes)
+        return fail(mp, n, "tensor '%s': external data length %lld, expected %zu bytes",
+                    tname(t), (long long)t->ext_length, nbytes);
+    if ((int64_t)nbytes > SF_ONNX_MAX_EXTERNAL)
+        return fail(mp, n, "tensor '%s': external data of %zu bytes is too large", tname(t),
+                    nbytes);
+    char why[512];
+    int rc = mp->fetch ? mp->fetch(mp->fetch_ctx, loc, t->ext_offset, nbytes, out, why, sizeof why)
+                       : sf_onnx_external_read(mp->path, loc, t->ext_offset, nbytes, out, why,
+                                               sizeof why);
+    if (rc < 0)
+        return fail(mp, n, "tensor '%s': %s", tname(t), why);
+    sf_sha256_update(mp->hash, *out, nbytes);
     return 0;
 }
 
@@ -1208,9 +1233,10 @@ static int describe(mapper *mp, const char *input, const char *output, const cha
 }
 
 int sf_onnx_build(sf_model *m, const unsigned char *buf, size_t len, const char *path,
-                  const char *output, sf_onnx_external external, sf_sha256 *hash, char *errstr,
-                  size_t errstr_size) {
-    mapper mp = {.path = path, .m = m, .hash = hash, .external = external, .errstr = errstr,
+                  const char *output, sf_onnx_fetch fetch, void *fetch_ctx, sf_sha256 *hash,
+                  char *errstr, size_t errstr_size) {
+    mapper mp = {.path = path, .m = m, .hash = hash, .fetch = fetch, .fetch_ctx = fetch_ctx,
+                 .errstr = errstr,
                  .errstr_size = errstr_size};
     char why[512];
     errstr[0] = '\0';

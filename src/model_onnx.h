@@ -10,6 +10,7 @@
 #define SIGFLOW_MODEL_ONNX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sigflow/model.h"
 #include "sha256.h"
@@ -19,15 +20,23 @@
  * external data files are looked for (none may lie outside it). `output`
  * names the graph output to serve, NULL for the default (the only float
  * output, else the one named like probabilities / output_probability).
- * External data files are read only with SF_ONNX_EXTERNAL_READ; otherwise a
- * tensor stored in one is refused with a message containing
- * SF_ONNX_EXTERNAL_SANDBOXED that says how to re-save the model. The bytes of external data files read are added to `hash` (the model's
- * digest covers its weights wherever they are). A single sigmoid unit at the
+ * External data files are read from the model's folder (sf_onnx_external_read)
+ * or, with fetch, asked of it (the sandboxed loader asks the parent). The bytes
+ * of external data read are added to `hash` (the model's digest covers its
+ * weights wherever they are). A single sigmoid unit at the
  * end is left as it is, for the caller's binary-head rewrite. 0, or -1 with
  * "<path>: ..." in errstr. */
-#define SF_ONNX_EXTERNAL_SANDBOXED "the sandboxed model loader cannot open"
 int sf_onnx_build(sf_model *m, const unsigned char *buf, size_t len, const char *path,
-                  const char *output, sf_onnx_external external, sf_sha256 *hash,
+                  const char *output, sf_onnx_fetch fetch, void *fetch_ctx, sf_sha256 *hash,
                   char *errstr, size_t errstr_size);
+
+/* One tensor's external data: nbytes at offset of the file `location`, which
+ * must be relative, without "..", inside the folder of model_path once links
+ * are resolved, not itself a link, a regular file, and at most
+ * SF_ONNX_MAX_EXTERNAL bytes are read. 0 and *out (malloc'd), or -1 with a
+ * reason (no file name prefix) in why. */
+#define SF_ONNX_MAX_EXTERNAL ((int64_t)1 << 30)
+int sf_onnx_external_read(const char *model_path, const char *location, int64_t offset,
+                          size_t nbytes, unsigned char **out, char *why, size_t why_size);
 
 #endif

@@ -84,6 +84,17 @@ static void test_probes_are_killed(void **state) {
     unlink(path);
     free(path);
 
+    /* A parser that asks sigflow for external data outside the model's
+     * folder gets a refusal, not the bytes (the probe aborts otherwise); the
+     * load then ends as the file deserves: not a model. */
+    path = write_probe("broker");
+    assert_int_equal(sf_model_load_conf(&m, path, NULL, NULL, &pc, err, sizeof err), -1);
+    printf("  %s\n", err);
+    if (sf_model_refusal_of(err) != SF_MODEL_REFUSED_INVALID)
+        fail_msg("the broker probe: %s", err);
+    unlink(path);
+    free(path);
+
     /* The probe loader is the real one otherwise: a model loads through it. */
     m = NULL;
     if (sf_model_load_conf(&m, FIXTURE("model_mlp.h5"), NULL, NULL, &pc, err, sizeof err) != 0)
@@ -264,11 +275,12 @@ static void test_loader_holds_no_secrets(void **state) {
     for (size_t i = 0; i < env_len; i += strlen(env + i) + 1)
         if (strstr(env + i, "SIGFLOW_KAFKA_") || strstr(env + i, "s3cret"))
             fail_msg("the loader's environment holds %s", env + i);
-    /* Every descriptor is the model (3) or the pipe (4). */
+    /* Every descriptor is the model (3), the pipe (4) or the broker socket (5). */
     for (char *p = fds; *p;) {
         int fd = atoi(p);
         const char *target = strchr(p, '=') + 1;
         if (!(fd == 4 && !strncmp(target, "pipe:", 5)) &&
+            !(fd == 5 && !strncmp(target, "socket:", 7)) && /* the broker (ONNX) */
             !(fd == 3 && !strncmp(target, s.path, strlen(s.path))))
             fail_msg("unexpected descriptor in the loader: %s", p);
         p = strchr(p, ';') + 1;

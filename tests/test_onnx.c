@@ -84,19 +84,8 @@ static void check_model(const char *file) {
     if (!ref)
         fail_msg("%s: %s", ref_path, jerr.text);
     sf_model *m = NULL;
-    /* The sandboxed loader opens nothing: a model with external data is
-     * refused there, saying how to re-save it, and read under the opt-out. */
-    if (!strcmp(file, "external.onnx")) {
-        assert_int_equal(sf_model_load(&m, path, NULL, NULL, errstr, sizeof errstr), -1);
-        if (!strstr(errstr, "save_as_external_data=False") ||
-            !strstr(errstr, "--unsafe-model-loader"))
-            fail_msg("%s: %s", file, errstr);
-        sf_model_loader_conf unsafe = {.unsafe = 1};
-        if (sf_model_load_conf(&m, path, NULL, NULL, &unsafe, errstr, sizeof errstr) != 0)
-            fail_msg("%s: %s", file, errstr);
-    } else if (sf_model_load(&m, path, NULL, NULL, errstr, sizeof errstr) != 0) {
+    if (sf_model_load(&m, path, NULL, NULL, errstr, sizeof errstr) != 0)
         fail_msg("%s: %s", file, errstr);
-    }
     json_t *inputs = json_object_get(ref, "inputs"), *outputs = json_object_get(ref, "outputs");
     size_t n = json_array_size(inputs);
     assert_true(n > 0);
@@ -204,8 +193,8 @@ static void copy_file(const char *from, const char *to, long flip_at) {
 }
 
 /* External data: found next to the model, and part of the model's digest,
- * in this process and through the unconfined loader --unsafe-model-loader
- * asks for; the sandboxed loader refuses it by name. */
+ * in this process and in the sandboxed loader (which asks sigflow for the
+ * bytes); a link that leaves the folder is refused by sigflow, not read. */
 static void test_external_data_hashed(void **state) {
     (void)state;
     char dir[] = "/tmp/test_onnx_ext_XXXXXX", model[512], weights[512], sha[65];
@@ -219,27 +208,39 @@ static void test_external_data_hashed(void **state) {
         fail_msg("%s", errstr);
     memcpy(sha, m->sha256, sizeof sha);
     sf_model_free(m);
-    sf_model_loader_conf unsafe = {.unsafe = 1};
-    if (sf_model_load_conf(&m, model, NULL, NULL, &unsafe, errstr, sizeof errstr))
+    if (sf_model_load(&m, model, NULL, NULL, errstr, sizeof errstr))
         fail_msg("%s", errstr);
     assert_string_equal(sha, m->sha256);
     sf_model_free(m);
-    assert_int_equal(sf_model_load(&m, model, NULL, NULL, errstr, sizeof errstr), -1);
-    assert_null(m);
-    if (strncmp(errstr, model, strlen(model)) != 0 ||
-        !strstr(errstr, "external data file 'external.weights', which the sandboxed model "
-                        "loader cannot open"))
-        fail_msg("%s", errstr);
     copy_file(DIR "external.weights", weights, 100); /* one weight of w1 changes */
     if (sf_model_load_inprocess(&m, model, NULL, NULL, errstr, sizeof errstr))
         fail_msg("%s", errstr);
     assert_string_not_equal(sha, m->sha256);
+    memcpy(sha, m->sha256, sizeof sha);
     sf_model_free(m);
+    if (sf_model_load(&m, model, NULL, NULL, errstr, sizeof errstr))
+        fail_msg("%s", errstr);
+    assert_string_equal(sha, m->sha256);
+    sf_model_free(m);
+    /* A link out of the folder: its name is harmless, where it leads is not. */
+    char outside[512];
+    snprintf(outside, sizeof outside, "%s.weights", dir);
+    copy_file(DIR "external.weights", outside, -1);
+    unlink(weights);
+    assert_int_equal(symlink(outside, weights), 0);
+    assert_int_equal(sf_model_load(&m, model, NULL, NULL, errstr, sizeof errstr), -1);
+    assert_null(m);
+    if (strncmp(errstr, model, strlen(model)) != 0 ||
+        !strstr(errstr, "tensor 'w1': external data location 'external.weights' leaves the "
+                        "model's folder"))
+        fail_msg("%s", errstr);
+    assert_int_equal(sf_model_load_inprocess(&m, model, NULL, NULL, errstr, sizeof errstr), -1);
+    assert_non_null(strstr(errstr, "leaves the model's folder"));
+    unlink(outside);
     unlink(weights); /* and a missing file is a refusal naming it */
     assert_int_equal(sf_model_load_inprocess(&m, model, NULL, NULL, errstr, sizeof errstr), -1);
     assert_non_null(strstr(errstr, "external data file 'external.weights'"));
-    assert_int_equal(sf_model_load_conf(&m, model, NULL, NULL, &unsafe, errstr, sizeof errstr),
-                     -1);
+    assert_int_equal(sf_model_load(&m, model, NULL, NULL, errstr, sizeof errstr), -1);
     assert_non_null(strstr(errstr, "external data file 'external.weights': No such file"));
     unlink(model);
     rmdir(dir);

@@ -99,9 +99,7 @@ typedef struct sf_model_loader_conf {
     unsigned long long memory;
     /* --unsafe-model-loader: where the seccomp filter cannot be installed,
      * parse anyway, unconfined (each such load says so at warn on stderr in
-     * log_format); otherwise such a load is refused. It also lets an ONNX
-     * model read its external data files, in a loader that is not confined
-     * (the confined one opens nothing and refuses such a model). */
+     * log_format); otherwise such a load is refused. */
     int unsafe;
     int log_format;            /* sf_log_format of that warning */
     /* The loader program; NULL: the installed one. For tests only (a loader
@@ -141,7 +139,7 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
  * so that the sandboxed loader can hand them what it read from the descriptor
  * it was given; a new format (ONNX) is one more reader behind sf_model_parse.
  * (ONNX external data, the one case of a model referring to other files,
- * is read only by an unconfined parse: see sf_onnx_external.) */
+ * comes to the sandboxed loader from the parent: see sf_onnx_fetch.) */
 typedef struct sf_model_bytes {
     const char *name;      /* the path, for messages (borrowed) */
     unsigned char *data;
@@ -156,15 +154,17 @@ int sf_model_bytes_read(sf_model_bytes *b, int fd, const char *name, size_t max,
                         size_t errstr_size);
 void sf_model_bytes_free(sf_model_bytes *b);
 
-/* What an ONNX model's external data files get: read (from the model's
- * folder, by the in-process loader and an unconfined one), or refused (the
- * sandboxed loader opens nothing; the message says how to re-save the model
- * with its weights inside). */
-typedef enum { SF_ONNX_EXTERNAL_READ = 0, SF_ONNX_EXTERNAL_REFUSE } sf_onnx_external;
+/* Where an ONNX model's external data comes from when it is not read from
+ * the model's folder: the sandboxed loader opens nothing, so it asks the
+ * parent, which checks the location and sends the bytes (model_guard.c).
+ * Fills *out (malloc'd, nbytes) and returns 0, or -1 with a reason in why. */
+typedef int (*sf_onnx_fetch)(void *ctx, const char *location, long long offset, size_t nbytes,
+                             unsigned char **out, char *why, size_t why_size);
 
 typedef struct sf_model_parse_opts {
     const char *onnx_output;   /* as sf_model_load's; NULL: the default */
-    sf_onnx_external external;
+    sf_onnx_fetch fetch;       /* NULL: external data is read from the model's folder */
+    void *fetch_ctx;
 } sf_model_parse_opts;
 
 /* Parses a model from its bytes: a .keras zip, an HDF5 file (arch: the
