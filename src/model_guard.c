@@ -135,16 +135,18 @@ static void serialize(wbuf *b, int confined, const sf_model *m, const char *err)
     put_u32(b, MAGIC);
 }
 
-static void write_all(int fd, const char *p, size_t n) {
+static int write_all(int fd, const void *v, size_t n) {
+    const char *p = v;
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return;
+            return -1;
         p += w;
         n -= (size_t)w;
     }
+    return 0;
 }
 
 /* The loader program's arguments, in this order (model_guard.h). */
@@ -172,18 +174,6 @@ static int read_full(int fd, void *p, size_t n) {
     return 0;
 }
 
-static int write_full(int fd, const void *p, size_t n) {
-    for (size_t put = 0; put < n;) {
-        ssize_t w = write(fd, (const char *)p + put, n - put);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        put += (size_t)w;
-    }
-    return 0;
-}
-
 int sf_loader_broker_ask(void *ctx, const char *location, long long offset, size_t nbytes,
                       unsigned char **out, char *why, size_t why_size) {
     int fd = *(int *)ctx;
@@ -195,9 +185,9 @@ int sf_loader_broker_ask(void *ctx, const char *location, long long offset, size
     }
     uint32_t magic = BROKER_MAGIC, len32 = (uint32_t)ln, status;
     uint64_t off = (uint64_t)offset, want = nbytes, n;
-    if (write_full(fd, &magic, 4) < 0 || write_full(fd, &off, 8) < 0 ||
-        write_full(fd, &want, 8) < 0 || write_full(fd, &len32, 4) < 0 ||
-        write_full(fd, location, ln) < 0 || read_full(fd, &status, 4) < 0 ||
+    if (write_all(fd, &magic, 4) < 0 || write_all(fd, &off, 8) < 0 ||
+        write_all(fd, &want, 8) < 0 || write_all(fd, &len32, 4) < 0 ||
+        write_all(fd, location, ln) < 0 || read_full(fd, &status, 4) < 0 ||
         read_full(fd, &n, 8) < 0) {
         snprintf(why, why_size, "external data file '%s': no answer from sigflow", location);
         return -1;
