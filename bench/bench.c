@@ -71,6 +71,7 @@ typedef struct opts {
     uint64_t backlog;                         /* pre-fill this many, time the catch-up */
     sf_log_format log_format; /* of the pipeline's warnings */
     double soak_minutes, soak_period; /* --soak: minutes in all, seconds between reloads */
+    sf_drift_conf drift;      /* the daemon's drift monitoring, on by default */
 } opts;
 
 /* One measured stretch at one input rate. */
@@ -131,7 +132,7 @@ typedef struct bench {
 } bench;
 
 static const char *const stage_keys[SF_STAGE__COUNT] = {
-    "consume", "parse_assemble", "normalize", "inference", "publish", "other"};
+    "consume", "parse_assemble", "normalize", "inference", "publish", "other", "monitor"};
 
 static void on_ack(void *opaque, double latency_ms) {
     bench *b = opaque;
@@ -754,6 +755,7 @@ static const char usage[] =
     "                     [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
     "                     [--compare] [--log-format text|json] [-X key=value ...] [-F FILE]\n"
     "                     [--soak MINUTES [--soak-period S]]\n"
+    "                     [--drift-window-events N] [--drift-window-s S] [--drift-warn-psi X]\n"
     "       sigflow-bench -h | --help | --version\n"
     "\n"
     "Times the model alone and JSON parsing alone, then runs the embedded broker, a\n"
@@ -775,7 +777,9 @@ static const char usage[] =
     "malformed and a model reload every --soak-period S (60), alternately a corrupt\n"
     "model (a crash, then a sandbox violation) and the good one; reports outputs,\n"
     "p99, RSS and open fds per period, and events lost (exit 1 unless 0), reloads\n"
-    "accepted/refused and the refusals by cause.\n";
+    "accepted/refused and the refusals by cause.\n"
+    "The pipeline monitors drift as the daemon does (its CPU is the `monitor` stage,\n"
+    "and `monitoring` in the JSON); --drift-window-events 0 turns it off, for an A/B.\n";
 
 /* 0 to run, 1 when --help or --version was printed, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_size) {
@@ -796,6 +800,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
     sf_pipeline_conf_init(&daemon);
     o->batch_size = daemon.engine.batch_size;
     o->batch_wait_ms = daemon.batch_wait_ms;
+    o->drift = daemon.drift;
     o->partitions = 2;
     o->blas_threads = 0;
     char err[512];
@@ -825,10 +830,13 @@ static int parse_opts(int argc, char **argv, opts *o, char *paths, size_t paths_
         {"log-format", required_argument, NULL, O_LOGF},
         {"soak", required_argument, NULL, O_SOAK},
         {"soak-period", required_argument, NULL, O_SOAK_PERIOD},
+        SF_ARGS_DRIFT_OPTIONS,
         {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":hX:F:", longopts, NULL)) != -1) {
+        if (sf_args_drift(&cli, opt, optarg, &o->drift, &bad))
+            continue;
         switch (opt) {
         case O_LOGF: bad |= sf_args_log_format(&cli, optarg, &o->log_format); break;
         case 'X':
@@ -1019,6 +1027,7 @@ static int stream(bench *b, results *r, char *errstr, size_t n) {
     if (o->soak_minutes > 0)
         c->dlq_topic = dead_topic; /* the soak's malformed events: acknowledged, counted */
     c->batch_wait_ms = o->batch_wait_ms;
+    c->drift = o->drift;
     /* The soak's malformed events would log a warning each; its refused reloads
      * log errors. */
     c->log_level = o->soak_minutes > 0 ? SF_LOG_ERROR : SF_LOG_WARN;
@@ -1108,6 +1117,20 @@ typedef struct summary {
     double p99_low, backlog, utilisation;
 } summary;
 
+/* What model-health monitoring costs, flat out: its CPU per event on the
+ * pipeline thread (the `monitor` stage) against the thread's whole, and what
+ * that share of the rate is worth (the pipeline thread bounds the rate). */
+static json_t *monitoring_json(const opts *o, const phase *top) {
+    double total = 0;
+    for (int i = 0; i < SF_STAGE__COUNT; i++)
+        total += top->stage_cpu[i];
+    double drift = top->stage_cpu[SF_STAGE_MONITOR];
+    return json_pack("{s:b, s:I, s:f, s:f, s:f}", "drift", sf_drift_enabled(&o->drift),
+                     "drift_window_events", (json_int_t)o->drift.window_events,
+                     "drift_window_s", o->drift.window_s, "drift_cpu_s_per_event", drift,
+                     "drift_share_of_pipeline_thread", total > 0 ? drift / total : 0.0);
+}
+
 static json_t *report_json(const opts *o, const bench *b, const bench_limits *lim, const results *r,
                            double rss, json_t *machine) {
     const phase *top = top_phase(r), *lat = lat_phase(r);
@@ -1163,6 +1186,7 @@ static json_t *report_json(const opts *o, const bench *b, const bench_limits *li
     }
     json_object_set_new(out, "batch_size_mean", json_real(top->batch_size_mean));
     json_object_set_new(out, "cpu_s_per_event", cpu_json(top));
+    json_object_set_new(out, "monitoring", monitoring_json(o, top));
     json_object_set_new(out, "rss_max_mb", json_real(r->flat.name || r->half.name ? rss : r->backlog_rss_mb));
     json_object_set_new(out, "inference_only_events_per_s", json_real(lim->inference_eps));
     json_object_set_new(out, "inference_only_1thread_events_per_s", json_real(lim->inference_1thread_eps));

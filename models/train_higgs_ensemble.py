@@ -49,6 +49,20 @@ def read_h5(path):
     return Ws, bs
 
 
+def p_signal(model_path, variables, x):
+    """float64 p(s) of raw rows x through a member's saved weights (ReLU hidden
+    layers, softmax head), normalized by its variables as the C pipeline does."""
+    h = th.normalize(x, variables, np.float64)
+    Ws, bs = read_h5(model_path)
+    for i, (W, b) in enumerate(zip(Ws, bs)):
+        h = h @ W + b
+        if i < len(Ws) - 1:
+            h = np.maximum(h, 0.0)
+    h = np.exp(h - h.max(axis=1, keepdims=True))
+    h /= h.sum(axis=1, keepdims=True)
+    return h[:, 1]
+
+
 def write_reference(set_path, n_events=200):
     """float64 p(s) of every member and of the weighted ensemble for the first
     n_events held-out events, from the saved weights (tests/test_ensemble_parity.sh)."""
@@ -62,16 +76,9 @@ def write_reference(set_path, n_events=200):
     for m in st["members"]:
         with open(os.path.join(here, m["variables"])) as f:
             vdoc = json.load(f)
-        h = th.normalize(x_raw[rows], vdoc["inputs"], np.float64)
-        Ws, bs = read_h5(os.path.join(here, m["model"]))
-        for i, (W, b) in enumerate(zip(Ws, bs)):
-            h = h @ W + b
-            if i < len(Ws) - 1:
-                h = np.maximum(h, 0.0)
-        h = np.exp(h - h.max(axis=1, keepdims=True))
-        h /= h.sum(axis=1, keepdims=True)
-        cols.append(h[:, 1])
-        ens += m["weight"] / total * h[:, 1]
+        p = p_signal(os.path.join(here, m["model"]), vdoc["inputs"], x_raw[rows])
+        cols.append(p)
+        ens += m["weight"] / total * p
     out = os.path.join(here, "higgs_ensemble_reference.csv")
     with open(out, "w") as f:
         f.write("# float64 p(s) of each member of %s and of the weighted ensemble for the first "

@@ -44,6 +44,9 @@ static void usage(FILE *f) {
         "      --key-field NAME         message key column (default EventId, \"\" = none)\n"
         "      --drop COL,...           columns left out (default %s)\n"
         "      --strict                 stop at the first bad row, exit 1\n"
+        "      --truth-topic T          also publish each event's label to T, as\n"
+        "                               {\"EventId\": ..., \"Label\": \"s\"}\n"
+        "      --truth-delay-s D        seconds after its event (default 0)\n"
         "      --timeout SECONDS        broker reachability and delivery bound (default 10)\n"
         "  -q, --quiet                  no progress line\n"
         "      --log-format FORMAT      stderr messages as text (default) or JSON lines\n"
@@ -91,7 +94,7 @@ static void on_progress(void *opaque, const sf_replay_stats *st, uint64_t in_fli
 
 int main(int argc, char **argv) {
     enum { O_LIMIT = 256, O_LOOP, O_FOREVER, O_INTERVAL, O_RATE, O_KEY, O_DROP, O_STRICT,
-           O_TIMEOUT, O_LOGF, O_PARTS, O_RF };
+           O_TIMEOUT, O_LOGF, O_PARTS, O_RF, O_TRUTH, O_TRUTH_DELAY };
     static const struct option longopts[] = {
         {"brokers", required_argument, NULL, 'b'},
         {"topic", required_argument, NULL, 't'},
@@ -104,6 +107,8 @@ int main(int argc, char **argv) {
         {"key-field", required_argument, NULL, O_KEY},
         {"drop", required_argument, NULL, O_DROP},
         {"strict", no_argument, NULL, O_STRICT},
+        {"truth-topic", required_argument, NULL, O_TRUTH},
+        {"truth-delay-s", required_argument, NULL, O_TRUTH_DELAY},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"partitions", required_argument, NULL, O_PARTS},
         {"replication-factor", required_argument, NULL, O_RF},
@@ -163,6 +168,11 @@ int main(int argc, char **argv) {
         case O_KEY: o.key_field = optarg; break;
         case O_DROP: o.drop = optarg; break;
         case O_STRICT: o.strict = 1; break;
+        case O_TRUTH: o.truth_topic = optarg; break;
+        case O_TRUTH_DELAY:
+            if (sf_args_double(optarg, 0, 86400, &o.truth_delay_s))
+                bad = sf_args_bad(&cli, "--truth-delay-s", optarg, "seconds in 0..86400");
+            break;
         case O_PARTS:
         case O_RF: {
             long v;

@@ -282,6 +282,33 @@ int sf_args_log_format(const sf_cli *cli, const char *value, sf_log_format *f) {
     return 0;
 }
 
+int sf_args_drift(const sf_cli *cli, int opt, const char *arg, sf_drift_conf *c, int *bad) {
+    long v;
+    double d;
+    switch (opt) {
+    case SF_ARGS_O_DRIFT_EVENTS:
+        if (sf_args_long(arg, 0, 1L << 32, &v))
+            *bad = sf_args_bad(cli, "--drift-window-events", arg, "an integer in 0..4294967296");
+        else
+            c->window_events = (size_t)v;
+        break;
+    case SF_ARGS_O_DRIFT_SECONDS:
+        if (sf_args_double(arg, 0, 86400 * 30, &d))
+            *bad = sf_args_bad(cli, "--drift-window-s", arg, "seconds in 0..2592000");
+        else
+            c->window_s = d;
+        break;
+    case SF_ARGS_O_DRIFT_WARN:
+        if (sf_args_double(arg, 0, 1e6, &d))
+            *bad = sf_args_bad(cli, "--drift-warn-psi", arg, "a number in 0..1000000");
+        else
+            c->warn_psi = d;
+        break;
+    default: return 0;
+    }
+    return 1;
+}
+
 int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *c, int *bad) {
     long v;
     switch (opt) {

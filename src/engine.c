@@ -628,6 +628,10 @@ const float *sf_engine_probs(const sf_engine *e, size_t i) {
     return e->probs + i * e->m[0].model->n_outputs;
 }
 
+const float *sf_engine_row(const sf_engine *e, size_t i) {
+    return e->m[0].rows + i * e->m[0].model->n_inputs;
+}
+
 const float *sf_engine_member_probs(const sf_engine *e, size_t k, size_t i) {
     return e->m[k].probs + i * e->m[k].model->n_outputs;
 }

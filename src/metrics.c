@@ -39,6 +39,10 @@ static const sf_hist_def hist_defs[SF_H__COUNT] = {
                         "Wall time of one forward pass (up to 128 events of a batch) through the model.", 16,
                         {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                          0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}},
+    [SF_H_SHADOW_ABS_DP] = {"sigflow_shadow_abs_dp",
+                            "|p(signal) of the shadow model - that of the serving model|, per "
+                            "event (--shadow-model).", 12,
+                            {1e-7, 1e-6, 1e-5, 1e-4, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1}},
     [SF_H_END_TO_END] = {"sigflow_end_to_end_seconds",
                          "Time from an event's Kafka timestamp to its result being produced.", 15,
                          {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -99,7 +103,22 @@ struct sf_metrics {
     size_t n_defaulted;
     char *defaulted_names[SF_METRICS_MAX_INPUTS + 1];
     uint64_t defaulted[SF_METRICS_MAX_INPUTS + 1];
+    /* sf_metrics_set_gauges' families, under model_lock. */
+    size_t n_families;
+    struct gauge_family {
+        const char *name, *help, *label, *type;
+        size_t n;
+        char **label_values; /* n; NULL when label is NULL */
+        double *values;
+    } families[SF_METRICS_MAX_FAMILIES];
 };
+
+static void free_family_series(size_t n, char **label_values, double *values) {
+    for (size_t i = 0; label_values && i < n; i++)
+        free(label_values[i]);
+    free(label_values);
+    free(values);
+}
 
 static void free_members(size_t n, char **names, char **sha, double *weights);
 
@@ -141,7 +160,101 @@ void sf_metrics_free(sf_metrics *m) {
     free_members(m->n_members, m->member_names, m->member_sha256, m->member_weights);
     for (size_t i = 0; i < m->n_defaulted; i++)
         free(m->defaulted_names[i]);
+    for (size_t i = 0; i < m->n_families; i++)
+        free_family_series(m->families[i].n, m->families[i].label_values,
+                           m->families[i].values);
     free(m);
+}
+
+static struct gauge_family *find_family(const sf_metrics *m, const char *name) {
+    for (size_t i = 0; i < m->n_families; i++)
+        if (!strcmp(m->families[i].name, name))
+            return (struct gauge_family *)&m->families[i];
+    return NULL;
+}
+
+static int same_series(const struct gauge_family *f, const char *label, size_t n,
+                       const char *const *label_values) {
+    if (f->n != n || (f->label == NULL) != (label == NULL))
+        return 0;
+    for (size_t i = 0; label && i < n; i++)
+        if (strcmp(f->label_values[i], label_values[i]))
+            return 0;
+    return 1;
+}
+
+static int set_family(sf_metrics *m, const char *type, const char *name, const char *help,
+                      const char *label, size_t n, const char *const *label_values,
+                      const double *values) {
+    if (n > SF_METRICS_MAX_INPUTS || (!label && n != 1))
+        return -1;
+    pthread_mutex_lock(&m->model_lock);
+    struct gauge_family *f = find_family(m, name);
+    if (f && same_series(f, label, n, label_values)) { /* the usual case: new values only */
+        memcpy(f->values, values, n * sizeof *values);
+        pthread_mutex_unlock(&m->model_lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&m->model_lock);
+    /* Copies made outside the lock, so a scrape never waits on malloc. */
+    char **lv = label ? calloc(n ? n : 1, sizeof *lv) : NULL;
+    double *v = malloc((n ? n : 1) * sizeof *v);
+    int oom = !v || (label && !lv);
+    for (size_t i = 0; !oom && label && i < n; i++)
+        oom = !(lv[i] = strdup(label_values[i]));
+    if (oom) {
+        free_family_series(n, lv, v);
+        return -1;
+    }
+    memcpy(v, values, n * sizeof *v);
+    pthread_mutex_lock(&m->model_lock);
+    f = find_family(m, name);
+    if (!f && m->n_families < SF_METRICS_MAX_FAMILIES) {
+        f = &m->families[m->n_families++];
+        f->n = 0;
+        f->label_values = NULL;
+        f->values = NULL;
+    }
+    if (!f) {
+        pthread_mutex_unlock(&m->model_lock);
+        free_family_series(n, lv, v);
+        return -1;
+    }
+    size_t old_n = f->n;
+    char **old_lv = f->label_values;
+    double *old_v = f->values;
+    f->name = name;
+    f->help = help;
+    f->type = type;
+    f->label = label;
+    f->n = n;
+    f->label_values = lv;
+    f->values = v;
+    pthread_mutex_unlock(&m->model_lock);
+    free_family_series(old_n, old_lv, old_v);
+    return 0;
+}
+
+int sf_metrics_set_gauges(sf_metrics *m, const char *name, const char *help, const char *label,
+                          size_t n, const char *const *label_values, const double *values) {
+    return set_family(m, "gauge", name, help, label, n, label_values, values);
+}
+
+int sf_metrics_set_counters(sf_metrics *m, const char *name, const char *help, const char *label,
+                            size_t n, const char *const *label_values, const double *values) {
+    return set_family(m, "counter", name, help, label, n, label_values, values);
+}
+
+double sf_metrics_gauge(const sf_metrics *m, const char *name, const char *label_value) {
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->model_lock;
+    double v = NAN;
+    pthread_mutex_lock(lock);
+    const struct gauge_family *f = find_family(m, name);
+    for (size_t i = 0; f && i < f->n; i++)
+        if (!label_value ? !f->label : f->label && !strcmp(f->label_values[i], label_value))
+            v = f->values[i];
+    pthread_mutex_unlock(lock);
+    return v;
 }
 
 /* The slot of input (created when there is room), the "(other)" one when the
@@ -394,6 +507,32 @@ static void render_defaulted(sf_out *o, const sf_metrics *m) {
     pthread_mutex_unlock(lock);
 }
 
+static void render_families(sf_out *o, const sf_metrics *m) {
+    char num[64];
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->model_lock;
+    pthread_mutex_lock(lock);
+    for (size_t k = 0; k < m->n_families; k++) {
+        const struct gauge_family *f = &m->families[k];
+        out_family(o, f->name, f->help, f->type);
+        for (size_t i = 0; i < f->n; i++) {
+            if (isnan(f->values[i]))
+                continue;
+            if (f->values[i] == floor(f->values[i]) && fabs(f->values[i]) < 9007199254740992.0)
+                snprintf(num, sizeof num, "%.0f", f->values[i]); /* counts read as counts */
+            else
+                format_double(num, sizeof num, f->values[i]);
+            if (!f->label) {
+                out_printf(o, "%s %s\n", f->name, num);
+                continue;
+            }
+            out_printf(o, "%s{%s=\"", f->name, f->label);
+            out_label_value(o, f->label_values[i]);
+            out_printf(o, "\"} %s\n", num);
+        }
+    }
+    pthread_mutex_unlock(lock);
+}
+
 static void render_model_info(sf_out *o, const sf_metrics *m) {
     out_family(o, "sigflow_model_info",
                "The loaded model: SHA-256 of its file and its input and output widths.", "gauge");
@@ -514,6 +653,7 @@ char *sf_metrics_render(const sf_metrics *m) {
     render_model_info(&o, m);
     render_inference_info(&o, m);
     render_build_info(&o);
+    render_families(&o, m);
 
     for (size_t h = 0; h < SF_H__COUNT; h++) render_histogram(&o, &hist_defs[h], &m->hists[h]);
 

@@ -481,8 +481,6 @@ static sf_model *deserialize(rbuf *r, const char *path, int *confined, char *err
     return m;
 }
 
-/* Reads the child's whole reply, until EOF or the deadline. Returns 0 at EOF,
- * 1 on timeout, -1 on error (errno). */
 /* The parent's side of the broker socket (non-blocking): a request being
  * read, an answer being written. */
 typedef struct broker {
@@ -590,23 +588,25 @@ static void broker_write(broker *b) {
     }
 }
 
-/* Reads the loader's reply to its end, serving its requests for external
- * data meanwhile, until the deadline (1: timed out). */
-static int read_reply(int fd, broker *b, int64_t deadline_ms, char **out, size_t *len) {
+/* Reads the loader's whole reply, serving its requests for external data
+ * meanwhile, until EOF, the deadline or *stop. Returns 0 at EOF, 1 on
+ * timeout, 2 when stopped, -1 on error (errno). */
+static int read_reply(int fd, broker *b, int64_t deadline_ms, const atomic_int *stop,
+                      char **out, size_t *len) {
     size_t cap = 0, n = 0;
     char *buf = NULL;
     for (;;) {
         int64_t left = deadline_ms - sf_clock_ms();
-        if (left <= 0) {
+        if (left <= 0 || (stop && atomic_load(stop))) {
             free(b->ans);
             b->ans = NULL;
             *out = buf;
             *len = n;
-            return 1;
+            return left <= 0 ? 1 : 2;
         }
         struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
                                 {.fd = b->fd, .events = b->ans ? POLLOUT : POLLIN}};
-        int pr = poll(pfd, b->fd >= 0 ? 2 : 1, left > 1000 ? 1000 : (int)left);
+        int pr = poll(pfd, b->fd >= 0 ? 2 : 1, left > 100 ? 100 : (int)left);
         if (pr < 0 && errno == EINTR)
             continue;
         if (pr < 0)
@@ -786,18 +786,20 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     char *reply;
     size_t len;
     broker b = {.fd = bfds[0], .model_path = path};
-    int rr = read_reply(fds[0], &b, deadline, &reply, &len);
+    int rr = read_reply(fds[0], &b, deadline, c->stop, &reply, &len);
     close(bfds[0]);
     int read_errno = errno;
     close(fds[0]);
-    if (rr == 1)
+    if (rr == 1 || rr == 2)
         kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     sf_model *m = NULL;
     char name[64];
-    if (rr == 1 || (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU)) {
+    if (rr == 2) {
+        snprintf(errstr, errstr_size, "%s: loading stopped (SIGTERM or SIGINT)", path);
+    } else if (rr == 1 || (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU)) {
         snprintf(errstr, errstr_size, "%s: reading it took longer than %g s", path,
                  timeout_ms / 1000.0);
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {

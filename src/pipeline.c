@@ -41,6 +41,10 @@ void sf_pipeline_conf_init(sf_pipeline_conf *c) {
     c->max_event_bytes = 1 << 20;
     c->connect_timeout_ms = 10000;
     c->log_level = SF_LOG_INFO;
+    sf_drift_conf_init(&c->drift);
+    sf_truth_conf_init(&c->truth);
+    c->truth_field = "Label";
+    c->truth_id_field = "EventId";
 }
 
 void sf_pipeline_fail(pipeline *p, const char *fmt, ...) {
@@ -98,6 +102,7 @@ static void engine_announce(pipeline *p) {
         snprintf(p->model_header, sizeof p->model_header, "%s", set ? set->sha256 : m->sha256);
     if (p->health)
         sf_health_set_model_loaded(p->health, 1);
+    sf_pipeline_monitor_start(p);
 }
 
 /* Hands the events that lacked optional inputs since the last time to
@@ -139,13 +144,15 @@ static void score_chunk(pipeline *p, sf_delivery_batch *f, size_t from, size_t t
     }
 
     sf_pipeline_stage_mark(p, SF_STAGE_PARSE);
-    double t0 = sf_clock_s();
     size_t rows = sf_engine_rows(e);
+    sf_pipeline_monitor_rows(p, rows);
+    double t0 = sf_clock_s();
     sf_engine_normalize(e);
     sf_pipeline_stage_mark(p, SF_STAGE_NORMALIZE);
     sf_engine_infer(e);
     double t1 = sf_clock_s();
     sf_pipeline_stage_mark(p, SF_STAGE_INFERENCE);
+    sf_pipeline_monitor_scores(p, rows);
     double inferred_ms = parts ? sf_clock_wall_ms() : 0;
     if (c->metrics) {
         sf_metrics_add(c->metrics, SF_C_PREDICTED, rows);
@@ -540,8 +547,10 @@ static void loop(pipeline *p) {
         int64_t now = sf_clock_ms();
         if (p->health)
             sf_health_beat(p->health);
-        if (now - p->report_ms >= REPORT_INTERVAL_MS)
+        int due = now - p->report_ms >= REPORT_INTERVAL_MS;
+        if (due)
             report(p, now);
+        sf_pipeline_monitor_tick(p, now, due);
         maybe_reload(p);
 
         /* Wait for the first event of a batch, then until it is full or old. */
@@ -624,8 +633,12 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         sf_engine_free(p.eng);
         return -1;
     }
-    if (!p.eng && sf_engine_load(&p.eng, &c->engine, errstr, n))
-        return -2;
+    if (!p.eng && sf_engine_load(&p.eng, &c->engine, errstr, n)) {
+        if (!atomic_load(c->stop)) /* else the load was cut short by the stop */
+            return -2;
+        sf_log(p.log, SF_LOG_INFO, "stopped while starting");
+        return 0;
+    }
     p.msgs = calloc(c->engine.batch_size, sizeof *p.msgs);
     p.row_msg = calloc(c->engine.batch_size, sizeof *p.row_msg);
     p.taken_ms = calloc(c->engine.batch_size, sizeof *p.taken_ms);
@@ -668,6 +681,8 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
         }
     }
     if (!(p.consumer = make_client(&p, RD_KAFKA_CONSUMER, errstr, n)))
+        goto out;
+    if (sf_pipeline_monitor_open(&p, errstr, n))
         goto out;
     rd_kafka_poll_set_consumer(p.consumer);
     p.queue = rd_kafka_queue_get_consumer(p.consumer);
@@ -723,6 +738,7 @@ out:
     free(p.msgs);
     free(p.row_msg);
     free(p.taken_ms);
+    sf_pipeline_monitor_stop(&p);
     sf_engine_free(p.eng);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "sigflow/delivery.h"
+#include "sigflow/drift.h"
 #include "sigflow/http.h"
 #include "sigflow/pipeline.h"
 
@@ -37,6 +38,14 @@ typedef struct pipeline {
     sf_health *health;
     int assigned; /* partitions owned, kept by on_rebalance */
     int64_t cpu_mark_ns; /* conf->stats: this thread's CPU time at the last stage mark */
+    sf_drift *drift;     /* NULL: drift monitoring off (pipeline_monitor.c) */
+    int64_t monitor_ms;  /* when the monitor last exported its figures */
+    sf_truth *truth;     /* NULL: no --truth-topic */
+    sf_engine *shadow;   /* NULL: no --shadow-model */
+    size_t *shadow_row;  /* serving row j -> shadow row, or SIZE_MAX when it refused it */
+    uint64_t shadow_agree, shadow_compared, shadow_refused;
+    size_t truth_models; /* the serving model and the members it scores */
+    rd_kafka_t *truth_consumer;
 } pipeline;
 
 /* The first fatal error stops the loop, and no offset is stored after it. */
@@ -78,5 +87,20 @@ void sf_pipeline_dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject
 /* --exactly-once: commits the batch's transaction with its offsets, or aborts
  * it and rewinds so the batch is read again. 0, or -1 after a fatal error. */
 int sf_pipeline_transaction_commit(pipeline *p, sf_delivery_batch *f);
+
+/* Model-health monitoring (pipeline_monitor.c): started with each engine
+ * (again after a reload); fed the batch's raw rows before normalization and
+ * its probabilities after the forward pass; ticked by the loop (exports to
+ * /metrics each second; with report, the drift summary line when a PSI is
+ * over --drift-warn-psi). Each charges its CPU to SF_STAGE_MONITOR. With a
+ * truth topic, open starts the truth consumer (-1 with errstr when it
+ * cannot: a start-up error), scores go to the truth store, and the tick
+ * reads the truth that has arrived. */
+void sf_pipeline_monitor_start(pipeline *p);
+int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t errstr_size);
+void sf_pipeline_monitor_rows(pipeline *p, size_t n);
+void sf_pipeline_monitor_scores(pipeline *p, size_t n);
+void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report);
+void sf_pipeline_monitor_stop(pipeline *p);
 
 #endif

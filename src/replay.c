@@ -28,6 +28,7 @@ struct sf_replay {
     size_t n_fields;
     size_t fixed_len;       /* sum of prefix lengths + "{}" */
     long key_col;           /* -1: no key */
+    long label_col;         /* -1: no Label column */
     char *out;              /* the JSON of the current row */
     size_t out_cap;
 };
@@ -266,11 +267,13 @@ static int replay_header(sf_replay *r, const char *drop, const char *key_field,
             }
         }
     }
-    r->key_col = -1;
+    r->key_col = r->label_col = -1;
     r->fixed_len = 2;
     for (size_t i = 0; i < n; i++) {
         if (key_field[0] && !strcmp(r->names[i], key_field))
             r->key_col = (long)i;
+        if (!strcmp(r->names[i], "Label"))
+            r->label_col = (long)i;
         if (in_list(drop, r->names[i]))
             continue;
         size_t len = strlen(r->names[i]);
@@ -417,6 +420,13 @@ int sf_replay_next(sf_replay *r, sf_replay_msg *msg, char *errstr, size_t errstr
         msg->key = k;
         msg->key_len = klen;
     }
+    msg->label = NULL;
+    msg->label_len = 0;
+    if (r->label_col >= 0) {
+        msg->label = f[r->label_col].ptr;
+        msg->label_len = f[r->label_col].len;
+        trim(&msg->label, &msg->label_len);
+    }
     msg->line = line;
     return SF_REPLAY_ROW;
 }
@@ -500,7 +510,74 @@ typedef struct {
     sf_replay_counts *c;
     uint64_t refused;       /* produce() refusals: failed, but never reported */
     double t0, next_progress;
+    /* --truth-topic: labels waiting for their time, oldest first (a ring). */
+    rd_kafka_topic_t *truth;
+    struct truth_msg {
+        double due;
+        size_t len;
+        char json[120];
+    } *pending;
+    size_t n_pending, first, cap;
 } sf_replay_loop;
+
+/* Queues row m's truth, due truth_delay_s from now. 0, or -1 when the row
+ * cannot have one (no key or label, too long) or out of memory. */
+static int truth_queue(sf_replay_loop *l, const sf_replay_msg *m) {
+    if (!m->key || !m->label || m->key_len > 40 || m->label_len > 40)
+        return -1;
+    if (l->n_pending == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        struct truth_msg *p = malloc(cap * sizeof *p);
+        if (!p)
+            return -1;
+        for (size_t i = 0; i < l->n_pending; i++)
+            p[i] = l->pending[(l->first + i) % l->cap];
+        free(l->pending);
+        l->pending = p;
+        l->cap = cap;
+        l->first = 0;
+    }
+    struct truth_msg *t = &l->pending[(l->first + l->n_pending) % l->cap];
+    char num[64];
+    size_t nlen;
+    int is_int;
+    char why[64];
+    const char *field = l->o->key_field ? l->o->key_field : SF_REPLAY_DEFAULT_KEY;
+    int w;
+    if (sf_replay_json_number(m->key, m->key_len, num, sizeof num, &nlen, &is_int, why,
+                              sizeof why) == 0)
+        w = snprintf(t->json, sizeof t->json, "{\"%s\":%s,\"Label\":\"%.*s\"}", field, num,
+                     (int)m->label_len, m->label);
+    else
+        w = snprintf(t->json, sizeof t->json, "{\"%s\":\"%.*s\",\"Label\":\"%.*s\"}", field,
+                     (int)m->key_len, m->key, (int)m->label_len, m->label);
+    if (w < 0 || (size_t)w >= sizeof t->json || strchr(field, '"'))
+        return -1;
+    t->len = (size_t)w;
+    t->due = sf_clock_s() + l->o->truth_delay_s;
+    l->n_pending++;
+    return 0;
+}
+
+/* Produces the truth that is due (all of it when all). */
+static void truth_flush(sf_replay_loop *l, int all) {
+    double now = sf_clock_s();
+    while (l->n_pending && (all || l->pending[l->first].due <= now)) {
+        struct truth_msg *t = &l->pending[l->first];
+        if (rd_kafka_produce(l->truth, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, t->json,
+                             t->len, NULL, 0, NULL) != 0) {
+            if (rd_kafka_last_error() == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(l->rk, 10);
+                continue;
+            }
+            if (!l->st->error[0])
+                snprintf(l->st->error, sizeof l->st->error, "produce to %s refused: %s",
+                         rd_kafka_topic_name(l->truth), rd_kafka_err2str(rd_kafka_last_error()));
+        }
+        l->first = (l->first + 1) % l->cap;
+        l->n_pending--;
+    }
+}
 
 /* Brings *st up to date with the delivery reports served so far. */
 static void replay_sync(sf_replay_loop *l) {
@@ -654,6 +731,12 @@ static int replay_pass(sf_replay_loop *l, sf_replay *r, rd_kafka_topic_t *rkt,
                          rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
             break;
         }
+        if (l->truth) {
+            if (truth_queue(l, &m) && !st->error[0])
+                snprintf(st->error, sizeof st->error, "line %llu: no truth sent (no key or "
+                         "Label, or too long)", (unsigned long long)m.line);
+            truth_flush(l, 0);
+        }
         if ((st->sent & 255) == 0)
             rd_kafka_poll(l->rk, 0);
         if (o->rate > 0 || (st->sent & 255) == 0)
@@ -705,7 +788,15 @@ int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
     }
     if (o->passes != 1)
         sf_csv_keep(r->csv, SF_REPLAY_KEEP_MAX);
-    sf_replay_loop l = {rk, o, st, c, 0, sf_clock_s(), 0};
+    sf_replay_loop l = {rk, o, st, c, 0, sf_clock_s(), 0, NULL, NULL, 0, 0, 0};
+    if (o->truth_topic && !(l.truth = rd_kafka_topic_new(rk, o->truth_topic, NULL))) {
+        snprintf(errstr, errstr_size, "topic %s: %s", o->truth_topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        rd_kafka_topic_destroy(rkt);
+        sf_replay_close(r);
+        free(c);
+        return -1;
+    }
     double tokens = 1, last = l.t0;
     int rc = 0;
     for (uint64_t pass = 0; !o->passes || pass < o->passes; pass++) {
@@ -728,14 +819,27 @@ int sf_replay_run(rd_kafka_t *rk, const char *topic, const sf_replay_opts *o,
         if (produced == 0 || stopped(stop))
             break;
     }
+    /* The last labels are due truth_delay_s after the last rows. */
+    while (l.n_pending && !stopped(stop)) {
+        wait_until(rk, l.pending[l.first].due, stop);
+        truth_flush(&l, 0);
+    }
+    if (l.truth) {
+        truth_flush(&l, 1); /* stopped early: the rest now rather than never */
+        free(l.pending);
+    }
     int flush_ms = o->flush_timeout_ms > 0
                        ? o->flush_timeout_ms
                        : conf_int(rk, "message.timeout.ms", 300000) + 1000;
+    if (l.truth) /* the labels are not counted in flight: wait for them too */
+        rd_kafka_flush(rk, flush_ms);
     replay_drain(&l, flush_ms);
     replay_sync(&l);
     replay_progress(&l, 1);
     uint64_t left = in_flight(&l);
     rd_kafka_topic_destroy(rkt);
+    if (l.truth)
+        rd_kafka_topic_destroy(l.truth);
     sf_replay_close(r);
     if (left > 0) {
         /* librdkafka still owes reports after a purge: keep their target

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "sigflow/clock.h"
 #include "sigflow/topics.h"
 
 int sf_topic_check(const char *name, char *errstr, size_t n) {
@@ -128,11 +130,11 @@ static int auto_create(rd_kafka_t *rk, const char *const *names, size_t n, int t
     return 0;
 }
 
-int sf_topics_ensure(rd_kafka_t *rk, const char *const *topics, size_t n,
-                     const sf_topic_spec *spec, int timeout_ms, size_t *created,
-                     char *errstr, size_t errstr_size) {
-    if (created)
-        *created = 0;
+/* Which of topics the cluster's metadata lacks (into missing, *n_missing),
+ * and whether its controller is among the brokers. 0, or -1 with errstr. */
+static int find_missing(rd_kafka_t *rk, const char *const *topics, size_t n, int timeout_ms,
+                        const char **missing, size_t *n_missing, int *has_controller,
+                        char *errstr, size_t errstr_size) {
     /* Every topic's metadata: asking for the ones we want by name would let
      * a broker with auto-creation create them as a side effect. */
     const struct rd_kafka_metadata *md = NULL;
@@ -142,29 +144,54 @@ int sf_topics_ensure(rd_kafka_t *rk, const char *const *topics, size_t n,
                  timeout_ms, rd_kafka_err2str(err));
         return -1;
     }
-    const char **missing = calloc(n ? n : 1, sizeof *missing);
-    if (!missing) {
-        rd_kafka_metadata_destroy(md);
-        snprintf(errstr, errstr_size, "out of memory");
-        return -1;
-    }
-    size_t n_missing = 0;
+    *n_missing = 0;
     for (size_t i = 0; i < n; i++) {
         int found = 0;
         for (int k = 0; k < md->topic_cnt && !found; k++)
             found = !strcmp(md->topics[k].topic, topics[i]) && !md->topics[k].err;
-        for (size_t k = 0; k < n_missing && !found; k++)
+        for (size_t k = 0; k < *n_missing && !found; k++)
             found = !strcmp(missing[k], topics[i]); /* named twice */
         if (!found)
-            missing[n_missing++] = topics[i];
+            missing[(*n_missing)++] = topics[i];
     }
     /* A controller that is not among the brokers cannot take admin requests
      * (the embedded broker names one that does not exist). */
     int32_t controller = rd_kafka_controllerid(rk, timeout_ms);
-    int has_controller = 0;
+    *has_controller = 0;
     for (int k = 0; k < md->broker_cnt; k++)
-        has_controller |= md->brokers[k].id == controller;
+        *has_controller |= md->brokers[k].id == controller;
     rd_kafka_metadata_destroy(md);
+    return 0;
+}
+
+/* A topic created a moment ago (by a script, or the bench, just before
+ * sigflow starts) reaches every broker's metadata a little later: before a
+ * topic is called missing, the metadata is asked again for this long. */
+#define TOPICS_SETTLE_MS 3000
+
+int sf_topics_ensure(rd_kafka_t *rk, const char *const *topics, size_t n,
+                     const sf_topic_spec *spec, int timeout_ms, size_t *created,
+                     char *errstr, size_t errstr_size) {
+    if (created)
+        *created = 0;
+    const char **missing = calloc(n ? n : 1, sizeof *missing);
+    if (!missing) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    size_t n_missing = 0;
+    int has_controller = 0;
+    int64_t settle_until = sf_clock_ms() + TOPICS_SETTLE_MS;
+    for (;;) {
+        if (find_missing(rk, topics, n, timeout_ms, missing, &n_missing, &has_controller, errstr,
+                         errstr_size)) {
+            free(missing);
+            return -1;
+        }
+        if (!n_missing || spec || sf_clock_ms() >= settle_until)
+            break;
+        nanosleep(&(struct timespec){.tv_nsec = 200 * 1000000L}, NULL);
+    }
     int rc = 0;
     if (n_missing && !spec) {
         snprintf(errstr, errstr_size, "topic %s does not exist", missing[0]);

@@ -26,6 +26,7 @@ void sf_vars_free(sf_vars *v) {
     for (size_t i = 0; i < v->n_labels; i++)
         free(v->labels[i]);
     free(v->labels);
+    free(v->score_label);
     free(v->path);
     free(v);
 }
@@ -229,6 +230,165 @@ static int load_graph(sf_vars *v, const json_t *root, const json_t *inputs,
     return load_labels(v, labels, "outputs[0].labels", errstr, errstr_size);
 }
 
+/* quantiles + fractions: ascending edges, one more fraction than edges, the
+ * fractions a distribution (each in [0, 1], summing to 1 within rounding). */
+static int load_bins(const char *path, const char *at, const json_t *o, sf_vars_bins *b,
+                     char *errstr, size_t errstr_size) {
+    const json_t *q = json_object_get(o, "quantiles"), *f = json_object_get(o, "fractions");
+    b->n_edges = 0;
+    if (!q && !f)
+        return 0;
+    if (!json_is_array(q) || json_array_size(q) == 0 || json_array_size(q) > SF_VARS_MAX_EDGES) {
+        snprintf(errstr, errstr_size, "%s: %s: 'quantiles' must be an array of 1 to %d numbers",
+                 path, at, SF_VARS_MAX_EDGES);
+        return -1;
+    }
+    size_t n = json_array_size(q);
+    if (!json_is_array(f) || json_array_size(f) != n + 1) {
+        snprintf(errstr, errstr_size, "%s: %s: 'fractions' must be an array of %zu numbers "
+                 "(one per bin: one more than the %zu quantiles)", path, at, n + 1, n);
+        return -1;
+    }
+    double sum = 0;
+    for (size_t k = 0; k <= n; k++) {
+        const json_t *e = k < n ? json_array_get(q, k) : NULL, *fr = json_array_get(f, k);
+        if (e && (!json_is_number(e) || !isfinite(json_number_value(e)) ||
+                  (k && json_number_value(e) < b->edges[k - 1]))) {
+            snprintf(errstr, errstr_size, "%s: %s: quantiles[%zu] must be a finite number not "
+                     "below the one before it", path, at, k);
+            return -1;
+        }
+        if (!json_is_number(fr) || !(json_number_value(fr) >= 0 && json_number_value(fr) <= 1)) {
+            snprintf(errstr, errstr_size, "%s: %s: fractions[%zu] must be a number in [0, 1]",
+                     path, at, k);
+            return -1;
+        }
+        if (e)
+            b->edges[k] = json_number_value(e);
+        b->fractions[k] = json_number_value(fr);
+        sum += b->fractions[k];
+    }
+    if (fabs(sum - 1) > 1e-3) {
+        snprintf(errstr, errstr_size, "%s: %s: 'fractions' sum to %.6g, not 1", path, at, sum);
+        return -1;
+    }
+    b->n_edges = n;
+    return 0;
+}
+
+static int get_fraction(const char *path, const char *at, const json_t *o, const char *key,
+                        double *out, char *errstr, size_t errstr_size) {
+    int present;
+    if (get_number(path, at, o, key, 0, out, &present, errstr, errstr_size))
+        return -1;
+    if (present && !(*out >= 0 && *out <= 1)) {
+        snprintf(errstr, errstr_size, "%s: %s: '%s' (%g) must be in [0, 1]", path, at, key, *out);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_count(const char *path, const char *at, const json_t *o, const char *key,
+                      long long *out, char *errstr, size_t errstr_size) {
+    const json_t *j = json_object_get(o, key);
+    *out = -1;
+    if (!j)
+        return 0;
+    if (!json_is_integer(j) || json_integer_value(j) < 0) {
+        snprintf(errstr, errstr_size, "%s: %s: '%s' must be a non-negative integer", path, at,
+                 key);
+        return -1;
+    }
+    *out = json_integer_value(j);
+    return 0;
+}
+
+/* The optional `training` block (vars.h); the fallback first, so an input the
+ * block leaves out keeps it. */
+static int load_training(sf_vars *v, const json_t *root, char *errstr, size_t errstr_size) {
+    for (size_t i = 0; i < v->n_vars; i++) {
+        sf_var_training *t = &v->vars[i].training;
+        memset(t, 0, sizeof *t);
+        t->mean = -v->vars[i].offset;
+        t->std = 1 / fabs(v->vars[i].scale);
+    }
+    v->training_rows = v->score_events = -1;
+    v->signal_rate = -1;
+    const json_t *tr = json_object_get(root, "training");
+    if (!tr)
+        return 0;
+    if (!json_is_object(tr)) {
+        snprintf(errstr, errstr_size, "%s: training: must be an object, got %s", v->path,
+                 json_type_name(tr));
+        return -1;
+    }
+    v->has_training = 1;
+    if (load_count(v->path, "training", tr, "rows", &v->training_rows, errstr, errstr_size))
+        return -1;
+    const json_t *inputs = json_object_get(tr, "inputs");
+    if (inputs && !json_is_array(inputs)) {
+        snprintf(errstr, errstr_size, "%s: training.inputs: must be an array, got %s", v->path,
+                 json_type_name(inputs));
+        return -1;
+    }
+    for (size_t k = 0; k < json_array_size(inputs); k++) {
+        const json_t *e = json_array_get(inputs, k);
+        const char *name = json_string_value(json_object_get(e, "name"));
+        char at[160];
+        snprintf(at, sizeof at, "training.inputs[%zu]", k);
+        if (!json_is_object(e) || !name) {
+            snprintf(errstr, errstr_size, "%s: %s: must be an object with a 'name'", v->path, at);
+            return -1;
+        }
+        size_t i = 0;
+        while (i < v->n_vars && strcmp(v->vars[i].name, name))
+            i++;
+        if (i == v->n_vars) {
+            snprintf(errstr, errstr_size, "%s: %s: '%.64s' is not one of the inputs", v->path, at,
+                     name);
+            return -1;
+        }
+        snprintf(at, sizeof at, "training.inputs[%zu] '%.64s'", k, name);
+        sf_var_training *t = &v->vars[i].training;
+        if (t->given) {
+            snprintf(errstr, errstr_size, "%s: %s: the input is described twice", v->path, at);
+            return -1;
+        }
+        if (get_number(v->path, at, e, "mean", 1, &t->mean, NULL, errstr, errstr_size) ||
+            get_number(v->path, at, e, "std", 1, &t->std, NULL, errstr, errstr_size) ||
+            get_fraction(v->path, at, e, "missing_fraction", &t->missing_fraction, errstr,
+                         errstr_size) ||
+            load_bins(v->path, at, e, &t->bins, errstr, errstr_size))
+            return -1;
+        if (!(t->std > 0)) {
+            snprintf(errstr, errstr_size, "%s: %s: 'std' must be positive", v->path, at);
+            return -1;
+        }
+        t->given = 1;
+    }
+    const json_t *sc = json_object_get(tr, "score");
+    if (!sc)
+        return 0;
+    if (!json_is_object(sc)) {
+        snprintf(errstr, errstr_size, "%s: training.score: must be an object, got %s", v->path,
+                 json_type_name(sc));
+        return -1;
+    }
+    const json_t *label = json_object_get(sc, "label");
+    if (label && (!json_is_string(label) || !(v->score_label = strdup(json_string_value(label))))) {
+        snprintf(errstr, errstr_size, "%s: training.score: 'label' must be a string", v->path);
+        return -1;
+    }
+    if (load_count(v->path, "training.score", sc, "events", &v->score_events, errstr,
+                   errstr_size) ||
+        get_fraction(v->path, "training.score", sc, "signal_rate", &v->signal_rate, errstr,
+                     errstr_size) ||
+        load_bins(v->path, "training.score", sc, &v->score, errstr, errstr_size))
+        return -1;
+    v->has_score = 1;
+    return 0;
+}
+
 int sf_vars_load(sf_vars **out, const char *path, char *errstr, size_t errstr_size) {
     *out = NULL;
     json_error_t jerr;
@@ -309,6 +469,8 @@ int sf_vars_load(sf_vars **out, const char *path, char *errstr, size_t errstr_si
             goto done;
         }
     }
+    if (load_training(v, root, errstr, errstr_size))
+        goto done;
     rc = 0;
 done:
     json_decref(root);

@@ -112,6 +112,23 @@ for sig in TERM INT; do
     echo "SIG$sig during the start-up wait: exit 0 after $took ms"
 done
 
+# SIGTERM while run loads a model that takes long (the hang reproducer, under
+# a 60 s limit): the loader is killed and run exits 0 within 1.5 s.
+gunzip -c "$SIGFLOW_SOURCE_DIR/tests/fixtures/corrupt_hang_6240_7f.h5.gz" >"$TMP/hang.h5"
+SIGFLOW_MODEL_LOAD_TIMEOUT=60 "$SF" run -b "$CLOSED" --model "$TMP/hang.h5" --variables "$VARS" \
+    --metrics-addr none 2>"$TMP/err" &
+pid=$!
+timeout 60 bash -c "until pgrep -P $pid -f sigflow-loader >/dev/null; do sleep 0.05; done" ||
+    fail "run did not start loading the model: $(cat "$TMP/err")"
+start=$(date +%s%N)
+kill -TERM $pid
+wait $pid; rc=$?
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+[ $rc -eq 0 ] || fail "SIGTERM during the model load: rc $rc: $(cat "$TMP/err")"
+[ $took -le 1500 ] || fail "SIGTERM during the model load: exit after $took ms"
+pgrep -f "sigflow-loader $TMP/hang.h5" >/dev/null && fail "SIGTERM during the model load: the loader lives on"
+echo "SIGTERM during the model load: exit 0 after $took ms"
+
 # A model sigflow cannot read: what it looks like and what sigflow reads.
 refused_model() { # $1: what it should look like, rest: predict's arguments
     local like=$1

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sigflow/drift.h"
 #include "sigflow/metrics.h"
+#include "sigflow/truth.h"
 
 #define MAX_NAMES 128
 
@@ -41,6 +43,33 @@ static void load_served(served *s) {
     /* the info series exist once the daemon has set them */
     sf_metrics_set_model(m, "0123abcd", 30, 2);
     sf_metrics_set_inference(m, "openblas", "fp32", "Haswell", 2, 1);
+    /* and the model-health families once there is something to say */
+    sf_var var = {.name = "x", .scale = 1,
+                  .training = {.given = 1, .std = 1, .bins = {.n_edges = 1, .fractions = {.5, .5}}}};
+    sf_vars vars = {.n_vars = 1, .vars = &var};
+    sf_vars_bins score = {.n_edges = 1, .edges = {0.5}, .fractions = {0.5, 0.5}};
+    sf_drift_conf dc;
+    sf_drift_conf_init(&dc);
+    sf_drift *drift = sf_drift_new(&dc, &vars, 2, 1, &score);
+    float rows[] = {1, -1}, probs[] = {0.2f, 0.8f, 0.7f, 0.3f};
+    sf_drift_add_rows(drift, rows, 2, 0);
+    sf_drift_add_scores(drift, probs, 2);
+    assert_int_equal(sf_drift_publish(drift, m, 0), 0);
+    sf_drift_free(drift);
+    sf_truth_conf tc;
+    sf_truth_conf_init(&tc);
+    const char *const models[] = {"serving"};
+    sf_truth *truth = sf_truth_new(&tc, 1, models);
+    unsigned char yes = 1, no = 0;
+    sf_truth_predicted(truth, "1", 1, &probs[1], &yes, 0);
+    sf_truth_predicted(truth, "2", 1, &probs[3], &no, 0);
+    sf_truth_observed(truth, "1", 1, 1, 0);
+    sf_truth_observed(truth, "2", 1, 0, 0);
+    assert_int_equal(sf_truth_publish(truth, m), 0);
+    sf_truth_free(truth);
+    /* set by pipeline_monitor.c's shadow, which needs a running pipeline */
+    double agreement = 1;
+    sf_metrics_set_gauges(m, "sigflow_shadow_agreement", "-", NULL, 1, NULL, &agreement);
     char *text = sf_metrics_render(m);
     assert_non_null(text);
     memset(s, 0, sizeof *s);
@@ -161,7 +190,8 @@ static void check_expr(const char *expr, const char *title, void *arg) {
             fail_msg("panel '%s': unreadable by (...) in %s", title, expr);
         if (!strcmp(lab, "le") ? !strstr(expr, "_bucket") : 0)
             fail_msg("panel '%s': by (le) outside a histogram", title);
-        if (strcmp(lab, "le")) {
+        /* instance and job: what Prometheus adds to every scraped series */
+        if (strcmp(lab, "le") && strcmp(lab, "instance") && strcmp(lab, "job")) {
             int found = 0;
             char want[70];
             snprintf(want, sizeof want, "%s,", lab);
@@ -171,6 +201,17 @@ static void check_expr(const char *expr, const char *title, void *arg) {
             if (!found)
                 fail_msg("panel '%s': by (%s), a label no queried series has", title, lab);
         }
+    }
+}
+
+/* Fails unless every one of names was queried ("WHAT NAME" otherwise). */
+static void require_seen(const check_ctx *c, const char *const *names, size_t n,
+                         const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        char key[130];
+        snprintf(key, sizeof key, "%s,", names[i]);
+        if (!strstr(c->seen, key))
+            fail_msg("%s %s", what, names[i]);
     }
 }
 
@@ -190,14 +231,53 @@ static void test_every_queried_metric_is_served(void **state) {
         "sigflow_events_rejected_total", "sigflow_batch_size_bucket",
         "sigflow_inference_seconds_bucket", "sigflow_end_to_end_seconds_bucket",
         "sigflow_consumer_lag", "sigflow_assigned_partitions", "sigflow_model_info",
-        "sigflow_inference_info"};
-    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
-        char key[130];
-        snprintf(key, sizeof key, "%s,", wanted[i]);
-        if (!strstr(c.seen, key))
-            fail_msg("the dashboard does not show %s", wanted[i]);
-    }
+        "sigflow_inference_info", "sigflow_input_psi", "sigflow_score_psi", "sigflow_signal_rate",
+        "sigflow_live_auc", "sigflow_live_accuracy", "sigflow_truth_joined_total",
+        "sigflow_truth_unmatched_total"};
+    require_seen(&c, wanted, sizeof wanted / sizeof wanted[0], "the dashboard does not show");
     json_decref(d);
+}
+
+/* The alert rules (contrib/prometheus/sigflow-rules.yml) query served series
+ * too, with rate() only over counters; promtool checks the rest
+ * (test_prom_rules). An expression is the rest of an `expr:` line, or the
+ * indented lines after `expr: >`. */
+static void test_alert_rules(void **state) {
+    (void)state;
+    served s;
+    load_served(&s);
+    FILE *f = fopen(SF_SOURCE_DIR "/contrib/prometheus/sigflow-rules.yml", "r");
+    assert_non_null(f);
+    check_ctx c = {.s = &s};
+    char line[1024], expr[2048] = "";
+    int folded = 0, n = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *e = strstr(line, "expr:");
+        if (folded && (strstr(line, "for:") || strstr(line, "labels:"))) {
+            check_expr(expr, "alert rules", &c);
+            n++;
+            folded = 0;
+        }
+        if (folded) {
+            strncat(expr, line, sizeof expr - strlen(expr) - 1);
+        } else if (e) {
+            e += 5;
+            while (*e == ' ')
+                e++;
+            if (*e == '>') {
+                folded = 1;
+                expr[0] = '\0';
+            } else {
+                check_expr(e, "alert rules", &c);
+                n++;
+            }
+        }
+    }
+    fclose(f);
+    assert_int_equal(n, 6);
+    static const char *const wanted[] = {"sigflow_input_psi", "sigflow_live_auc",
+                                         "sigflow_truth_joined_total", "sigflow_shadow_agreement"};
+    require_seen(&c, wanted, sizeof wanted / sizeof wanted[0], "the alert rules do not watch");
 }
 
 typedef struct {
@@ -246,6 +326,7 @@ static void test_grafana_model(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_queried_metric_is_served),
+        cmocka_unit_test(test_alert_rules),
         cmocka_unit_test(test_grafana_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

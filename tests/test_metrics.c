@@ -277,6 +277,7 @@ static void test_format_every_family(void **state) {
         {"sigflow_batch_size", "histogram"},
         {"sigflow_inference_seconds", "histogram"},
         {"sigflow_end_to_end_seconds", "histogram"},
+        {"sigflow_shadow_abs_dp", "histogram"}, /* empty without --shadow-model */
     };
     assert_int_equal(e->n_families, (int)(sizeof want / sizeof want[0]));
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {

@@ -215,6 +215,8 @@ grep -q "batch_normalization *BatchNormalization *scale *16 -> 16" "$T/inspect.t
 grep -q "DER_mass_MMC *-121.467 *0.0177952 *121.467$" "$T/inspect.txt" || fail "inspect: variables"
 grep -q "^missing value -999$" "$T/inspect.txt" || fail "inspect: missing value"
 grep -q "0:b 1:s$" "$T/inspect.txt" || fail "inspect: labels"
+grep -q "^training      none: drift compares inputs with the mean -offset" "$T/inspect.txt" ||
+    fail "inspect: a file without a training block must say what drift falls back to"
 run "$SF" inspect --model "$MODEL" --variables "$VARS" --json >"$T/inspect.json"
 [ "$rc" -eq 0 ] || fail "inspect --json exited $rc"
 grep -q "\"sha256\": \"$sha\"" "$T/inspect.json" && grep -q '"params": 714' "$T/inspect.json" ||
@@ -323,5 +325,16 @@ run "$SF" predict --model "$FIX/onnx/set_mixed.json" <"$T/raw.jsonl" >"$T/set.ou
 [ "$rc" -eq 0 ] || fail "predict with a mixed set exited $rc"
 probs "$T/set.out" >"$T/set.probs"
 close_to "$T/set.probs" "$T/h5.probs" 1e-6 || fail "the mixed set differs from its members"
+
+# The shipped variables carry the training block (models/training_stats.py).
+run "$SF" inspect "${SHIP[@]}" >"$T/ship.txt"
+[ "$rc" -eq 0 ] || fail "inspect of the shipped model exited $rc"
+grep -q "^training      18000 rows$" "$T/ship.txt" &&
+    grep -q "^ *0  DER_mass_MMC *121.56 *56.4271 *0.1529 *20  64 75.54 " "$T/ship.txt" &&
+    grep -q "^score         p(s) on 2000 events, signal rate 0.3085, 20 bins: 0.006713 " "$T/ship.txt" ||
+    fail "inspect: the training block: $(grep -A3 '^training' "$T/ship.txt")"
+run "$SF" inspect "${SHIP[@]}" --json >"$T/ship.json"
+grep -q '"training": {' "$T/ship.json" && grep -q '"signal_rate": 0.3085' "$T/ship.json" ||
+    fail "inspect --json: the training block"
 
 echo "test_predict: ok"

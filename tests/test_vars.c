@@ -1,5 +1,6 @@
 /* test_vars.c: the variables file in both lwtnn shapes, and every way it can be
  * wrong, each error checked for naming the file and the entry. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -149,6 +150,73 @@ static void test_bind_mismatch(void **state) {
     sf_vars_free(v);
 }
 
+/* The shipped file's training block (models/training_stats.py), a file
+ * without one falling back to offset and scale, and a block that is wrong. */
+static void test_training(void **state) {
+    tmp *t = *state;
+    sf_vars *v;
+    char err[512];
+    if (sf_vars_load(&v, SF_SOURCE_DIR "/models/higgs_variables.json", err, sizeof err))
+        fail_msg("%s", err);
+    assert_true(v->has_training && v->has_score);
+    assert_int_equal(v->training_rows, 18000);
+    assert_int_equal(v->score_events, 2000);
+    assert_string_equal(v->score_label, "s");
+    assert_true(v->signal_rate > 0.25 && v->signal_rate < 0.4);
+    assert_int_equal(v->score.n_edges, 19);
+    for (size_t i = 0; i < v->n_vars; i++) {
+        const sf_var_training *tr = &v->vars[i].training;
+        assert_true(tr->given);
+        assert_int_equal(tr->bins.n_edges, 19);
+        /* The same rows gave offset and scale: the mean and std agree. */
+        assert_true(fabs(tr->mean + v->vars[i].offset) < 1e-6 * (1 + fabs(tr->mean)));
+        assert_true(fabs(tr->std * v->vars[i].scale - 1) < 1e-6);
+    }
+    assert_true(v->vars[4].training.missing_fraction > 0.7); /* DER_deltaeta_jet_jet */
+    sf_vars_free(v);
+
+    const char *plain = "{\"inputs\": [{\"name\": \"a\", \"offset\": -3, \"scale\": -0.5}]}";
+    if (sf_vars_load(&v, put(t, plain), err, sizeof err))
+        fail_msg("%s", err);
+    assert_false(v->has_training || v->has_score || v->vars[0].training.given);
+    assert_true(v->vars[0].training.mean == 3 && v->vars[0].training.std == 2);
+    assert_int_equal(v->vars[0].training.bins.n_edges, 0);
+    sf_vars_free(v);
+
+    char buf[1024];
+    const char *in = "{\"inputs\": [{\"name\": \"a\", \"offset\": 0, \"scale\": 1}], "
+                     "\"training\": ";
+    snprintf(buf, sizeof buf, "%s[]}", in);
+    expect_error(t, buf, "training: must be an object", NULL);
+    snprintf(buf, sizeof buf, "%s{\"inputs\": [{\"name\": \"b\", \"mean\": 0, \"std\": 1}]}}",
+             in);
+    expect_error(t, buf, "training.inputs[0]", "'b' is not one of the inputs");
+    snprintf(buf, sizeof buf, "%s{\"inputs\": [{\"name\": \"a\", \"mean\": 0, \"std\": 0}]}}",
+             in);
+    expect_error(t, buf, "training.inputs[0] 'a'", "'std' must be positive");
+    snprintf(buf, sizeof buf, "%s{\"inputs\": [{\"name\": \"a\", \"mean\": 0, \"std\": 1, "
+             "\"quantiles\": [1, 0], \"fractions\": [0.3, 0.3, 0.4]}]}}", in);
+    expect_error(t, buf, "quantiles[1] must be a finite number not below", NULL);
+    snprintf(buf, sizeof buf, "%s{\"inputs\": [{\"name\": \"a\", \"mean\": 0, \"std\": 1, "
+             "\"quantiles\": [0, 1], \"fractions\": [0.5, 0.5]}]}}", in);
+    expect_error(t, buf, "'fractions' must be an array of 3 numbers", NULL);
+    snprintf(buf, sizeof buf, "%s{\"inputs\": [{\"name\": \"a\", \"mean\": 0, \"std\": 1, "
+             "\"quantiles\": [0, 1], \"fractions\": [0.5, 0.5, 0.5]}]}}", in);
+    expect_error(t, buf, "'fractions' sum to 1.5, not 1", NULL);
+    snprintf(buf, sizeof buf, "%s{\"inputs\": [{\"name\": \"a\", \"mean\": 0, \"std\": 1, "
+             "\"missing_fraction\": 2}]}}", in);
+    expect_error(t, buf, "'missing_fraction' (2) must be in [0, 1]", NULL);
+    snprintf(buf, sizeof buf, "%s{\"score\": {\"quantiles\": [0.5], \"fractions\": [0.5, -1]}}}",
+             in);
+    expect_error(t, buf, "training.score: fractions[1] must be a number in [0, 1]", NULL);
+    /* An input the block leaves out keeps the fallback. */
+    snprintf(buf, sizeof buf, "%s{\"inputs\": []}}", in);
+    if (sf_vars_load(&v, put(t, buf), err, sizeof err))
+        fail_msg("%s", err);
+    assert_true(v->has_training && !v->vars[0].training.given && v->vars[0].training.std == 1);
+    sf_vars_free(v);
+}
+
 static void test_errors(void **state) {
     tmp *t = *state;
     sf_vars *v = (sf_vars *)1;
@@ -288,6 +356,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_default_labels, setup, teardown),
         cmocka_unit_test(test_bind_mismatch),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_training, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_quietly_wrong, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "sigflow/drift.h"
 #include "sigflow/engine.h"
 #include "sigflow/infer.h"
 #include "sigflow/log.h"
@@ -111,6 +112,27 @@ int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *
  * argument left over, or for a model without the variables it needs (a model
  * set names its own). 1 after printing it, else 0. */
 int sf_args_engine_check(const sf_cli *cli, const sf_engine_conf *c, int argc, char *const argv[]);
+
+/* The drift monitor's options (drift.h), the same in run, demo and
+ * sigflow-bench: codes for their getopt_long tables, and the usage lines. */
+enum {
+    SF_ARGS_O_DRIFT_EVENTS = 0x1100, /* --drift-window-events */
+    SF_ARGS_O_DRIFT_SECONDS,         /* --drift-window-s */
+    SF_ARGS_O_DRIFT_WARN,            /* --drift-warn-psi */
+};
+#define SF_ARGS_DRIFT_OPTIONS                                                      \
+    {"drift-window-events", required_argument, NULL, SF_ARGS_O_DRIFT_EVENTS},      \
+    {"drift-window-s", required_argument, NULL, SF_ARGS_O_DRIFT_SECONDS},          \
+    {"drift-warn-psi", required_argument, NULL, SF_ARGS_O_DRIFT_WARN}
+#define SF_ARGS_DRIFT_USAGE                                                                   \
+    "  --drift-window-events N  input and score drift over the last N scored events\n"       \
+    "                         (default 50000; 0 and no --drift-window-s: drift off)\n"       \
+    "  --drift-window-s S     drift over the last S seconds instead\n"                       \
+    "  --drift-warn-psi X     log a drift line when a PSI exceeds X (default 0.2)\n"
+
+/* Applies opt to c when it is one of the drift options: 1 (with *bad set
+ * after printing the error for a bad value), else 0. */
+int sf_args_drift(const sf_cli *cli, int opt, const char *arg, sf_drift_conf *c, int *bad);
 
 /* --backend and --precision, shared by the above and sigflow-bench: parse
  * into c, or print the error and return 1. */

@@ -143,6 +143,11 @@ void sf_engine_infer(sf_engine *e);
 /* Both. */
 void sf_engine_score(sf_engine *e);
 
+/* Row i of the batch as member 0's network sees it (sf_engine_vars order):
+ * raw, with fills and defaults applied, until sf_engine_normalize, which
+ * normalizes it in place (drift monitoring reads it in between). */
+const float *sf_engine_row(const sf_engine *e, size_t i);
+
 /* Row i of the scored batch: its probabilities (n_outputs; a set's are the
  * weighted mean of its members', p = sum w_k p_k / sum w_k), its label
  * (sf_engine_label_of), whether it is selected, its id as found in the event. */

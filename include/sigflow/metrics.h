@@ -33,6 +33,7 @@ typedef enum {
     SF_H_BATCH_SIZE = 0,  /* sigflow_batch_size (events) */
     SF_H_INFERENCE,       /* sigflow_inference_seconds */
     SF_H_END_TO_END,      /* sigflow_end_to_end_seconds */
+    SF_H_SHADOW_ABS_DP,   /* sigflow_shadow_abs_dp: |p_shadow - p_serving| of p(signal) */
     SF_H__COUNT
 } sf_histogram;
 
@@ -78,6 +79,24 @@ void sf_metrics_get_inference(const sf_metrics *m, char *buf, size_t size);
  * out of memory the member series disappear rather than lie. */
 void sf_metrics_set_members(sf_metrics *m, size_t n, const char *const *names,
                             const char *const *sha256, const double *weights);
+
+/* A gauge family whose series the caller replaces whole, one per value of one
+ * label (label NULL: one series without labels, n 1): drift and live quality
+ * (drift.h). name, help and label are borrowed (string literals); the label
+ * values are copied. A NaN value leaves its series out: nothing to say yet.
+ * Cardinality stays bounded: at most SF_METRICS_MAX_FAMILIES families of at
+ * most SF_METRICS_MAX_INPUTS series. Takes a lock: call it about once a
+ * second, not per batch. 0, or -1 (no room, out of memory: the family keeps
+ * its previous series). */
+#define SF_METRICS_MAX_FAMILIES 32
+int sf_metrics_set_gauges(sf_metrics *m, const char *name, const char *help, const char *label,
+                          size_t n, const char *const *label_values, const double *values);
+/* The same for a family of counters whose totals the caller keeps (truth.h). */
+int sf_metrics_set_counters(sf_metrics *m, const char *name, const char *help, const char *label,
+                            size_t n, const char *const *label_values, const double *values);
+/* Series label_value (NULL: the unlabelled one) of gauge family name; NaN when
+ * there is none. */
+double sf_metrics_gauge(const sf_metrics *m, const char *name, const char *label_value);
 
 /* The whole exposition as a malloc'd NUL-terminated string (NULL when out of memory). */
 char *sf_metrics_render(const sf_metrics *m);

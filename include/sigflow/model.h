@@ -9,6 +9,7 @@
 #ifndef SIGFLOW_MODEL_H
 #define SIGFLOW_MODEL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef enum {
@@ -102,6 +103,9 @@ typedef struct sf_model_loader_conf {
      * log_format); otherwise such a load is refused. */
     int unsafe;
     int log_format;            /* sf_log_format of that warning */
+    /* When *stop becomes non-zero (a SIGTERM), a load under way is ended
+     * within 100 ms and refused ("stopped"). NULL: loads run to the end. */
+    const atomic_int *stop;
     /* The loader program; NULL: the installed one. For tests only (a loader
      * built with probes); nothing on a command line sets it. */
     const char *program;

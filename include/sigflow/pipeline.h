@@ -11,10 +11,12 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "sigflow/drift.h"
 #include "sigflow/engine.h"
 #include "sigflow/log.h"
 #include "sigflow/infer.h"
 #include "sigflow/metrics.h"
+#include "sigflow/truth.h"
 
 /* Where the pipeline thread spends its CPU time (CLOCK_THREAD_CPUTIME_ID). */
 typedef enum {
@@ -24,6 +26,7 @@ typedef enum {
     SF_STAGE_INFERENCE,   /* this thread's share; BLAS worker threads not included */
     SF_STAGE_PUBLISH,     /* formatting, producing, delivery reports, storing offsets */
     SF_STAGE_OTHER,       /* the rest: reports, reloads, rebalances */
+    SF_STAGE_MONITOR,     /* model-health monitoring: drift, truth (drift.h, truth.h) */
     SF_STAGE__COUNT
 } sf_stage;
 
@@ -88,6 +91,18 @@ typedef struct sf_pipeline_conf {
     sf_log_format log_format;    /* text or JSON lines (sf_log) */
     atomic_int *stop;            /* set to stop: drain, flush, commit, leave, return 0 */
     atomic_int *reload;          /* set to reload the model and variables files */
+    sf_drift_conf drift;         /* input and score drift; on by default */
+    /* Live quality from delayed labels (truth.h): NULL topic, off. The truth
+     * consumer reads every partition of it from its end at start. */
+    const char *truth_topic;
+    const char *truth_field;     /* the label ("Label"): a label name, or its index */
+    const char *truth_id_field;  /* the event id ("EventId") */
+    sf_truth_conf truth;         /* store bound and window; threshold: the engine's */
+    /* A shadow model (--shadow-model; model_path NULL: none), scored on every
+     * batch beside the serving one and never published: its label agreement,
+     * |dp| histogram and, with truth, its live quality. Reloaded with the
+     * serving model on SIGHUP (the old shadow kept if the new one is refused). */
+    sf_engine_conf shadow;
     sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */
     sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;

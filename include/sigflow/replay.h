@@ -42,6 +42,8 @@ typedef struct {
     const char *key;      /* NULL when the file has no key column */
     size_t key_len;
     uint64_t line;        /* line of the row in the file (the header is line 1) */
+    const char *label;    /* the Label column's text (NULL when the file has none) */
+    size_t label_len;
 } sf_replay_msg;
 
 /* What sf_replay_next returns. */
@@ -109,6 +111,10 @@ typedef struct {
     /* A missing topic is created with these (<= 0: the broker's defaults). */
     int partitions;
     int replication_factor;
+    /* --truth-topic: each row's label, {"<key_field>": id, "Label": "s"},
+     * truth_delay_s after the row (NULL: none; needs the key and Label columns). */
+    const char *truth_topic;
+    double truth_delay_s;
     int flush_timeout_ms;     /* bound on waiting for delivery reports at the
                                  end, 0 = message.timeout.ms of the producer + 1 s */
     /* Called for each bad row when not strict (NULL: bad rows are only counted). */

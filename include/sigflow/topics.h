@@ -33,7 +33,8 @@ typedef struct sf_topic_spec {
 /* Makes sure the n topics exist on rk's cluster. Those that do not are
  * created with spec when spec is non-NULL (a topic someone else created
  * meanwhile counts as created), else it is an error naming the first missing
- * one. A cluster without a reachable controller (the embedded broker, which
+ * one, after the metadata was asked again for up to 3 s (a topic created a
+ * moment ago reaches every broker's metadata a little later). A cluster without a reachable controller (the embedded broker, which
  * has no Admin API) creates them itself on a metadata request, with its own
  * partition count. *created (may be NULL) gets the number created. 0, or -1
  * with errstr naming the topic and, for a refused creation, the broker's

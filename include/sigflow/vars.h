@@ -8,12 +8,41 @@
  *
  * Both shapes found in the wild are accepted: {"inputs": [{name, offset, scale,
  * default}], "class_labels": [...]} and the graph style {"inputs": [{"variables":
- * [...]}], "outputs": [{"labels": [...]}]}. */
+ * [...]}], "outputs": [{"labels": [...]}]}.
+ *
+ * An optional top-level `training` block says what the training data looked
+ * like, for drift monitoring (drift.h; written by models/training_stats.py):
+ *   "training": {"rows": N, "split": "...",
+ *     "inputs": [{"name", "mean", "std", "quantiles": [edges], "fractions":
+ *                 [share per bin], "missing_fraction"}, ...],
+ *     "score": {"label": "s", "events": N, "quantiles": [...], "fractions":
+ *               [...], "signal_rate": r}}
+ * Bin k holds the values with exactly k edges <= value, so there is one more
+ * fraction than edges; edges ascend (repeats allowed, for discrete inputs).
+ * Every name must be one of the inputs; an input the block leaves out, or a
+ * file without the block, gets what standard normalization's offset and scale
+ * mean (mean -offset, std 1/|scale|), no bins and missing fraction 0. */
 #ifndef SIGFLOW_VARS_H
 #define SIGFLOW_VARS_H
 
 #include <stddef.h>
 #include "sigflow/model.h"
+
+#define SF_VARS_MAX_EDGES 63 /* quantile edges per distribution, at most */
+
+/* A distribution as training saw it: quantile edges and the share per bin. */
+typedef struct sf_vars_bins {
+    size_t n_edges;        /* 0: no bins given */
+    double edges[SF_VARS_MAX_EDGES];
+    double fractions[SF_VARS_MAX_EDGES + 1];
+} sf_vars_bins;
+
+typedef struct sf_var_training {
+    int given;             /* 0: implied by offset and scale, no bins (the fallback) */
+    double mean, std;      /* of the defined (not missing) values */
+    double missing_fraction; /* of rows where the input was missing or defaulted */
+    sf_vars_bins bins;
+} sf_var_training;
 
 typedef struct sf_var {
     char *name;
@@ -22,6 +51,7 @@ typedef struct sf_var {
     int has_default;        /* 0: the input is required */
     double fill;            /* replaces the missing value (has_fill) */
     int has_fill;
+    sf_var_training training;
 } sf_var;
 
 typedef struct sf_vars {
@@ -32,6 +62,13 @@ typedef struct sf_vars {
     char **labels;
     int has_missing_value;
     double missing_value;   /* an input equal to it counts as missing */
+    int has_training;       /* the file has a `training` block */
+    long long training_rows; /* -1 when not stated */
+    int has_score;          /* the block has `score` */
+    char *score_label;      /* NULL: the signal label */
+    long long score_events; /* -1 when not stated */
+    double signal_rate;     /* -1 when not stated */
+    sf_vars_bins score;     /* p(signal) on the held-out split */
 } sf_vars;
 
 /* Returns 0 and *out, or -1 with a message naming the file and the entry. */

@@ -107,6 +107,79 @@ static void relu_options(const sf_layer *l, char *buf, size_t size) {
         snprintf(buf + n, size - n, ")");
 }
 
+/* The training block (vars.h), or what drift falls back to without it. */
+static void print_training(const sf_vars *v) {
+    if (!v->has_training) {
+        printf("\ntraining      none: drift compares inputs with the mean -offset and std "
+               "1/scale, and has no bins\n");
+        return;
+    }
+    printf("\ntraining      ");
+    if (v->training_rows >= 0)
+        printf("%lld rows", v->training_rows);
+    printf("\n\n  #  %-32s %13s %13s %8s %5s  %s\n", "input", "mean", "std", "missing", "bins",
+           "quantile edges");
+    for (size_t i = 0; i < v->n_vars; i++) {
+        const sf_var_training *t = &v->vars[i].training;
+        printf("%3zu  %-32s %13.6g %13.6g %8.4f %5zu ", i, v->vars[i].name, t->mean, t->std,
+               t->missing_fraction, t->bins.n_edges ? t->bins.n_edges + 1 : 0);
+        for (size_t k = 0; k < t->bins.n_edges; k++)
+            printf(" %.4g", t->bins.edges[k]);
+        printf("%s\n", t->given ? "" : " (implied by offset and scale)");
+    }
+    if (!v->has_score)
+        return;
+    printf("\nscore         p(%s)", v->score_label ? v->score_label : "signal");
+    if (v->score_events >= 0)
+        printf(" on %lld events", v->score_events);
+    if (v->signal_rate >= 0)
+        printf(", signal rate %.4f", v->signal_rate);
+    printf(", %zu bins:", v->score.n_edges ? v->score.n_edges + 1 : 0);
+    for (size_t k = 0; k < v->score.n_edges; k++)
+        printf(" %.4g", v->score.edges[k]);
+    printf("\n");
+}
+
+static json_t *bins_to_json(const sf_vars_bins *b, json_t *o) {
+    if (!b->n_edges)
+        return o;
+    json_t *q = json_array(), *f = json_array();
+    for (size_t k = 0; k <= b->n_edges; k++) {
+        if (k < b->n_edges)
+            json_array_append_new(q, json_real(b->edges[k]));
+        json_array_append_new(f, json_real(b->fractions[k]));
+    }
+    json_object_set_new(o, "quantiles", q);
+    json_object_set_new(o, "fractions", f);
+    return o;
+}
+
+static json_t *training_to_json(const sf_vars *v) {
+    if (!v->has_training)
+        return json_null();
+    json_t *inputs = json_array();
+    for (size_t i = 0; i < v->n_vars; i++) {
+        const sf_var_training *t = &v->vars[i].training;
+        json_array_append_new(inputs, bins_to_json(&t->bins, json_pack(
+            "{s:s, s:f, s:f, s:f, s:b}", "name", v->vars[i].name, "mean", t->mean, "std", t->std,
+            "missing_fraction", t->missing_fraction, "given", t->given)));
+    }
+    json_t *o = json_pack("{s:o}", "inputs", inputs);
+    if (v->training_rows >= 0)
+        json_object_set_new(o, "rows", json_integer(v->training_rows));
+    if (v->has_score) {
+        json_t *sc = bins_to_json(&v->score, json_object());
+        if (v->score_label)
+            json_object_set_new(sc, "label", json_string(v->score_label));
+        if (v->score_events >= 0)
+            json_object_set_new(sc, "events", json_integer(v->score_events));
+        if (v->signal_rate >= 0)
+            json_object_set_new(sc, "signal_rate", json_real(v->signal_rate));
+        json_object_set_new(o, "score", sc);
+    }
+    return o;
+}
+
 static void print_text(const sf_model *m, const char *arch, const sf_vars *v, const char *inference) {
     printf("model         %s\n", m->path);
     printf("inference     %s\n", inference);
@@ -156,6 +229,7 @@ static void print_text(const sf_model *m, const char *arch, const sf_vars *v, co
     for (size_t i = 0; i < v->n_labels; i++)
         printf(" %zu:%s", i, v->labels[i]);
     printf("\n");
+    print_training(v);
 }
 
 static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, const sf_engine *e) {
@@ -213,6 +287,7 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, co
     json_t *vj = json_pack("{s:s, s:o, s:o, s:o}", "path", v->path, "missing_value",
                            v->has_missing_value ? json_real(v->missing_value) : json_null(),
                            "inputs", inputs, "labels", labels);
+    json_object_set_new(vj, "training", training_to_json(v));
     json_object_set_new(root, "variables", vj);
     return root;
 }

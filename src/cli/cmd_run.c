@@ -57,6 +57,17 @@ static const char usage[] =
     "  --metrics-addr A       HOST:PORT for /metrics, /healthz, /readyz, or none\n"
     "                         (default 127.0.0.1:9464)\n"
     "  --connect-timeout-ms N give up when brokers are unreachable at start (default 10000)\n"
+    SF_ARGS_DRIFT_USAGE
+    "  --truth-topic T        join delayed truth ({\"EventId\": ..., \"Label\": \"s\"}) with the\n"
+    "                         predictions: live accuracy, AUC, log loss, ECE per model\n"
+    "  --truth-field F        the truth's label field (default Label)\n"
+    "  --truth-id-field F     the truth's event id field (default EventId)\n"
+    "  --truth-window-events N  predictions held for their truth, and the quality\n"
+    "                         window, in events (default 100000; ~64 bytes each)\n"
+    "  --truth-window-s S     also drop predictions older than S seconds\n"
+    "  --shadow-model M       also score every batch with M (a model, or a set), never\n"
+    "                         published: label agreement, |dp| histogram, live quality\n"
+    "  --shadow-variables V   the shadow's variables file (a single model)\n"
     SF_ARGS_INFER_USAGE
     SF_ARGS_LOADER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
@@ -115,6 +126,16 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("transactional-id=%s\n", c->transactional_id ? c->transactional_id : "");
     printf("metrics-addr=%s\n", c->metrics_addr ? c->metrics_addr : "none");
     printf("connect-timeout-ms=%d\n", c->connect_timeout_ms);
+    printf("drift-window-events=%zu\n", c->drift.window_events);
+    printf("drift-window-s=%g\n", c->drift.window_s);
+    printf("drift-warn-psi=%g\n", c->drift.warn_psi);
+    printf("truth-topic=%s\n", c->truth_topic ? c->truth_topic : "");
+    printf("truth-field=%s\n", c->truth_field);
+    printf("truth-id-field=%s\n", c->truth_id_field);
+    printf("truth-window-events=%zu\n", c->truth.window_events);
+    printf("truth-window-s=%g\n", c->truth.window_s);
+    printf("shadow-model=%s\n", c->shadow.model_path ? c->shadow.model_path : "");
+    printf("shadow-variables=%s\n", c->shadow.vars_path ? c->shadow.vars_path : "");
     printf("backend=%s\n", sf_backend_name(e->infer.backend));
     printf("precision=%s\n", sf_precision_name(e->infer.precision));
     printf("unsafe-model-loader=%s\n", e->loader.unsafe ? "true" : "false");
@@ -138,7 +159,8 @@ int sf_cmd_run(int argc, char **argv) {
     char err[1024];
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_LABEL, O_THR, O_EMIT, O_BW, O_MAXB, O_EOS, O_TXID,
-           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS, O_CREATE };
+           O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS, O_CREATE, O_TRUTH,
+           O_TRUTH_FIELD, O_TRUTH_ID, O_TRUTH_EVENTS, O_TRUTH_S, O_SHADOW, O_SHADOW_VARS };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -164,6 +186,14 @@ int sf_cmd_run(int argc, char **argv) {
         {"unsafe-model-loader", no_argument, NULL, SF_ARGS_O_UNSAFE_LOADER},
         {"log-format", required_argument, NULL, O_LOGF},
         {"print-config", no_argument, NULL, O_PRINT},
+        SF_ARGS_DRIFT_OPTIONS,
+        {"truth-topic", required_argument, NULL, O_TRUTH},
+        {"truth-field", required_argument, NULL, O_TRUTH_FIELD},
+        {"truth-id-field", required_argument, NULL, O_TRUTH_ID},
+        {"truth-window-events", required_argument, NULL, O_TRUTH_EVENTS},
+        {"truth-window-s", required_argument, NULL, O_TRUTH_S},
+        {"shadow-model", required_argument, NULL, O_SHADOW},
+        {"shadow-variables", required_argument, NULL, O_SHADOW_VARS},
         {NULL, 0, NULL, 0}};
     /* Variables first, then the command line: getopt keeps the last value. */
     static const char *const not_from_env[] = {"help", "print-config", NULL};
@@ -178,12 +208,14 @@ int sf_cmd_run(int argc, char **argv) {
     const char *in_topics[64];
     char in_buf[4096];
     size_t n_in = 0, in_used = 0;
+    const char *shadow_model = NULL, *shadow_vars = NULL;
     long v;
     double d;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":b:m:X:F:h", opts, NULL)) != -1) {
-        if (sf_args_engine(&cli, opt, optarg, &c.engine, &bad))
+        if (sf_args_engine(&cli, opt, optarg, &c.engine, &bad) ||
+            sf_args_drift(&cli, opt, optarg, &c.drift, &bad))
             continue;
         switch (opt) {
         case 'b': c.brokers = optarg; break;
@@ -240,6 +272,22 @@ int sf_cmd_run(int argc, char **argv) {
                 bad = sf_args_bad(&cli, "--max-event-bytes", optarg, "an integer in 1..268435456");
             c.max_event_bytes = (size_t)v;
             break;
+        case O_TRUTH: c.truth_topic = optarg; break;
+        case O_SHADOW: shadow_model = optarg; break;
+        case O_SHADOW_VARS: shadow_vars = optarg; break;
+        case O_TRUTH_FIELD: c.truth_field = optarg; break;
+        case O_TRUTH_ID: c.truth_id_field = optarg; break;
+        case O_TRUTH_EVENTS:
+            if (sf_args_long(optarg, 1, 1L << 30, &v))
+                bad = sf_args_bad(&cli, "--truth-window-events", optarg,
+                                  "an integer in 1..1073741824");
+            c.truth.window_events = (size_t)v;
+            break;
+        case O_TRUTH_S:
+            if (sf_args_double(optarg, 0, 86400 * 30, &d))
+                bad = sf_args_bad(&cli, "--truth-window-s", optarg, "seconds in 0..2592000");
+            c.truth.window_s = d;
+            break;
         case O_EOS: c.exactly_once = 1; break;
         case O_TXID: c.transactional_id = optarg; break;
         case O_METRICS:
@@ -278,10 +326,20 @@ int sf_cmd_run(int argc, char **argv) {
         bad = sf_args_usage(&cli, "--brokers is required (or bootstrap.servers in a -F file)");
     if (!bad)
         bad = sf_args_engine_check(&cli, &c.engine, argc, argv);
+    if (!bad && shadow_model && !shadow_vars && !sf_modelset_is_set(shadow_model))
+        bad = sf_args_usage(&cli, "--shadow-model %s needs --shadow-variables (unless it is a set)",
+                            shadow_model);
     if (bad) {
         sf_kafka_props_free(&props);
         free(args);
         return sf_args_try(&cli);
+    }
+    if (shadow_model) { /* the serving model's settings, its own files, this thread only */
+        c.shadow = c.engine;
+        c.shadow.model_path = shadow_model;
+        c.shadow.vars_path = shadow_vars;
+        c.shadow.arch_path = NULL;
+        c.shadow.threads = 1;
     }
     if (c.exactly_once && !c.transactional_id) {
         char host[256] = "localhost";
@@ -307,6 +365,7 @@ int sf_cmd_run(int argc, char **argv) {
     sf_args_signals(&stop_flag, &reload_flag);
 
     c.engine.loader.log_format = c.log_format;
+    c.engine.loader.stop = &stop_flag; /* a SIGTERM ends a slow model load too */
     int r = sf_pipeline_run(&c, err, sizeof err);
     int rc = r == 0 ? 0 : r == -2 ? 2 : 1; /* 2: the model or variables were refused */
     if (rc)
