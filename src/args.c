@@ -315,6 +315,7 @@ int sf_args_engine(const sf_cli *cli, int opt, const char *arg, sf_engine_conf *
     case 'm': c->model_path = arg; break;
     case SF_ARGS_O_VARS: c->vars_path = arg; break;
     case SF_ARGS_O_ARCH: c->arch_path = arg; break;
+    case SF_ARGS_O_ONNX_OUTPUT: c->onnx_output = arg; break;
     case SF_ARGS_O_ID: c->id_field = *arg ? arg : NULL; break;
     case SF_ARGS_O_NORM:
         if (sf_norm_parse(arg, &c->norm))

@@ -68,12 +68,14 @@ static void member_free(member *m) {
 }
 
 /* Adds to a refusal what the file looks like when that is not what was
- * wanted (a model: HDF5 or .keras; variables: a variables JSON file), and
- * what would do. */
+ * wanted (a model: HDF5, .keras or ONNX, whose own reader's message says
+ * what is wrong; variables: a variables JSON file), and what would do. */
 static void explain(char *why, size_t n, const char *path, int model) {
     sf_sniff_kind k = sf_sniff(path);
     size_t len = strlen(why);
-    if (k == SF_SNIFF_UNREADABLE || (model ? k == SF_SNIFF_HDF5 || k == SF_SNIFF_KERAS : k == SF_SNIFF_VARIABLES))
+    if (k == SF_SNIFF_UNREADABLE ||
+        (model ? k == SF_SNIFF_HDF5 || k == SF_SNIFF_KERAS || k == SF_SNIFF_ONNX
+               : k == SF_SNIFF_VARIABLES))
         return;
     snprintf(why + len, n - len, " (it looks like %s; %s)", sf_sniff_name(k),
              model ? SF_SNIFF_MODEL_FORMATS : "--variables wants a variables JSON file, with inputs");
@@ -82,9 +84,10 @@ static void explain(char *why, size_t n, const char *path, int model) {
 /* Loads one member; a set's member names itself in errstr. The single
  * model's assembler is built here, a set's union one by the caller. */
 static int member_load(member *m, const sf_engine_conf *c, const char *model_path,
-                       const char *arch_path, const char *vars_path, char *errstr, size_t n) {
+                       const char *arch_path, const char *onnx_output, const char *vars_path,
+                       char *errstr, size_t n) {
     char why[1024];
-    if (sf_model_load_conf(&m->model, model_path, arch_path, &c->loader, why, sizeof why)) {
+    if (sf_model_load_conf(&m->model, model_path, arch_path, onnx_output, &c->loader, why, sizeof why)) {
         explain(why, sizeof why, model_path, 1);
         goto fail;
     }
@@ -180,9 +183,9 @@ oom:
 
 static int load_set(sf_engine *e, char *errstr, size_t n) {
     const sf_engine_conf *c = &e->conf;
-    if (c->arch_path || c->vars_path) {
+    if (c->arch_path || c->onnx_output || c->vars_path) {
         snprintf(errstr, n, "%s is a model set: its members name their own %s", c->model_path,
-                 c->arch_path ? "architecture" : "variables");
+                 c->arch_path ? "architecture" : c->onnx_output ? "ONNX output" : "variables");
         return -1;
     }
     if (sf_modelset_load(&e->set, c->model_path, errstr, n))
@@ -199,7 +202,7 @@ static int load_set(sf_engine *e, char *errstr, size_t n) {
         member *m = &e->m[e->n_members++];
         m->name = d->name;
         m->weight = d->weight / total;
-        if (member_load(m, c, d->model_path, NULL, d->vars_path, errstr, n))
+        if (member_load(m, c, d->model_path, NULL, NULL, d->vars_path, errstr, n))
             return -1;
         const sf_vars *v = m->vars, *v0 = e->m[0].vars;
         int same = v->n_labels == v0->n_labels;
@@ -272,7 +275,8 @@ int sf_engine_load(sf_engine **out, const sf_engine_conf *c, char *errstr, size_
         }
         e->n_members = 1;
         e->m[0].weight = 1;
-        if (member_load(&e->m[0], c, c->model_path, c->arch_path, c->vars_path, errstr, n))
+        if (member_load(&e->m[0], c, c->model_path, c->arch_path, c->onnx_output, c->vars_path,
+                        errstr, n))
             goto fail;
         e->probs = e->m[0].probs;
     }

@@ -21,6 +21,8 @@
 #include "model_arch.h"
 #include "model_h5.h"
 #include "model_keras.h"
+#include "model_onnx.h"
+#include "model_onnx_pb.h"
 #include "sha256.h"
 
 #define MAX_UNITS ((json_int_t)1 << 20)
@@ -566,8 +568,6 @@ static long find_builder(const char *keras_class) {
     return -1;
 }
 
-/* ---- files ------------------------------------------------------------------ */
-
 /* ---- the load ---------------------------------------------------------------- */
 
 /* A .keras archive holds the architecture and says which Keras wrote it. */
@@ -773,8 +773,32 @@ static int build_layers(loader *ld, sf_model *m) {
     return sigmoid_head(ld, m);
 }
 
+/* Formats are told apart by their first bytes, never by the name: HDF5 and
+ * zip have signatures, and a file with neither that starts like a protobuf
+ * ModelProto is read as ONNX (anything else goes to HDF5, whose message says
+ * what it is not). */
+int sf_model_is_onnx(const unsigned char *data, size_t len) {
+    static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if ((len >= 8 && !memcmp(data, hdf5, 8)) || (len >= 2 && data[0] == 'P' && data[1] == 'K'))
+        return 0;
+    return sf_onnx_sniff(data, len < 8 ? len : 8);
+}
+
+static int load_onnx(loader *ld, sf_model *m, const sf_model_bytes *arch,
+                     const sf_model_parse_opts *o, sf_sha256 *h) {
+    if (arch)
+        return fail(ld, NULL, "an ONNX model holds its own graph; do not pass --architecture %s",
+                    arch->name);
+    if (ld->len > SF_ONNX_MAX_BYTES)
+        return fail(ld, NULL, "too large for an ONNX model");
+    int rc = sf_onnx_build(m, ld->data, ld->len, ld->path, o ? o->onnx_output : NULL,
+                           o ? o->fetch : NULL, o ? o->fetch_ctx : NULL, h, ld->errstr,
+                           ld->errstr_size);
+    return rc < 0 ? -1 : sigmoid_head(ld, m);
+}
+
 int sf_model_parse(sf_model **out, const sf_model_bytes *model, const sf_model_bytes *arch,
-                   char *errstr, size_t errstr_size) {
+                   const sf_model_parse_opts *o, char *errstr, size_t errstr_size) {
     const char *path = model->name;
     loader ld = {.path = path, .data = model->data, .len = model->len,
                  .file = H5I_INVALID_HID, .weights = H5I_INVALID_HID,
@@ -793,10 +817,22 @@ int sf_model_parse(sf_model **out, const sf_model_bytes *model, const sf_model_b
         goto done;
     }
     sf_sha256_update(&h, model->data, model->len);
-    if (arch)
-        sf_sha256_update(&h, arch->data, arch->len);
-    if (open_model(&ld, arch) < 0 || build_layers(&ld, m) < 0 || check_unused_weights(&ld) < 0)
+    int onnx = sf_model_is_onnx(model->data, model->len);
+    if (o && o->onnx_output && !onnx) {
+        snprintf(errstr, errstr_size, "%s: --onnx-output %s: not an ONNX model", path,
+                 o->onnx_output);
         goto done;
+    }
+    if (onnx) {
+        if (load_onnx(&ld, m, arch, o, &h) < 0)
+            goto done;
+    } else {
+        if (arch)
+            sf_sha256_update(&h, arch->data, arch->len);
+        if (open_model(&ld, arch) < 0 || build_layers(&ld, m) < 0 ||
+            check_unused_weights(&ld) < 0)
+            goto done;
+    }
     sf_sha256_final_hex(&h, m->sha256);
     *out = m;
     m = NULL;
@@ -874,14 +910,15 @@ static int read_file(sf_model_bytes *b, const char *path, size_t max, char *errs
 }
 
 int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
-                             char *errstr, size_t errstr_size) {
+                            const char *onnx_output, char *errstr, size_t errstr_size) {
+    sf_model_parse_opts o = {.onnx_output = onnx_output};
     sf_model_bytes model, arch = {0};
     *out = NULL;
     if (read_file(&model, path, SF_MODEL_MAX_FILE, errstr, errstr_size) < 0)
         return -1;
     int rc = -1;
     if (!arch_path || read_file(&arch, arch_path, SF_MODEL_MAX_ARCH, errstr, errstr_size) == 0)
-        rc = sf_model_parse(out, &model, arch_path ? &arch : NULL, errstr, errstr_size);
+        rc = sf_model_parse(out, &model, arch_path ? &arch : NULL, &o, errstr, errstr_size);
     sf_model_bytes_free(&model);
     sf_model_bytes_free(&arch);
     return rc;

@@ -17,9 +17,12 @@
  * An exec'd program also inherits no locks: the forked child of earlier days
  * could sleep forever on a lock another thread of the daemon held at the fork.
  *
- * A format whose model refers to further files (ONNX external data) needs
- * them opened here, read-only, and passed as more descriptors after the
- * architecture's (spawn_loader), since the loader opens nothing. */
+ * An ONNX model may keep its weights in external data files beside it. The
+ * loader opens nothing, so it asks for them over a socket (fd 5): this side
+ * checks each location as the in-process reader does (relative, no "..",
+ * inside the model's folder once links are resolved, no link itself, a
+ * regular file, bounded sizes) and sends the bytes, which the loader adds to
+ * the model's digest. */
 #define _GNU_SOURCE /* posix_spawn_file_actions_addclosefrom_np */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +50,7 @@
 #include "sigflow/model.h"
 #include "sigflow/paths.h"
 #include "model_guard.h"
+#include "model_onnx.h"
 #include "model_sandbox.h"
 
 #define MAGIC 0x314d4653u          /* "SFM1" */
@@ -130,20 +135,84 @@ static void serialize(wbuf *b, int confined, const sf_model *m, const char *err)
     put_u32(b, MAGIC);
 }
 
-static void write_all(int fd, const char *p, size_t n) {
+static int write_all(int fd, const void *v, size_t n) {
+    const char *p = v;
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return;
+            return -1;
         p += w;
         n -= (size_t)w;
     }
+    return 0;
 }
 
 /* The loader program's arguments, in this order (model_guard.h). */
-enum { ARG_PATH = 1, ARG_ARCH, ARG_CPU, ARG_MEMORY, ARG_UNSAFE, ARG_PARENT, N_ARGS };
+enum { ARG_PATH = 1, ARG_ARCH, ARG_ONNX_OUTPUT, ARG_CPU, ARG_MEMORY, ARG_UNSAFE, ARG_PARENT,
+       N_ARGS };
+
+/* ONNX external data, brokered: the loader sends a request on its broker
+ * socket (magic, offset, length, location length, location) and the parent
+ * answers status (0: the bytes follow; else a reason of n bytes), n, bytes.
+ * The parent checks the location as the in-process reader does
+ * (sf_onnx_external_read); the loader checks that n is what it asked for. */
+#define BROKER_MAGIC 0x58464653u /* "SFFX" */
+#define BROKER_MAX_LOCATION 4096
+#define BROKER_MAX_TOTAL ((uint64_t)4 << 30) /* bytes served for one load */
+
+static int read_full(int fd, void *p, size_t n) {
+    for (size_t got = 0; got < n;) {
+        ssize_t r = read(fd, (char *)p + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int sf_loader_broker_ask(void *ctx, const char *location, long long offset, size_t nbytes,
+                      unsigned char **out, char *why, size_t why_size) {
+    int fd = *(int *)ctx;
+    size_t ln = strlen(location);
+    *out = NULL;
+    if (ln > BROKER_MAX_LOCATION) {
+        snprintf(why, why_size, "external data location too long");
+        return -1;
+    }
+    uint32_t magic = BROKER_MAGIC, len32 = (uint32_t)ln, status;
+    uint64_t off = (uint64_t)offset, want = nbytes, n;
+    if (write_all(fd, &magic, 4) < 0 || write_all(fd, &off, 8) < 0 ||
+        write_all(fd, &want, 8) < 0 || write_all(fd, &len32, 4) < 0 ||
+        write_all(fd, location, ln) < 0 || read_full(fd, &status, 4) < 0 ||
+        read_full(fd, &n, 8) < 0) {
+        snprintf(why, why_size, "external data file '%s': no answer from sigflow", location);
+        return -1;
+    }
+    if (status != 0 ? n >= why_size : n != want) {
+        snprintf(why, why_size, "external data file '%s': a damaged answer from sigflow",
+                 location);
+        return -1;
+    }
+    if (status != 0) {
+        if (read_full(fd, why, n) < 0)
+            n = 0;
+        why[n] = '\0';
+        return -1;
+    }
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf || read_full(fd, buf, n) < 0) {
+        free(buf);
+        snprintf(why, why_size, "external data file '%s': %s", location,
+                 buf ? "a short answer from sigflow" : "out of memory");
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -166,6 +235,10 @@ int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
     if (getppid() != (pid_t)atol(argv[ARG_PARENT]))
         return 1;
     const char *path = argv[ARG_PATH], *arch_path = *argv[ARG_ARCH] ? argv[ARG_ARCH] : NULL;
+    int broker = SF_LOADER_FD_BROKER;
+    sf_model_parse_opts opts = {
+        .onnx_output = *argv[ARG_ONNX_OUTPUT] ? argv[ARG_ONNX_OUTPUT] : NULL,
+        .fetch = sf_loader_broker_ask, .fetch_ctx = &broker};
     char err[1024] = "", why[256];
     sf_model_bytes model = {0}, arch = {0};
     sf_model *m = NULL;
@@ -198,7 +271,7 @@ int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
     static const int deadly[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
     for (size_t i = 0; i < sizeof deadly / sizeof deadly[0]; i++)
         signal(deadly[i], SIG_DFL);
-    sf_sandbox_limits lim = {.pipe_fd = SF_LOADER_FD_PIPE,
+    sf_sandbox_limits lim = {.pipe_fd = SF_LOADER_FD_PIPE, .broker_fd = SF_LOADER_FD_BROKER,
                              .cpu_seconds = atoi(argv[ARG_CPU]),
                              .memory = strtoull(argv[ARG_MEMORY], NULL, 10)};
 #ifdef SF_ASAN
@@ -212,7 +285,7 @@ int sf_model_loader_main(int argc, char **argv, sf_model_loader_hook hook) {
     }
     if (hook)
         hook(&model);
-    sf_model_parse(&m, &model, arch_path ? &arch : NULL, err, sizeof err);
+    sf_model_parse(&m, &model, arch_path ? &arch : NULL, &opts, err, sizeof err);
 reply:;
     wbuf b = {0};
     serialize(&b, confined, m, err);
@@ -408,26 +481,145 @@ static sf_model *deserialize(rbuf *r, const char *path, int *confined, char *err
     return m;
 }
 
-/* Reads the child's whole reply, until EOF, the deadline or *stop. Returns 0
- * at EOF, 1 on timeout, 2 when stopped, -1 on error (errno). */
-static int read_reply(int fd, int64_t deadline_ms, const atomic_int *stop, char **out,
-                      size_t *len) {
+/* The parent's side of the broker socket (non-blocking): a request being
+ * read, an answer being written. */
+typedef struct broker {
+    int fd;                    /* -1 once the loader closed it or broke the protocol */
+    const char *model_path;
+    unsigned char req[24 + BROKER_MAX_LOCATION + 1];
+    size_t req_n;
+    unsigned char *ans;        /* header and bytes */
+    size_t ans_n, ans_pos;
+    uint64_t served;
+} broker;
+
+/* Stops serving: the loader's next read sees the end, and it reports that
+ * it had no answer, rather than wait for the deadline. */
+static void broker_stop(broker *b) {
+    shutdown(b->fd, SHUT_RDWR);
+    b->fd = -1;
+}
+
+/* Answers one whole request in b->req: the bytes, or why not. */
+static void broker_answer(broker *b, uint64_t off, uint64_t want, const char *loc) {
+    char why[512];
+    unsigned char *data = NULL;
+    uint32_t status = 0;
+    if (want > BROKER_MAX_TOTAL - b->served || off > INT64_MAX) {
+        snprintf(why, sizeof why, "external data: more than %llu bytes in all",
+                 (unsigned long long)BROKER_MAX_TOTAL);
+        status = 1;
+    } else if (sf_onnx_external_read(b->model_path, loc, (int64_t)off, (size_t)want, &data, why,
+                                     sizeof why) < 0) {
+        status = 1;
+    }
+    uint64_t n = status ? strlen(why) : want;
+    b->ans = malloc(12 + (size_t)n);
+    if (!b->ans) {
+        free(data);
+        broker_stop(b); /* the loader gets no answer and reports it */
+        return;
+    }
+    memcpy(b->ans, &status, 4);
+    memcpy(b->ans + 4, &n, 8);
+    memcpy(b->ans + 12, status ? (const void *)why : (const void *)data, (size_t)n);
+    free(data);
+    b->ans_n = 12 + (size_t)n;
+    b->ans_pos = 0;
+    b->req_n = 0;
+    if (!status)
+        b->served += want;
+}
+
+/* Reads what the loader sent; answers a request once it is whole. */
+static void broker_read(broker *b) {
+    size_t need = 24;
+    uint32_t magic, ln = 0;
+    if (b->req_n >= 24) {
+        memcpy(&ln, b->req + 20, 4);
+        if (ln > BROKER_MAX_LOCATION) {
+            broker_stop(b);
+            return;
+        }
+        need = 24 + (size_t)ln;
+    }
+    ssize_t r = read(b->fd, b->req + b->req_n, need - b->req_n);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (r <= 0) {
+        broker_stop(b);
+        return;
+    }
+    b->req_n += (size_t)r;
+    if (b->req_n < need)
+        return;
+    memcpy(&magic, b->req, 4);
+    memcpy(&ln, b->req + 20, 4);
+    if (magic != BROKER_MAGIC || ln > BROKER_MAX_LOCATION) {
+        broker_stop(b);
+        return;
+    }
+    if (b->req_n < 24 + (size_t)ln)
+        return; /* the header is in; the location follows */
+    uint64_t off, want;
+    memcpy(&off, b->req + 4, 8);
+    memcpy(&want, b->req + 12, 8);
+    b->req[24 + ln] = '\0';
+    if (strlen((const char *)b->req + 24) != ln) { /* a NUL inside the name */
+        broker_stop(b);
+        return;
+    }
+    broker_answer(b, off, want, (const char *)b->req + 24);
+}
+
+static void broker_write(broker *b) {
+    ssize_t w = write(b->fd, b->ans + b->ans_pos, b->ans_n - b->ans_pos);
+    if (w < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (w <= 0) {
+        broker_stop(b);
+        return;
+    }
+    b->ans_pos += (size_t)w;
+    if (b->ans_pos == b->ans_n) {
+        free(b->ans);
+        b->ans = NULL;
+        b->ans_n = b->ans_pos = 0;
+    }
+}
+
+/* Reads the loader's whole reply, serving its requests for external data
+ * meanwhile, until EOF, the deadline or *stop. Returns 0 at EOF, 1 on
+ * timeout, 2 when stopped, -1 on error (errno). */
+static int read_reply(int fd, broker *b, int64_t deadline_ms, const atomic_int *stop,
+                      char **out, size_t *len) {
     size_t cap = 0, n = 0;
     char *buf = NULL;
     for (;;) {
         int64_t left = deadline_ms - sf_clock_ms();
         if (left <= 0 || (stop && atomic_load(stop))) {
+            free(b->ans);
+            b->ans = NULL;
             *out = buf;
             *len = n;
             return left <= 0 ? 1 : 2;
         }
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, left > 100 ? 100 : (int)left);
+        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
+                                {.fd = b->fd, .events = b->ans ? POLLOUT : POLLIN}};
+        int pr = poll(pfd, b->fd >= 0 ? 2 : 1, left > 100 ? 100 : (int)left);
         if (pr < 0 && errno == EINTR)
             continue;
         if (pr < 0)
             break;
         if (pr == 0)
+            continue;
+        if (b->fd >= 0 && pfd[1].revents) {
+            if (b->ans)
+                broker_write(b);
+            else
+                broker_read(b);
+        }
+        if (!pfd[0].revents)
             continue;
         if (n == cap) {
             char *bigger = cap < MAX_REPLY ? realloc(buf, cap = cap ? cap * 2 : 65536) : NULL;
@@ -443,12 +635,16 @@ static int read_reply(int fd, int64_t deadline_ms, const atomic_int *stop, char 
         if (got < 0)
             break;
         if (got == 0) {
+            free(b->ans);
+            b->ans = NULL;
             *out = buf;
             *len = n;
             return 0;
         }
         n += (size_t)got;
     }
+    free(b->ans);
+    b->ans = NULL;
     free(buf);
     *out = NULL;
     *len = 0;
@@ -456,16 +652,17 @@ static int read_reply(int fd, int64_t deadline_ms, const atomic_int *stop, char 
 }
 
 /* A descriptor at 10 or above, close-on-exec, so that the spawn's dup2 onto
- * 3, 4 and 5 never overwrites a source it has yet to copy. */
+ * 3 to 6 never overwrites a source it has yet to copy. */
 static int high_fd(int fd) {
     return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
-/* Starts the loader: fds 3 (model), 4 (pipe), 5 (architecture) and nothing
- * else, an empty environment, default signal dispositions and mask. */
+/* Starts the loader: fds 3 (model), 4 (pipe), 5 (broker), 6 (architecture)
+ * and nothing else, an empty environment, default signal dispositions and
+ * mask. */
 static int spawn_loader(const char *program, char *const argv[], int model_fd, int pipe_fd,
-                        int arch_fd, pid_t *pid) {
-    int src[3] = {high_fd(model_fd), high_fd(pipe_fd), high_fd(arch_fd)};
+                        int broker_fd, int arch_fd, pid_t *pid) {
+    int src[4] = {high_fd(model_fd), high_fd(pipe_fd), high_fd(arch_fd), high_fd(broker_fd)};
     int rc = -1;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
@@ -473,7 +670,7 @@ static int spawn_loader(const char *program, char *const argv[], int model_fd, i
     sigfillset(&all);
     sigemptyset(&none);
     char *const envp[] = {NULL};
-    if (src[0] < 0 || src[1] < 0 || (arch_fd >= 0 && src[2] < 0))
+    if (src[0] < 0 || src[1] < 0 || src[3] < 0 || (arch_fd >= 0 && src[2] < 0))
         goto close;
     if ((errno = posix_spawn_file_actions_init(&fa)) != 0)
         goto close;
@@ -486,10 +683,11 @@ static int spawn_loader(const char *program, char *const argv[], int model_fd, i
         e = e ? e : posix_spawn_file_actions_addclose(&fa, fd);
     e = e ? e : posix_spawn_file_actions_adddup2(&fa, src[0], SF_LOADER_FD_MODEL);
     e = e ? e : posix_spawn_file_actions_adddup2(&fa, src[1], SF_LOADER_FD_PIPE);
+    e = e ? e : posix_spawn_file_actions_adddup2(&fa, src[3], SF_LOADER_FD_BROKER);
     if (arch_fd >= 0)
         e = e ? e : posix_spawn_file_actions_adddup2(&fa, src[2], SF_LOADER_FD_ARCH);
     e = e ? e : posix_spawn_file_actions_addclosefrom_np(
-                    &fa, (arch_fd >= 0 ? SF_LOADER_FD_ARCH : SF_LOADER_FD_PIPE) + 1);
+                    &fa, (arch_fd >= 0 ? SF_LOADER_FD_ARCH : SF_LOADER_FD_BROKER) + 1);
     e = e ? e : posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     e = e ? e : posix_spawnattr_setsigmask(&at, &none);
     e = e ? e : posix_spawnattr_setsigdefault(&at, &all);
@@ -500,7 +698,7 @@ static int spawn_loader(const char *program, char *const argv[], int model_fd, i
     rc = e ? -1 : 0;
 close:;
     int saved = errno;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (src[i] >= 0)
             close(src[i]);
     errno = saved;
@@ -528,8 +726,9 @@ static int open_input(const char *path, char *errstr, size_t errstr_size) {
 }
 
 static int load_sandboxed(sf_model **out, const char *path, const char *arch_path,
+                          const char *onnx_output, const char *unsafe,
                           const sf_model_loader_conf *c, int timeout_ms, unsigned long long memory,
-                          char *errstr, size_t errstr_size) {
+                          int *confined, char *errstr, size_t errstr_size) {
     *out = NULL;
     char program[PATH_MAX];
     if (c->program)
@@ -547,8 +746,13 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
         close(model_fd);
         return -1;
     }
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0) {
+    int fds[2], bfds[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bfds) < 0 ||
+        fcntl(bfds[0], F_SETFL, O_NONBLOCK) < 0 || pipe2(fds, O_CLOEXEC) < 0) {
+        if (bfds[0] >= 0) {
+            close(bfds[0]);
+            close(bfds[1]);
+        }
         snprintf(errstr, errstr_size, "%s: cannot create a pipe for the loader: %s", path,
                  strerror(errno));
         close(model_fd);
@@ -561,16 +765,19 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     snprintf(mem, sizeof mem, "%llu", memory);
     snprintf(parent, sizeof parent, "%ld", (long)getpid());
     char *const argv[] = {"sigflow-loader", (char *)path, (char *)(arch_path ? arch_path : ""),
-                          cpu, mem, c->unsafe ? "1" : "0", parent, NULL};
+                          (char *)(onnx_output ? onnx_output : ""), cpu, mem, (char *)unsafe,
+                          parent, NULL};
     int64_t deadline = sf_clock_ms() + timeout_ms;
     pid_t pid;
-    int sr = spawn_loader(program, argv, model_fd, fds[1], arch_fd, &pid);
+    int sr = spawn_loader(program, argv, model_fd, fds[1], bfds[1], arch_fd, &pid);
     int spawn_errno = errno;
     close(model_fd);
     if (arch_fd >= 0)
         close(arch_fd);
     close(fds[1]);
+    close(bfds[1]);
     if (sr < 0) {
+        close(bfds[0]);
         snprintf(errstr, errstr_size, "%s: cannot start the model loader %s: %s", path, program,
                  strerror(spawn_errno));
         close(fds[0]);
@@ -578,7 +785,9 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     }
     char *reply;
     size_t len;
-    int rr = read_reply(fds[0], deadline, c->stop, &reply, &len);
+    broker b = {.fd = bfds[0], .model_path = path};
+    int rr = read_reply(fds[0], &b, deadline, c->stop, &reply, &len);
+    close(bfds[0]);
     int read_errno = errno;
     close(fds[0]);
     if (rr == 1 || rr == 2)
@@ -587,7 +796,6 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     sf_model *m = NULL;
-    int confined = 0;
     char name[64];
     if (rr == 2) {
         snprintf(errstr, errstr_size, "%s: loading stopped (SIGTERM or SIGINT)", path);
@@ -609,16 +817,12 @@ static int load_sandboxed(sf_model **out, const char *path, const char *arch_pat
     } else {
         rbuf r = {.p = reply, .len = len};
         errstr[0] = '\0';
-        m = deserialize(&r, path, &confined, errstr, errstr_size);
+        m = deserialize(&r, path, confined, errstr, errstr_size);
         if (r.bad)
             snprintf(errstr, errstr_size, "%s: the loader process sent back a damaged model (%s)",
                      path, r.bad);
     }
     free(reply);
-    if (c->unsafe) /* every load under the opt-out says so, confined or not */
-        sf_log((sf_logger){SF_LOG_WARN, (sf_log_format)c->log_format}, SF_LOG_WARN,
-               "model loader sandbox may be off (--unsafe-model-loader) model=\"%s\" "
-               "confined=%s", path, m ? (confined ? "yes" : "no") : "unknown");
     *out = m;
     return m ? 0 : -1;
 }
@@ -642,7 +846,8 @@ static int env_number(const char *name, const char *unit, double max, double *ou
 }
 
 int sf_model_load_conf(sf_model **out, const char *path, const char *arch_path,
-                       const sf_model_loader_conf *conf, char *errstr, size_t errstr_size) {
+                       const char *onnx_output, const sf_model_loader_conf *conf, char *errstr,
+                       size_t errstr_size) {
     static const sf_model_loader_conf defaults = {0};
     const sf_model_loader_conf *c = conf ? conf : &defaults;
     double seconds = SF_MODEL_LOAD_TIMEOUT_MS / 1000.0, mib = SF_MODEL_LOADER_MEMORY >> 20;
@@ -655,18 +860,26 @@ int sf_model_load_conf(sf_model **out, const char *path, const char *arch_path,
         return -1;
     int timeout_ms = c->timeout_ms ? c->timeout_ms : (int)ceil(seconds * 1000);
     unsigned long long memory = c->memory ? c->memory : (unsigned long long)mib << 20;
-    return load_sandboxed(out, path, arch_path, c, timeout_ms, memory, errstr, errstr_size);
+    int confined = 0;
+    int rc = load_sandboxed(out, path, arch_path, onnx_output, c->unsafe ? "1" : "0", c,
+                            timeout_ms, memory, &confined, errstr, errstr_size);
+    if (c->unsafe) /* every load under the opt-out says so, confined or not */
+        sf_log((sf_logger){SF_LOG_WARN, (sf_log_format)c->log_format}, SF_LOG_WARN,
+               "model loader sandbox may be off (--unsafe-model-loader) model=\"%s\" "
+               "confined=%s", path, rc == 0 ? (confined ? "yes" : "no") : "unknown");
+    return rc;
 }
 
 int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
-                          int timeout_ms, char *errstr, size_t errstr_size) {
+                          const char *onnx_output, int timeout_ms, char *errstr,
+                          size_t errstr_size) {
     sf_model_loader_conf c = {.timeout_ms = timeout_ms};
-    return sf_model_load_conf(out, path, arch_path, &c, errstr, errstr_size);
+    return sf_model_load_conf(out, path, arch_path, onnx_output, &c, errstr, errstr_size);
 }
 
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
-                  char *errstr, size_t errstr_size) {
-    return sf_model_load_conf(out, path, arch_path, NULL, errstr, errstr_size);
+                  const char *onnx_output, char *errstr, size_t errstr_size) {
+    return sf_model_load_conf(out, path, arch_path, onnx_output, NULL, errstr, errstr_size);
 }
 
 static const char *const refusal_names[SF_MODEL_REFUSED__COUNT] = {

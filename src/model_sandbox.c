@@ -72,7 +72,7 @@ static struct scmp_arg_cmp arg_no_exec(void) {
  * process: write only to the pipe (and to fd 2, which is closed: glibc's
  * "double free detected" and the like fail there and abort, a crash, instead
  * of trapping), signals only to itself (abort()), no executable mappings. */
-static int add_rules(scmp_filter_ctx f, int pipe_fd) {
+static int add_rules(scmp_filter_ctx f, int pipe_fd, int broker_fd) {
     static const int plain[] = {
         SCMP_SYS(brk), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
         SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres),
@@ -85,6 +85,13 @@ static int add_rules(scmp_filter_ctx f, int pipe_fd) {
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
                            arg_eq(0, (scmp_datum_t)pipe_fd));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, arg_eq(0, 2));
+    /* The broker socket: the parent's answers, and only that descriptor. */
+    if (broker_fd >= 0) {
+        rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
+                               arg_eq(0, (scmp_datum_t)broker_fd));
+        rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(read), 1,
+                               arg_eq(0, (scmp_datum_t)broker_fd));
+    }
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(writev), 1, arg_eq(0, 2));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(writev), 1, arg_eq(0, 2));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
@@ -107,16 +114,20 @@ static int add_rules(scmp_filter_ctx f, int pipe_fd) {
 int sf_sandbox_enter(const sf_sandbox_limits *lim, char *errstr, size_t errstr_size) {
     trap_fd = lim->pipe_fd;
     self_pid = getpid();
-    /* Every descriptor but the pipe (the model was read before this). */
+    /* Every descriptor but the pipe and the broker socket (the model was
+     * read before this). */
+    int last = lim->broker_fd > lim->pipe_fd ? lim->broker_fd : lim->pipe_fd;
     for (int fd = 0; fd < lim->pipe_fd; fd++)
         close(fd);
-    if (syscall(SYS_close_range, (unsigned)lim->pipe_fd + 1, ~0U, 0) < 0) {
+    for (int fd = lim->pipe_fd + 1; fd < last; fd++)
+        close(fd);
+    if (syscall(SYS_close_range, (unsigned)last + 1, ~0U, 0) < 0) {
         snprintf(errstr, errstr_size, "close_range: %s", strerror(errno));
         return -1;
     }
     rlim_t cpu = lim->cpu_seconds > 0 ? (rlim_t)lim->cpu_seconds : 1;
     if (set_limit(RLIMIT_CPU, cpu, cpu + 1) < 0 || set_limit(RLIMIT_CORE, 0, 0) < 0 ||
-        set_limit(RLIMIT_NOFILE, (rlim_t)lim->pipe_fd + 1, (rlim_t)lim->pipe_fd + 1) < 0 ||
+        set_limit(RLIMIT_NOFILE, (rlim_t)last + 1, (rlim_t)last + 1) < 0 ||
         set_limit(RLIMIT_FSIZE, 0, 0) < 0 ||
         (lim->memory && set_limit(RLIMIT_AS, lim->memory, lim->memory) < 0)) {
         snprintf(errstr, errstr_size, "setrlimit: %s", strerror(errno));
@@ -140,7 +151,7 @@ int sf_sandbox_enter(const sf_sandbox_limits *lim, char *errstr, size_t errstr_s
         snprintf(errstr, errstr_size, "seccomp_init failed");
         return -1;
     }
-    int rc = add_rules(f, lim->pipe_fd);
+    int rc = add_rules(f, lim->pipe_fd, lim->broker_fd > lim->pipe_fd ? lim->broker_fd : -1);
     if (rc < 0) {
         seccomp_release(f);
         snprintf(errstr, errstr_size, "seccomp_rule_add: %s", strerror(-rc));

@@ -15,12 +15,14 @@
 #define SF_SANDBOX_TRAP_SIZE 8
 
 typedef struct sf_sandbox_limits {
-    int pipe_fd;                /* the one descriptor left open, written to */
+    int pipe_fd;                /* left open, written to */
+    int broker_fd;              /* left open, read and written (the parent's
+                                 * answers); above pipe_fd, or -1 for none */
     int cpu_seconds;            /* RLIMIT_CPU (soft; the hard limit is one more) */
     unsigned long long memory;  /* RLIMIT_AS in bytes; 0: none (ASan's shadow) */
 } sf_sandbox_limits;
 
-/* Closes every descriptor but the pipe, sets the limits, PR_SET_NO_NEW_PRIVS,
+/* Closes every descriptor but the pipe and the broker socket, sets the limits, PR_SET_NO_NEW_PRIVS,
  * a SIGSYS handler that reports the trapped call, and the filter. Returns 0
  * when confined; -1 with errstr when the filter (or another step) could not be
  * put in place, the process then being partly confined (descriptors closed,

@@ -1,7 +1,9 @@
 /* loader_probe.c: sigflow-loader-probe, a test build of the model loader that
  * does what an exploited parser would, on request: a model file whose bytes
  * start "SFPROBE openat" (or socket, execve) makes it attempt that call once
- * confined, right where the parser would start. It shows the sandbox stops
+ * confined, right where the parser would start; "SFPROBE broker" asks sigflow
+ * for external data outside the model's folder, and crashes (abort) if any
+ * is sent or the refusal does not say why. It shows the sandbox stops
  * each attempt (test_loader_sandbox.c). Built for the tests only and never
  * installed: the shipped loader passes no hook, so no file can ask it for this. */
 #include <fcntl.h>
@@ -35,6 +37,17 @@ static void probe(const sf_model_bytes *model) {
         char *volatile p = malloc(32);
         free(p);
         free(p);
+    } else if (!strcmp(what, "broker")) {
+        static const char *const escapes[] = {"/etc/passwd", "../../../../etc/passwd",
+                                               "a/../../x", "", "x\n/../.."};
+        int fd = SF_LOADER_FD_BROKER;
+        for (size_t i = 0; i < sizeof escapes / sizeof escapes[0]; i++) {
+            unsigned char *got = NULL;
+            char why[512] = "";
+            if (sf_loader_broker_ask(&fd, escapes[i], 0, 16, &got, why, sizeof why) == 0 ||
+                !strstr(why, "leaves the model's folder"))
+                abort();
+        }
     } else if (!strcmp(what, "execve")) {
         char *const argv[] = {"true", NULL}, *const envp[] = {NULL};
         execve("/bin/true", argv, envp);

@@ -138,8 +138,13 @@ refused_model() { # $1: what it should look like, rest: predict's arguments
     grep -qF "it looks like $like" "$TMP/err" || fail "predict $*: not '$like': $(cat "$TMP/err")"
 }
 mkdir -p "$TMP/saved/variables" && : >"$TMP/saved/saved_model.pb"
+# sigflow reads ONNX (issue 27): a damaged one gets the ONNX reader's message.
 printf '\x08\x08\x12\x07pytorch\x1a\x052.1.0:\x04onnx' >"$TMP/model.onnx"
-refused_model "an ONNX model; sigflow reads Keras HDF5" --model "$TMP/model.onnx" --variables "$VARS"
+"$SF" predict --model "$TMP/model.onnx" --variables "$VARS" </dev/null >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] && grep -qF "model.onnx: not a valid ONNX file" "$TMP/err" && ! grep -q "looks like" "$TMP/err" ||
+    fail "a damaged ONNX model: $(cat "$TMP/err")"
+printf '\x1c\x00\x00\x00TFL3\x00\x00\x12\x00' >"$TMP/model.tflite"
+refused_model "a TensorFlow graph file; sigflow reads Keras HDF5 (.h5: a whole model, or weights with --architecture), .keras archives, ONNX models" --model "$TMP/model.tflite" --variables "$VARS"
 refused_model "a TensorFlow SavedModel directory; sigflow reads" --model "$TMP/saved" --variables "$VARS"
 refused_model "a variables JSON file; sigflow reads" --model "$VARS" --variables "$MODEL"
 refused_model "an HDF5 file; --variables wants a variables JSON file" --model "$MODEL" --variables "$MODEL"

@@ -78,7 +78,7 @@ static void test_contract(void **state) {
     char *vars = vars_with_one_optional();
     char err[512];
     sf_model *model;
-    if (sf_model_load(&model, SF_TEST_MODEL, NULL, err, sizeof err))
+    if (sf_model_load(&model, SF_TEST_MODEL, NULL, NULL, err, sizeof err))
         fail_msg("%s", err);
 
     const size_t n_atlas = 12;
@@ -429,7 +429,7 @@ static void test_model_header_reload(void **state) {
     char sha[2][65], err[512];
     for (size_t k = 0; k < 2; k++) {
         sf_model *m;
-        if (sf_model_load(&m, models[k], NULL, err, sizeof err))
+        if (sf_model_load(&m, models[k], NULL, NULL, err, sizeof err))
             fail_msg("%s", err);
         snprintf(sha[k], sizeof sha[k], "%s", m->sha256);
         sf_model_free(m);

@@ -85,4 +85,21 @@ expect_one_line "predict hang" "$T/err" "sigflow predict: $m: reading it took lo
 run env SIGFLOW_MODEL_LOAD_TIMEOUT=2 "$SF" run --brokers 127.0.0.1:1 --model "$m" \
     --variables "$VARS" --metrics-addr none >"$T/out" 2>"$T/err"
 expect_one_line "run hang" "$T/err" "sigflow run: $m: reading it took longer than 2 s"
+# A damaged ONNX file (issue 27) gets the same treatment: the shipped model
+# cut short, and with a length field made to run past the end.
+head -c 20000 "$SIGFLOW_SOURCE_DIR/models/higgs_mlp.onnx" >"$T/cut.onnx"
+for m in "$T/cut.onnx" "$FIX/onnx/refuse_truncated.onnx"; do
+    want="$m: not a valid ONNX file: "
+    run "$SF" predict --model "$m" --variables "$VARS" <"$T/events" >"$T/out" 2>"$T/err"
+    expect_one_line "predict $m" "$T/err" "sigflow predict: $want"
+    [ ! -s "$T/out" ] || fail "predict $m wrote output: $(cat "$T/out")"
+    run "$SF" inspect --model "$m" >"$T/out" 2>"$T/err"
+    expect_one_line "inspect $m" "$T/err" "sigflow inspect: $want"
+    run "$SF" run --brokers 127.0.0.1:1 --model "$m" --variables "$VARS" --metrics-addr none \
+        >"$T/out" 2>"$T/err"
+    expect_one_line "run $m" "$T/err" "sigflow run: $want"
+    run "$SF" demo --model "$m" --variables "$VARS" >"$T/out" 2>"$T/err"
+    expect_one_line "demo $m" "$T/err" "sigflow demo: $want"
+    [ ! -s "$T/out" ] || fail "demo $m started anyway: $(cat "$T/out")"
+done
 echo "test_corrupt_model: all passed"

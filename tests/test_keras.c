@@ -33,7 +33,7 @@ static int load(sf_model **m, const char *file) {
     snprintf(path, sizeof path, "%s%s", DIR, file);
     errstr[0] = '\0';
     ssize_t before = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
-    int rc = sf_model_load(m, path, NULL, errstr, sizeof errstr);
+    int rc = sf_model_load(m, path, NULL, NULL, errstr, sizeof errstr);
     if (H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) != before)
         fail_msg("loading %s left HDF5 objects open", file);
     return rc;
@@ -187,7 +187,7 @@ static void test_refusals(void **state) {
     snprintf(path, sizeof path, "%sk3_mlp.keras", DIR);
     snprintf(arch, sizeof arch, "%sk3_mlp.ref.json", DIR);
     sf_model *m = NULL;
-    assert_int_equal(sf_model_load(&m, path, arch, errstr, sizeof errstr), -1);
+    assert_int_equal(sf_model_load(&m, path, arch, NULL, errstr, sizeof errstr), -1);
     assert_non_null(strstr(errstr, "holds its own architecture"));
 }
 
@@ -248,9 +248,9 @@ static void test_single_output_refused_for_classification(void **state) {
 static void test_shipped_keras_matches_h5(void **state) {
     (void)state;
     sf_model *k = NULL, *h = NULL;
-    assert_int_equal(sf_model_load(&k, SF_SOURCE_DIR "/models/higgs_mlp.keras", NULL, errstr,
+    assert_int_equal(sf_model_load(&k, SF_SOURCE_DIR "/models/higgs_mlp.keras", NULL, NULL, errstr,
                                    sizeof errstr), 0);
-    assert_int_equal(sf_model_load(&h, SF_SOURCE_DIR "/models/higgs_mlp.h5", NULL, errstr,
+    assert_int_equal(sf_model_load(&h, SF_SOURCE_DIR "/models/higgs_mlp.h5", NULL, NULL, errstr,
                                    sizeof errstr), 0);
     assert_int_equal(k->n_params, 1018002);
     assert_int_equal(k->n_params, h->n_params);

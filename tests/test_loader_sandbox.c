@@ -65,7 +65,7 @@ static void test_probes_are_killed(void **state) {
         char err[2048] = "";
         sf_model *m = (sf_model *)0x1;
         sf_model_loader_conf c = {.program = PROBE, .timeout_ms = WAIT_MS};
-        assert_int_equal(sf_model_load_conf(&m, path, NULL, &c, err, sizeof err), -1);
+        assert_int_equal(sf_model_load_conf(&m, path, NULL, NULL, &c, err, sizeof err), -1);
         assert_null(m);
         expect_violation(err, path, probes[i]);
         unlink(path);
@@ -77,16 +77,27 @@ static void test_probes_are_killed(void **state) {
     char err[2048] = "";
     sf_model *m = (sf_model *)0x1;
     sf_model_loader_conf pc = {.program = PROBE, .timeout_ms = WAIT_MS};
-    assert_int_equal(sf_model_load_conf(&m, path, NULL, &pc, err, sizeof err), -1);
+    assert_int_equal(sf_model_load_conf(&m, path, NULL, NULL, &pc, err, sizeof err), -1);
     printf("  %s\n", err);
     assert_int_equal(sf_model_refusal_of(err), SF_MODEL_REFUSED_CRASH);
     assert_non_null(strstr(err, "crashed reading it (signal 6)"));
     unlink(path);
     free(path);
 
+    /* A parser that asks sigflow for external data outside the model's
+     * folder gets a refusal, not the bytes (the probe aborts otherwise); the
+     * load then ends as the file deserves: not a model. */
+    path = write_probe("broker");
+    assert_int_equal(sf_model_load_conf(&m, path, NULL, NULL, &pc, err, sizeof err), -1);
+    printf("  %s\n", err);
+    if (sf_model_refusal_of(err) != SF_MODEL_REFUSED_INVALID)
+        fail_msg("the broker probe: %s", err);
+    unlink(path);
+    free(path);
+
     /* The probe loader is the real one otherwise: a model loads through it. */
     m = NULL;
-    if (sf_model_load_conf(&m, FIXTURE("model_mlp.h5"), NULL, &pc, err, sizeof err) != 0)
+    if (sf_model_load_conf(&m, FIXTURE("model_mlp.h5"), NULL, NULL, &pc, err, sizeof err) != 0)
         fail_msg("%s", err);
     sf_model_free(m);
 }
@@ -98,11 +109,11 @@ static void test_external_link_is_killed(void **state) {
     const char *path = FIXTURE("sandbox_external_link.h5");
     char err[2048] = "";
     sf_model *m = (sf_model *)0x1;
-    assert_int_equal(sf_model_load(&m, path, NULL, err, sizeof err), -1);
+    assert_int_equal(sf_model_load(&m, path, NULL, NULL, err, sizeof err), -1);
     assert_null(m);
     expect_violation(err, path, "openat");
     /* In this process, nothing stops libhdf5: it opens the file, finds no HDF5. */
-    assert_int_equal(sf_model_load_inprocess(&m, path, NULL, err, sizeof err), -1);
+    assert_int_equal(sf_model_load_inprocess(&m, path, NULL, NULL, err, sizeof err), -1);
     printf("  in-process: %s\n", err);
 }
 
@@ -126,14 +137,14 @@ static int no_seccomp_child(const char *path) {
     char err[2048] = "";
     sf_model *m = NULL;
     sf_model_loader_conf c = {.timeout_ms = WAIT_MS};
-    if (sf_model_load_conf(&m, path, NULL, &c, err, sizeof err) != -1)
+    if (sf_model_load_conf(&m, path, NULL, NULL, &c, err, sizeof err) != -1)
         return 12;
     printf("  without a filter: %s\n", err);
     if (!strstr(err, "cannot confine the model loader") ||
         sf_model_refusal_of(err) != SF_MODEL_REFUSED_SANDBOX)
         return 13;
     c.unsafe = 1;
-    if (sf_model_load_conf(&m, path, NULL, &c, err, sizeof err) != 0) {
+    if (sf_model_load_conf(&m, path, NULL, NULL, &c, err, sizeof err) != 0) {
         printf("  unsafe: %s\n", err);
         return 14;
     }
@@ -166,7 +177,7 @@ typedef struct slow_load {
 static void *run_slow_load(void *arg) {
     slow_load *s = arg;
     sf_model *m = NULL;
-    s->rc = sf_model_load_guarded(&m, s->path, NULL, 4000, s->err, sizeof s->err);
+    s->rc = sf_model_load_guarded(&m, s->path, NULL, NULL, 4000, s->err, sizeof s->err);
     sf_model_free(m);
     return NULL;
 }
@@ -264,11 +275,12 @@ static void test_loader_holds_no_secrets(void **state) {
     for (size_t i = 0; i < env_len; i += strlen(env + i) + 1)
         if (strstr(env + i, "SIGFLOW_KAFKA_") || strstr(env + i, "s3cret"))
             fail_msg("the loader's environment holds %s", env + i);
-    /* Every descriptor is the model (3) or the pipe (4). */
+    /* Every descriptor is the model (3), the pipe (4) or the broker socket (5). */
     for (char *p = fds; *p;) {
         int fd = atoi(p);
         const char *target = strchr(p, '=') + 1;
         if (!(fd == 4 && !strncmp(target, "pipe:", 5)) &&
+            !(fd == 5 && !strncmp(target, "socket:", 7)) && /* the broker (ONNX) */
             !(fd == 3 && !strncmp(target, s.path, strlen(s.path))))
             fail_msg("unexpected descriptor in the loader: %s", p);
         p = strchr(p, ';') + 1;

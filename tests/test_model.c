@@ -44,7 +44,7 @@ static ssize_t open_hdf5_objects(void) {
 static int try_load(sf_model **m, const char *model, const char *arch) {
     errstr[0] = '\0';
     ssize_t before = open_hdf5_objects();
-    int rc = sf_model_load_inprocess(m, model, arch, errstr, sizeof errstr);
+    int rc = sf_model_load_inprocess(m, model, arch, NULL, errstr, sizeof errstr);
     if (open_hdf5_objects() != before)
         fail_msg("loading %s left %zd HDF5 objects open (%s)", model,
                  open_hdf5_objects() - before, rc ? errstr : "loaded");

@@ -25,7 +25,7 @@ static char err[2048], err2[2048];
 static int load_gz(const char *gz, int timeout_ms, sf_model **m, char **path) {
     *path = sft_gunzip_temp(gz, ".h5");
     err[0] = '\0';
-    return sf_model_load_guarded(m, *path, NULL, timeout_ms, err, sizeof err);
+    return sf_model_load_guarded(m, *path, NULL, NULL, timeout_ms, err, sizeof err);
 }
 
 static void expect_prefix(const char *path, const char *what) {
@@ -106,9 +106,9 @@ static void test_child_model_equals_inprocess(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sf_model *a = NULL, *b = NULL;
-        if (sf_model_load(&a, cases[i].model, cases[i].arch, err, sizeof err) != 0)
+        if (sf_model_load(&a, cases[i].model, cases[i].arch, NULL, err, sizeof err) != 0)
             fail_msg("%s: %s", cases[i].model, err);
-        if (sf_model_load_inprocess(&b, cases[i].model, cases[i].arch, err, sizeof err) != 0)
+        if (sf_model_load_inprocess(&b, cases[i].model, cases[i].arch, NULL, err, sizeof err) != 0)
             fail_msg("%s: %s", cases[i].model, err);
         assert_string_equal(a->path, b->path);
         assert_string_equal(a->sha256, b->sha256);
@@ -144,8 +144,8 @@ static void test_refusals_pass_through(void **state) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sf_model *a = (sf_model *)0x1, *b = (sf_model *)0x1;
-        assert_int_equal(sf_model_load(&a, bad[i], NULL, err, sizeof err), -1);
-        assert_int_equal(sf_model_load_inprocess(&b, bad[i], NULL, err2, sizeof err2), -1);
+        assert_int_equal(sf_model_load(&a, bad[i], NULL, NULL, err, sizeof err), -1);
+        assert_int_equal(sf_model_load_inprocess(&b, bad[i], NULL, NULL, err2, sizeof err2), -1);
         assert_null(a);
         assert_null(b);
         assert_string_equal(err, err2);
@@ -157,10 +157,10 @@ static void test_timeout_from_environment(void **state) {
     sf_model *m = (sf_model *)0x1;
     char *path = sft_gunzip_temp(FIXTURE("corrupt_hang_6240_7f.h5.gz"), ".h5");
     assert_int_equal(setenv("SIGFLOW_MODEL_LOAD_TIMEOUT", "0.5", 1), 0);
-    assert_int_equal(sf_model_load(&m, path, NULL, err, sizeof err), -1);
+    assert_int_equal(sf_model_load(&m, path, NULL, NULL, err, sizeof err), -1);
     expect_prefix(path, "reading it took longer than 0.5 s");
     assert_int_equal(setenv("SIGFLOW_MODEL_LOAD_TIMEOUT", "ten", 1), 0);
-    assert_int_equal(sf_model_load(&m, FIXTURE("model_mlp.h5"), NULL, err, sizeof err), -1);
+    assert_int_equal(sf_model_load(&m, FIXTURE("model_mlp.h5"), NULL, NULL, err, sizeof err), -1);
     assert_non_null(strstr(err, "SIGFLOW_MODEL_LOAD_TIMEOUT='ten'"));
     assert_int_equal(unsetenv("SIGFLOW_MODEL_LOAD_TIMEOUT"), 0);
     unlink(path);

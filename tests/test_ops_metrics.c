@@ -232,7 +232,7 @@ static void test_metrics_health_and_counters(void **state) {
     /* sigflow_model_info names the model in use. */
     char err[512], series[256];
     sf_model *m;
-    if (sf_model_load(&m, f->model, NULL, err, sizeof err))
+    if (sf_model_load(&m, f->model, NULL, NULL, err, sizeof err))
         fail_msg("%s", err);
     snprintf(series, sizeof series, "sigflow_model_info{sha256=\"%s\",inputs=\"%zu\",outputs=\"%zu\"}",
              m->sha256, m->n_inputs, m->n_outputs);

@@ -196,7 +196,7 @@ static void test_sighup_reload(void **state) {
     run_phase(f, 2);
 
     /* Garbage, then the one-byte reproducers of issue 15 on which libhdf5
-     * segfaults or spins: each reload fails, is logged with the file and
+     * segfaults or spins, then a damaged ONNX file: each reload fails, is logged with the file and
      * why, and the three-class model keeps serving. */
     install(f->model, "this is not an HDF5 file\n", 25);
     expect_reload_refused(f, "not an HDF5 file");
@@ -204,7 +204,10 @@ static void test_sighup_reload(void **state) {
     expect_reload_refused(f, "the HDF5 library crashed reading it (signal ");
     install_gz(f->model, FIXTURE("corrupt_hang_6240_7f.h5.gz"));
     expect_reload_refused(f, "reading it took longer than " LOAD_TIMEOUT " s");
-    assert_true(sft_scrape(f->d.port, "sigflow_model_reload_failures_total") == 3);
+    /* A damaged ONNX file (issue 27: the shipped model, cut short) likewise. */
+    install_copy(f->model, FIXTURE("onnx/refuse_truncated.onnx"));
+    expect_reload_refused(f, "not a valid ONNX file");
+    assert_true(sft_scrape(f->d.port, "sigflow_model_reload_failures_total") == 4);
     assert_true(sft_scrape(f->d.port, "sigflow_model_reloads_total") == 2);
     assert_true(sft_scrape(f->d.port, three) == 1);
     run_phase(f, 3);

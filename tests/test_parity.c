@@ -25,6 +25,7 @@
 #include "sigflow/vars.h"
 
 #define MODEL_PATH SF_SOURCE_DIR "/models/higgs_mlp.h5"
+#define ONNX_PATH SF_SOURCE_DIR "/models/higgs_mlp.onnx"
 #define VARS_PATH SF_SOURCE_DIR "/models/higgs_variables.json"
 #define REF_PATH SF_SOURCE_DIR "/models/higgs_reference.csv"
 
@@ -163,7 +164,7 @@ static int setup(void **st) {
     char err[512];
 
     assert_non_null(s);
-    if (sf_model_load(&s->model, MODEL_PATH, NULL, err, sizeof err) != 0)
+    if (sf_model_load(&s->model, MODEL_PATH, NULL, NULL, err, sizeof err) != 0)
         fail_msg("sf_model_load: %s", err);
     if (sf_vars_load(&s->vars, VARS_PATH, err, sizeof err) != 0)
         fail_msg("sf_vars_load: %s", err);
@@ -407,6 +408,40 @@ static void test_onednn_batch_independent(void **st) {
     batch_independent(*st, &bf16);
 }
 
+/* models/higgs_mlp.onnx is the .h5 converted by tf2onnx (issue 27): on the
+ * bundled events it must give the .h5's probabilities within 1e-6, on each
+ * backend, in fp32. */
+static void test_onnx_equals_h5(void **st) {
+    state *s = *st;
+    sf_model *onnx = NULL;
+    char err[512];
+    if (sf_model_load(&onnx, ONNX_PATH, NULL, NULL, err, sizeof err) != 0)
+        fail_msg("sf_model_load: %s", err);
+    assert_int_equal(onnx->n_params, s->model->n_params);
+    const sf_infer_conf *confs[] = {&conf_openblas, &conf_onednn};
+    size_t bytes = s->n * N_CLASSES * sizeof(float);
+    float *a = malloc(bytes), *b = malloc(bytes);
+    assert_true(a && b);
+    for (size_t k = 0; k < 2; k++) {
+        if (!sf_infer_backend_available(confs[k]->backend))
+            continue;
+        sf_infer *ea = open_engine(s->model, 512, confs[k]), *eb = open_engine(onnx, 512, confs[k]);
+        sf_infer_run(ea, s->x, s->n, a);
+        sf_infer_run(eb, s->x, s->n, b);
+        double worst = 0;
+        for (size_t i = 0; i < s->n * N_CLASSES; i++)
+            worst = fmax(worst, fabs((double)a[i] - b[i]));
+        print_message("%s: max |onnx - h5| %.3g over %zu events\n",
+                      sf_backend_name(confs[k]->backend), worst, s->n);
+        assert_true(worst <= 1e-6);
+        sf_infer_free(ea);
+        sf_infer_free(eb);
+    }
+    free(a);
+    free(b);
+    sf_model_free(onnx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_is_the_documented_one),
@@ -417,6 +452,7 @@ int main(void) {
         cmocka_unit_test(test_odd_batches_onednn),
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_onednn_batch_independent),
+        cmocka_unit_test(test_onnx_equals_h5),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

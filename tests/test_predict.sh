@@ -297,6 +297,35 @@ run "$SF" evaluate "${SHIP[@]}" --label-field Label <"$T/junk1.jsonl" >"$T/junk_
 grep -q "stdin:1: 30 required fields 'DER_mass_MMC'" "$T/junk_eval.out" ||
     fail "evaluate must name the missing inputs: $(cat "$T/junk_eval.out")"
 
+# ---- ONNX (issue 27): the shipped model converted by tf2onnx predicts what the .h5
+# does, and --onnx-output chooses the graph output or says why it cannot ------------
+HM="$SIGFLOW_SOURCE_DIR/models/higgs_mlp"
+HV="$SIGFLOW_SOURCE_DIR/models/higgs_variables.json"
+run "$SF" predict --model "$HM.h5" --variables "$HV" <"$T/raw.jsonl" >"$T/h5.out"
+[ "$rc" -eq 0 ] || fail "predict higgs_mlp.h5 exited $rc"
+run "$SF" predict --model "$HM.onnx" --variables "$HV" <"$T/raw.jsonl" >"$T/onnx.out"
+[ "$rc" -eq 0 ] || fail "predict higgs_mlp.onnx exited $rc"
+probs "$T/h5.out" >"$T/h5.probs"
+probs "$T/onnx.out" >"$T/onnx.probs"
+close_to "$T/onnx.probs" "$T/h5.probs" 1e-6 || fail "higgs_mlp.onnx differs from higgs_mlp.h5"
+run "$SF" predict --model "$HM.onnx" --onnx-output dense_3 --variables "$HV" <"$T/raw.jsonl" \
+    >"$T/onnx2.out"
+cmp -s "$T/onnx.out" "$T/onnx2.out" || fail "--onnx-output dense_3 is not the default output"
+run "$SF" predict --model "$HM.onnx" --onnx-output nope --variables "$HV" <"$T/raw.jsonl" \
+    >"$T/out" 2>"$T/err"
+[ "$rc" -eq 2 ] && grep -qF "higgs_mlp.onnx: the graph has no output named 'nope'" "$T/err" ||
+    fail "--onnx-output nope: exit $rc, $(cat "$T/err")"
+run "$SF" predict --model "$HM.h5" --onnx-output dense_3 --variables "$HV" <"$T/raw.jsonl" \
+    >"$T/out" 2>"$T/err"
+[ "$rc" -eq 2 ] && grep -qF "higgs_mlp.h5: --onnx-output dense_3: not an ONNX model" "$T/err" ||
+    fail "--onnx-output with an HDF5 model: exit $rc, $(cat "$T/err")"
+
+# A model set may mix formats: the .h5 and the .onnx of one network give it back.
+run "$SF" predict --model "$FIX/onnx/set_mixed.json" <"$T/raw.jsonl" >"$T/set.out"
+[ "$rc" -eq 0 ] || fail "predict with a mixed set exited $rc"
+probs "$T/set.out" >"$T/set.probs"
+close_to "$T/set.probs" "$T/h5.probs" 1e-6 || fail "the mixed set differs from its members"
+
 # The shipped variables carry the training block (models/training_stats.py).
 run "$SF" inspect "${SHIP[@]}" >"$T/ship.txt"
 [ "$rc" -eq 0 ] || fail "inspect of the shipped model exited $rc"

@@ -101,6 +101,7 @@ enum {
     SF_ARGS_O_BACKEND,       /* --backend */
     SF_ARGS_O_PRECISION,     /* --precision */
     SF_ARGS_O_UNSAFE_LOADER, /* --unsafe-model-loader */
+    SF_ARGS_O_ONNX_OUTPUT,   /* --onnx-output */
 };
 
 /* Applies opt (getopt_long's return) to c when it is one of those: returns 1,

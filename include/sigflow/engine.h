@@ -35,6 +35,7 @@ typedef struct sf_engine_conf {
      * must be NULL, each member naming its own variables. */
     const char *model_path;
     const char *arch_path;    /* NULL for a whole-model file */
+    const char *onnx_output;  /* ONNX: the graph output to serve; NULL: the default */
     const char *vars_path;    /* NULL: model only (inspect); no batch calls then */
     const char *id_field;     /* NULL: events have no id */
     const char *signal_label; /* NULL: the label named "s" or "signal" */

@@ -1,5 +1,7 @@
-/* model.h: load a Keras MLP (HDF5 whole model, or weights HDF5 + architecture
- * JSON) into plain float arrays, refusing anything we cannot run exactly.
+/* model.h: load an MLP (Keras HDF5 whole model, weights HDF5 + architecture
+ * JSON, Keras 3 .keras archive, or ONNX graph; the format is told by the
+ * file's content) into plain float arrays, refusing anything we cannot run
+ * exactly.
  *
  * Like lwtnn, the loader is strict: an unsupported layer, a shape mismatch, a
  * missing dataset or a damaged file is a load error whose message names the file,
@@ -65,10 +67,12 @@ typedef struct sf_model {
     char sha256[65];       /* hex digest of the weights file (and architecture file if any) */
 } sf_model;
 
-/* Loads `path` (HDF5, or a .keras archive). With arch_path NULL the file must
- * be a whole-model save (root attribute model_config); otherwise it is a
- * weights file and arch_path the model.to_json() text. Returns 0 and *out, or
- * -1 with a message in errstr.
+/* Loads `path`. For HDF5: with arch_path NULL the file must be a whole-model
+ * save (root attribute model_config); otherwise it is a weights file and
+ * arch_path the model.to_json() text. For ONNX (model_onnx.h), arch_path must
+ * be NULL, and onnx_output names the graph output to serve (NULL: the only
+ * float output, or the one named like probabilities); onnx_output with any
+ * other format is an error. Returns 0 and *out, or -1 with a message in errstr.
  *
  * A model file is untrusted input and libhdf5 can crash, spin or be steered
  * by a crafted one, so the file is parsed in a sandbox: a freshly exec'd
@@ -86,7 +90,7 @@ typedef struct sf_model {
  * SIGFLOW_MODEL_LOAD_TIMEOUT in seconds (for slow disks, and for tests). */
 #define SF_MODEL_LOAD_TIMEOUT_MS 10000
 int sf_model_load(sf_model **out, const char *path, const char *arch_path,
-                  char *errstr, size_t errstr_size);
+                  const char *onnx_output, char *errstr, size_t errstr_size);
 
 /* The loader's sandbox, as sf_engine_conf carries it (all zero: defaults). */
 typedef struct sf_model_loader_conf {
@@ -110,11 +114,13 @@ typedef struct sf_model_loader_conf {
 
 /* sf_model_load with the sandbox configured by conf (NULL: defaults). */
 int sf_model_load_conf(sf_model **out, const char *path, const char *arch_path,
-                       const sf_model_loader_conf *conf, char *errstr, size_t errstr_size);
+                       const char *onnx_output, const sf_model_loader_conf *conf, char *errstr,
+                       size_t errstr_size);
 
 /* sf_model_load with an explicit time limit in milliseconds. */
 int sf_model_load_guarded(sf_model **out, const char *path, const char *arch_path,
-                          int timeout_ms, char *errstr, size_t errstr_size);
+                          const char *onnx_output, int timeout_ms, char *errstr,
+                          size_t errstr_size);
 
 /* Why a load was refused, from sf_model_load's message (for /metrics). */
 typedef enum {
@@ -131,14 +137,13 @@ const char *sf_model_refusal_name(sf_model_refusal r); /* "invalid", "crash", ..
  * library: for the sandbox's program, and for tests and fuzzers that look
  * inside it (leaks on refusal paths). Daemon code calls sf_model_load. */
 int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_path,
-                            char *errstr, size_t errstr_size);
+                            const char *onnx_output, char *errstr, size_t errstr_size);
 
 /* A model file's bytes. The format readers parse bytes and never open a path,
  * so that the sandboxed loader can hand them what it read from the descriptor
  * it was given; a new format (ONNX) is one more reader behind sf_model_parse.
- * (A format whose model refers to other files, such as ONNX external data,
- * needs the parent to open those too and pass them as further descriptors:
- * see model_guard.c.) */
+ * (ONNX external data, the one case of a model referring to other files,
+ * comes to the sandboxed loader from the parent: see sf_onnx_fetch.) */
 typedef struct sf_model_bytes {
     const char *name;      /* the path, for messages (borrowed) */
     unsigned char *data;
@@ -153,11 +158,28 @@ int sf_model_bytes_read(sf_model_bytes *b, int fd, const char *name, size_t max,
                         size_t errstr_size);
 void sf_model_bytes_free(sf_model_bytes *b);
 
-/* Parses a model from its bytes: a .keras zip or an HDF5 file (arch: the
- * architecture JSON of a weights-only file, or NULL). As sf_model_load, in
- * this process. */
+/* Where an ONNX model's external data comes from when it is not read from
+ * the model's folder: the sandboxed loader opens nothing, so it asks the
+ * parent, which checks the location and sends the bytes (model_guard.c).
+ * Fills *out (malloc'd, nbytes) and returns 0, or -1 with a reason in why. */
+typedef int (*sf_onnx_fetch)(void *ctx, const char *location, long long offset, size_t nbytes,
+                             unsigned char **out, char *why, size_t why_size);
+
+typedef struct sf_model_parse_opts {
+    const char *onnx_output;   /* as sf_model_load's; NULL: the default */
+    sf_onnx_fetch fetch;       /* NULL: external data is read from the model's folder */
+    void *fetch_ctx;
+} sf_model_parse_opts;
+
+/* Parses a model from its bytes: a .keras zip, an HDF5 file (arch: the
+ * architecture JSON of a weights-only file, or NULL) or an ONNX graph, told
+ * apart by content. o NULL: defaults. As sf_model_load, in this process. */
 int sf_model_parse(sf_model **out, const sf_model_bytes *model, const sf_model_bytes *arch,
-                   char *errstr, size_t errstr_size);
+                   const sf_model_parse_opts *o, char *errstr, size_t errstr_size);
+
+/* Whether these bytes are read as an ONNX model (no HDF5 or zip signature,
+ * and the start of a protobuf ModelProto). */
+int sf_model_is_onnx(const unsigned char *data, size_t len);
 
 void sf_model_free(sf_model *m);
 

@@ -8,7 +8,7 @@
 /* The model formats sigflow reads, for those messages. */
 #define SF_SNIFF_MODEL_FORMATS                                                                   \
     "sigflow reads Keras HDF5 (.h5: a whole model, or weights with --architecture), .keras "    \
-    "archives and model sets (.json with members)"
+    "archives, ONNX models (.onnx) and model sets (.json with members)"
 
 typedef enum {
     SF_SNIFF_UNREADABLE = 0, /* missing or unreadable: the caller's message says why */

@@ -31,9 +31,11 @@ static const char usage[] =
     "matrix and, for a model set, each member's accuracy and AUC.\n"
     "\n"
     "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
-    "                         --architecture) or a .keras archive; or a model set\n"
-    "                         (JSON)\n"
+    "                         --architecture), a .keras archive or an ONNX model;\n"
+    "                         or a model set (JSON)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --onnx-output NAME     ONNX: the graph output to serve (default: the only float\n"
+    "                         output, or the one named like probabilities)\n"
     "  --variables PATH       lwtnn-style inputs file (not with a set)\n"
     "  --label-field F        the event field holding the true label, as a label name\n"
     "                         (e.g. s) or an output index (default Label)\n"
@@ -360,6 +362,7 @@ int sf_cmd_evaluate(int argc, char **argv) {
     enum { O_LABEL = 256, O_CSV, O_JSON, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"onnx-output", required_argument, NULL, SF_ARGS_O_ONNX_OUTPUT},
         {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH},

@@ -27,9 +27,12 @@ static const char usage[] =
     "parameter counts, input and output widths, sha256.\n"
     "\n"
     "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
-    "                         --architecture) or a .keras archive; or a model set\n"
-    "                         (its members, weights (normalized), inputs, labels)\n"
+    "                         --architecture), a .keras archive or an ONNX model;\n"
+    "                         or a model set (its members, weights (normalized),\n"
+    "                         inputs, labels)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --onnx-output NAME     ONNX: the graph output to serve (default: the only float\n"
+    "                         output, or the one named like probabilities)\n"
     "  --variables PATH       lwtnn-style inputs file, checked against the model\n"
     "  --json                 one JSON object instead of text\n"
     "  --log-format F         stderr messages as text (default) or JSON lines\n"
@@ -350,6 +353,7 @@ int sf_cmd_inspect(int argc, char **argv) {
     enum { O_JSON = 256, O_LOGF };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"onnx-output", required_argument, NULL, SF_ARGS_O_ONNX_OUTPUT},
         {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"json", no_argument, NULL, O_JSON},
         {"backend", required_argument, NULL, SF_ARGS_O_BACKEND},
         {"precision", required_argument, NULL, SF_ARGS_O_PRECISION},

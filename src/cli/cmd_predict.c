@@ -24,9 +24,12 @@ static const char usage[] =
     "line to stdout, in input order: the prediction, or {\"line\": N, \"error\": ...}.\n"
     "\n"
     "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
-    "                         --architecture) or a .keras archive; or a model set\n"
-    "                         (JSON: members with their own variables)\n"
+    "                         --architecture), a .keras archive or an ONNX model;\n"
+    "                         or a model set (JSON: members with their own\n"
+    "                         variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --onnx-output NAME     ONNX: the graph output to serve (default: the only float\n"
+    "                         output, or the one named like probabilities)\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event field copied to each output (default EventId; '' for none)\n"
     "  --normalize MODE       standard (default), l2 or none\n"
@@ -159,6 +162,7 @@ int sf_cmd_predict(int argc, char **argv) {
     int emit_members = 0;
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"onnx-output", required_argument, NULL, SF_ARGS_O_ONNX_OUTPUT},
         {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"normalize", required_argument, NULL, SF_ARGS_O_NORM},
         {"batch-size", required_argument, NULL, SF_ARGS_O_BATCH}, {"help", no_argument, NULL, 'h'},

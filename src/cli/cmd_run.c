@@ -33,9 +33,12 @@ static const char usage[] =
     "                         a missing one is an error naming it)\n"
     "  --group G              consumer group (default sigflow)\n"
     "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
-    "                         --architecture) or a .keras archive; or a model set\n"
-    "                         (JSON: members with their own variables)\n"
+    "                         --architecture), a .keras archive or an ONNX model;\n"
+    "                         or a model set (JSON: members with their own\n"
+    "                         variables)\n"
     "  --architecture PATH    model.to_json() file for a weights-only HDF5\n"
+    "  --onnx-output NAME     ONNX: the graph output to serve (default: the only float\n"
+    "                         output, or the one named like probabilities)\n"
     "  --variables PATH       lwtnn-style inputs file (names, offset, scale, labels)\n"
     "  --id-field F           event id copied to outputs and used as key (default EventId)\n"
     "  --signal-label L       the label that means signal (default: 's' or 'signal')\n"
@@ -104,6 +107,7 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("group=%s\n", c->group);
     printf("model=%s\n", e->model_path);
     printf("architecture=%s\n", e->arch_path ? e->arch_path : "");
+    printf("onnx-output=%s\n", e->onnx_output ? e->onnx_output : "");
     printf("variables=%s\n", e->vars_path ? e->vars_path : "");
     printf("id-field=%s\n", e->id_field ? e->id_field : "");
     printf("signal-label=%s\n", e->signal_label ? e->signal_label : "");
@@ -162,6 +166,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
         {"group", required_argument, NULL, O_GROUP}, {"model", required_argument, NULL, 'm'},
         {"architecture", required_argument, NULL, SF_ARGS_O_ARCH},
+        {"onnx-output", required_argument, NULL, SF_ARGS_O_ONNX_OUTPUT},
         {"variables", required_argument, NULL, SF_ARGS_O_VARS}, {"id-field", required_argument, NULL, SF_ARGS_O_ID},
         {"signal-label", required_argument, NULL, O_LABEL},
         {"threshold", required_argument, NULL, O_THR}, {"emit", required_argument, NULL, O_EMIT},

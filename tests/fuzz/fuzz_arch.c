@@ -119,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         path = archive(b, data + 1, size - 1);
     }
     sf_model *m = NULL;
-    if (sf_model_load_inprocess(&m, path, arch, err, sizeof err) == 0) {
+    if (sf_model_load_inprocess(&m, path, arch, NULL, err, sizeof err) == 0) {
         n_loaded++;
         fuzz_model_check(m, path);
         sf_model_free(m);

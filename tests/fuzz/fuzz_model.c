@@ -67,8 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[2048] = "";
     sf_model *m = NULL;
     const char *path = fuzz_scratch(".h5", data, size);
-    int rc = inprocess ? sf_model_load_inprocess(&m, path, NULL, err, sizeof err)
-                       : sf_model_load_guarded(&m, path, NULL, timeout_ms, err, sizeof err);
+    int rc = inprocess ? sf_model_load_inprocess(&m, path, NULL, NULL, err, sizeof err)
+                       : sf_model_load_guarded(&m, path, NULL, NULL, timeout_ms, err, sizeof err);
     if (rc == 0) {
         n_loaded++;
         fuzz_model_check(m, path);

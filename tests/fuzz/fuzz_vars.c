@@ -15,7 +15,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     char err[1024];
-    FUZZ_CHECK(sf_model_load_inprocess(&model, SF_SOURCE_DIR "/tests/fixtures/model_mlp.h5", NULL,
+    FUZZ_CHECK(sf_model_load_inprocess(&model, SF_SOURCE_DIR "/tests/fixtures/model_mlp.h5", NULL, NULL,
                                        err, sizeof err) == 0, "%s", err);
     return 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh SECONDS [HARNESS...]: runs each libFuzzer harness (event,
-# vars, model, arch, csv, http; default all) for SECONDS, one after the other, from the
+# vars, model, arch, onnx, csv, http; default all) for SECONDS, one after the other, from the
 # committed seeds plus the corpus it grew before. Exits non-zero when any harness
 # found something (crash, leak, sanitizer report, failed check, timeout, OOM) and
 # prints the reproducer. Needs the fuzz build:
@@ -16,22 +16,22 @@ cd "$(dirname "$0")/../.."
 src=$PWD
 
 secs=${1:-}
-[[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: tests/fuzz/run.sh SECONDS [event vars model arch csv http]" >&2; exit 2; }
+[[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: tests/fuzz/run.sh SECONDS [event vars model arch onnx csv http]" >&2; exit 2; }
 shift
 harnesses=("$@")
-((${#harnesses[@]})) || harnesses=(event vars model arch csv http)
+((${#harnesses[@]})) || harnesses=(event vars model arch onnx csv http)
 build=${SIGFLOW_FUZZ_BUILD:-build-fuzz}
 out=${SIGFLOW_FUZZ_OUT:-$build/fuzz-out}
 
 # Per-input time limits are generous: the machine is shared and the sanitizers
 # slow everything; a real hang still shows (the loader's own limit is 5 s here).
 # -rss_limit_mb leaves room for ASan's shadow and quarantine.
-declare -A max_len=([event]=4096 [vars]=8192 [model]=65536 [arch]=32768 [csv]=8192 [http]=4096)
-declare -A timeout=([event]=20 [vars]=20 [model]=60 [arch]=20 [csv]=20 [http]=60)
+declare -A max_len=([event]=4096 [vars]=8192 [model]=65536 [arch]=32768 [onnx]=16384 [csv]=8192 [http]=4096)
+declare -A timeout=([event]=20 [vars]=20 [model]=60 [arch]=20 [onnx]=20 [csv]=20 [http]=60)
 
 seed() { # $1 harness, $2 seed dir to fill
     case $1 in
-        event | http | arch) cp "$src/tests/fuzz/seeds/$1/"* "$2/" ;;
+        event | http | arch | onnx) cp "$src/tests/fuzz/seeds/$1/"* "$2/" ;;
         vars) cp "$src"/tests/fixtures/vars_*.json "$2/" ;;
         model) cp "$src"/tests/fixtures/model_{mlp,mlp_vlen,bn,functional,three}.h5 \
                   "$src"/tests/fixtures/bad_{missing_layer,missing_weight,truncated}.h5 \
