@@ -12,7 +12,10 @@
  * The threads take the batch UNIT_ROWS at a time, as they come: the Kafka
  * threads share the cores, so a helper may wake late, and a caller that had
  * handed it a fixed half would wait for it; this way the caller does the
- * late helper's share itself. */
+ * late helper's share itself. sf_infer_start and sf_infer_finish are the two
+ * halves of that hand-over, so the caller can do other work in between (the
+ * daemon's pipeline thread parses and publishes while the helpers compute)
+ * and still take the units left when it comes back, rather than wait. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
