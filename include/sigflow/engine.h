@@ -157,7 +157,8 @@ void sf_engine_infer_finish(sf_engine *e);
 
 /* Row i of the batch as member 0's network sees it (sf_engine_vars order):
  * raw, with fills and defaults applied, until sf_engine_normalize_range (or
- * sf_engine_score), which normalizes it in place (drift monitoring reads it in between). */
+ * sf_engine_score) normalizes it in place (drift monitoring reads it in
+ * between). */
 const float *sf_engine_row(const sf_engine *e, size_t i);
 
 /* Row i of the scored batch: its probabilities (n_outputs; a set's are the
