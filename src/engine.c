@@ -45,6 +45,7 @@ struct sf_engine {
     int threads;
     sf_event_id *ids;  /* batch_size */
     size_t n_rows;
+    size_t pass_from, pass_n; /* the rows of the forward pass in flight */
     uint64_t *defaulted; /* per input (sf_engine_n_inputs): events that lacked it, since taken */
 };
 
@@ -562,13 +563,14 @@ void sf_engine_normalize_rows(const sf_engine *e, float *rows, size_t n) {
         sf_features_normalize(e->m[0].vars, e->conf.norm, rows, n);
 }
 
-/* y = sum of w_k * p_k over the members, in double, for rows [0, n). */
-static void combine(const sf_engine *e, size_t n, float *y) {
+/* y = sum of w_k * p_k over the members, in double, for their rows
+ * [from, from + n) (y points at the first). */
+static void combine(const sf_engine *e, size_t from, size_t n, float *y) {
     size_t no = e->m[0].model->n_outputs;
     for (size_t i = 0; i < n * no; i++) {
         double s = 0;
         for (size_t k = 0; k < e->n_members; k++)
-            s += e->m[k].weight * e->m[k].probs[i];
+            s += e->m[k].weight * e->m[k].probs[from * no + i];
         y[i] = (float)s;
     }
 }
@@ -590,7 +592,7 @@ void sf_engine_infer_rows(sf_engine *e, const float *x, size_t n, float *y) {
             sf_features_normalize(m->vars, e->conf.norm, m->rows, rows);
             sf_infer_run(m->infer, m->rows, rows, m->probs);
         }
-        combine(e, rows, y + start * no);
+        combine(e, 0, rows, y + start * no);
     }
 }
 
@@ -607,21 +609,37 @@ void sf_engine_set_library_threads(sf_engine *e, int n) {
         sf_infer_set_library_threads(e->m[k].infer, n);
 }
 
-void sf_engine_normalize(sf_engine *e) {
-    for (size_t k = 0; k < e->n_members; k++)
-        sf_features_normalize(e->m[k].vars, e->conf.norm, e->m[k].rows, e->n_rows);
+void sf_engine_normalize_range(sf_engine *e, size_t from, size_t n) {
+    for (size_t k = 0; k < e->n_members; k++) {
+        member *m = &e->m[k];
+        sf_features_normalize(m->vars, e->conf.norm, m->rows + from * m->model->n_inputs, n);
+    }
 }
 
-void sf_engine_infer(sf_engine *e) {
+void sf_engine_infer_start(sf_engine *e, size_t from, size_t n) {
+    e->pass_from = from;
+    e->pass_n = n;
+    for (size_t k = 0; k < e->n_members; k++) {
+        member *m = &e->m[k];
+        sf_infer_start(m->infer, m->rows + from * m->model->n_inputs, n,
+                       m->probs + from * m->model->n_outputs);
+    }
+}
+
+void sf_engine_infer_finish(sf_engine *e) {
     for (size_t k = 0; k < e->n_members; k++)
-        sf_infer_run(e->m[k].infer, e->m[k].rows, e->n_rows, e->m[k].probs);
+        sf_infer_finish(e->m[k].infer);
     if (e->set)
-        combine(e, e->n_rows, e->probs);
+        combine(e, e->pass_from, e->pass_n, e->probs + e->pass_from * e->m[0].model->n_outputs);
+    e->pass_n = 0;
 }
 
 void sf_engine_score(sf_engine *e) {
-    sf_engine_normalize(e);
-    sf_engine_infer(e);
+    sf_engine_normalize_range(e, 0, e->n_rows);
+    for (size_t k = 0; k < e->n_members; k++)
+        sf_infer_run(e->m[k].infer, e->m[k].rows, e->n_rows, e->m[k].probs);
+    if (e->set)
+        combine(e, 0, e->n_rows, e->probs);
 }
 
 const float *sf_engine_probs(const sf_engine *e, size_t i) {

@@ -12,7 +12,10 @@
  * The threads take the batch UNIT_ROWS at a time, as they come: the Kafka
  * threads share the cores, so a helper may wake late, and a caller that had
  * handed it a fixed half would wait for it; this way the caller does the
- * late helper's share itself. */
+ * late helper's share itself. sf_infer_start and sf_infer_finish are the two
+ * halves of that hand-over, so the caller can do other work in between (the
+ * daemon's pipeline thread parses and publishes while the helpers compute)
+ * and still take the units left when it comes back, rather than wait. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -407,11 +410,12 @@ static void run_here(sf_infer *e, const float *x, size_t n, float *y) {
 /* ------------------------------------------------------------ helper threads */
 
 /* Runs the shared batch's rows UNIT_ROWS at a time on `by` (the caller's
- * engine or a helper's) until none is left to take. Called, and returns,
- * with e->mu held. */
+ * engine or a helper's) until none is left to take; without helpers, all at
+ * once. Called, and returns, with e->mu held. */
 static void take_units(sf_infer *e, sf_infer *by) {
+    size_t unit = e->n_helpers ? UNIT_ROWS : e->n;
     while (e->next < e->n) {
-        size_t from = e->next, rows = e->n - from < UNIT_ROWS ? e->n - from : UNIT_ROWS;
+        size_t from = e->next, rows = e->n - from < unit ? e->n - from : unit;
         const float *x = e->x + from * e->m->n_inputs;
         float *y = e->y + from * e->m->n_outputs;
         e->next += rows;
@@ -486,22 +490,36 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
     return 0;
 }
 
-void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
-    if (e->n_helpers == 0 || n <= UNIT_ROWS) {
-        run_here(e, x, n, y);
-        return;
-    }
+void sf_infer_start(sf_infer *e, const float *x, size_t n, float *y) {
     pthread_mutex_lock(&e->mu);
     e->x = x;
     e->y = y;
     e->n = n;
     e->next = e->done_rows = 0;
-    e->batch_no++;
-    pthread_cond_broadcast(&e->go);
+    if (e->n_helpers && n) {
+        e->batch_no++;
+        pthread_cond_broadcast(&e->go);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* The helpers' writes to y happen before they count their rows done under
+ * e->mu, so they are visible once done_rows reaches n here. */
+void sf_infer_finish(sf_infer *e) {
+    pthread_mutex_lock(&e->mu);
     take_units(e, e);
-    while (e->done_rows < n)
+    while (e->done_rows < e->n)
         pthread_cond_wait(&e->done, &e->mu);
     pthread_mutex_unlock(&e->mu);
+}
+
+void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y) {
+    if (e->n_helpers == 0 || n <= UNIT_ROWS) {
+        run_here(e, x, n, y);
+        return;
+    }
+    sf_infer_start(e, x, n, y);
+    sf_infer_finish(e);
 }
 
 size_t sf_argmax(const float *v, size_t n) {

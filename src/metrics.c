@@ -36,7 +36,8 @@ static const sf_hist_def hist_defs[SF_H__COUNT] = {
     [SF_H_BATCH_SIZE] = {"sigflow_batch_size", "Events per inference batch.", 13,
                          {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}},
     [SF_H_INFERENCE] = {"sigflow_inference_seconds",
-                        "Wall time of one forward pass (up to 128 events of a batch) through the model.", 16,
+                        "Wall time of one forward pass (up to 128 events of a batch) through the model, from its "
+                        "start to its end (the next chunk is parsed meanwhile).", 16,
                         {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                          0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}},
     [SF_H_SHADOW_ABS_DP] = {"sigflow_shadow_abs_dp",

@@ -117,13 +117,20 @@ static void count_defaulted(pipeline *p) {
 
 /* ------------------------------------------------------------ the batch */
 
-/* Scores messages [from, to) of the batch and publishes their outputs. */
-static void score_chunk(pipeline *p, sf_delivery_batch *f, size_t from, size_t to,
-                        double closed_ms) {
+/* A chunk of the batch: messages [from, to), which became the engine's batch
+ * rows [row, row + rows) (the events it refused went to the dead letters). */
+typedef struct chunk {
+    size_t from, to, row, rows;
+    double started_s;   /* when its forward pass started (sf_clock_s) */
+    double inferred_ms; /* wall clock when its probabilities were in */
+} chunk;
+
+/* Assembles messages [from, to) into the next rows of the batch, hands their
+ * raw rows to the monitor and normalizes them. */
+static chunk parse_chunk(pipeline *p, sf_delivery_batch *f, size_t from, size_t to) {
     const sf_pipeline_conf *c = p->conf;
     sf_engine *e = p->eng;
-    int parts = c->stats && c->stats->on_ack_parts;
-    sf_engine_clear(e);
+    chunk k = {.from = from, .to = to, .row = sf_engine_rows(e)};
     char why[512];
     for (size_t i = from; i < to; i++) {
         const rd_kafka_message_t *m = p->msgs[i];
@@ -142,26 +149,45 @@ static void score_chunk(pipeline *p, sf_delivery_batch *f, size_t from, size_t t
         else
             sf_pipeline_dead_letter(p, m, r, why, f);
     }
-
+    k.rows = sf_engine_rows(e) - k.row;
     sf_pipeline_stage_mark(p, SF_STAGE_PARSE);
-    size_t rows = sf_engine_rows(e);
-    sf_pipeline_monitor_rows(p, rows);
-    double t0 = sf_clock_s();
-    sf_engine_normalize(e);
+    sf_pipeline_monitor_rows(p, k.row, k.rows);
+    sf_engine_normalize_range(e, k.row, k.rows);
     sf_pipeline_stage_mark(p, SF_STAGE_NORMALIZE);
-    sf_engine_infer(e);
+    return k;
+}
+
+/* Starts the chunk's forward pass on the inference threads. */
+static void infer_start(pipeline *p, chunk *k) {
+    k->started_s = sf_clock_s();
+    sf_engine_infer_start(p->eng, k->row, k->rows);
+    sf_pipeline_stage_mark(p, SF_STAGE_INFERENCE);
+}
+
+/* Joins the chunk's forward pass (this thread takes the rows no inference
+ * thread has taken yet), then hands its scores to the monitor. The
+ * inference histogram gets the pass's wall time from start to finish. */
+static void infer_finish(pipeline *p, chunk *k) {
+    const sf_pipeline_conf *c = p->conf;
+    sf_engine_infer_finish(p->eng);
     double t1 = sf_clock_s();
     sf_pipeline_stage_mark(p, SF_STAGE_INFERENCE);
-    sf_pipeline_monitor_scores(p, rows);
-    double inferred_ms = parts ? sf_clock_wall_ms() : 0;
+    sf_pipeline_monitor_scores(p, k->row, k->rows);
+    k->inferred_ms = c->stats && c->stats->on_ack_parts ? sf_clock_wall_ms() : 0;
     if (c->metrics) {
-        sf_metrics_add(c->metrics, SF_C_PREDICTED, rows);
-        if (rows)
-            sf_metrics_observe(c->metrics, SF_H_INFERENCE, t1 - t0);
+        sf_metrics_add(c->metrics, SF_C_PREDICTED, k->rows);
+        if (k->rows)
+            sf_metrics_observe(c->metrics, SF_H_INFERENCE, t1 - k->started_s);
     }
+}
 
+/* Renders the chunk's selected rows and produces them. */
+static void publish_chunk(pipeline *p, sf_delivery_batch *f, const chunk *k, double closed_ms) {
+    const sf_pipeline_conf *c = p->conf;
+    const sf_engine *e = p->eng;
+    int parts = c->stats && c->stats->on_ack_parts;
     char out[OUTPUT_MAX];
-    for (size_t j = 0; j < rows && !p->fatal; j++) {
+    for (size_t j = k->row; j < k->row + k->rows && !p->fatal; j++) {
         if (!sf_engine_selected(e, j))
             continue;
         const rd_kafka_message_t *m = p->msgs[p->row_msg[j]];
@@ -179,7 +205,7 @@ static void score_chunk(pipeline *p, sf_delivery_batch *f, size_t from, size_t t
         if (ref && parts) {
             ref->taken_ms = p->taken_ms[p->row_msg[j]];
             ref->closed_ms = closed_ms;
-            ref->inferred_ms = inferred_ms;
+            ref->inferred_ms = k->inferred_ms;
             ref->produced_ms = sf_clock_wall_ms();
         }
         /* Keyed by the event's id, else by the input's key: an output lands
@@ -198,7 +224,42 @@ static void score_chunk(pipeline *p, sf_delivery_batch *f, size_t from, size_t t
     sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
 }
 
-/* Closes the batch: assemble, normalize, infer, publish, a chunk at a time.
+static size_t chunk_end(size_t from, size_t n) {
+    return n - from < CHUNK_ROWS ? n : from + CHUNK_ROWS;
+}
+
+/* Scores and publishes the batch's n messages, a chunk at a time, as rows of
+ * one engine batch. While chunk k's forward pass runs on the inference
+ * threads, this thread publishes chunk k-1's outputs and parses chunk k+1
+ * (rows of the same batch that the pass does not touch), then joins the
+ * pass: otherwise the inference threads would idle while this thread
+ * parses and publishes, and this thread while they compute. Every chunk's
+ * pass is finished before this returns, so nothing is in flight across
+ * batches, reloads or the drain. */
+static void score_batch(pipeline *p, sf_delivery_batch *f, size_t n, double closed_ms) {
+    sf_engine_clear(p->eng);
+    chunk cur = parse_chunk(p, f, 0, chunk_end(0, n)), prev = {0}, next = {0};
+    for (;;) {
+        infer_start(p, &cur);
+        if (cur.from > 0) {
+            rd_kafka_poll(p->producer, 0); /* delivery reports between chunks */
+            sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
+            publish_chunk(p, f, &prev, closed_ms);
+        }
+        int more = cur.to < n && !p->fatal;
+        if (more)
+            next = parse_chunk(p, f, cur.to, chunk_end(cur.to, n));
+        infer_finish(p, &cur);
+        prev = cur;
+        if (!more)
+            break;
+        cur = next;
+    }
+    publish_chunk(p, f, &prev, closed_ms);
+}
+
+/* Closes the batch: assemble, normalize, infer, publish, a chunk at a time
+ * (score_batch).
  *
  * A batch is one unit of bookkeeping (its offsets are stored, or its
  * transaction committed, once all of its outputs are acknowledged), but it
@@ -229,13 +290,8 @@ static int process_batch(pipeline *p) {
         sf_pipeline_fail(p, "out of memory");
         return -1;
     }
-    for (size_t from = 0; from < n && !p->fatal; from += CHUNK_ROWS) {
-        if (from > 0) {
-            rd_kafka_poll(p->producer, 0);
-            sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
-        }
-        score_chunk(p, f, from, n - from < CHUNK_ROWS ? n : from + CHUNK_ROWS, closed_ms);
-    }
+    if (!p->fatal)
+        score_batch(p, f, n, closed_ms);
     count_defaulted(p);
     if (c->metrics) {
         sf_metrics_add(c->metrics, SF_C_CONSUMED, n);

@@ -89,17 +89,17 @@ void sf_pipeline_dead_letter(pipeline *p, const rd_kafka_message_t *m, sf_reject
 int sf_pipeline_transaction_commit(pipeline *p, sf_delivery_batch *f);
 
 /* Model-health monitoring (pipeline_monitor.c): started with each engine
- * (again after a reload); fed the batch's raw rows before normalization and
- * its probabilities after the forward pass; ticked by the loop (exports to
- * /metrics each second; with report, the drift summary line when a PSI is
+ * (again after a reload); fed a chunk's raw rows (batch rows [from, from +
+ * n)) before normalization and their probabilities after the forward pass;
+ * ticked by the loop (exports to /metrics each second; with report, the drift summary line when a PSI is
  * over --drift-warn-psi). Each charges its CPU to SF_STAGE_MONITOR. With a
  * truth topic, open starts the truth consumer (-1 with errstr when it
  * cannot: a start-up error), scores go to the truth store, and the tick
  * reads the truth that has arrived. */
 void sf_pipeline_monitor_start(pipeline *p);
 int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t errstr_size);
-void sf_pipeline_monitor_rows(pipeline *p, size_t n);
-void sf_pipeline_monitor_scores(pipeline *p, size_t n);
+void sf_pipeline_monitor_rows(pipeline *p, size_t from, size_t n);
+void sf_pipeline_monitor_scores(pipeline *p, size_t from, size_t n);
 void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report);
 void sf_pipeline_monitor_stop(pipeline *p);
 

@@ -111,9 +111,9 @@ void sf_pipeline_monitor_start(pipeline *p) {
     p->monitor_ms = 0; /* publish at the first tick */
 }
 
-void sf_pipeline_monitor_rows(pipeline *p, size_t n) {
+void sf_pipeline_monitor_rows(pipeline *p, size_t from, size_t n) {
     if (p->drift && n)
-        sf_drift_add_rows(p->drift, sf_engine_row(p->eng, 0), n, sf_clock_ms());
+        sf_drift_add_rows(p->drift, sf_engine_row(p->eng, from), n, sf_clock_ms());
     sf_pipeline_stage_mark(p, SF_STAGE_MONITOR);
 }
 
@@ -128,13 +128,14 @@ static float shadow_p(const pipeline *p, size_t j, int sig, unsigned char *label
     return s >= 0 ? probs[s] : 0;
 }
 
-/* Scores the chunk's n events with the shadow and compares: the labels (by
- * name, as the two variables files may order them differently) and p(signal). */
-static void shadow_scores(pipeline *p, size_t n) {
+/* Scores the chunk's n events (batch rows from on) with the shadow and
+ * compares: the labels (by name, as the two variables files may order them
+ * differently) and p(signal). */
+static void shadow_scores(pipeline *p, size_t from, size_t n) {
     sf_engine *sh = p->shadow, *e = p->eng;
     sf_engine_clear(sh);
     char why[512];
-    for (size_t j = 0; j < n; j++) {
+    for (size_t j = from; j < from + n; j++) {
         const rd_kafka_message_t *m = p->msgs[p->row_msg[j]];
         p->shadow_row[j] = sf_engine_add(sh, m->payload ? m->payload : "", m->len, why,
                                          sizeof why) == SF_REJECT_NONE
@@ -144,7 +145,7 @@ static void shadow_scores(pipeline *p, size_t n) {
     sf_engine_score(sh);
     const sf_vars *v = sf_engine_vars(e), *vs = sf_engine_vars(sh);
     int sig = score_column(e), ssig = score_column(sh);
-    for (size_t j = 0; j < n; j++) {
+    for (size_t j = from; j < from + n; j++) {
         size_t k = p->shadow_row[j];
         if (k == SIZE_MAX)
             continue;
@@ -159,14 +160,14 @@ static void shadow_scores(pipeline *p, size_t n) {
 
 /* Each scored event with an id goes to the truth store: p(signal) and the
  * label of the serving model, of each member, and of the shadow. */
-static void truth_scores(pipeline *p, size_t n) {
+static void truth_scores(pipeline *p, size_t from, size_t n) {
     const sf_engine *e = p->eng;
     int sig = score_column(e);
     if (sig < 0)
         return;
     size_t models = p->truth_models;
     int64_t now = sf_clock_ms();
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = from; i < from + n; i++) {
         const sf_event_id *id = sf_engine_id(e, i);
         if (!id->key_len)
             continue;
@@ -184,13 +185,13 @@ static void truth_scores(pipeline *p, size_t n) {
     }
 }
 
-void sf_pipeline_monitor_scores(pipeline *p, size_t n) {
+void sf_pipeline_monitor_scores(pipeline *p, size_t from, size_t n) {
     if (p->drift && n)
-        sf_drift_add_scores(p->drift, sf_engine_probs(p->eng, 0), n);
+        sf_drift_add_scores(p->drift, sf_engine_probs(p->eng, from), n);
     if (p->shadow && n)
-        shadow_scores(p, n);
+        shadow_scores(p, from, n);
     if (p->truth && n)
-        truth_scores(p, n);
+        truth_scores(p, from, n);
     sf_pipeline_stage_mark(p, SF_STAGE_MONITOR);
 }
 

@@ -346,11 +346,21 @@ static void test_end_to_end(void **state) {
     assert_true(want > 0);
 
     /* A prime batch size, so the daemon never groups events as predict does
-     * (512): a prediction must not depend on its batch. */
-    const char *args[] = {"--model", E2E_MODEL, "--variables", E2E_VARS, "--batch-size", "61",
+     * (512): a prediction must not depend on its batch. Above the daemon's
+     * 128-event chunks (311 = 128 + 128 + 55), so a batch's chunks are row
+     * ranges whose forward passes overlap the next chunk's parsing. */
+    const char *args[] = {"--model", E2E_MODEL, "--variables", E2E_VARS, "--batch-size", "311",
                           NULL};
+    /* And with sigflow's own threading, as deployed: the tests' environment
+     * sets OPENBLAS_NUM_THREADS, which leaves BLAS in charge and the daemon
+     * without inference helpers (blas.h). */
+    char *blas_env = getenv("OPENBLAS_NUM_THREADS") ? strdup(getenv("OPENBLAS_NUM_THREADS")) : NULL;
+    unsetenv("OPENBLAS_NUM_THREADS");
     int64_t t0 = sft_now_ms();
     sfrun d = daemon_start(bs, "e2e", "signals", args);
+    if (blas_env)
+        setenv("OPENBLAS_NUM_THREADS", blas_env, 1);
+    free(blas_env);
     sft_msgs out = sft_consume_all(bs, "signals", want, 1000, JOIN_TIMEOUT_MS, 0);
     if (out.n < want)
         show_file("daemon log", d.log);

@@ -249,18 +249,31 @@ static void set_members(void **state) {
             assert_memory_equal(&sf_engine_probs(e, i)[k], &want, sizeof want);
             assert_memory_equal(&probs[i * 2 + k], &want, sizeof want);
         }
-    /* --threshold selects on the combined probabilities. */
+    /* --threshold selects on the combined probabilities. Scored as the daemon
+     * does, in chunks (odd ones here) whose forward passes run on the members'
+     * helpers while the next chunk is added: the bits of sf_engine_score. */
     sf_engine *sel;
     c.emit = SF_EMIT_SIGNAL;
     c.threshold = 0.3;
+    c.threads = 2;
     if (sf_engine_load(&sel, &c, err, sizeof err))
         fail_msg("%s", err);
-    size_t selected = 0;
-    for (size_t i = 0; i < N; i++)
+    size_t selected = 0, started = 0;
+    for (size_t i = 0; i < N; i++) {
         sf_engine_add(sel, values[i], strlen(values[i]), err, sizeof err);
+        size_t rows = sf_engine_rows(sel);
+        if (rows - started == 37 || i == N - 1) {
+            if (started)
+                sf_engine_infer_finish(sel);
+            sf_engine_normalize_range(sel, started, rows - started);
+            sf_engine_infer_start(sel, started, rows - started);
+            started = rows;
+        }
+    }
+    sf_engine_infer_finish(sel);
     assert_int_equal(sf_engine_rows(sel), n);
-    sf_engine_score(sel);
     for (size_t i = 0; i < n; i++) {
+        assert_memory_equal(sf_engine_probs(sel, i), sf_engine_probs(e, i), 2 * sizeof(float));
         assert_int_equal(sf_engine_selected(sel, i), sf_engine_probs(e, i)[1] >= 0.3f);
         selected += (size_t)sf_engine_selected(sel, i);
     }

@@ -345,6 +345,59 @@ static void test_batch_equals_single(void **state) {
     free_model(&m);
 }
 
+/* sf_infer_start/sf_infer_finish give sf_infer_run's bits over any row range
+ * of a batch, on one thread and on two, while the caller overwrites the rows
+ * after the range (as the daemon parses the next chunk during a pass), and
+ * write nothing outside the range. */
+static void test_start_finish(void **state) {
+    const sf_infer_conf *c = *state;
+    sf_model m;
+    build_net(&m, 11);
+    rng r = {5};
+    const size_t n = 512, ni = 30, no = 3;
+    float *x = rnd_array(&r, n * ni, 2.0), *other = rnd_array(&r, n * ni, 2.0);
+    float *work = malloc(n * ni * sizeof *work), *want = malloc(n * no * sizeof *want),
+          *got = malloc(n * no * sizeof *got);
+    assert_true(work && want && got);
+    static const size_t fixed[][2] = {{0, 512}, {0, 0}, {3, 1}, {100, 33}, {480, 32}, {31, 97}};
+    for (int threads = 1; threads <= 2; threads++) {
+        sf_infer *e = open_engine(&m, n, c);
+        assert_int_equal(sf_infer_set_threads(e, threads), 0);
+        for (size_t rep = 0; rep < 40; rep++) {
+            size_t from, len;
+            if (rep < sizeof fixed / sizeof fixed[0]) {
+                from = fixed[rep][0];
+                len = fixed[rep][1];
+            } else {
+                from = (size_t)((rnd(&r) + 1) / 2 * n);
+                len = (size_t)((rnd(&r) + 1) / 2 * (double)(n - from + 1));
+                len = len > n - from ? n - from : len;
+            }
+            sf_infer_run(e, x + from * ni, len, want);
+            memcpy(work, x, n * ni * sizeof *work);
+            memset(got, 0xff, n * no * sizeof *got); /* NaNs: untouched rows stay so */
+            sf_infer_start(e, work + from * ni, len, got + from * no);
+            size_t after = from + len;
+            memcpy(work + after * ni, other + after * ni, (n - after) * ni * sizeof *work);
+            sf_infer_finish(e);
+            if (len && memcmp(want, got + from * no, len * no * sizeof *got))
+                fail_msg("%s %s, %d thread(s): rows [%zu, %zu) started and finished differ from "
+                         "sf_infer_run", sf_backend_name(c->backend), sf_precision_name(c->precision),
+                         threads, from, after);
+            for (size_t i = 0; i < n * no; i++)
+                if ((i < from * no || i >= after * no) && got[i] == got[i])
+                    fail_msg("rows [%zu, %zu): value %zu outside them written", from, after, i);
+        }
+        sf_infer_free(e);
+    }
+    free(x);
+    free(other);
+    free(work);
+    free(want);
+    free(got);
+    free_model(&m);
+}
+
 /* Hand-checkable numbers through Dense, BatchNorm-as-SCALE and Activation. */
 static void test_small_by_hand(void **state) {
     (void)state;
@@ -467,6 +520,8 @@ int main(void) {
         cmocka_unit_test_prestate(test_random_network, (void *)&conf_bf16),
         cmocka_unit_test_prestate(test_batch_equals_single, (void *)&conf_openblas),
         cmocka_unit_test_prestate(test_batch_equals_single, (void *)&conf_onednn),
+        cmocka_unit_test_prestate(test_start_finish, (void *)&conf_onednn),
+        cmocka_unit_test_prestate(test_start_finish, (void *)&conf_bf16),
         cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

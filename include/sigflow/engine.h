@@ -136,16 +136,29 @@ sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, s
 /* Rows added since the last clear. */
 size_t sf_engine_rows(const sf_engine *e);
 
-/* Scoring in two steps, so a caller can time them apart (the daemon's stage
- * costs): normalize the rows in place, then run the forward pass. */
-void sf_engine_normalize(sf_engine *e);
-void sf_engine_infer(sf_engine *e);
-/* Both. */
+/* Normalizes and scores every row added since the last clear. */
 void sf_engine_score(sf_engine *e);
 
+/* The same in steps over rows [from, from + n) of the batch, for the daemon,
+ * which times the steps apart (its stage costs) and overlaps the forward pass
+ * of one chunk of a batch with the parsing of the next and the publishing of
+ * the previous (pipeline.c). sf_engine_normalize_range normalizes the rows
+ * in place. sf_engine_infer_start starts their forward pass on the inference
+ * threads and returns; sf_engine_infer_finish joins it on the calling thread
+ * and returns once their probabilities are in (infer.h's sf_infer_start and
+ * sf_infer_finish; a set's members run side by side and are combined at the
+ * finish). Meanwhile the caller may add and normalize rows after from + n
+ * and read the rows and probabilities before from, but must not touch the
+ * rows in flight, nor clear, score or free the engine. The bits are those
+ * of sf_engine_score. */
+void sf_engine_normalize_range(sf_engine *e, size_t from, size_t n);
+void sf_engine_infer_start(sf_engine *e, size_t from, size_t n);
+void sf_engine_infer_finish(sf_engine *e);
+
 /* Row i of the batch as member 0's network sees it (sf_engine_vars order):
- * raw, with fills and defaults applied, until sf_engine_normalize, which
- * normalizes it in place (drift monitoring reads it in between). */
+ * raw, with fills and defaults applied, until sf_engine_normalize_range (or
+ * sf_engine_score) normalizes it in place (drift monitoring reads it in
+ * between). */
 const float *sf_engine_row(const sf_engine *e, size_t i);
 
 /* Row i of the scored batch: its probabilities (n_outputs; a set's are the

@@ -77,6 +77,18 @@ void sf_infer_describe(const sf_infer *e, char *buf, size_t size);
 /* x: n rows of m->n_inputs floats; y: n rows of m->n_outputs floats. */
 void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y);
 
+/* The forward pass in two halves, so the calling thread can do other work
+ * while the helper threads compute (the daemon parses the next chunk and
+ * publishes the previous one's outputs meanwhile). sf_infer_start hands the n
+ * rows of x to the helpers and returns at once; sf_infer_finish has the
+ * calling thread take the rows no helper has taken yet, then waits for the
+ * rest: it returns with y written, the same bits as sf_infer_run(e, x, n, y).
+ * Between the two, x and y (those n rows) belong to the engine: the caller
+ * may write other rows of the same buffers, but must make no other call on
+ * e. Without helpers (one thread), sf_infer_finish does all the work. */
+void sf_infer_start(sf_infer *e, const float *x, size_t n, float *y);
+void sf_infer_finish(sf_infer *e);
+
 /* Splits each batch of sf_infer_run between the calling thread and threads - 1
  * helper threads that sleep between batches, each share run with the backend
  * library on one thread (see sf_infer_set_library_threads). Shares start on 16-row
