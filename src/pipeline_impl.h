@@ -1,6 +1,7 @@
 /* pipeline_impl.h: what the daemon's loop (pipeline.c) and its output side
  * (pipeline_publish.c: producing, delivery reports, dead letters,
- * transactions) share. Private to those two files. */
+ * transactions), its monitoring (pipeline_monitor.c) and the shadow's
+ * outputs (pipeline_shadow.c) share. Private to those files. */
 #ifndef SIGFLOW_PIPELINE_IMPL_H
 #define SIGFLOW_PIPELINE_IMPL_H
 
@@ -13,6 +14,7 @@
 
 #define DRAIN_TIMEOUT_MS 30000
 #define MAX_LOGGED_REJECTS 10 /* per report interval; the rest are counted */
+#define OUTPUT_MAX 4096        /* bytes of one output message */
 
 typedef struct pipeline {
     const sf_pipeline_conf *conf;
@@ -44,6 +46,8 @@ typedef struct pipeline {
     sf_engine *shadow;   /* NULL: no --shadow-model */
     size_t *shadow_row;  /* serving row j -> shadow row, or SIZE_MAX when it refused it */
     uint64_t shadow_agree, shadow_compared, shadow_refused;
+    char shadow_header[8192]; /* sigflow-model of the shadow's outputs (--shadow-topic) */
+    uint64_t shadow_published; /* shadow outputs acknowledged */
     size_t truth_models; /* the serving model and the members it scores */
     rd_kafka_t *truth_consumer;
 } pipeline;
@@ -102,5 +106,11 @@ void sf_pipeline_monitor_rows(pipeline *p, size_t n);
 void sf_pipeline_monitor_scores(pipeline *p, size_t n);
 void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report);
 void sf_pipeline_monitor_stop(pipeline *p);
+
+/* With --shadow-topic, publishes the shadow's outputs of the chunk's rows
+ * (pipeline_shadow.c), as outputs of batch f: the events the
+ * shadow scored and selects. Called after sf_pipeline_monitor_scores of the
+ * same chunk, while the shadow still holds its rows. */
+void sf_pipeline_shadow_publish(pipeline *p, sf_delivery_batch *f, size_t rows);
 
 #endif

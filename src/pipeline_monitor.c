@@ -76,6 +76,14 @@ static void truth_start(pipeline *p) {
                tc.window_events);
 }
 
+/* The sigflow-model header of the shadow's outputs, as the serving one's. */
+static void shadow_digest(pipeline *p) {
+    const sf_engine *sh = p->shadow;
+    if (sf_engine_digest(sh, p->shadow_header, sizeof p->shadow_header) < 0)
+        snprintf(p->shadow_header, sizeof p->shadow_header, "%s",
+                 sf_engine_set(sh) ? sf_engine_set(sh)->sha256 : sf_engine_model(sh)->sha256);
+}
+
 /* SIGHUP reloads the shadow too; a refused one leaves the old one scoring. */
 static void shadow_reload(pipeline *p) {
     char err[1024];
@@ -88,6 +96,7 @@ static void shadow_reload(pipeline *p) {
     sf_engine_free(p->shadow);
     p->shadow = fresh;
     p->shadow_agree = p->shadow_compared = 0;
+    shadow_digest(p);
     sf_log(p->log, SF_LOG_INFO, "reloaded shadow model=\"%s\"", p->conf->shadow.model_path);
 }
 
@@ -205,9 +214,11 @@ static int shadow_open(pipeline *p, char *errstr, size_t n) {
         snprintf(errstr, n, "out of memory");
         return -1;
     }
+    shadow_digest(p);
     char model[1024];
     sf_engine_describe(p->shadow, model, sizeof model);
-    sf_log(p->log, SF_LOG_INFO, "shadow %s", model);
+    sf_log(p->log, SF_LOG_INFO, "shadow %s topic=%s", model,
+           c->shadow_topic ? c->shadow_topic : "none");
     truth_start(p); /* the shadow gets its own live quality */
     return 0;
 }
@@ -333,13 +344,15 @@ static int shadow_publish(const pipeline *p) {
     sf_metrics *m = p->conf->metrics;
     double agreement = p->shadow_compared ? (double)p->shadow_agree / (double)p->shadow_compared
                                           : NAN;
-    double refused = (double)p->shadow_refused;
+    double refused = (double)p->shadow_refused, published = (double)p->shadow_published;
     return sf_metrics_set_gauges(m, "sigflow_shadow_agreement", "Share of the events scored by "
                                  "both whose shadow label equals the serving label, since the "
                                  "shadow was (re)loaded.", NULL, 1, NULL, &agreement) |
            sf_metrics_set_counters(m, "sigflow_shadow_refused_total", "Events the serving model "
                                    "scored and the shadow refused (its variables).", NULL, 1,
-                                   NULL, &refused);
+                                   NULL, &refused) |
+           sf_metrics_set_counters(m, "sigflow_shadow_published_total", "Shadow outputs "
+                                   "acknowledged on --shadow-topic.", NULL, 1, NULL, &published);
 }
 
 void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report) {

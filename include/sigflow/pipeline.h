@@ -99,10 +99,17 @@ typedef struct sf_pipeline_conf {
     const char *truth_id_field;  /* the event id ("EventId") */
     sf_truth_conf truth;         /* store bound and window; threshold: the engine's */
     /* A shadow model (--shadow-model; model_path NULL: none), scored on every
-     * batch beside the serving one and never published: its label agreement,
-     * |dp| histogram and, with truth, its live quality. Reloaded with the
-     * serving model on SIGHUP (the old shadow kept if the new one is refused). */
+     * batch beside the serving one and never published to the output topic:
+     * its label agreement, |dp| histogram and, with truth, its live quality.
+     * Reloaded with the serving model on SIGHUP (the old shadow kept if the
+     * new one is refused). */
     sf_engine_conf shadow;
+    /* NULL: the shadow's outputs are not published. Else the events the
+     * shadow selects go here, rendered as the serving outputs are, with its
+     * digest in sigflow-model and the header sigflow-shadow: 1; outputs of
+     * their batch (its transaction, or acknowledged before its offsets are
+     * stored). Must differ from the output and dead-letter topics. */
+    const char *shadow_topic;
     sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */
     sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;
