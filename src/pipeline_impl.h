@@ -50,6 +50,7 @@ typedef struct pipeline {
     uint64_t shadow_published; /* shadow outputs acknowledged */
     size_t truth_models; /* the serving model and the members it scores */
     rd_kafka_t *truth_consumer;
+    rd_kafka_queue_t *truth_queue; /* its messages, read in batches */
 } pipeline;
 
 /* The first fatal error stops the loop, and no offset is stored after it. */
@@ -96,7 +97,8 @@ int sf_pipeline_transaction_commit(pipeline *p, sf_delivery_batch *f);
  * (again after a reload); fed the batch's raw rows before normalization and
  * its probabilities after the forward pass; ticked by the loop (exports to
  * /metrics each second; with report, the drift summary line when a PSI is
- * over --drift-warn-psi). Each charges its CPU to SF_STAGE_MONITOR. With a
+ * over --drift-warn-psi). Each charges its CPU to SF_STAGE_MONITOR, the
+ * truth's to SF_STAGE_TRUTH, the shadow's to SF_STAGE_SHADOW. With a
  * truth topic, open starts the truth consumer (-1 with errstr when it
  * cannot: a start-up error), scores go to the truth store, and the tick
  * reads the truth that has arrived. */
@@ -108,8 +110,8 @@ void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report);
 void sf_pipeline_monitor_stop(pipeline *p);
 
 /* With --shadow-topic, publishes the shadow's outputs of the chunk's rows
- * (pipeline_shadow.c), as outputs of batch f: the events the
- * shadow scored and selects. Called after sf_pipeline_monitor_scores of the
+ * (pipeline_shadow.c), as outputs of batch f: the events the shadow scored
+ * and selects. Its CPU is SF_STAGE_SHADOW_PUBLISH's. Called after sf_pipeline_monitor_scores of the
  * same chunk, while the shadow still holds its rows. */
 void sf_pipeline_shadow_publish(pipeline *p, sf_delivery_batch *f, size_t rows);
 

@@ -31,6 +31,7 @@
 #include "sigflow/kafka.h"
 
 #define TRUTH_POLL_MAX 10000 /* truth messages read per tick, at most */
+#define TRUTH_BATCH 512      /* ...taken from the consumer's queue at a time */
 
 #define PUBLISH_INTERVAL_MS 1000 /* /metrics is as fresh as a second */
 
@@ -196,11 +197,15 @@ static void truth_scores(pipeline *p, size_t n) {
 void sf_pipeline_monitor_scores(pipeline *p, size_t n) {
     if (p->drift && n)
         sf_drift_add_scores(p->drift, sf_engine_probs(p->eng, 0), n);
-    if (p->shadow && n)
-        shadow_scores(p, n);
-    if (p->truth && n)
-        truth_scores(p, n);
     sf_pipeline_stage_mark(p, SF_STAGE_MONITOR);
+    if (p->shadow && n) {
+        shadow_scores(p, n);
+        sf_pipeline_stage_mark(p, SF_STAGE_SHADOW);
+    }
+    if (p->truth && n) {
+        truth_scores(p, n);
+        sf_pipeline_stage_mark(p, SF_STAGE_TRUTH);
+    }
 }
 
 static int shadow_open(pipeline *p, char *errstr, size_t n) {
@@ -275,9 +280,9 @@ int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t n) {
     }
     err = rd_kafka_assign(p->truth_consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
-    if (err) {
+    if (err || !(p->truth_queue = rd_kafka_queue_get_consumer(p->truth_consumer))) {
         snprintf(errstr, n, "truth topic %s: cannot assign: %s", c->truth_topic,
-                 rd_kafka_err2str(err));
+                 err ? rd_kafka_err2str(err) : "no consumer queue");
         return -1;
     }
     sf_log(p->log, SF_LOG_INFO, "truth topic=%s partitions=%d from=end field=%s id_field=%s "
@@ -315,26 +320,30 @@ static int read_truth(pipeline *p, const rd_kafka_message_t *m, char *id, size_t
     return verdict;
 }
 
+/* The truth that has arrived, a queue's batch at a time: a poll per message
+ * cost more than the join itself. */
 static void truth_poll(pipeline *p, int64_t now) {
-    for (int i = 0; i < TRUTH_POLL_MAX; i++) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->truth_consumer, 0);
-        if (!m)
+    rd_kafka_message_t *ms[TRUTH_BATCH];
+    for (size_t read = 0; read < TRUTH_POLL_MAX;) {
+        ssize_t got = rd_kafka_consume_batch_queue(p->truth_queue, 0, ms, TRUTH_BATCH);
+        if (got <= 0)
             break;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        read += (size_t)got;
+        for (ssize_t i = 0; i < got; i++) {
+            rd_kafka_message_t *m = ms[i];
+            char id[SF_ID_MAX];
+            size_t len = 0;
+            int verdict = -1;
+            if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 sf_log(p->log, SF_LOG_WARN, "truth consumer error=\"%s\"",
                        rd_kafka_message_errstr(m));
+            else if (!m->err && p->truth &&
+                     (verdict = read_truth(p, m, id, sizeof id, &len)) < 0)
+                sf_truth_malformed(p->truth);
+            else if (!m->err && p->truth)
+                sf_truth_observed(p->truth, id, len, verdict, now);
             rd_kafka_message_destroy(m);
-            continue;
         }
-        char id[SF_ID_MAX];
-        size_t len = 0;
-        int verdict = p->truth ? read_truth(p, m, id, sizeof id, &len) : -1;
-        if (p->truth && verdict < 0)
-            sf_truth_malformed(p->truth);
-        else if (p->truth)
-            sf_truth_observed(p->truth, id, len, verdict, now);
-        rd_kafka_message_destroy(m);
     }
     if (p->truth)
         sf_truth_expire(p->truth, now);
@@ -359,8 +368,10 @@ void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report) {
     if (!p->drift && !p->truth_consumer && !p->shadow)
         return;
     sf_pipeline_stage_mark(p, SF_STAGE_OTHER);
-    if (p->truth_consumer)
+    if (p->truth_consumer) {
         truth_poll(p, now);
+        sf_pipeline_stage_mark(p, SF_STAGE_TRUTH);
+    }
     if (p->conf->metrics && now - p->monitor_ms >= PUBLISH_INTERVAL_MS) {
         p->monitor_ms = now;
         if ((p->drift && sf_drift_publish(p->drift, p->conf->metrics, now)) ||
@@ -378,6 +389,10 @@ void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report) {
 void sf_pipeline_monitor_stop(pipeline *p) {
     sf_drift_free(p->drift);
     p->drift = NULL;
+    if (p->truth_queue) {
+        rd_kafka_queue_destroy(p->truth_queue);
+        p->truth_queue = NULL;
+    }
     if (p->truth_consumer) {
         rd_kafka_consumer_close(p->truth_consumer);
         rd_kafka_destroy(p->truth_consumer);

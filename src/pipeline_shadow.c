@@ -21,6 +21,7 @@ void sf_pipeline_shadow_publish(pipeline *p, sf_delivery_batch *f, size_t rows) 
     const sf_engine *sh = p->shadow;
     if (!sh || !c->shadow_topic)
         return;
+    sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH); /* the serving outputs' so far */
     char out[OUTPUT_MAX];
     for (size_t j = 0; j < rows && !p->fatal; j++) {
         size_t k = p->shadow_row[j];
@@ -55,4 +56,5 @@ void sf_pipeline_shadow_publish(pipeline *p, sf_delivery_batch *f, size_t rows) 
                             id->key_len ? id->key_len : m->key_len, out, (size_t)len, h,
                             ts > 0 ? ts : 0, sf_pipeline_out_ref(p, f, ts));
     }
+    sf_pipeline_stage_mark(p, SF_STAGE_SHADOW_PUBLISH);
 }
