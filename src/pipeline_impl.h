@@ -111,8 +111,9 @@ void sf_pipeline_monitor_stop(pipeline *p);
 
 /* With --shadow-topic, publishes the shadow's outputs of the chunk's rows
  * (pipeline_shadow.c), as outputs of batch f: the events the shadow scored
- * and selects. Its CPU is SF_STAGE_SHADOW_PUBLISH's. Called after sf_pipeline_monitor_scores of the
- * same chunk, while the shadow still holds its rows. */
+ * and selects. Its CPU is SF_STAGE_SHADOW_PUBLISH's. Called after
+ * sf_pipeline_monitor_scores of the same chunk, while the shadow still holds
+ * its rows. */
 void sf_pipeline_shadow_publish(pipeline *p, sf_delivery_batch *f, size_t rows);
 
 #endif

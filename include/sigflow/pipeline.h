@@ -26,7 +26,7 @@ typedef enum {
     SF_STAGE_INFERENCE,   /* this thread's share; BLAS worker threads not included */
     SF_STAGE_PUBLISH,     /* formatting, producing, delivery reports, storing offsets */
     SF_STAGE_OTHER,       /* the rest: reports, reloads, rebalances */
-    SF_STAGE_MONITOR,     /* model-health monitoring: drift (drift.h), its exports */
+    SF_STAGE_MONITOR,     /* model-health monitoring: drift (drift.h), the exports */
     SF_STAGE_TRUTH,       /* live quality: predictions into the truth store, truth read
                              and joined (truth.h) */
     SF_STAGE_SHADOW,      /* the shadow model: parse, forward pass, comparison */
