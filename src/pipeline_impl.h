@@ -51,6 +51,8 @@ typedef struct pipeline {
     size_t truth_models; /* the serving model and the members it scores */
     rd_kafka_t *truth_consumer;
     rd_kafka_queue_t *truth_queue; /* its messages, read in batches */
+    sf_vars *truth_vars;           /* no inputs: truth messages are read for ids only */
+    sf_assembler *truth_id, *truth_label; /* id field: the truth's id, its label */
 } pipeline;
 
 /* The first fatal error stops the loop, and no offset is stored after it. */

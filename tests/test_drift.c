@@ -209,6 +209,17 @@ static void test_live_quality(void **state) {
     /* The events' partitions assigned, so the replay is read as it comes. */
     assert_true(sft_wait_metric(&d, "sigflow_assigned_partitions", 4, WAIT_MS) == 4);
     assert_true(sft_wait_metric(&dq, "sigflow_assigned_partitions", 4, WAIT_MS) == 4);
+    /* Truth that cannot say: counted as malformed, never stored. */
+    assert_int_equal(sft_wait_for_text(dq.log, "truth topic=quiet.labels partitions=4 from=end",
+                                       WAIT_MS), 1);
+    const char *bad_truth[] = {"not json", "{\"EventId\": null, \"Label\": \"s\"}",
+                               "{\"EventId\": 1, \"Label\": \"x\"}",
+                               "{\"EventId\": 1, \"Label\": 5}",
+                               "{\"EventId\": [1], \"Label\": \"s\"}", "{\"EventId\": 1}",
+                               "{\"Label\": \"b\"}"};
+    enum { N_BAD_TRUTH = sizeof bad_truth / sizeof bad_truth[0] };
+    assert_int_equal(sft_produce(bs, "quiet.labels", NULL, bad_truth, NULL, N_BAD_TRUTH),
+                     N_BAD_TRUTH);
     const char *extra[] = {"-f", csv, "--truth-topic", "truth.labels", "--truth-delay-s", "2",
                            NULL};
     char *replay_log = sft_temp_path(".log");
@@ -252,6 +263,8 @@ static void test_live_quality(void **state) {
     assert_true(sft_wait_metric(&dq, "sigflow_truth_expired_predictions_total", 200, WAIT_MS) ==
                 200);
     assert_true(sft_scrape(dq.port, "sigflow_truth_store_events") == 100);
+    assert_true(sft_wait_metric(&dq, "sigflow_truth_unmatched_total{reason=\"malformed\"}",
+                                N_BAD_TRUTH, WAIT_MS) == N_BAD_TRUTH);
     assert_true(isnan(sft_scrape(dq.port, "sigflow_live_accuracy{model=\"serving\"}")));
 
     assert_int_equal(sft_daemon_stop(&d, SIGTERM, WAIT_MS), 0);
