@@ -14,9 +14,9 @@
  * see the truth of the events it scored, whichever instance that was.
  *
  * A shadow model parses each scored event again with its own variables and
- * runs its forward pass on this thread (its cost is the monitor stage's); an
+ * runs its forward pass on this thread (its cost is the shadow stage's); an
  * event it refuses is counted, and enters its live quality with the serving
- * model's score. */
+ * model's score. Its outputs, with --shadow-topic, are pipeline_shadow.c's. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
