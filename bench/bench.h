@@ -192,6 +192,8 @@ typedef struct bench_feed_conf {
     int bounded;                /* paced, yet at most `window` events ahead of the
                                    pipeline: a slow machine slows the feed instead
                                    of the embedded broker dropping events */
+    const char *truth_topic;    /* each event's truth here as it goes, {"EventId": id,
+                                   "Label": "s"} (--monitor-costs); NULL: none */
 } bench_feed_conf;
 
 int bench_feed_start(bench_feed **out, const bench_feed_conf *c, char *errstr, size_t errstr_size);
@@ -204,7 +206,7 @@ int bench_feed_stop(bench_feed *f, uint64_t *delivered, char *errstr, size_t err
 
 /* Creates nt (at most BENCH_TOPICS_MAX) topics with the cluster's default replication
  * factor. 0, or -1 with errstr. */
-#define BENCH_TOPICS_MAX 3 /* input, output, dead letters */
+#define BENCH_TOPICS_MAX 5 /* input, output, dead letters, truth, shadow */
 int bench_topics_create(const char *brokers, const char *const *topics, size_t nt, int partitions,
                         char *errstr, size_t errstr_size);
 /* Deletes them (best effort). */

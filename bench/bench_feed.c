@@ -26,8 +26,9 @@
 
 struct bench_events {
     size_t n;
-    char *arena;         /* every value and key, NUL-terminated, back to back */
+    char *arena;         /* every value, key and truth, NUL-terminated, back to back */
     size_t *value, *value_len, *key, *key_len; /* offsets into arena */
+    size_t *truth, *truth_len; /* the event's truth message (length 0: none) */
 };
 
 struct bench_feed {
@@ -39,17 +40,25 @@ struct bench_feed {
     atomic_uint_least64_t delivered; /* written by delivery reports, on the feed thread */
     atomic_uint_least64_t failed;
     uint64_t consumed0; /* the pipeline's consumed count when the feed started */
+    atomic_uint_least64_t truth_sent, truth_delivered;
     int rc;
     char err[512];
 };
 
+/* The opaque of a truth message (an event's carries its produce time). */
+static char truth_marker;
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     bench_feed *f = opaque;
+    if (m->_private == &truth_marker && !m->err) {
+        atomic_fetch_add(&f->truth_delivered, 1);
+        return;
+    }
     if (m->err) {
         if (atomic_fetch_add(&f->failed, 1) == 0)
-            snprintf(f->err, sizeof f->err, "delivery to %s failed: %s", f->conf.topic,
-                     rd_kafka_err2str(m->err));
+            snprintf(f->err, sizeof f->err, "delivery to %s failed: %s",
+                     rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
     } else {
         bench_hist *h = f->conf.ack_hist ? atomic_load(f->conf.ack_hist) : NULL;
         /* The produce time rides in the opaque (the report's timestamp is not
@@ -74,6 +83,8 @@ void bench_events_free(bench_events *ev) {
     free(ev->value_len);
     free(ev->key);
     free(ev->key_len);
+    free(ev->truth);
+    free(ev->truth_len);
     free(ev);
 }
 
@@ -116,8 +127,9 @@ int bench_events_load(bench_events **out, const char *path, char *errstr, size_t
         }
         if (ev->n == slots) {
             slots = slots ? 2 * slots : 4096;
-            size_t **arrays[] = {&ev->value, &ev->value_len, &ev->key, &ev->key_len};
-            for (size_t i = 0; i < 4 && rc == 0; i++) {
+            size_t **arrays[] = {&ev->value, &ev->value_len, &ev->key, &ev->key_len,
+                                 &ev->truth, &ev->truth_len};
+            for (size_t i = 0; i < 6 && rc == 0; i++) {
                 size_t *a = realloc(*arrays[i], slots * sizeof *a);
                 if (a)
                     *arrays[i] = a;
@@ -128,7 +140,10 @@ int bench_events_load(bench_events **out, const char *path, char *errstr, size_t
         /* Each NUL-terminated, as the replay reader hands them out. */
         size_t v = rc ? (size_t)-1 : arena_add(ev, &used, &cap, m.value, m.value_len + 1);
         size_t k = v == (size_t)-1 ? v : arena_add(ev, &used, &cap, m.key ? m.key : "", m.key ? m.key_len + 1 : 1);
-        if (k == (size_t)-1) {
+        char truth[128];
+        int tl = sf_replay_truth_format(&m, SF_REPLAY_DEFAULT_KEY, truth, sizeof truth);
+        size_t t = k == (size_t)-1 ? k : arena_add(ev, &used, &cap, truth, tl > 0 ? (size_t)tl + 1 : 1);
+        if (t == (size_t)-1) {
             snprintf(errstr, n, "out of memory reading %s", path);
             rc = -1;
             break;
@@ -137,6 +152,8 @@ int bench_events_load(bench_events **out, const char *path, char *errstr, size_t
         ev->value_len[ev->n] = m.value_len;
         ev->key[ev->n] = k;
         ev->key_len[ev->n] = m.key ? m.key_len : 0;
+        ev->truth[ev->n] = t;
+        ev->truth_len[ev->n] = tl > 0 ? (size_t)tl : 0;
         ev->n++;
     }
     sf_replay_close(r);
@@ -240,6 +257,24 @@ static void *feed_thread(void *arg) {
                 f->rc = -1;
             }
             break;
+        }
+        /* Its truth at once: the pipeline joins whichever comes first. */
+        if (f->conf.truth_topic && ev->truth_len[i] && !f->rc) {
+            while ((err = rd_kafka_producev(
+                        f->rk, RD_KAFKA_V_TOPIC(f->conf.truth_topic),
+                        RD_KAFKA_V_VALUE(ev->arena + ev->truth[i], ev->truth_len[i]),
+                        RD_KAFKA_V_OPAQUE(&truth_marker), RD_KAFKA_V_END)) ==
+                       RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+                   !atomic_load(&f->stop))
+                rd_kafka_poll(f->rk, 10);
+            if (err && err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                snprintf(f->err, sizeof f->err, "cannot produce to %s: %s", f->conf.truth_topic,
+                         rd_kafka_err2str(err));
+                f->rc = -1;
+                break;
+            }
+            if (!err)
+                atomic_fetch_add(&f->truth_sent, 1);
         }
         atomic_store(&f->sent, ++sent);
         if (sent % 64 == 0)
@@ -362,6 +397,12 @@ int bench_feed_stop(bench_feed *f, uint64_t *delivered, char *errstr, size_t n) 
     *delivered = atomic_load(&f->delivered);
     int rc = f->rc;
     uint64_t failed = atomic_load(&f->failed), sent = atomic_load(&f->sent);
+    if (rc == 0 && atomic_load(&f->truth_delivered) != atomic_load(&f->truth_sent)) {
+        snprintf(f->err, sizeof f->err, "%llu truth messages undelivered after 30 s",
+                 (unsigned long long)(atomic_load(&f->truth_sent) -
+                                      atomic_load(&f->truth_delivered)));
+        rc = -1;
+    }
     if (rc == 0 && failed > 0) {
         rc = -1;
     } else if (rc == 0 && *delivered != sent) {

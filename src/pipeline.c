@@ -28,7 +28,6 @@
 #include "pipeline_impl.h"
 
 #define REPORT_INTERVAL_MS 10000
-#define OUTPUT_MAX 4096
 #define CHUNK_ROWS 128 /* see process_batch */
 
 void sf_pipeline_conf_init(sf_pipeline_conf *c) {
@@ -221,6 +220,7 @@ static void publish_chunk(pipeline *p, sf_delivery_batch *f, const chunk *k, dou
                             id->key_len ? id->key_len : m->key_len, out, (size_t)len, h,
                             ts > 0 ? ts : 0, ref);
     }
+    sf_pipeline_shadow_publish(p, f, k->row, k->rows);
     sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
 }
 
@@ -285,7 +285,8 @@ static int process_batch(pipeline *p) {
             return -1;
         }
     }
-    sf_delivery_batch *f = sf_delivery_open(p->dlv, n);
+    /* An event's output or dead letter, and its shadow output. */
+    sf_delivery_batch *f = sf_delivery_open(p->dlv, c->shadow_topic ? 2 * n : n);
     if (!f) {
         sf_pipeline_fail(p, "out of memory");
         return -1;
@@ -481,6 +482,21 @@ static int check_topic_names(const sf_pipeline_conf *c, char *errstr, size_t n) 
         snprintf(errstr, n, "dead-letter topic: %s", why);
         return -1;
     }
+    if (c->shadow_topic && sf_topic_check(c->shadow_topic, why, sizeof why)) {
+        snprintf(errstr, n, "shadow topic: %s", why);
+        return -1;
+    }
+    if (c->shadow_topic && !c->shadow.model_path) {
+        snprintf(errstr, n, "shadow topic: '%s' needs a shadow model", c->shadow_topic);
+        return -1;
+    }
+    if (c->shadow_topic && (!strcmp(c->shadow_topic, c->output_topic) ||
+                            (c->dlq_topic && !strcmp(c->shadow_topic, c->dlq_topic)))) {
+        snprintf(errstr, n, "shadow topic: '%s' is the %s topic; the shadow's outputs need "
+                 "their own", c->shadow_topic,
+                 !strcmp(c->shadow_topic, c->output_topic) ? "output" : "dead-letter");
+        return -1;
+    }
     return 0;
 }
 
@@ -501,19 +517,25 @@ static int check_brokers(pipeline *p, char *errstr, size_t n) {
             sf_log(p->log, SF_LOG_WARN, "input topic does not exist (yet), waiting for it topic=%s",
                    in[i]);
     }
-    const char *outs[] = {c->output_topic, c->dlq_topic};
+    const char *outs[3] = {c->output_topic};
+    size_t n_outs = 1;
+    if (c->dlq_topic)
+        outs[n_outs++] = c->dlq_topic;
+    if (c->shadow_topic)
+        outs[n_outs++] = c->shadow_topic;
     sf_topic_spec spec = {-1, -1}; /* the brokers' defaults */
     size_t created = 0;
     char why[512];
-    if (sf_topics_ensure(p->producer, outs, c->dlq_topic ? 2 : 1, c->create_topics ? &spec : NULL,
+    if (sf_topics_ensure(p->producer, outs, n_outs, c->create_topics ? &spec : NULL,
                          c->connect_timeout_ms, &created, why, sizeof why)) {
         snprintf(errstr, n, "%s%s", why,
                  c->create_topics ? "" : " (create it, or run with --create-topics)");
         return -1;
     }
     if (created)
-        sf_log(p->log, SF_LOG_INFO, "created missing topics count=%zu output_topic=%s dlq_topic=%s",
-               created, c->output_topic, c->dlq_topic ? c->dlq_topic : "none");
+        sf_log(p->log, SF_LOG_INFO, "created missing topics count=%zu output_topic=%s dlq_topic=%s "
+               "shadow_topic=%s", created, c->output_topic, c->dlq_topic ? c->dlq_topic : "none",
+               c->shadow_topic ? c->shadow_topic : "none");
     return 0;
 }
 

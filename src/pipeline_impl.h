@@ -1,6 +1,7 @@
 /* pipeline_impl.h: what the daemon's loop (pipeline.c) and its output side
  * (pipeline_publish.c: producing, delivery reports, dead letters,
- * transactions) share. Private to those two files. */
+ * transactions), its monitoring (pipeline_monitor.c) and the shadow's
+ * outputs (pipeline_shadow.c) share. Private to those files. */
 #ifndef SIGFLOW_PIPELINE_IMPL_H
 #define SIGFLOW_PIPELINE_IMPL_H
 
@@ -13,6 +14,7 @@
 
 #define DRAIN_TIMEOUT_MS 30000
 #define MAX_LOGGED_REJECTS 10 /* per report interval; the rest are counted */
+#define OUTPUT_MAX 4096        /* bytes of one output message */
 
 typedef struct pipeline {
     const sf_pipeline_conf *conf;
@@ -44,8 +46,13 @@ typedef struct pipeline {
     sf_engine *shadow;   /* NULL: no --shadow-model */
     size_t *shadow_row;  /* serving row j -> shadow row, or SIZE_MAX when it refused it */
     uint64_t shadow_agree, shadow_compared, shadow_refused;
+    char shadow_header[8192]; /* sigflow-model of the shadow's outputs (--shadow-topic) */
+    uint64_t shadow_published; /* shadow outputs acknowledged */
     size_t truth_models; /* the serving model and the members it scores */
     rd_kafka_t *truth_consumer;
+    rd_kafka_queue_t *truth_queue; /* its messages, read in batches */
+    sf_vars *truth_vars;           /* no inputs: truth messages are read for ids only */
+    sf_assembler *truth_id, *truth_label; /* id field: the truth's id, its label */
 } pipeline;
 
 /* The first fatal error stops the loop, and no offset is stored after it. */
@@ -91,8 +98,10 @@ int sf_pipeline_transaction_commit(pipeline *p, sf_delivery_batch *f);
 /* Model-health monitoring (pipeline_monitor.c): started with each engine
  * (again after a reload); fed a chunk's raw rows (batch rows [from, from +
  * n)) before normalization and their probabilities after the forward pass;
- * ticked by the loop (exports to /metrics each second; with report, the drift summary line when a PSI is
- * over --drift-warn-psi). Each charges its CPU to SF_STAGE_MONITOR. With a
+ * ticked by the loop (exports to /metrics each second; with report, the drift
+ * summary line when a PSI is over --drift-warn-psi). Each charges its CPU to
+ * SF_STAGE_MONITOR, the truth's to SF_STAGE_TRUTH, the shadow's to
+ * SF_STAGE_SHADOW. With a
  * truth topic, open starts the truth consumer (-1 with errstr when it
  * cannot: a start-up error), scores go to the truth store, and the tick
  * reads the truth that has arrived. */
@@ -102,5 +111,12 @@ void sf_pipeline_monitor_rows(pipeline *p, size_t from, size_t n);
 void sf_pipeline_monitor_scores(pipeline *p, size_t from, size_t n);
 void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report);
 void sf_pipeline_monitor_stop(pipeline *p);
+
+/* With --shadow-topic, publishes the shadow's outputs of the chunk's rows,
+ * batch rows [from, from + n) (pipeline_shadow.c), as outputs of batch f: the events the shadow scored
+ * and selects. Its CPU is SF_STAGE_SHADOW_PUBLISH's. Called after
+ * sf_pipeline_monitor_scores of the same chunk, while the shadow still holds
+ * its rows. */
+void sf_pipeline_shadow_publish(pipeline *p, sf_delivery_batch *f, size_t from, size_t n);
 
 #endif

@@ -14,16 +14,14 @@
  * see the truth of the events it scored, whichever instance that was.
  *
  * A shadow model parses each scored event again with its own variables and
- * runs its forward pass on this thread (its cost is the monitor stage's); an
+ * runs its forward pass on this thread (its cost is the shadow stage's); an
  * event it refuses is counted, and enters its live quality with the serving
- * model's score. */
+ * model's score. Its outputs, with --shadow-topic, are pipeline_shadow.c's. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "pipeline_impl.h"
 #include "sigflow/clock.h"
@@ -31,6 +29,7 @@
 #include "sigflow/kafka.h"
 
 #define TRUTH_POLL_MAX 10000 /* truth messages read per tick, at most */
+#define TRUTH_BATCH 512      /* ...taken from the consumer's queue at a time */
 
 #define PUBLISH_INTERVAL_MS 1000 /* /metrics is as fresh as a second */
 
@@ -76,6 +75,14 @@ static void truth_start(pipeline *p) {
                tc.window_events);
 }
 
+/* The sigflow-model header of the shadow's outputs, as the serving one's. */
+static void shadow_digest(pipeline *p) {
+    const sf_engine *sh = p->shadow;
+    if (sf_engine_digest(sh, p->shadow_header, sizeof p->shadow_header) < 0)
+        snprintf(p->shadow_header, sizeof p->shadow_header, "%s",
+                 sf_engine_set(sh) ? sf_engine_set(sh)->sha256 : sf_engine_model(sh)->sha256);
+}
+
 /* SIGHUP reloads the shadow too; a refused one leaves the old one scoring. */
 static void shadow_reload(pipeline *p) {
     char err[1024];
@@ -88,6 +95,7 @@ static void shadow_reload(pipeline *p) {
     sf_engine_free(p->shadow);
     p->shadow = fresh;
     p->shadow_agree = p->shadow_compared = 0;
+    shadow_digest(p);
     sf_log(p->log, SF_LOG_INFO, "reloaded shadow model=\"%s\"", p->conf->shadow.model_path);
 }
 
@@ -188,11 +196,15 @@ static void truth_scores(pipeline *p, size_t from, size_t n) {
 void sf_pipeline_monitor_scores(pipeline *p, size_t from, size_t n) {
     if (p->drift && n)
         sf_drift_add_scores(p->drift, sf_engine_probs(p->eng, from), n);
-    if (p->shadow && n)
-        shadow_scores(p, from, n);
-    if (p->truth && n)
-        truth_scores(p, from, n);
     sf_pipeline_stage_mark(p, SF_STAGE_MONITOR);
+    if (p->shadow && n) {
+        shadow_scores(p, from, n);
+        sf_pipeline_stage_mark(p, SF_STAGE_SHADOW);
+    }
+    if (p->truth && n) {
+        truth_scores(p, from, n);
+        sf_pipeline_stage_mark(p, SF_STAGE_TRUTH);
+    }
 }
 
 static int shadow_open(pipeline *p, char *errstr, size_t n) {
@@ -206,9 +218,11 @@ static int shadow_open(pipeline *p, char *errstr, size_t n) {
         snprintf(errstr, n, "out of memory");
         return -1;
     }
+    shadow_digest(p);
     char model[1024];
     sf_engine_describe(p->shadow, model, sizeof model);
-    sf_log(p->log, SF_LOG_INFO, "shadow %s", model);
+    sf_log(p->log, SF_LOG_INFO, "shadow %s topic=%s", model,
+           c->shadow_topic ? c->shadow_topic : "none");
     truth_start(p); /* the shadow gets its own live quality */
     return 0;
 }
@@ -219,6 +233,12 @@ int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t n) {
         return -1;
     if (!c->truth_topic)
         return 0;
+    if (!(p->truth_vars = calloc(1, sizeof *p->truth_vars)) ||
+        !(p->truth_id = sf_assembler_new(p->truth_vars, c->truth_id_field)) ||
+        !(p->truth_label = sf_assembler_new(p->truth_vars, c->truth_field))) {
+        snprintf(errstr, n, "out of memory");
+        return -1;
+    }
     char group[512];
     snprintf(group, sizeof group, "%s.truth", c->group);
     sf_kafka_opts o = {.brokers = c->brokers, .props = c->kafka_props, .n_props = c->n_kafka_props,
@@ -265,9 +285,9 @@ int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t n) {
     }
     err = rd_kafka_assign(p->truth_consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
-    if (err) {
+    if (err || !(p->truth_queue = rd_kafka_queue_get_consumer(p->truth_consumer))) {
         snprintf(errstr, n, "truth topic %s: cannot assign: %s", c->truth_topic,
-                 rd_kafka_err2str(err));
+                 err ? rd_kafka_err2str(err) : "no consumer queue");
         return -1;
     }
     sf_log(p->log, SF_LOG_INFO, "truth topic=%s partitions=%d from=end field=%s id_field=%s "
@@ -277,54 +297,69 @@ int sf_pipeline_monitor_open(pipeline *p, char *errstr, size_t n) {
     return 0;
 }
 
-/* The truth message's id as the prediction's key (a string unquoted, an
- * integer as its digits) and whether it says signal; -1 when it cannot say. */
-static int read_truth(pipeline *p, const rd_kafka_message_t *m, char *id, size_t id_size,
-                      size_t *id_len) {
-    const sf_pipeline_conf *c = p->conf;
-    json_t *j = json_loadb(m->payload ? m->payload : "", m->len, 0, NULL);
-    const json_t *idv = json_object_get(j, c->truth_id_field);
-    const json_t *lv = json_object_get(j, c->truth_field);
-    int verdict = -1, sig = score_column(p->eng);
-    const sf_vars *v = sf_engine_vars(p->eng);
-    int w = -1;
-    if (json_is_string(idv))
-        w = snprintf(id, id_size, "%s", json_string_value(idv));
-    else if (json_is_integer(idv))
-        w = snprintf(id, id_size, "%" JSON_INTEGER_FORMAT, json_integer_value(idv));
-    if (w > 0 && (size_t)w < id_size && sig >= 0) {
-        *id_len = (size_t)w;
-        int k = json_is_string(lv) ? sf_vars_label_index(v, json_string_value(lv))
-                : json_is_integer(lv) && json_integer_value(lv) >= 0 &&
-                          json_integer_value(lv) < (json_int_t)v->n_labels
-                      ? (int)json_integer_value(lv) : -1;
-        if (k >= 0)
-            verdict = k == sig;
-    }
-    json_decref(j);
-    return verdict;
+/* A field's value as the events' parser found it: a string or a number. */
+static int plain_value(const sf_event_id *f) {
+    char c = f->json[0];
+    return f->key_len && (c == '"' || c == '-' || (c >= '0' && c <= '9'));
 }
 
+/* The truth message's id as the prediction's key (the events' parser's: a
+ * string unquoted, a number as its text, as the prediction's own id was
+ * read) and whether it says signal; -1 when it cannot say. Two runs of the
+ * events' single-pass scanner over a message of some 30 bytes cost a
+ * fraction of the jansson tree they replace (bench/README.md). */
+static int read_truth(pipeline *p, const rd_kafka_message_t *m, char *id, size_t id_size,
+                      size_t *id_len) {
+    const char *json = m->payload ? m->payload : "";
+    sf_event_id tid, lab;
+    float no_inputs[1];
+    int sig = score_column(p->eng);
+    if (sig < 0 ||
+        sf_assembler_run(p->truth_id, json, m->len, no_inputs, &tid, NULL, 0) ||
+        sf_assembler_run(p->truth_label, json, m->len, no_inputs, &lab, NULL, 0) ||
+        !plain_value(&tid) || !plain_value(&lab) || tid.key_len >= id_size)
+        return -1;
+    const sf_vars *v = sf_engine_vars(p->eng);
+    int k = -1;
+    if (lab.json[0] == '"') {
+        k = sf_vars_label_index(v, lab.key);
+    } else { /* a label's index */
+        char *end;
+        long x = strtol(lab.key, &end, 10);
+        if (end != lab.key && !*end && x >= 0 && (size_t)x < v->n_labels)
+            k = (int)x;
+    }
+    if (k < 0)
+        return -1;
+    memcpy(id, tid.key, tid.key_len + 1);
+    *id_len = tid.key_len;
+    return k == sig;
+}
+
+/* The truth that has arrived, a queue's batch at a time: a poll per message
+ * cost more than the join itself. */
 static void truth_poll(pipeline *p, int64_t now) {
-    for (int i = 0; i < TRUTH_POLL_MAX; i++) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->truth_consumer, 0);
-        if (!m)
+    rd_kafka_message_t *ms[TRUTH_BATCH];
+    for (size_t read = 0; read < TRUTH_POLL_MAX;) {
+        ssize_t got = rd_kafka_consume_batch_queue(p->truth_queue, 0, ms, TRUTH_BATCH);
+        if (got <= 0)
             break;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        read += (size_t)got;
+        for (ssize_t i = 0; i < got; i++) {
+            rd_kafka_message_t *m = ms[i];
+            char id[SF_ID_MAX];
+            size_t len = 0;
+            int verdict = -1;
+            if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 sf_log(p->log, SF_LOG_WARN, "truth consumer error=\"%s\"",
                        rd_kafka_message_errstr(m));
+            else if (!m->err && p->truth &&
+                     (verdict = read_truth(p, m, id, sizeof id, &len)) < 0)
+                sf_truth_malformed(p->truth);
+            else if (!m->err && p->truth)
+                sf_truth_observed(p->truth, id, len, verdict, now);
             rd_kafka_message_destroy(m);
-            continue;
         }
-        char id[SF_ID_MAX];
-        size_t len = 0;
-        int verdict = p->truth ? read_truth(p, m, id, sizeof id, &len) : -1;
-        if (p->truth && verdict < 0)
-            sf_truth_malformed(p->truth);
-        else if (p->truth)
-            sf_truth_observed(p->truth, id, len, verdict, now);
-        rd_kafka_message_destroy(m);
     }
     if (p->truth)
         sf_truth_expire(p->truth, now);
@@ -334,21 +369,25 @@ static int shadow_publish(const pipeline *p) {
     sf_metrics *m = p->conf->metrics;
     double agreement = p->shadow_compared ? (double)p->shadow_agree / (double)p->shadow_compared
                                           : NAN;
-    double refused = (double)p->shadow_refused;
+    double refused = (double)p->shadow_refused, published = (double)p->shadow_published;
     return sf_metrics_set_gauges(m, "sigflow_shadow_agreement", "Share of the events scored by "
                                  "both whose shadow label equals the serving label, since the "
                                  "shadow was (re)loaded.", NULL, 1, NULL, &agreement) |
            sf_metrics_set_counters(m, "sigflow_shadow_refused_total", "Events the serving model "
                                    "scored and the shadow refused (its variables).", NULL, 1,
-                                   NULL, &refused);
+                                   NULL, &refused) |
+           sf_metrics_set_counters(m, "sigflow_shadow_published_total", "Shadow outputs "
+                                   "acknowledged on --shadow-topic.", NULL, 1, NULL, &published);
 }
 
 void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report) {
     if (!p->drift && !p->truth_consumer && !p->shadow)
         return;
     sf_pipeline_stage_mark(p, SF_STAGE_OTHER);
-    if (p->truth_consumer)
+    if (p->truth_consumer) {
         truth_poll(p, now);
+        sf_pipeline_stage_mark(p, SF_STAGE_TRUTH);
+    }
     if (p->conf->metrics && now - p->monitor_ms >= PUBLISH_INTERVAL_MS) {
         p->monitor_ms = now;
         if ((p->drift && sf_drift_publish(p->drift, p->conf->metrics, now)) ||
@@ -366,6 +405,10 @@ void sf_pipeline_monitor_tick(pipeline *p, int64_t now, int report) {
 void sf_pipeline_monitor_stop(pipeline *p) {
     sf_drift_free(p->drift);
     p->drift = NULL;
+    if (p->truth_queue) {
+        rd_kafka_queue_destroy(p->truth_queue);
+        p->truth_queue = NULL;
+    }
     if (p->truth_consumer) {
         rd_kafka_consumer_close(p->truth_consumer);
         rd_kafka_destroy(p->truth_consumer);
@@ -373,6 +416,11 @@ void sf_pipeline_monitor_stop(pipeline *p) {
     }
     sf_truth_free(p->truth);
     p->truth = NULL;
+    sf_assembler_free(p->truth_id);
+    sf_assembler_free(p->truth_label);
+    free(p->truth_vars);
+    p->truth_id = p->truth_label = NULL;
+    p->truth_vars = NULL;
     sf_engine_free(p->shadow);
     p->shadow = NULL;
     free(p->shadow_row);

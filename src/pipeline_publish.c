@@ -87,6 +87,7 @@ void sf_pipeline_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *
     sf_out_ref *ref = m->_private;
     const char *topic = rd_kafka_topic_name(m->rkt);
     int is_dlq = p->conf->dlq_topic && !strcmp(topic, p->conf->dlq_topic);
+    int is_shadow = p->conf->shadow_topic && !strcmp(topic, p->conf->shadow_topic);
 
     if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && is_dlq && m->len > 0) {
         /* Keep the dead letter's record, if not its payload: send it again empty. */
@@ -105,6 +106,10 @@ void sf_pipeline_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *
         return;
     }
     sf_delivery_acked(ref);
+    if (is_shadow) { /* neither a signal nor a served event's latency */
+        p->shadow_published++;
+        return;
+    }
     if (p->conf->metrics)
         sf_metrics_add(p->conf->metrics, is_dlq ? SF_C_DEAD_LETTERS : SF_C_SIGNALS, 1);
     const sf_pipeline_stats *st = p->conf->stats;

@@ -520,6 +520,23 @@ typedef struct {
     size_t n_pending, first, cap;
 } sf_replay_loop;
 
+int sf_replay_truth_format(const sf_replay_msg *m, const char *field, char *out, size_t size) {
+    if (!m->key || !m->label || m->key_len > 40 || m->label_len > 40 || strchr(field, '"') ||
+        memchr(m->key, '"', m->key_len) || memchr(m->label, '"', m->label_len))
+        return -1;
+    char num[64], why[64];
+    size_t nlen;
+    int is_int, w;
+    if (sf_replay_json_number(m->key, m->key_len, num, sizeof num, &nlen, &is_int, why,
+                              sizeof why) == 0)
+        w = snprintf(out, size, "{\"%s\":%s,\"Label\":\"%.*s\"}", field, num,
+                     (int)m->label_len, m->label);
+    else
+        w = snprintf(out, size, "{\"%s\":\"%.*s\",\"Label\":\"%.*s\"}", field,
+                     (int)m->key_len, m->key, (int)m->label_len, m->label);
+    return w < 0 || (size_t)w >= size ? -1 : w;
+}
+
 /* Queues row m's truth, due truth_delay_s from now. 0, or -1 when the row
  * cannot have one (no key or label, too long) or out of memory. */
 static int truth_queue(sf_replay_loop *l, const sf_replay_msg *m) {
@@ -538,20 +555,9 @@ static int truth_queue(sf_replay_loop *l, const sf_replay_msg *m) {
         l->first = 0;
     }
     struct truth_msg *t = &l->pending[(l->first + l->n_pending) % l->cap];
-    char num[64];
-    size_t nlen;
-    int is_int;
-    char why[64];
-    const char *field = l->o->key_field ? l->o->key_field : SF_REPLAY_DEFAULT_KEY;
-    int w;
-    if (sf_replay_json_number(m->key, m->key_len, num, sizeof num, &nlen, &is_int, why,
-                              sizeof why) == 0)
-        w = snprintf(t->json, sizeof t->json, "{\"%s\":%s,\"Label\":\"%.*s\"}", field, num,
-                     (int)m->label_len, m->label);
-    else
-        w = snprintf(t->json, sizeof t->json, "{\"%s\":\"%.*s\",\"Label\":\"%.*s\"}", field,
-                     (int)m->key_len, m->key, (int)m->label_len, m->label);
-    if (w < 0 || (size_t)w >= sizeof t->json || strchr(field, '"'))
+    int w = sf_replay_truth_format(m, l->o->key_field ? l->o->key_field : SF_REPLAY_DEFAULT_KEY,
+                                   t->json, sizeof t->json);
+    if (w < 0)
         return -1;
     t->len = (size_t)w;
     t->due = sf_clock_s() + l->o->truth_delay_s;

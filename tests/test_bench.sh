@@ -124,8 +124,11 @@ if [ "$(get machine.onednn)" = true ]; then
 fi
 
 # ---- --rate, the human summary, and the user's BLAS threading respected ---------
+# With --monitor-costs: a truth feed and a shadow, each with its cost (issue 25).
 OPENBLAS_NUM_THREADS=1 "$BENCH" --quick --rate 1000 --seconds 0.5 --warmup 0.2 --limit-seconds 0.05 \
-    "${model[@]}" >"$T/human" 2>"$T/err" || fail "sigflow-bench --quick --rate 1000 failed"
+    --monitor-costs "${model[@]}" >"$T/human" 2>"$T/err" || fail "sigflow-bench --quick --rate 1000 failed"
+grep -qE "^monitoring: drift [0-9.]+ us, truth [0-9.]*[1-9][0-9.]* us, shadow [0-9.]*[1-9][0-9.]* us, shadow publish [0-9.]*[1-9]" "$T/human" ||
+    fail "--monitor-costs: no truth, shadow or shadow publish cost: $(grep monitoring: "$T/human")"
 grep -q "^at rate: " "$T/human" || fail "no rate line in the summary"
 grep -q "ev/s end to end" "$T/human" || fail "no end-to-end rate in the summary"
 grep -q "latency:   at " "$T/human" || fail "no latency in the summary"

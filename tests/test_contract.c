@@ -346,6 +346,21 @@ static void test_topics(void **state) {
     assert_non_null(strstr(err, "dead-letter topic: topic name"));
     assert_non_null(strstr(err, "at most 249"));
     free(err);
+    /* The shadow's outputs never go to the output topic, and need a shadow. */
+    const char *shadow_out[] = {SF_TEST_SIGFLOW, "run", "--brokers", bs, "--model",
+                                SF_TEST_MODEL, "--variables", SF_TEST_VARS, "--metrics-addr",
+                                "none", "--shadow-model", SF_TEST_MODEL, "--shadow-variables",
+                                SF_TEST_VARS, "--output-topic", "contract.t.out",
+                                "--shadow-topic", "contract.t.out", NULL};
+    assert_int_equal(run_cmd(shadow_out, &err), 2);
+    assert_non_null(strstr(err, "shadow topic: 'contract.t.out' is the output topic"));
+    free(err);
+    const char *no_shadow[] = {SF_TEST_SIGFLOW, "run", "--brokers", bs, "--model",
+                               SF_TEST_MODEL, "--variables", SF_TEST_VARS, "--metrics-addr",
+                               "none", "--shadow-topic", "contract.shadow", NULL};
+    assert_int_equal(run_cmd(no_shadow, &err), 2);
+    assert_non_null(strstr(err, "--shadow-topic contract.shadow needs --shadow-model"));
+    free(err);
 
     /* A missing output topic: named, unless --create-topics. */
     char missing[64];

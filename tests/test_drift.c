@@ -6,8 +6,11 @@
  * later give the accuracy and AUC of `sigflow evaluate` on the same events,
  * and the store stays within its bound when truth never comes. A shadow
  * identical to the serving model agrees on every event with |dp| = 0; one
- * with other weights agrees as `sigflow predict` of the two does offline. The daemon
- * runs as a real process, as in test_daemon. */
+ * with other weights agrees as `sigflow predict` of the two does offline.
+ * With --shadow-topic, the identical shadow publishes the serving outputs'
+ * events and probabilities, inside the --exactly-once transactions (read
+ * back read_committed), and the other publishes what `sigflow predict` of
+ * its model selects. The daemon runs as a real process, as in test_daemon. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "sigflow/vars.h"
 #include "support.h"
@@ -204,6 +209,17 @@ static void test_live_quality(void **state) {
     /* The events' partitions assigned, so the replay is read as it comes. */
     assert_true(sft_wait_metric(&d, "sigflow_assigned_partitions", 4, WAIT_MS) == 4);
     assert_true(sft_wait_metric(&dq, "sigflow_assigned_partitions", 4, WAIT_MS) == 4);
+    /* Truth that cannot say: counted as malformed, never stored. */
+    assert_int_equal(sft_wait_for_text(dq.log, "truth topic=quiet.labels partitions=4 from=end",
+                                       WAIT_MS), 1);
+    const char *bad_truth[] = {"not json", "{\"EventId\": null, \"Label\": \"s\"}",
+                               "{\"EventId\": 1, \"Label\": \"x\"}",
+                               "{\"EventId\": 1, \"Label\": 5}",
+                               "{\"EventId\": [1], \"Label\": \"s\"}", "{\"EventId\": 1}",
+                               "{\"Label\": \"b\"}"};
+    enum { N_BAD_TRUTH = sizeof bad_truth / sizeof bad_truth[0] };
+    assert_int_equal(sft_produce(bs, "quiet.labels", NULL, bad_truth, NULL, N_BAD_TRUTH),
+                     N_BAD_TRUTH);
     const char *extra[] = {"-f", csv, "--truth-topic", "truth.labels", "--truth-delay-s", "2",
                            NULL};
     char *replay_log = sft_temp_path(".log");
@@ -247,6 +263,8 @@ static void test_live_quality(void **state) {
     assert_true(sft_wait_metric(&dq, "sigflow_truth_expired_predictions_total", 200, WAIT_MS) ==
                 200);
     assert_true(sft_scrape(dq.port, "sigflow_truth_store_events") == 100);
+    assert_true(sft_wait_metric(&dq, "sigflow_truth_unmatched_total{reason=\"malformed\"}",
+                                N_BAD_TRUTH, WAIT_MS) == N_BAD_TRUTH);
     assert_true(isnan(sft_scrape(dq.port, "sigflow_live_accuracy{model=\"serving\"}")));
 
     assert_int_equal(sft_daemon_stop(&d, SIGTERM, WAIT_MS), 0);
@@ -260,29 +278,103 @@ static void test_live_quality(void **state) {
     sft_kafka_close(b);
 }
 
-/* `sigflow predict` labels of the events in path, one char per event ('s', 'b'). */
-static char *predict_labels(const char *model, const char *vars, const char *path, size_t n) {
+/* `sigflow predict` of the events in path: its output lines. */
+static char *predict(const char *model, const char *vars, const char *path) {
     char *out = sft_temp_path(".jsonl");
     char *const argv[] = {SF_TEST_SIGFLOW, "predict", "--model", (char *)model, "--variables",
                           (char *)vars, NULL};
     pid_t pid = sft_spawn(argv, path, out, NULL);
     assert_int_equal(sft_wait(pid, WAIT_MS), 0);
-    char *text = sft_read_file(out, NULL), *labels = calloc(n + 1, 1);
+    char *text = sft_read_file(out, NULL);
+    assert_non_null(text);
+    unlink(out);
+    free(out);
+    return text;
+}
+
+/* The labels of predict's output, one char per event ('s', 'b'). */
+static char *predict_labels(const char *text, size_t n) {
+    char *labels = calloc(n + 1, 1);
     size_t k = 0;
     for (const char *at = text; k < n && (at = strstr(at, "\"label\": \"")); at++)
         labels[k++] = at[strlen("\"label\": \"")];
     assert_int_equal(k, n);
-    free(text);
+    return labels;
+}
+
+/* Output line -> its EventId (as JSON text) and its probabilities, added to
+ * `into`; only the lines labelled "s" when signals_only (predict's lines are
+ * every event's; the daemon publishes the signals). */
+static void add_output(json_t *into, const char *line, size_t len, int signals_only) {
+    json_error_t jerr;
+    json_t *o = json_loadb(line, len, 0, &jerr);
+    if (!o)
+        fail_msg("not an output line: %s: %.*s", jerr.text, (int)len, line);
+    const char *label = json_string_value(json_object_get(o, "label"));
+    if (!signals_only || (label && !strcmp(label, "s"))) {
+        char *id = json_dumps(json_object_get(o, "EventId"), JSON_ENCODE_ANY);
+        assert_non_null(id);
+        assert_null(json_object_get(into, id)); /* each event once */
+        json_object_set(into, id, json_object_get(o, "probabilities"));
+        free(id);
+    }
+    json_decref(o);
+}
+
+/* The topic's outputs by event; each carries sigflow-model: model_sha and,
+ * when shadow, sigflow-shadow: 1 (and, when not, no such header). */
+static json_t *topic_outputs(const sft_msgs *m, const char *model_sha, int shadow) {
+    json_t *by_id = json_object();
+    char want[256];
+    snprintf(want, sizeof want, "sigflow-model=%s\n", model_sha);
+    for (size_t i = 0; i < m->n; i++) {
+        if (!strstr(m->v[i].headers, want))
+            fail_msg("output without %s: headers %s", want, m->v[i].headers);
+        assert_int_equal(strstr(m->v[i].headers, "sigflow-shadow=1\n") != NULL, shadow);
+        add_output(by_id, m->v[i].value, m->v[i].len, 0);
+    }
+    return by_id;
+}
+
+/* The same events with the same probabilities (within tol). */
+static void assert_same_outputs(const char *what, json_t *want, json_t *got, double tol) {
+    if (json_object_size(got) != json_object_size(want))
+        fail_msg("%s: %zu outputs, %zu expected", what, json_object_size(got),
+                 json_object_size(want));
+    const char *id;
+    json_t *pw;
+    json_object_foreach(want, id, pw) {
+        json_t *pg = json_object_get(got, id);
+        if (!pg || json_array_size(pg) != json_array_size(pw))
+            fail_msg("%s: event %s missing or of another shape", what, id);
+        for (size_t k = 0; k < json_array_size(pw); k++) {
+            double a = json_number_value(json_array_get(pw, k));
+            double b = json_number_value(json_array_get(pg, k));
+            if (fabs(a - b) > tol)
+                fail_msg("%s: event %s p[%zu] %.9g, %.9g expected", what, id, k, b, a);
+        }
+    }
+}
+
+/* The sha256 of a model file, as `sigflow inspect` and sigflow-model name it. */
+static char *model_sha(const char *path) {
+    char *out = sft_temp_path(".txt");
+    char *const argv[] = {"/usr/bin/sha256sum", (char *)path, NULL};
+    assert_int_equal(sft_wait(sft_spawn(argv, NULL, out, NULL), WAIT_MS), 0);
+    char *text = sft_read_file(out, NULL);
+    assert_non_null(text);
+    text[strcspn(text, " ")] = '\0';
     unlink(out);
     free(out);
-    return labels;
+    return text;
 }
 
 static void test_shadow(void **state) {
     (void)state;
     enum { N = 2000 };
-    const char *topics[] = {"shadow.in", "shadow.out"};
-    sft_kafka *b = sft_kafka_open(4, topics, 2, NULL, 0);
+    const char *topics[] = {"shadow.in", "shadow.out", "shadow.out.tf", "shadow.same",
+                            "shadow.tf"};
+    sft_kafka *b = sft_kafka_open(4, topics, 5, NULL, 0);
     const char *bs = b->bootstrap;
     char **keys, **values;
     sft_atlas_events(N, &keys, &values);
@@ -300,11 +392,14 @@ static void test_shadow(void **state) {
     const char *same[] = {"--brokers", bs, "--input-topic", "shadow.in", "--output-topic",
                           "shadow.out", "--group", "shadow-same", "--model", SF_TEST_MODEL,
                           "--variables", SF_TEST_VARS, "--shadow-model", SF_TEST_MODEL,
-                          "--shadow-variables", SF_TEST_VARS, "-X", FETCH_WAIT, NULL};
+                          "--shadow-variables", SF_TEST_VARS, "--shadow-topic", "shadow.same",
+                          "--exactly-once", "--transactional-id", "shadow-same",
+                          "-X", FETCH_WAIT, NULL};
     const char *other[] = {"--brokers", bs, "--input-topic", "shadow.in", "--output-topic",
-                           "shadow.out", "--group", "shadow-tf", "--model", SF_TEST_MODEL,
+                           "shadow.out.tf", "--group", "shadow-tf", "--model", SF_TEST_MODEL,
                            "--variables", SF_TEST_VARS, "--shadow-model", tf,
-                           "--shadow-variables", tf_vars, "-X", FETCH_WAIT, NULL};
+                           "--shadow-variables", tf_vars, "--shadow-topic", "shadow.tf",
+                           "-X", FETCH_WAIT, NULL};
     sft_daemon d, dt;
     sft_daemon_start(&d, same, WAIT_MS);
     sft_daemon_start(&dt, other, WAIT_MS);
@@ -318,8 +413,9 @@ static void test_shadow(void **state) {
     assert_true(sft_scrape(d.port, "sigflow_shadow_abs_dp_bucket{le=\"1e-07\"}") == N);
     assert_true(sft_scrape(d.port, "sigflow_shadow_refused_total") == 0);
 
-    char *serving = predict_labels(SF_TEST_MODEL, SF_TEST_VARS, events, N);
-    char *shadow = predict_labels(tf, tf_vars, events, N);
+    char *serving_text = predict(SF_TEST_MODEL, SF_TEST_VARS, events);
+    char *shadow_text = predict(tf, tf_vars, events);
+    char *serving = predict_labels(serving_text, N), *shadow = predict_labels(shadow_text, N);
     size_t agree = 0;
     for (size_t i = 0; i < N; i++)
         agree += serving[i] == shadow[i];
@@ -330,6 +426,47 @@ static void test_shadow(void **state) {
     assert_true(fabs(live - (double)agree / N) < 1e-9);
     assert_true(sft_scrape(dt.port, "sigflow_shadow_abs_dp_bucket{le=\"1e-07\"}") < N);
 
+    /* --shadow-topic: the identical shadow publishes the serving outputs'
+     * events and probabilities, committed in the same transactions; the
+     * other publishes what predict of its model selects. */
+    size_t signals = 0, tf_signals = 0;
+    for (size_t i = 0; i < N; i++) {
+        signals += serving[i] == 's';
+        tf_signals += shadow[i] == 's';
+    }
+    assert_true(sft_wait_metric(&d, "sigflow_shadow_published_total", (double)signals, WAIT_MS) ==
+                (double)signals);
+    assert_true(sft_wait_metric(&dt, "sigflow_shadow_published_total", (double)tf_signals,
+                                WAIT_MS) == (double)tf_signals);
+    char *sha = model_sha(SF_TEST_MODEL), *tf_sha = model_sha(tf);
+    sft_msgs out = sft_consume_all(bs, "shadow.out", signals, 500, WAIT_MS, 1);
+    sft_msgs shadow_out = sft_consume_all(bs, "shadow.same", signals, 500, WAIT_MS, 1);
+    sft_msgs tf_out = sft_consume_all(bs, "shadow.tf", tf_signals, 500, WAIT_MS, 0);
+    json_t *want = topic_outputs(&out, sha, 0), *got = topic_outputs(&shadow_out, sha, 1);
+    assert_int_equal(json_object_size(want), signals);
+    assert_same_outputs("identical shadow, read_committed", want, got, 0);
+    json_t *tf_want = json_object(), *tf_got = topic_outputs(&tf_out, tf_sha, 1);
+    for (const char *line = shadow_text; *line;) {
+        size_t len = strcspn(line, "\n");
+        if (len)
+            add_output(tf_want, line, len, 1);
+        line += len + (line[len] == '\n');
+    }
+    /* Scored in other batches than predict's: BLAS may round differently. */
+    assert_same_outputs("tf shadow against predict", tf_want, tf_got, 1e-6);
+    printf("test_drift: --shadow-topic: %zu shadow outputs equal to the serving ones "
+           "(read_committed), %zu equal to predict of the tf model within 1e-6\n",
+           json_object_size(got), json_object_size(tf_got));
+    json_decref(want);
+    json_decref(got);
+    json_decref(tf_want);
+    json_decref(tf_got);
+    sft_msgs_free(&out);
+    sft_msgs_free(&shadow_out);
+    sft_msgs_free(&tf_out);
+    free(sha);
+    free(tf_sha);
+
     /* SIGHUP reloads the shadow with the serving model. */
     kill(dt.pid, SIGHUP);
     assert_int_equal(sft_wait_for_text(dt.log, "reloaded shadow model=", WAIT_MS), 1);
@@ -339,6 +476,8 @@ static void test_shadow(void **state) {
     sft_daemon_free(&dt);
     free(serving);
     free(shadow);
+    free(serving_text);
+    free(shadow_text);
     unlink(events);
     free(events);
     sft_kafka_close(b);

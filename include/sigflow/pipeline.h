@@ -26,7 +26,12 @@ typedef enum {
     SF_STAGE_INFERENCE,   /* this thread's share; BLAS worker threads not included */
     SF_STAGE_PUBLISH,     /* formatting, producing, delivery reports, storing offsets */
     SF_STAGE_OTHER,       /* the rest: reports, reloads, rebalances */
-    SF_STAGE_MONITOR,     /* model-health monitoring: drift, truth (drift.h, truth.h) */
+    SF_STAGE_MONITOR,     /* model-health monitoring: drift (drift.h), the exports */
+    SF_STAGE_TRUTH,       /* live quality: predictions into the truth store, truth read
+                             and joined (truth.h) */
+    SF_STAGE_SHADOW,      /* the shadow model: parse, forward pass, comparison */
+    SF_STAGE_SHADOW_PUBLISH, /* its outputs formatted and produced (--shadow-topic;
+                             their delivery reports are the publish stage's) */
     SF_STAGE__COUNT
 } sf_stage;
 
@@ -99,10 +104,17 @@ typedef struct sf_pipeline_conf {
     const char *truth_id_field;  /* the event id ("EventId") */
     sf_truth_conf truth;         /* store bound and window; threshold: the engine's */
     /* A shadow model (--shadow-model; model_path NULL: none), scored on every
-     * batch beside the serving one and never published: its label agreement,
-     * |dp| histogram and, with truth, its live quality. Reloaded with the
-     * serving model on SIGHUP (the old shadow kept if the new one is refused). */
+     * batch beside the serving one and never published to the output topic:
+     * its label agreement, |dp| histogram and, with truth, its live quality.
+     * Reloaded with the serving model on SIGHUP (the old shadow kept if the
+     * new one is refused). */
     sf_engine_conf shadow;
+    /* NULL: the shadow's outputs are not published. Else the events the
+     * shadow selects go here, rendered as the serving outputs are, with its
+     * digest in sigflow-model and the header sigflow-shadow: 1; outputs of
+     * their batch (its transaction, or acknowledged before its offsets are
+     * stored). Must differ from the output and dead-letter topics. */
+    const char *shadow_topic;
     sf_metrics *metrics;         /* caller-owned, so the demo and bench can watch it */
     sf_pipeline_stats *stats;    /* caller-owned; NULL: no per-stage accounting */
 } sf_pipeline_conf;

@@ -84,6 +84,13 @@ void sf_replay_close(sf_replay *r);
 int sf_replay_json_number(const char *text, size_t len, char *out, size_t out_size,
                           size_t *out_len, int *is_int, char *errstr, size_t errstr_size);
 
+/* Row m's truth message, {"<key_field>": id, "Label": "s"} (the id a number
+ * when it is one, else a string), as --truth-topic sends it and the daemon's
+ * --truth-topic reads it. Its length, or -1 when the row has no key or label,
+ * or they (or key_field) do not fit in out or would need escaping. */
+int sf_replay_truth_format(const sf_replay_msg *m, const char *key_field, char *out,
+                           size_t out_size);
+
 /* ---- Producing: the loop shared by sigflow-replay, the demo and the bench. ---- */
 
 typedef struct {

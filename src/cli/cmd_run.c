@@ -29,8 +29,8 @@ static const char usage[] =
     "  --output-topic T       where predictions go (default signals)\n"
     "  --dlq-topic T          where malformed events go, with the reason in headers\n"
     "                         (default: none, they are logged and counted)\n"
-    "  --create-topics        create a missing output or dead-letter topic (default:\n"
-    "                         a missing one is an error naming it)\n"
+    "  --create-topics        create a missing output, dead-letter or shadow topic\n"
+    "                         (default: a missing one is an error naming it)\n"
     "  --group G              consumer group (default sigflow)\n"
     "  -m, --model PATH       Keras model: HDF5 (.h5; whole model, or weights with\n"
     "                         --architecture), a .keras archive or an ONNX model;\n"
@@ -66,8 +66,11 @@ static const char usage[] =
     "                         window, in events (default 100000; ~64 bytes each)\n"
     "  --truth-window-s S     also drop predictions older than S seconds\n"
     "  --shadow-model M       also score every batch with M (a model, or a set), never\n"
-    "                         published: label agreement, |dp| histogram, live quality\n"
+    "                         on the output topic: label agreement, |dp| histogram,\n"
+    "                         live quality\n"
     "  --shadow-variables V   the shadow's variables file (a single model)\n"
+    "  --shadow-topic T       publish the shadow's selected outputs to T (default: none),\n"
+    "                         with headers sigflow-model (its digest), sigflow-shadow: 1\n"
     SF_ARGS_INFER_USAGE
     SF_ARGS_LOADER_USAGE
     "  --log-level L          error, warn, info (default) or debug\n"
@@ -136,6 +139,7 @@ static void print_config(const sf_pipeline_conf *c) {
     printf("truth-window-s=%g\n", c->truth.window_s);
     printf("shadow-model=%s\n", c->shadow.model_path ? c->shadow.model_path : "");
     printf("shadow-variables=%s\n", c->shadow.vars_path ? c->shadow.vars_path : "");
+    printf("shadow-topic=%s\n", c->shadow_topic ? c->shadow_topic : "");
     printf("backend=%s\n", sf_backend_name(e->infer.backend));
     printf("precision=%s\n", sf_precision_name(e->infer.precision));
     printf("unsafe-model-loader=%s\n", e->loader.unsafe ? "true" : "false");
@@ -160,7 +164,8 @@ int sf_cmd_run(int argc, char **argv) {
     char txid[300];
     enum { O_IN = 256, O_OUT, O_DLQ, O_GROUP, O_LABEL, O_THR, O_EMIT, O_BW, O_MAXB, O_EOS, O_TXID,
            O_METRICS, O_CONN, O_LOG, O_LOGF, O_PRINT, O_MEMBERS, O_HEADERS, O_CREATE, O_TRUTH,
-           O_TRUTH_FIELD, O_TRUTH_ID, O_TRUTH_EVENTS, O_TRUTH_S, O_SHADOW, O_SHADOW_VARS };
+           O_TRUTH_FIELD, O_TRUTH_ID, O_TRUTH_EVENTS, O_TRUTH_S, O_SHADOW, O_SHADOW_VARS,
+           O_SHADOW_TOPIC };
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'}, {"input-topic", required_argument, NULL, O_IN},
         {"output-topic", required_argument, NULL, O_OUT}, {"dlq-topic", required_argument, NULL, O_DLQ},
@@ -194,6 +199,7 @@ int sf_cmd_run(int argc, char **argv) {
         {"truth-window-s", required_argument, NULL, O_TRUTH_S},
         {"shadow-model", required_argument, NULL, O_SHADOW},
         {"shadow-variables", required_argument, NULL, O_SHADOW_VARS},
+        {"shadow-topic", required_argument, NULL, O_SHADOW_TOPIC},
         {NULL, 0, NULL, 0}};
     /* Variables first, then the command line: getopt keeps the last value. */
     static const char *const not_from_env[] = {"help", "print-config", NULL};
@@ -275,6 +281,7 @@ int sf_cmd_run(int argc, char **argv) {
         case O_TRUTH: c.truth_topic = optarg; break;
         case O_SHADOW: shadow_model = optarg; break;
         case O_SHADOW_VARS: shadow_vars = optarg; break;
+        case O_SHADOW_TOPIC: c.shadow_topic = optarg; break;
         case O_TRUTH_FIELD: c.truth_field = optarg; break;
         case O_TRUTH_ID: c.truth_id_field = optarg; break;
         case O_TRUTH_EVENTS:
@@ -329,6 +336,8 @@ int sf_cmd_run(int argc, char **argv) {
     if (!bad && shadow_model && !shadow_vars && !sf_modelset_is_set(shadow_model))
         bad = sf_args_usage(&cli, "--shadow-model %s needs --shadow-variables (unless it is a set)",
                             shadow_model);
+    if (!bad && c.shadow_topic && !shadow_model)
+        bad = sf_args_usage(&cli, "--shadow-topic %s needs --shadow-model", c.shadow_topic);
     if (bad) {
         sf_kafka_props_free(&props);
         free(args);
