@@ -207,18 +207,8 @@ static void publish_chunk(pipeline *p, sf_delivery_batch *f, const chunk *k, dou
             ref->inferred_ms = k->inferred_ms;
             ref->produced_ms = sf_clock_wall_ms();
         }
-        /* Keyed by the event's id, else by the input's key: an output lands
-         * where a consumer keyed on the input expects it. */
-        rd_kafka_headers_t *h = c->drop_headers ? rd_kafka_headers_new(1)
-                                                : sf_pipeline_input_headers(m);
-        if (!h) {
-            sf_pipeline_fail(p, "out of memory");
-            break;
-        }
-        rd_kafka_header_add(h, "sigflow-model", -1, p->model_header, -1);
-        sf_pipeline_produce(p, c->output_topic, id->key_len ? id->key : m->key,
-                            id->key_len ? id->key_len : m->key_len, out, (size_t)len, h,
-                            ts > 0 ? ts : 0, ref);
+        sf_pipeline_produce_output(p, c->output_topic, m, id, out, (size_t)len, p->model_header,
+                                   0, ts, ref);
     }
     sf_pipeline_shadow_publish(p, f, k->row, k->rows);
     sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);

@@ -74,6 +74,15 @@ int sf_pipeline_produce(pipeline *p, const char *topic, const void *key, size_t 
                         const void *value, size_t len, rd_kafka_headers_t *headers, int64_t ts,
                         sf_out_ref *ref);
 
+/* Produces the output rendered for input m (out, len) to topic: keyed by
+ * the event's id, else by the input's key, so an output lands where a
+ * consumer keyed on the input expects it; with the input's headers (none
+ * with --headers none), sigflow-model (model_header) and, for a shadow's,
+ * sigflow-shadow: 1. 0, or -1 after a fatal error. */
+int sf_pipeline_produce_output(pipeline *p, const char *topic, const rd_kafka_message_t *m,
+                               const sf_event_id *id, const char *out, size_t len,
+                               const char *model_header, int shadow, int64_t ts, sf_out_ref *ref);
+
 /* The producer's delivery-report callback. */
 void sf_pipeline_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 

@@ -145,6 +145,23 @@ void sf_pipeline_send_redos(pipeline *p) {
     }
 }
 
+int sf_pipeline_produce_output(pipeline *p, const char *topic, const rd_kafka_message_t *m,
+                               const sf_event_id *id, const char *out, size_t len,
+                               const char *model_header, int shadow, int64_t ts, sf_out_ref *ref) {
+    rd_kafka_headers_t *h = p->conf->drop_headers ? rd_kafka_headers_new(2)
+                                                  : sf_pipeline_input_headers(m);
+    if (!h) {
+        sf_pipeline_fail(p, "out of memory");
+        return -1;
+    }
+    rd_kafka_header_add(h, "sigflow-model", -1, model_header, -1);
+    if (shadow)
+        rd_kafka_header_add(h, "sigflow-shadow", -1, "1", 1);
+    return sf_pipeline_produce(p, topic, id->key_len ? id->key : m->key,
+                               id->key_len ? id->key_len : m->key_len, out, len, h,
+                               ts > 0 ? ts : 0, ref);
+}
+
 rd_kafka_headers_t *sf_pipeline_input_headers(const rd_kafka_message_t *m) {
     rd_kafka_headers_t *in = NULL;
     /* The message's own headers stay the consumer's: copy them. */

@@ -46,17 +46,8 @@ void sf_pipeline_shadow_publish(pipeline *p, sf_delivery_batch *f, size_t from, 
         }
         rd_kafka_timestamp_type_t tstype;
         int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-        rd_kafka_headers_t *h = c->drop_headers ? rd_kafka_headers_new(2)
-                                                : sf_pipeline_input_headers(m);
-        if (!h) {
-            sf_pipeline_fail(p, "out of memory");
-            break;
-        }
-        rd_kafka_header_add(h, "sigflow-model", -1, p->shadow_header, -1);
-        rd_kafka_header_add(h, "sigflow-shadow", -1, "1", 1);
-        sf_pipeline_produce(p, c->shadow_topic, id->key_len ? id->key : m->key,
-                            id->key_len ? id->key_len : m->key_len, out, (size_t)len, h,
-                            ts > 0 ? ts : 0, sf_pipeline_out_ref(p, f, ts));
+        sf_pipeline_produce_output(p, c->shadow_topic, m, id, out, (size_t)len, p->shadow_header,
+                                   1, ts, sf_pipeline_out_ref(p, f, ts));
     }
     sf_pipeline_stage_mark(p, SF_STAGE_SHADOW_PUBLISH);
 }
