@@ -1399,14 +1399,19 @@ int main(int argc, char **argv) {
             goto fail;
     } else {
         /* openblas/fp32 (the reference) first, then what oneDNN can do here. */
-        static const sf_infer_conf configs[] = {{SF_BACKEND_OPENBLAS, SF_PRECISION_FP32},
-                                                {SF_BACKEND_ONEDNN, SF_PRECISION_FP32},
-                                                {SF_BACKEND_ONEDNN, SF_PRECISION_BF16}};
-        summary rows[3];
+        static const sf_infer_conf configs[] = {
+            {.backend = SF_BACKEND_OPENBLAS, .precision = SF_PRECISION_FP32},
+            {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_FP32},
+            {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_BF16},
+            {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_INT8}};
+        summary rows[4];
         size_t n_rows = 0;
         json_t *runs = json_array(), *comparison = json_array();
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < 4; i++) {
             if (configs[i].backend == SF_BACKEND_ONEDNN && !sf_infer_backend_available(SF_BACKEND_ONEDNN))
+                continue;
+            /* int8 where it runs natively only (it is refused elsewhere) */
+            if (configs[i].precision == SF_PRECISION_INT8 && !sf_infer_cpu_int8())
                 continue;
             o.infer = configs[i];
             json_t *rep = NULL;

@@ -257,9 +257,9 @@ static void reference(const sf_model *m, const float *x, double *y) {
         y[i] = a[i];
 }
 
-static const sf_infer_conf conf_openblas = {SF_BACKEND_OPENBLAS, SF_PRECISION_FP32};
-static const sf_infer_conf conf_onednn = {SF_BACKEND_ONEDNN, SF_PRECISION_FP32};
-static const sf_infer_conf conf_bf16 = {SF_BACKEND_ONEDNN, SF_PRECISION_BF16};
+static const sf_infer_conf conf_openblas = {.backend = SF_BACKEND_OPENBLAS, .precision = SF_PRECISION_FP32};
+static const sf_infer_conf conf_onednn = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_FP32};
+static const sf_infer_conf conf_bf16 = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_BF16};
 
 static sf_infer *open_engine(const sf_model *m, size_t max_batch, const sf_infer_conf *c) {
     sf_infer *e;
@@ -420,7 +420,7 @@ static void test_conf(void **state) {
     build_net(&m, 3);
     sf_infer *e;
     char err[512] = "";
-    sf_infer_conf bad = {SF_BACKEND_OPENBLAS, SF_PRECISION_BF16};
+    sf_infer_conf bad = {.backend = SF_BACKEND_OPENBLAS, .precision = SF_PRECISION_BF16};
     assert_int_equal(sf_infer_open(&e, &m, 16, &bad, err, sizeof err), -1);
     assert_non_null(strstr(err, "fp32 only"));
     assert_int_equal(sf_infer_open(&e, &m, 0, &conf_onednn, err, sizeof err), -1);
