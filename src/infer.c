@@ -100,35 +100,33 @@ int sf_precision_parse(const char *s, sf_precision *out) {
     return -1;
 }
 
-int sf_infer_cpu_bf16(void) {
+/* CPUID leaf 7, subleaf `sub`, into r (EAX, EBX, ECX, EDX); 0 when the CPU
+ * has no leaf 7 (GCC 12's __builtin_cpu_supports knows none of the bits used
+ * here). */
+static int cpuid7(unsigned sub, unsigned r[4]) {
 #if defined(__x86_64__)
-    /* CPUID leaf 7: subleaf 1 EAX bit 5 is AVX512_BF16, subleaf 0 EDX bit 22
-     * AMX-BF16 (GCC 12's __builtin_cpu_supports knows neither). */
-    unsigned a, b, c, d;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0));
-    if (a < 7)
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(0));
+    if (r[0] < 7)
         return 0;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-    int amx = (d >> 22) & 1;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(1));
-    return amx || ((a >> 5) & 1);
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(7), "c"(sub));
+    return 1;
 #else
+    (void)sub;
+    (void)r;
     return 0;
 #endif
 }
 
+int sf_infer_cpu_bf16(void) {
+    /* subleaf 1 EAX bit 5 is AVX512_BF16, subleaf 0 EDX bit 22 AMX-BF16 */
+    unsigned r0[4], r1[4];
+    return cpuid7(0, r0) && cpuid7(1, r1) && (((r0[3] >> 22) & 1) || ((r1[0] >> 5) & 1));
+}
+
 int sf_infer_cpu_int8(void) {
-#if defined(__x86_64__)
-    /* CPUID leaf 7 subleaf 0: ECX bit 11 is AVX512_VNNI, EDX bit 25 AMX-INT8. */
-    unsigned a, b, c, d;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0));
-    if (a < 7)
-        return 0;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-    return ((c >> 11) & 1) || ((d >> 25) & 1);
-#else
-    return 0;
-#endif
+    /* subleaf 0: ECX bit 11 is AVX512_VNNI, EDX bit 25 AMX-INT8 */
+    unsigned r[4];
+    return cpuid7(0, r) && (((r[2] >> 11) & 1) || ((r[3] >> 25) & 1));
 }
 
 /* AUTO's rule. oneDNN's JIT fp32 kernels beat or match OpenBLAS's best on the

@@ -92,12 +92,16 @@ echo "  ($(cat "$tmp/pred.err"))" >&2
 cp "$tmp/scores.txt" "$tmp/scores.fp32"
 bf16=$(score --backend onednn --precision bf16)
 echo "  ($(cat "$tmp/pred.err"))" >&2
+# auc_near PRECISION "acc auc": that AUC within 0.002 of fp32's.
+auc_near() {
+    awk -v a="$fp32" -v b="$2" -v p="$1" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); d = x[2] - y[2]; if (d < 0) d = -d
+        printf "AUC fp32 %.5f, %s %.5f, |difference| %.5f (at most 0.002)\n", x[2], p, y[2], d
+        if (d > 0.002) { print "FAIL: " p " AUC moved more than 0.002"; exit 1 }
+    }'
+}
 # bf16 (issue 11): the held-out AUC within 0.002 of fp32's.
-awk -v a="$fp32" -v b="$bf16" 'BEGIN {
-    split(a, x, " "); split(b, y, " "); d = x[2] - y[2]; if (d < 0) d = -d
-    printf "AUC fp32 %.5f, bf16 %.5f, |difference| %.5f (at most 0.002)\n", x[2], y[2], d
-    if (d > 0.002) { print "FAIL: bf16 AUC moved more than 0.002"; exit 1 }
-}'
+auc_near bf16 "$bf16"
 
 # int8 (issue 24), statically calibrated on the training rows: the held-out
 # AUC within 0.002 of fp32's and at least 99.5 % of the labels fp32's. It
@@ -105,11 +109,7 @@ awk -v a="$fp32" -v b="$bf16" 'BEGIN {
 if grep -qwE 'avx512_vnni|amx_int8' /proc/cpuinfo; then
     int8=$(score --backend onednn --precision int8)
     echo "  ($(cat "$tmp/pred.err"))" >&2
-    awk -v a="$fp32" -v b="$int8" 'BEGIN {
-        split(a, x, " "); split(b, y, " "); d = x[2] - y[2]; if (d < 0) d = -d
-        printf "AUC fp32 %.5f, int8 %.5f, |difference| %.5f (at most 0.002)\n", x[2], y[2], d
-        if (d > 0.002) { print "FAIL: int8 AUC moved more than 0.002"; exit 1 }
-    }'
+    auc_near int8 "$int8"
     awk 'NR == FNR { label[$1] = $3; next }
          { n++; same += ($1 in label) && label[$1] == $3 }
          END { printf "int8 labels equal to fp32 for %d of %d events (%.2f%%, at least 99.5%%)\n",
