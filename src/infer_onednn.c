@@ -557,26 +557,32 @@ fail:
     return -1;
 }
 
-/* fp32 values to int8 codes, rounded to nearest (ties away from zero) and
- * saturated; NaN becomes the lowest code. */
-static void quantize(const float *in, void *out, size_t count, float scale, int u8) {
+/* fp32 values to int8 codes, rounded to nearest (ties up) and saturated; NaN
+ * becomes the lowest code. Written so that GCC vectorizes it at -O2 (scalar,
+ * it was a quarter of the int8 forward pass): fixed blocks of 16 (count is a
+ * multiple of the row block), the clamps before a truncating conversion of
+ * values kept positive, s8 as u8 shifted by 128. */
+static void quantize(const float *restrict in, void *restrict out, size_t count, float scale,
+                     int u8) {
     if (u8) {
         uint8_t *q = out;
-        for (size_t i = 0; i < count; i++) {
-            float v = in[i] * scale;
-            v = v > 0.0f ? v : 0.0f;
-            v = v < 255.0f ? v : 255.0f;
-            q[i] = (uint8_t)(int)(v + 0.5f);
-        }
+        for (size_t i = 0; i < count; i += 16)
+            for (size_t k = 0; k < 16; k++) {
+                float v = in[i + k] * scale + 0.5f;
+                v = v > 0.5f ? v : 0.5f;          /* code 0 */
+                v = v < 255.5f ? v : 255.0f;      /* code 255 */
+                q[i + k] = (uint8_t)(int)v;
+            }
         return;
     }
     int8_t *q = out;
-    for (size_t i = 0; i < count; i++) {
-        float v = in[i] * scale;
-        v = v > -127.0f ? v : -127.0f;
-        v = v < 127.0f ? v : 127.0f;
-        q[i] = (int8_t)(int)(v >= 0.0f ? v + 0.5f : v - 0.5f);
-    }
+    for (size_t i = 0; i < count; i += 16)
+        for (size_t k = 0; k < 16; k++) {
+            float v = in[i + k] * scale + 128.5f;
+            v = v > 1.5f ? v : 1.5f;              /* code -127 */
+            v = v < 255.5f ? v : 255.0f;          /* code 127 */
+            q[i + k] = (int8_t)((int)v - 128);
+        }
 }
 
 static void onednn_run(void *p, const float *x, size_t rows, float *y) {
