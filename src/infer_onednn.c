@@ -307,7 +307,8 @@ static float codes_per_unit(dnnl_data_type_t dt, float r) {
 }
 
 /* The steps of the forward pass: which buffer, which type, where conversions
- * go. Returns the number of steps (at most 2 per layer + 1). In int8, Dense
+ * go. Returns the number of steps: at most 3 per layer (a conversion, the
+ * layer, an activation oneDNN cannot fuse; bf16 and int8 alike). In int8, Dense
  * layer number d (0-based) is quantized when 0 < d < n_dense - 1; range[d] is
  * its input's range (checked by the caller). */
 static size_t plan(onednn_impl *o, step *steps, size_t *width, const float *range) {
@@ -493,7 +494,7 @@ static int onednn_open(void **out, const sf_model *m, size_t max_batch, const sf
         o->class_rows[o->n_classes++] = r;
     }
     o->class_rows[o->n_classes++] = max_batch;
-    if (!(o->steps = calloc(2 * m->n_layers + 1, sizeof *o->steps)))
+    if (!(o->steps = calloc(3 * m->n_layers + 1, sizeof *o->steps)))
         goto oom;
     size_t width;
     o->n_steps = plan(o, o->steps, &width, conf->int8_range);

@@ -579,6 +579,50 @@ static void test_int8(void **state) {
     }
 }
 
+/* Dense layers whose activation oneDNN cannot fuse, one after another: each
+ * takes three steps in bf16 (conversion, product, activation) and in int8
+ * (quantization, product, activation), the most a plan holds per layer. */
+static void test_unfused_chain(void **state) {
+    (void)state;
+    rng r = {77};
+    sf_layer l[4] = {dense(&r, 30, 40, SF_ACT_SELU, 1), dense(&r, 40, 40, SF_ACT_SELU, 1),
+                     dense(&r, 40, 40, SF_ACT_SELU, 1), dense(&r, 40, 3, SF_ACT_SOFTMAX, 1)};
+    sf_model m = {.n_inputs = 30, .n_outputs = 3, .n_layers = 4, .layers = l};
+    const size_t n = 64;
+    float *x = rnd_array(&r, n * 30, 1.0), *y = malloc(n * 3 * sizeof *y);
+    double ref[3], worst_bf16 = 0, worst_int8 = 0;
+    float range[4] = {0};
+    size_t widths[4] = {30, 40, 40, 40};
+    for (size_t k = 0; k < n; k++)
+        reference_ranges(&m, x + k * 30, ref, range);
+    sf_infer_conf c8 = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_INT8,
+                        .n_int8 = 4, .int8_inputs = widths, .int8_range = range};
+    const sf_infer_conf *confs[2] = {&conf_bf16, &c8};
+    double *worst[2] = {&worst_bf16, &worst_int8};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && !sf_infer_cpu_int8()) {
+            print_message("int8 part skipped: no AVX512_VNNI or AMX-INT8 here\n");
+            break;
+        }
+        sf_infer *e = open_engine(&m, 32, confs[i]);
+        sf_infer_run(e, x, n, y);
+        for (size_t k = 0; k < n; k++) {
+            reference(&m, x + k * 30, ref);
+            for (size_t j = 0; j < 3; j++)
+                *worst[i] = fmax(*worst[i], fabs(y[k * 3 + j] - ref[j]));
+        }
+        sf_infer_free(e);
+    }
+    print_message("unfused chain: bf16 %.3g, int8 %.3g from float64\n", worst_bf16, worst_int8);
+    assert_true(worst_bf16 < 2e-2 && worst_int8 < 2e-2);
+    for (int i = 0; i < 4; i++) {
+        free(l[i].kernel);
+        free(l[i].bias);
+    }
+    free(x);
+    free(y);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_activations),
@@ -595,6 +639,7 @@ int main(void) {
         cmocka_unit_test_prestate(test_batch_equals_single, (void *)&conf_int8),
         cmocka_unit_test(test_conf),
         cmocka_unit_test(test_int8),
+        cmocka_unit_test(test_unfused_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
