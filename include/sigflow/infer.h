@@ -35,8 +35,9 @@ typedef struct sf_infer_conf {
     sf_precision precision;
     /* INT8's calibration (borrowed, as sf_vars has it): for each Dense layer
      * of the model in order, its width (checked against the layer) and the
-     * range of its input, [-range, range] mapped onto the int8 codes and
-     * saturated beyond. n_int8 0: none, and INT8 is refused. */
+     * range of its input: [0, range] mapped onto the u8 codes (an input that
+     * can be negative: [-range, range] onto s8), saturated beyond. n_int8 0:
+     * none, and INT8 is refused. */
     size_t n_int8;
     const size_t *int8_inputs;
     const float *int8_range;
