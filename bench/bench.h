@@ -119,7 +119,8 @@ double bench_thread_cpu_s(void);
  * over `seconds` of it (on a shared machine, wall time would count the other
  * processes' share too). */
 typedef struct bench_bare bench_bare;
-bench_bare *bench_bare_new(const sf_model *m, int bf16, size_t batch, char *impl, size_t impl_size);
+bench_bare *bench_bare_new(const sf_model *m, sf_precision precision, size_t batch, char *impl,
+                           size_t impl_size);
 double bench_bare_rate(bench_bare *b, double seconds);
 void bench_bare_free(bench_bare *b);
 
@@ -150,6 +151,8 @@ typedef struct bench_limits {
     sf_infer_info info;            /* what the engine ran on */
     double label_agreement;        /* held-out labels equal to openblas/fp32's, fraction */
     double auc;                    /* held-out ROC AUC */
+    double auc_reference;          /* openblas/fp32's on the same events (bf16's and
+                                      int8's bound is |auc - auc_reference| <= 0.002) */
     double max_dp_vs_reference;    /* largest |p - p(openblas/fp32)| over held-out */
     int batch_independent;         /* one thread gives a row the same bits in a whole
                                       batch as in either half of it (a property of

@@ -4,7 +4,10 @@
  * The same Dense layers, one matmul primitive each with bias and ReLU fused,
  * weights reordered once, one batch size, one thread, nothing else: no
  * padding, no class lookup, no input copy or bf16 conversion, no softmax. What
- * the backend adds on top of this is its overhead. */
+ * the backend adds on top of this is its overhead. In int8 the hidden layers
+ * are u8 x s8 with per-column output scales, u8 between them, and the first
+ * and last fp32, as the backend runs them; the one fp32-to-u8 conversion is
+ * left out like bf16's (the first hidden layer reads codes of its own). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,7 @@
 typedef struct bare_layer {
     dnnl_primitive_t prim;
     dnnl_memory_t src, w, b, dst, sp;
+    int own_src;
 } bare_layer;
 
 struct bench_bare {
@@ -29,7 +33,12 @@ struct bench_bare {
     size_t n, batch;
 };
 
-bench_bare *bench_bare_new(const sf_model *m, int bf16, size_t batch, char *impl_out, size_t impl_size) {
+bench_bare *bench_bare_new(const sf_model *m, sf_precision precision, size_t batch, char *impl_out,
+                           size_t impl_size) {
+    int bf16 = precision == SF_PRECISION_BF16, int8 = precision == SF_PRECISION_INT8;
+    size_t n_dense = 0;
+    for (size_t i = 0; i < m->n_layers; i++)
+        n_dense += m->layers[i].kind == SF_LAYER_DENSE;
     bench_bare *bb = calloc(1, sizeof *bb);
     if (!bb)
         return NULL;
@@ -48,21 +57,22 @@ bench_bare *bench_bare_new(const sf_model *m, int bf16, size_t batch, char *impl
         const sf_layer *l = &m->layers[i];
         if (l->kind != SF_LAYER_DENSE)
             continue;
+        size_t d = n;
         bare_layer *b = &layers[n++];
         bb->n = n;
-        int last = 1;
-        for (size_t k = i + 1; k < m->n_layers; k++)
-            if (m->layers[k].kind == SF_LAYER_DENSE)
-                last = 0;
+        int last = d + 1 == n_dense;
+        int q = int8 && d > 0 && !last, next_q = int8 && d + 2 < n_dense;
         dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
+        dnnl_data_type_t sdt = q ? dnnl_u8 : dt, wdt = q ? dnnl_s8 : dt;
+        dnnl_data_type_t ddt = last ? dnnl_f32 : q && next_q ? dnnl_u8 : q ? dnnl_f32 : dt;
         dnnl_dims_t sd = {(dnnl_dim_t)batch, (dnnl_dim_t)l->n_in}, wd = {(dnnl_dim_t)l->n_in, (dnnl_dim_t)l->n_out};
         dnnl_dims_t bd = {1, (dnnl_dim_t)l->n_out}, dd = {(dnnl_dim_t)batch, (dnnl_dim_t)l->n_out};
         dnnl_memory_desc_t smd, wany, wuser, bmd, dmd;
-        dnnl_memory_desc_init_by_tag(&smd, 2, sd, dt, dnnl_ab);
-        dnnl_memory_desc_init_by_tag(&wany, 2, wd, dt, dnnl_format_tag_any);
+        dnnl_memory_desc_init_by_tag(&smd, 2, sd, sdt, dnnl_ab);
+        dnnl_memory_desc_init_by_tag(&wany, 2, wd, wdt, dnnl_format_tag_any);
         dnnl_memory_desc_init_by_tag(&wuser, 2, wd, dnnl_f32, dnnl_ab);
         dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab);
-        dnnl_memory_desc_init_by_tag(&dmd, 2, dd, last ? dnnl_f32 : dt, dnnl_ab);
+        dnnl_memory_desc_init_by_tag(&dmd, 2, dd, ddt, dnnl_ab);
         dnnl_matmul_desc_t desc;
         dnnl_primitive_attr_t attr;
         dnnl_post_ops_t po;
@@ -70,6 +80,14 @@ bench_bare *bench_bare_new(const sf_model *m, int bf16, size_t batch, char *impl
         dnnl_matmul_desc_init(&desc, &smd, &wany, l->bias ? &bmd : NULL, &dmd);
         dnnl_primitive_attr_create(&attr);
         dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+        if (q) {
+            float *ones = malloc(l->n_out * sizeof *ones);
+            for (size_t k = 0; ones && k < l->n_out; k++)
+                ones[k] = 1.0f;
+            if (ones)
+                dnnl_primitive_attr_set_output_scales(attr, (dnnl_dim_t)l->n_out, 1 << 1, ones);
+            free(ones); /* the attribute keeps a copy */
+        }
         dnnl_post_ops_create(&po);
         if (l->activation == SF_ACT_RELU)
             dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
@@ -106,8 +124,10 @@ bench_bare *bench_bare_new(const sf_model *m, int bf16, size_t batch, char *impl
         dnnl_memory_destroy(wsrc);
         if (l->bias)
             dnnl_memory_create(&b->b, &bmd, eng, l->bias);
-        /* Each layer reads the previous one's output; the input stays zeros. */
-        if (prev)
+        /* Each layer reads the previous one's output (the first int8 one reads
+         * codes of its own); the input stays zeros. */
+        b->own_src = !prev || (q && d == 1);
+        if (!b->own_src)
             b->src = prev;
         else
             dnnl_memory_create(&b->src, &smd, eng, DNNL_MEMORY_ALLOCATE);
@@ -153,7 +173,7 @@ void bench_bare_free(bench_bare *bb) {
         if (b->b) dnnl_memory_destroy(b->b);
         if (b->sp) dnnl_memory_destroy(b->sp);
         if (b->dst) dnnl_memory_destroy(b->dst);
-        if (i == 0 && b->src) dnnl_memory_destroy(b->src);
+        if (b->own_src && b->src) dnnl_memory_destroy(b->src);
     }
     if (bb->stream) dnnl_stream_destroy(bb->stream);
     if (bb->eng) dnnl_engine_destroy(bb->eng);

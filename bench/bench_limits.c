@@ -247,6 +247,9 @@ static int quality(const bench_limits_conf *c, sf_engine *e, bench_limits *out, 
     }
     out->label_agreement = h->n ? (double)agree / (double)h->n : 0;
     out->auc = roc_auc(ps, h->signal, h->n);
+    for (size_t i = 0; i < h->n; i++)
+        ps[i] = ref[i * nout + (size_t)sig];
+    out->auc_reference = roc_auc(ps, h->signal, h->n);
     rc = 0;
 out:
     sf_infer_free(base);
@@ -492,8 +495,8 @@ int bench_limits_run(const bench_limits_conf *c, bench_limits *out, char *errstr
      * second of the calling thread's CPU time (everything runs on it here):
      * on a shared machine wall-clock figures taken at different times mostly
      * measure the neighbours. */
-    bench_bare *bare = bench_bare_new(model, c->infer.precision == SF_PRECISION_BF16,
-                                      c->batch_size, out->bare_impl, sizeof out->bare_impl);
+    bench_bare *bare = bench_bare_new(model, c->infer.precision, c->batch_size, out->bare_impl,
+                                      sizeof out->bare_impl);
     out->bare_onednn_eps = -1;
     if (bare) {
         for (int turn = 0; turn < 5; turn++) {

@@ -11,7 +11,12 @@ them in each bin (equal unless values repeat), and the fraction of rows where
 the input is missing (-999.0, replaced by its fill). Per model, on the
 held-out split: the 19 inner 5 % quantile edges of p(signal) from a float64
 forward pass of the saved weights, the share in each bin, and the fraction of
-events the argmax labels signal.
+events the argmax labels signal. Per model, for `--precision int8`
+(src/infer_onednn.c), on the gradient rows (EventId % 10 not 8 or 9, what the
+weights were fitted on): the range of each Dense layer's input, the 99.99th
+percentile of |x| over every value of it, from a float32 forward pass as
+served. int8 maps [0, range] onto 0..255 and saturates above it (models/README.md
+"int8" says why a percentile and not the largest value).
 
     /work/venv-25/bin/python models/training_stats.py
 updates models/higgs_variables.json (the shipped model, also the ensemble's
@@ -28,11 +33,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_higgs as th  # noqa: E402  data, split, preprocessing
-from train_higgs_ensemble import p_signal  # noqa: E402  float64 forward pass
+from train_higgs_ensemble import p_signal, read_h5  # noqa: E402  float64 forward pass
 
 N_BINS = 20
 SPLIT = "EventId % 10 != 9 (the normalization's rows)"
 HELDOUT = "EventId % 10 == 9 (held out)"
+CALIBRATION = "EventId % 10 not 8 or 9 (the gradient rows)"
+CAL_PERCENTILE = 99.99
 
 
 def edges(values):
@@ -76,6 +83,30 @@ def score_stats(p):
     }
 
 
+def calibration(model_path, variables, x):
+    """The int8 calibration of a model: per Dense layer, in order, its width
+    and the CAL_PERCENTILE-th percentile of |input| over the rows x, float32
+    as the C pipeline computes (ReLU hidden layers)."""
+    import h5py
+    with h5py.File(model_path, "r") as f:
+        names = [n.decode() if isinstance(n, bytes) else n
+                 for n in f["model_weights"].attrs["layer_names"]]
+        names = [n for n in names if len(f["model_weights"][n].attrs["weight_names"])]
+    Ws, bs = read_h5(model_path)
+    h = th.normalize(x, variables, np.float32)
+    layers = []
+    for i, (W, b) in enumerate(zip(Ws, bs)):
+        r = np.percentile(np.abs(h), CAL_PERCENTILE)
+        layers.append({"layer": names[i], "inputs": int(W.shape[0]),
+                       "range": float("%.6g" % r)})
+        h = h @ W.astype(np.float32) + b.astype(np.float32)
+        if i < len(Ws) - 1:
+            h = np.maximum(h, 0.0)
+    return {"split": CALIBRATION, "rows": int(len(x)),
+            "statistic": "%gth percentile of |x| over every input value" % CAL_PERCENTILE,
+            "dense_inputs": layers}
+
+
 def write(path, doc):
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
@@ -88,6 +119,7 @@ def main():
     names, ids, x, _, _ = th.load_csv(th.DATA)
     train_rows = ~th.is_heldout(ids)
     held = th.is_heldout(ids)
+    gradient = ~held & ~th.is_stopping(ids)
     inputs = input_stats(names, x[train_rows])
 
     shipped = os.path.join(here, "higgs_variables.json")
@@ -106,7 +138,9 @@ def main():
                  else "higgs_variables_%s.json" % m["name"])
         doc = dict(base)
         doc["training"] = {"rows": int(train_rows.sum()), "split": SPLIT,
-                           "inputs": inputs, "score": score_stats(p)}
+                           "inputs": inputs, "score": score_stats(p),
+                           "calibration": calibration(os.path.join(here, m["model"]),
+                                                      base["inputs"], x[gradient])}
         write(os.path.join(here, vname), doc)
         m["variables"] = vname
     write(set_path, st)

@@ -272,7 +272,7 @@ int sf_args_backend(const sf_cli *cli, const char *value, sf_infer_conf *c) {
 
 int sf_args_precision(const sf_cli *cli, const char *value, sf_infer_conf *c) {
     if (sf_precision_parse(value, &c->precision))
-        return sf_args_bad(cli, "--precision", value, "fp32 or bf16");
+        return sf_args_bad(cli, "--precision", value, "fp32, bf16 or int8");
     return 0;
 }
 

@@ -92,10 +92,22 @@ static int member_load(member *m, const sf_engine_conf *c, const char *model_pat
         explain(why, sizeof why, model_path, 1);
         goto fail;
     }
+    if (vars_path && sf_vars_load(&m->vars, vars_path, why, sizeof why)) {
+        explain(why, sizeof why, vars_path, 0);
+        goto fail;
+    }
+    if (m->vars && sf_vars_bind(m->vars, m->model, why, sizeof why))
+        goto fail;
     /* The forward pass even for a model alone, so `inspect` says what run
      * and predict would run on; a set's members share the engine's backend
-     * and precision. */
-    if (sf_infer_open(&m->infer, m->model, c->batch_size, &c->infer, errstr, n)) {
+     * and precision, each with its own int8 calibration. */
+    sf_infer_conf ic = c->infer;
+    if (m->vars) {
+        ic.n_int8 = m->vars->n_calibration;
+        ic.int8_inputs = m->vars->calibration_inputs;
+        ic.int8_range = m->vars->calibration_range;
+    }
+    if (sf_infer_open(&m->infer, m->model, c->batch_size, &ic, errstr, n)) {
         char inner[512];
         snprintf(inner, sizeof inner, "%s", errstr);
         snprintf(why, sizeof why, "%s: inference engine: %s", model_path, inner);
@@ -103,12 +115,6 @@ static int member_load(member *m, const sf_engine_conf *c, const char *model_pat
     }
     if (!vars_path)
         return 0;
-    if (sf_vars_load(&m->vars, vars_path, why, sizeof why)) {
-        explain(why, sizeof why, vars_path, 0);
-        goto fail;
-    }
-    if (sf_vars_bind(m->vars, m->model, why, sizeof why))
-        goto fail;
     if (!m->name && !(m->assembler = sf_assembler_new(m->vars, c->id_field)))
         goto oom;
     m->rows = malloc(c->batch_size * m->model->n_inputs * sizeof *m->rows);

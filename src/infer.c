@@ -42,7 +42,7 @@ struct sf_infer {
     const sf_model *m;
     const sf_infer_backend *be;
     void *impl;
-    sf_precision precision;
+    sf_infer_conf conf; /* as opened (its calibration borrowed), backend resolved */
     size_t max_batch;   /* a multiple of SF_INFER_ROW_BLOCK */
 
     /* sf_infer_set_threads: the helpers and their hand-over. */
@@ -82,7 +82,7 @@ const char *sf_backend_name(sf_backend b) {
 }
 
 const char *sf_precision_name(sf_precision p) {
-    return p == SF_PRECISION_BF16 ? "bf16" : "fp32";
+    return p == SF_PRECISION_BF16 ? "bf16" : p == SF_PRECISION_INT8 ? "int8" : "fp32";
 }
 
 int sf_backend_parse(const char *s, sf_backend *out) {
@@ -95,30 +95,41 @@ int sf_backend_parse(const char *s, sf_backend *out) {
 }
 
 int sf_precision_parse(const char *s, sf_precision *out) {
-    if (!strcmp(s, "fp32"))
-        *out = SF_PRECISION_FP32;
-    else if (!strcmp(s, "bf16"))
-        *out = SF_PRECISION_BF16;
-    else
-        return -1;
+    for (sf_precision p = SF_PRECISION_FP32; p <= SF_PRECISION_INT8; p++)
+        if (!strcmp(s, sf_precision_name(p))) {
+            *out = p;
+            return 0;
+        }
+    return -1;
+}
+
+/* CPUID leaf 7, subleaf `sub`, into r (EAX, EBX, ECX, EDX); 0 when the CPU
+ * has no leaf 7 (GCC 12's __builtin_cpu_supports knows none of the bits used
+ * here). */
+static int cpuid7(unsigned sub, unsigned r[4]) {
+#if defined(__x86_64__)
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(0));
+    if (r[0] < 7)
+        return 0;
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(7), "c"(sub));
+    return 1;
+#else
+    (void)sub;
+    (void)r;
     return 0;
+#endif
 }
 
 int sf_infer_cpu_bf16(void) {
-#if defined(__x86_64__)
-    /* CPUID leaf 7: subleaf 1 EAX bit 5 is AVX512_BF16, subleaf 0 EDX bit 22
-     * AMX-BF16 (GCC 12's __builtin_cpu_supports knows neither). */
-    unsigned a, b, c, d;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0));
-    if (a < 7)
-        return 0;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-    int amx = (d >> 22) & 1;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(1));
-    return amx || ((a >> 5) & 1);
-#else
-    return 0;
-#endif
+    /* subleaf 1 EAX bit 5 is AVX512_BF16, subleaf 0 EDX bit 22 AMX-BF16 */
+    unsigned r0[4], r1[4];
+    return cpuid7(0, r0) && cpuid7(1, r1) && (((r0[3] >> 22) & 1) || ((r1[0] >> 5) & 1));
+}
+
+int sf_infer_cpu_int8(void) {
+    /* subleaf 0: ECX bit 11 is AVX512_VNNI, EDX bit 25 AMX-INT8 */
+    unsigned r[4];
+    return cpuid7(0, r) && (((r[2] >> 11) & 1) || ((r[3] >> 25) & 1));
 }
 
 /* AUTO's rule. oneDNN's JIT fp32 kernels beat or match OpenBLAS's best on the
@@ -156,13 +167,14 @@ int sf_infer_open(sf_infer **out, const sf_model *m, size_t max_batch, const sf_
     }
     e->m = m;
     e->max_batch = max_batch;
-    e->precision = c->precision;
-    e->be = backend_of(resolve(c->backend));
+    e->conf = *c;
+    e->conf.backend = resolve(c->backend);
+    e->be = backend_of(e->conf.backend);
     e->library_threads = 1; /* the backends start so (OpenBLAS: once there are helpers) */
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->go, NULL);
     pthread_cond_init(&e->done, NULL);
-    if (e->be->open(&e->impl, m, max_batch, c->precision, errstr, n)) {
+    if (e->be->open(&e->impl, m, max_batch, &e->conf, errstr, n)) {
         sf_infer_free(e);
         return -1;
     }
@@ -192,11 +204,12 @@ void sf_infer_free(sf_infer *e) {
 void sf_infer_info_get(const sf_infer *e, sf_infer_info *out) {
     memset(out, 0, sizeof *out);
     out->backend = e->be->id;
-    out->precision = e->precision;
+    out->precision = e->conf.precision;
     e->be->kernel(e->impl, out->kernel, sizeof out->kernel, &out->generic);
     out->threads = (int)e->n_helpers + 1;
     out->library_threads = e->be->library_threads_get(e->impl);
     out->bf16_native = sf_infer_cpu_bf16();
+    out->int8_native = sf_infer_cpu_int8();
 }
 
 void sf_infer_describe(const sf_infer *e, char *buf, size_t size) {
@@ -477,9 +490,8 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
         helper *h = &e->helpers[i];
         h->pool = e;
         h->seen = e->batch_no;
-        sf_infer_conf c = {.backend = e->be->id, .precision = e->precision};
         char err[256];
-        if (sf_infer_open(&h->sub, e->m, UNIT_ROWS, &c, err, sizeof err) ||
+        if (sf_infer_open(&h->sub, e->m, UNIT_ROWS, &e->conf, err, sizeof err) ||
             pthread_create(&h->tid, NULL, helper_main, h)) {
             stop_helpers(e);
             return -1;

@@ -42,10 +42,11 @@ static size_t widest(const sf_model *m) {
     return width ? width : 1;
 }
 
-static int blas_open(void **out, const sf_model *m, size_t max_batch, sf_precision p, char *errstr,
-                     size_t n) {
-    if (p != SF_PRECISION_FP32) {
-        snprintf(errstr, n, "the openblas backend runs fp32 only (bf16 needs --backend onednn)");
+static int blas_open(void **out, const sf_model *m, size_t max_batch, const sf_infer_conf *c,
+                     char *errstr, size_t n) {
+    if (c->precision != SF_PRECISION_FP32) {
+        snprintf(errstr, n, "the openblas backend runs fp32 only (%s needs --backend onednn)",
+                 sf_precision_name(c->precision));
         return -1;
     }
     size_t width = widest(m);

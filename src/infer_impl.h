@@ -15,9 +15,10 @@
 
 typedef struct sf_infer_backend {
     sf_backend id;
-    /* *impl for m, up to max_batch rows a call (a multiple of the row block). */
-    int (*open)(void **impl, const sf_model *m, size_t max_batch, sf_precision p, char *errstr,
-                size_t errstr_size);
+    /* *impl for m, up to max_batch rows a call (a multiple of the row block),
+     * in c's precision (c's backend is this one). */
+    int (*open)(void **impl, const sf_model *m, size_t max_batch, const sf_infer_conf *c,
+                char *errstr, size_t errstr_size);
     void (*close)(void *impl);
     void (*run)(void *impl, const float *x, size_t rows, float *y);
     void (*kernel)(const void *impl, char *buf, size_t size, int *generic);

@@ -27,6 +27,8 @@ void sf_vars_free(sf_vars *v) {
         free(v->labels[i]);
     free(v->labels);
     free(v->score_label);
+    free(v->calibration_inputs);
+    free(v->calibration_range);
     free(v->path);
     free(v);
 }
@@ -303,6 +305,49 @@ static int load_count(const char *path, const char *at, const json_t *o, const c
     return 0;
 }
 
+/* training.calibration (vars.h): an array of {inputs, range} per Dense layer. */
+static int load_calibration(sf_vars *v, const json_t *tr, char *errstr, size_t errstr_size) {
+    const json_t *cal = json_object_get(tr, "calibration");
+    if (!cal)
+        return 0;
+    const json_t *di = json_object_get(cal, "dense_inputs");
+    if (!json_is_object(cal) || !json_is_array(di) || json_array_size(di) == 0) {
+        snprintf(errstr, errstr_size, "%s: training.calibration: must be an object with "
+                 "'dense_inputs', a non-empty array", v->path);
+        return -1;
+    }
+    size_t n = json_array_size(di);
+    v->calibration_inputs = malloc(n * sizeof *v->calibration_inputs);
+    v->calibration_range = malloc(n * sizeof *v->calibration_range);
+    if (!v->calibration_inputs || !v->calibration_range) {
+        snprintf(errstr, errstr_size, "%s: out of memory", v->path);
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        const json_t *e = json_array_get(di, k);
+        char at[64];
+        snprintf(at, sizeof at, "training.calibration.dense_inputs[%zu]", k);
+        long long inputs;
+        double range;
+        if (!json_is_object(e)) {
+            snprintf(errstr, errstr_size, "%s: %s: must be an object", v->path, at);
+            return -1;
+        }
+        if (load_count(v->path, at, e, "inputs", &inputs, errstr, errstr_size) ||
+            get_number(v->path, at, e, "range", 1, &range, NULL, errstr, errstr_size))
+            return -1;
+        if (inputs <= 0 || !(range > 0)) {
+            snprintf(errstr, errstr_size, "%s: %s: 'inputs' must be given and positive, and "
+                     "'range' positive", v->path, at);
+            return -1;
+        }
+        v->calibration_inputs[k] = (size_t)inputs;
+        v->calibration_range[k] = (float)range;
+    }
+    v->n_calibration = n;
+    return 0;
+}
+
 /* The optional `training` block (vars.h); the fallback first, so an input the
  * block leaves out keeps it. */
 static int load_training(sf_vars *v, const json_t *root, char *errstr, size_t errstr_size) {
@@ -323,7 +368,8 @@ static int load_training(sf_vars *v, const json_t *root, char *errstr, size_t er
         return -1;
     }
     v->has_training = 1;
-    if (load_count(v->path, "training", tr, "rows", &v->training_rows, errstr, errstr_size))
+    if (load_count(v->path, "training", tr, "rows", &v->training_rows, errstr, errstr_size) ||
+        load_calibration(v, tr, errstr, errstr_size))
         return -1;
     const json_t *inputs = json_object_get(tr, "inputs");
     if (inputs && !json_is_array(inputs)) {

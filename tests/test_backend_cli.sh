@@ -107,6 +107,36 @@ if [ $onednn -eq 1 ]; then
         fail "bf16 more than 0.02 from fp32"
 fi
 
+# ---- int8 (issue 24) ---------------------------------------------------------------
+# On a VNNI/AMX kernel or not at all: never a silent emulation. The held-out
+# accuracy bounds are test_model_quality's.
+if [ $onednn -eq 1 ] && { has_flag avx512_vnni || has_flag amx_int8; }; then
+    "$SF" predict --model "$MODEL" --variables "$VARS" --precision int8 \
+        <"$T/events.jsonl" >"$T/int8.out" 2>"$T/int8.err"
+    echo "predict int8: $(cat "$T/int8.err")"
+    grep -qE "backend onednn, precision int8, kernel [^ ]*(vnni|amx)" "$T/int8.err" ||
+        fail "int8 stderr: $(cat "$T/int8.err")"
+    paste <(probs "$T/int8.out") <(probs "$T/auto.out") |
+        awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 0.05) bad++ } END { exit bad ? 1 : 0 }' ||
+        fail "int8 more than 0.05 from fp32"
+    # oneDNN told to stop below VNNI has only an emulation to offer: refused
+    run env ONEDNN_MAX_CPU_ISA=AVX512_CORE "$SF" predict --model "$MODEL" --variables "$VARS" \
+        --precision int8 </dev/null >/dev/null 2>"$T/e"
+    [ "$rc" -eq 2 ] && grep -q "not a VNNI or AMX kernel" "$T/e" ||
+        fail "int8 without a VNNI kernel must be refused: exit $rc, $(cat "$T/e")"
+    # a variables file without the calibration: refused, naming it
+    sed 's/"calibration":/"calibration_removed":/' "$VARS" >"$T/nocal.json"
+    run "$SF" predict --model "$MODEL" --variables "$T/nocal.json" --precision int8 \
+        </dev/null >/dev/null 2>"$T/e"
+    [ "$rc" -eq 2 ] && grep -q "training.calibration.dense_inputs" "$T/e" ||
+        fail "int8 without calibration must be refused: exit $rc, $(cat "$T/e")"
+elif [ $onednn -eq 1 ]; then
+    run "$SF" predict --model "$MODEL" --variables "$VARS" --precision int8 </dev/null >/dev/null 2>"$T/e"
+    [ "$rc" -eq 2 ] && grep -q "AVX512_VNNI or AMX-INT8" "$T/e" ||
+        fail "int8 on a CPU without VNNI/AMX must be refused: exit $rc, $(cat "$T/e")"
+    echo "SKIPPED int8 predictions: this CPU has neither AVX512_VNNI nor AMX-INT8 (refusal checked)"
+fi
+
 # ---- usage errors ------------------------------------------------------------------
 for cmd in predict inspect run demo; do
     run "$SF" $cmd --backend mkl --model "$MODEL" --variables "$VARS" </dev/null >/dev/null 2>"$T/e"
@@ -117,4 +147,8 @@ done
 run "$SF" predict --model "$MODEL" --variables "$VARS" --backend openblas --precision bf16 \
     </dev/null >/dev/null 2>"$T/e"
 [ "$rc" -eq 2 ] && grep -q "fp32 only" "$T/e" || fail "openblas + bf16 must be refused: $(cat "$T/e")"
+run "$SF" predict --model "$MODEL" --variables "$VARS" --backend openblas --precision int8 \
+    </dev/null >/dev/null 2>"$T/e"
+[ "$rc" -eq 2 ] && grep -q "int8 needs --backend onednn" "$T/e" ||
+    fail "openblas + int8 must be refused: $(cat "$T/e")"
 echo "test_backend_cli: ok"

@@ -231,13 +231,18 @@ static void ref_act(sf_activation a, double alpha, double *v, size_t n) {
     }
 }
 
-static void reference(const sf_model *m, const float *x, double *y) {
+/* range: NULL, or per Dense layer the largest |input| seen so far, updated. */
+static void reference_ranges(const sf_model *m, const float *x, double *y, float *range) {
     double a[128], b[128];
+    size_t d = 0;
     for (size_t i = 0; i < m->n_inputs; i++)
         a[i] = x[i];
     for (size_t li = 0; li < m->n_layers; li++) {
         const sf_layer *l = &m->layers[li];
         if (l->kind == SF_LAYER_DENSE) {
+            for (size_t i = 0; range && i < l->n_in; i++)
+                range[d] = fmaxf(range[d], (float)fabs(a[i]));
+            d++;
             for (size_t j = 0; j < l->n_out; j++) {
                 double s = l->bias ? l->bias[j] : 0.0;
                 for (size_t i = 0; i < l->n_in; i++)
@@ -257,13 +262,28 @@ static void reference(const sf_model *m, const float *x, double *y) {
         y[i] = a[i];
 }
 
-static const sf_infer_conf conf_openblas = {SF_BACKEND_OPENBLAS, SF_PRECISION_FP32};
-static const sf_infer_conf conf_onednn = {SF_BACKEND_ONEDNN, SF_PRECISION_FP32};
-static const sf_infer_conf conf_bf16 = {SF_BACKEND_ONEDNN, SF_PRECISION_BF16};
+static void reference(const sf_model *m, const float *x, double *y) {
+    reference_ranges(m, x, y, NULL);
+}
+
+static const sf_infer_conf conf_openblas = {.backend = SF_BACKEND_OPENBLAS, .precision = SF_PRECISION_FP32};
+static const sf_infer_conf conf_onednn = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_FP32};
+static const sf_infer_conf conf_bf16 = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_BF16};
+/* build_net's Dense layers, with ranges that fit its inputs well enough for
+ * the tests that compare an engine with itself. */
+static const size_t net_widths[] = {30, 64, 32, 16};
+static const float net_ranges[] = {6, 8, 4, 4};
+static const sf_infer_conf conf_int8 = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_INT8,
+                                        .n_int8 = 4, .int8_inputs = net_widths,
+                                        .int8_range = net_ranges};
 
 static sf_infer *open_engine(const sf_model *m, size_t max_batch, const sf_infer_conf *c) {
     sf_infer *e;
     char err[512];
+    if (c->precision == SF_PRECISION_INT8 && !sf_infer_cpu_int8()) {
+        print_message("SKIPPED: int8 needs a CPU with AVX512_VNNI or AMX-INT8\n");
+        skip();
+    }
     if (sf_infer_open(&e, m, max_batch, c, err, sizeof err))
         fail_msg("sf_infer_open(%s, %s, %zu): %s", sf_backend_name(c->backend),
                  sf_precision_name(c->precision), max_batch, err);
@@ -467,13 +487,15 @@ static void test_conf(void **state) {
     assert_int_equal(sf_backend_parse("mkl", &b), -1);
     assert_int_equal(sf_precision_parse("bf16", &p), 0);
     assert_int_equal(p, SF_PRECISION_BF16);
+    assert_int_equal(sf_precision_parse("int8", &p), 0);
+    assert_int_equal(p, SF_PRECISION_INT8);
     assert_int_equal(sf_precision_parse("fp16", &p), -1);
 
     sf_model m;
     build_net(&m, 3);
     sf_infer *e;
     char err[512] = "";
-    sf_infer_conf bad = {SF_BACKEND_OPENBLAS, SF_PRECISION_BF16};
+    sf_infer_conf bad = {.backend = SF_BACKEND_OPENBLAS, .precision = SF_PRECISION_BF16};
     assert_int_equal(sf_infer_open(&e, &m, 16, &bad, err, sizeof err), -1);
     assert_non_null(strstr(err, "fp32 only"));
     assert_int_equal(sf_infer_open(&e, &m, 0, &conf_onednn, err, sizeof err), -1);
@@ -507,6 +529,157 @@ static void test_conf(void **state) {
     free_model(&m);
 }
 
+/* A plain ReLU network (its hidden layers hand each other u8 codes). */
+static void build_relu_net(sf_model *m, uint64_t seed) {
+    rng r = {seed};
+    memset(m, 0, sizeof *m);
+    m->layers = calloc(4, sizeof *m->layers);
+    assert_non_null(m->layers);
+    m->layers[0] = dense(&r, 30, 96, SF_ACT_RELU, 1);
+    m->layers[1] = dense(&r, 96, 128, SF_ACT_RELU, 1);
+    m->layers[2] = dense(&r, 128, 64, SF_ACT_RELU, 1);
+    m->layers[3] = dense(&r, 64, 3, SF_ACT_SOFTMAX, 1);
+    m->n_layers = 4;
+    m->n_inputs = 30;
+    m->n_outputs = 3;
+}
+
+/* int8 against float64 on two networks calibrated on their own inputs: the
+ * mixed one (s8 inputs after BatchNormalization and ELU, activations oneDNN
+ * cannot fuse) and a ReLU MLP (u8 all the way); the labels mostly agree and
+ * the probabilities stay close. Then what int8 refuses, by name. */
+static void test_int8(void **state) {
+    (void)state;
+    if (!sf_infer_cpu_int8() || !sf_infer_backend_available(SF_BACKEND_ONEDNN)) {
+        print_message("SKIPPED: int8 needs oneDNN and a CPU with AVX512_VNNI or AMX-INT8\n");
+        skip();
+    }
+    for (int net = 0; net < 2; net++) {
+        sf_model m;
+        if (net == 0)
+            build_net(&m, 0x9e3779b97f4a7c15ull);
+        else
+            build_relu_net(&m, 11);
+        rng r = {42};
+        const size_t n = 400;
+        float *x = rnd_array(&r, n * 30, 3.0), *y = malloc(n * 3 * sizeof *y);
+        double *ref = malloc(n * 3 * sizeof *ref);
+        float range[4] = {0};
+        size_t widths[4], nd = 0;
+        for (size_t li = 0; li < m.n_layers; li++)
+            if (m.layers[li].kind == SF_LAYER_DENSE)
+                widths[nd++] = m.layers[li].n_in;
+        assert_int_equal(nd, 4);
+        for (size_t k = 0; k < n; k++)
+            reference_ranges(&m, x + k * 30, ref + k * 3, range);
+        sf_infer_conf c = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_INT8,
+                           .n_int8 = nd, .int8_inputs = widths, .int8_range = range};
+        sf_infer *e = open_engine(&m, 64, &c);
+        sf_infer_run(e, x, n, y);
+        double worst = 0;
+        size_t agree = 0;
+        for (size_t k = 0; k < n; k++) {
+            size_t best = 0;
+            for (size_t j = 0; j < 3; j++) {
+                worst = fmax(worst, fabs(y[k * 3 + j] - ref[k * 3 + j]));
+                best = ref[k * 3 + j] > ref[k * 3 + best] ? j : best;
+            }
+            agree += sf_argmax(y + k * 3, 3) == best;
+        }
+        char desc[512];
+        sf_infer_describe(e, desc, sizeof desc);
+        print_message("int8 %s: max deviation from float64 %.3g, labels agree %.1f%%; %s\n",
+                      net ? "relu mlp" : "mixed net", worst, 100.0 * (double)agree / (double)n, desc);
+        assert_true(strstr(desc, "vnni") || strstr(desc, "amx"));
+        assert_true(worst < 0.02);  /* measured 0.0023 and 0.0008 */
+        assert_true(agree >= n * 99 / 100);
+        sf_infer_free(e);
+
+        /* refusals: no calibration, another model's, a layer of another width */
+        char err[512] = "";
+        sf_infer_conf none = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_INT8};
+        assert_int_equal(sf_infer_open(&e, &m, 16, &none, err, sizeof err), -1);
+        assert_non_null(strstr(err, "training.calibration.dense_inputs"));
+        sf_infer_conf few = c;
+        few.n_int8 = 3;
+        assert_int_equal(sf_infer_open(&e, &m, 16, &few, err, sizeof err), -1);
+        assert_non_null(strstr(err, "has 3 entries"));
+        size_t wrong[4] = {widths[0], widths[1] + 1, widths[2], widths[3]};
+        sf_infer_conf bad = c;
+        bad.int8_inputs = wrong;
+        assert_int_equal(sf_infer_open(&e, &m, 16, &bad, err, sizeof err), -1);
+        assert_non_null(strstr(err, "dense_inputs[1]"));
+        bad = c;
+        bad.backend = SF_BACKEND_OPENBLAS;
+        assert_int_equal(sf_infer_open(&e, &m, 16, &bad, err, sizeof err), -1);
+        assert_non_null(strstr(err, "int8 needs --backend onednn"));
+        free(x);
+        free(y);
+        free(ref);
+        free_model(&m);
+    }
+    /* two Dense layers: nothing hidden to quantize */
+    rng r = {5};
+    sf_layer pair[2] = {dense(&r, 30, 8, SF_ACT_RELU, 1), dense(&r, 8, 3, SF_ACT_SOFTMAX, 1)};
+    sf_model two = {.n_inputs = 30, .n_outputs = 3, .n_layers = 2, .layers = pair};
+    size_t w2[2] = {30, 8};
+    float r2[2] = {1, 1};
+    sf_infer_conf c2 = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_INT8,
+                        .n_int8 = 2, .int8_inputs = w2, .int8_range = r2};
+    sf_infer *e;
+    char err[512] = "";
+    assert_int_equal(sf_infer_open(&e, &two, 16, &c2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "has 2 Dense layers"));
+    for (int i = 0; i < 2; i++) {
+        free(pair[i].kernel);
+        free(pair[i].bias);
+    }
+}
+
+/* Dense layers whose activation oneDNN cannot fuse, one after another: each
+ * takes three steps in bf16 (conversion, product, activation) and in int8
+ * (quantization, product, activation), the most a plan holds per layer. */
+static void test_unfused_chain(void **state) {
+    (void)state;
+    rng r = {77};
+    sf_layer l[4] = {dense(&r, 30, 40, SF_ACT_SELU, 1), dense(&r, 40, 40, SF_ACT_SELU, 1),
+                     dense(&r, 40, 40, SF_ACT_SELU, 1), dense(&r, 40, 3, SF_ACT_SOFTMAX, 1)};
+    sf_model m = {.n_inputs = 30, .n_outputs = 3, .n_layers = 4, .layers = l};
+    const size_t n = 64;
+    float *x = rnd_array(&r, n * 30, 1.0), *y = malloc(n * 3 * sizeof *y);
+    double ref[3], worst_bf16 = 0, worst_int8 = 0;
+    float range[4] = {0};
+    size_t widths[4] = {30, 40, 40, 40};
+    for (size_t k = 0; k < n; k++)
+        reference_ranges(&m, x + k * 30, ref, range);
+    sf_infer_conf c8 = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_INT8,
+                        .n_int8 = 4, .int8_inputs = widths, .int8_range = range};
+    const sf_infer_conf *confs[2] = {&conf_bf16, &c8};
+    double *worst[2] = {&worst_bf16, &worst_int8};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && !sf_infer_cpu_int8()) {
+            print_message("int8 part skipped: no AVX512_VNNI or AMX-INT8 here\n");
+            break;
+        }
+        sf_infer *e = open_engine(&m, 32, confs[i]);
+        sf_infer_run(e, x, n, y);
+        for (size_t k = 0; k < n; k++) {
+            reference(&m, x + k * 30, ref);
+            for (size_t j = 0; j < 3; j++)
+                *worst[i] = fmax(*worst[i], fabs(y[k * 3 + j] - ref[j]));
+        }
+        sf_infer_free(e);
+    }
+    print_message("unfused chain: bf16 %.3g, int8 %.3g from float64\n", worst_bf16, worst_int8);
+    assert_true(worst_bf16 < 2e-2 && worst_int8 < 2e-2);
+    for (int i = 0; i < 4; i++) {
+        free(l[i].kernel);
+        free(l[i].bias);
+    }
+    free(x);
+    free(y);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_activations),
@@ -522,7 +695,11 @@ int main(void) {
         cmocka_unit_test_prestate(test_batch_equals_single, (void *)&conf_onednn),
         cmocka_unit_test_prestate(test_start_finish, (void *)&conf_onednn),
         cmocka_unit_test_prestate(test_start_finish, (void *)&conf_bf16),
+        cmocka_unit_test_prestate(test_start_finish, (void *)&conf_int8),
+        cmocka_unit_test_prestate(test_batch_equals_single, (void *)&conf_int8),
         cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_int8),
+        cmocka_unit_test(test_unfused_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,9 +96,9 @@ static void check_model(const char *file) {
         for (size_t j = 0; j < m->n_inputs; j++)
             x[r * m->n_inputs + j] =
                 (float)json_number_value(json_array_get(json_array_get(inputs, r), j));
-    const sf_infer_conf blas = {SF_BACKEND_OPENBLAS, SF_PRECISION_FP32},
-                        dnn = {SF_BACKEND_ONEDNN, SF_PRECISION_FP32},
-                        bf16 = {SF_BACKEND_ONEDNN, SF_PRECISION_BF16};
+    const sf_infer_conf blas = {.backend = SF_BACKEND_OPENBLAS, .precision = SF_PRECISION_FP32},
+                        dnn = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_FP32},
+                        bf16 = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_BF16};
     double d_blas = worst_diff(m, &blas, x, n, outputs, 0, file);
     double d_dnn = sf_infer_backend_available(SF_BACKEND_ONEDNN)
                        ? worst_diff(m, &dnn, x, n, outputs, 0, file) : 0;

@@ -256,8 +256,8 @@ static double check_rows(const state *s, const float *y, size_t first, size_t n,
     return worst;
 }
 
-static const sf_infer_conf conf_openblas = {SF_BACKEND_OPENBLAS, SF_PRECISION_FP32};
-static const sf_infer_conf conf_onednn = {SF_BACKEND_ONEDNN, SF_PRECISION_FP32};
+static const sf_infer_conf conf_openblas = {.backend = SF_BACKEND_OPENBLAS, .precision = SF_PRECISION_FP32};
+static const sf_infer_conf conf_onednn = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_FP32};
 
 static sf_infer *open_engine(const sf_model *m, size_t max_batch, const sf_infer_conf *c) {
     sf_infer *e;
@@ -293,7 +293,7 @@ static void test_one_batch_onednn(void **st) {
  * 0.02 and at least 99.5% of the labels the same. */
 static void test_bf16(void **st) {
     state *s = *st;
-    sf_infer_conf c = {SF_BACKEND_ONEDNN, SF_PRECISION_BF16};
+    sf_infer_conf c = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_BF16};
     sf_infer *e = open_engine(s->model, 512, &c);
     float *y = malloc(s->n * N_CLASSES * sizeof *y);
     assert_non_null(y);
@@ -404,7 +404,7 @@ static void batch_independent(state *s, const sf_infer_conf *c) {
 
 static void test_onednn_batch_independent(void **st) {
     batch_independent(*st, &conf_onednn);
-    sf_infer_conf bf16 = {SF_BACKEND_ONEDNN, SF_PRECISION_BF16};
+    sf_infer_conf bf16 = {.backend = SF_BACKEND_ONEDNN, .precision = SF_PRECISION_BF16};
     batch_independent(*st, &bf16);
 }
 

@@ -173,6 +173,13 @@ static void test_training(void **state) {
         assert_true(fabs(tr->std * v->vars[i].scale - 1) < 1e-6);
     }
     assert_true(v->vars[4].training.missing_fraction > 0.7); /* DER_deltaeta_jet_jet */
+    /* int8's calibration: one range per Dense layer, widths 30 500 1000 500 */
+    assert_int_equal(v->n_calibration, 4);
+    static const size_t widths[] = {30, 500, 1000, 500};
+    for (size_t d = 0; d < 4; d++) {
+        assert_int_equal(v->calibration_inputs[d], widths[d]);
+        assert_true(v->calibration_range[d] > 0.5f && v->calibration_range[d] < 100.0f);
+    }
     sf_vars_free(v);
 
     const char *plain = "{\"inputs\": [{\"name\": \"a\", \"offset\": -3, \"scale\": -0.5}]}";
@@ -209,6 +216,13 @@ static void test_training(void **state) {
     snprintf(buf, sizeof buf, "%s{\"score\": {\"quantiles\": [0.5], \"fractions\": [0.5, -1]}}}",
              in);
     expect_error(t, buf, "training.score: fractions[1] must be a number in [0, 1]", NULL);
+    snprintf(buf, sizeof buf, "%s{\"calibration\": {\"dense_inputs\": []}}}", in);
+    expect_error(t, buf, "training.calibration: must be an object with 'dense_inputs'", NULL);
+    snprintf(buf, sizeof buf, "%s{\"calibration\": {\"dense_inputs\": [{\"inputs\": 1, "
+             "\"range\": 2}, {\"inputs\": 3, \"range\": 0}]}}}", in);
+    expect_error(t, buf, "training.calibration.dense_inputs[1]", "'range' positive");
+    snprintf(buf, sizeof buf, "%s{\"calibration\": {\"dense_inputs\": [{\"range\": 2}]}}}", in);
+    expect_error(t, buf, "training.calibration.dense_inputs[0]", "'inputs' must be given");
     /* An input the block leaves out keeps the fallback. */
     snprintf(buf, sizeof buf, "%s{\"inputs\": []}}", in);
     if (sf_vars_load(&v, put(t, buf), err, sizeof err))

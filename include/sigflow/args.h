@@ -150,7 +150,9 @@ int sf_args_log_format(const sf_cli *cli, const char *value, sf_log_format *f);
 #define SF_ARGS_INFER_USAGE                                                              \
     "  --backend B            forward pass on auto (default: onednn where it has a JIT\n" \
     "                         kernel for this CPU, else openblas), openblas or onednn\n"   \
-    "  --precision P          fp32 (default) or bf16 (onednn; emulated and slow on a CPU\n" \
-    "                         without AVX512_BF16/AMX, which the start-up line says)\n"
+    "  --precision P          fp32 (default), bf16 (onednn; emulated and slow on a CPU\n" \
+    "                         without AVX512_BF16/AMX, which the start-up line says) or\n" \
+    "                         int8 (onednn on a CPU with AVX512_VNNI or AMX-INT8; needs\n" \
+    "                         the variables file's training.calibration; refused else)\n"
 
 #endif

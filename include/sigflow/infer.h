@@ -1,7 +1,7 @@
 /* infer.h: batched forward pass of a loaded model.
  *
  * One matrix product per Dense layer over the whole batch, on one of two
- * backends (OpenBLAS or oneDNN), in fp32 or bf16. The engine owns its scratch
+ * backends (OpenBLAS or oneDNN), in fp32, bf16 or int8. The engine owns its scratch
  * buffers and primitives so the hot path never allocates. */
 #ifndef SIGFLOW_INFER_H
 #define SIGFLOW_INFER_H
@@ -22,12 +22,25 @@ typedef enum { SF_BACKEND_AUTO = 0, SF_BACKEND_OPENBLAS, SF_BACKEND_ONEDNN } sf_
 
 /* FP32 everywhere, or BF16: weights and hidden activations rounded to bf16,
  * products accumulated in fp32, the last layer's output and every
- * non-fused activation in fp32 (oneDNN only). */
-typedef enum { SF_PRECISION_FP32 = 0, SF_PRECISION_BF16 } sf_precision;
+ * non-fused activation in fp32 (oneDNN only). Or INT8 (oneDNN on a CPU with
+ * VNNI or AMX-INT8 only): the hidden Dense layers (every one but the first
+ * and the last) take u8 inputs (s8 where the input can be negative) scaled by
+ * the model's static calibration, and s8 weights scaled per output column,
+ * accumulate in s32, and hand the next hidden layer its u8 input directly;
+ * the first and the last Dense layers stay fp32. */
+typedef enum { SF_PRECISION_FP32 = 0, SF_PRECISION_BF16, SF_PRECISION_INT8 } sf_precision;
 
 typedef struct sf_infer_conf {
     sf_backend backend;
     sf_precision precision;
+    /* INT8's calibration (borrowed, as sf_vars has it): for each Dense layer
+     * of the model in order, its width (checked against the layer) and the
+     * range of its input: [0, range] mapped onto the u8 codes (an input that
+     * can be negative: [-range, range] onto s8), saturated beyond. n_int8 0:
+     * none, and INT8 is refused. */
+    size_t n_int8;
+    const size_t *int8_inputs;
+    const float *int8_range;
 } sf_infer_conf; /* all zero: auto, fp32 */
 
 /* What an engine runs on, for the start-up line, `inspect`, the metrics and
@@ -43,6 +56,8 @@ typedef struct sf_infer_info {
                                better: never silent, the start-up line warns */
     int bf16_native;        /* the CPU has AVX512_BF16 or AMX (bf16 is emulated
                                otherwise, much slower) */
+    int int8_native;        /* the CPU has AVX512_VNNI or AMX-INT8 (int8 is
+                               refused otherwise) */
 } sf_infer_info;
 
 const char *sf_backend_name(sf_backend b);
@@ -57,9 +72,13 @@ int sf_infer_backend_available(sf_backend b);
 /* The CPU has AVX512_BF16 or AMX-BF16 (bf16 runs natively). */
 int sf_infer_cpu_bf16(void);
 
+/* The CPU has AVX512_VNNI or AMX-INT8 (int8 can run). */
+int sf_infer_cpu_int8(void);
+
 /* An engine for `m` (which must outlive it) running up to max_batch rows per
  * call of the backend; larger batches are processed in chunks. 0, or -1 with
- * errstr (BF16 on OPENBLAS, oneDNN missing, out of memory). */
+ * errstr (BF16 or INT8 on OPENBLAS, INT8 without calibration or on a CPU
+ * without VNNI/AMX, oneDNN missing, out of memory). */
 int sf_infer_open(sf_infer **out, const sf_model *m, size_t max_batch, const sf_infer_conf *c,
                   char *errstr, size_t errstr_size);
 
@@ -70,7 +89,8 @@ void sf_infer_free(sf_infer *e);
 void sf_infer_info_get(const sf_infer *e, sf_infer_info *out);
 
 /* "backend onednn, precision bf16, kernel brg:avx512_core_amx_bf16, 2 threads
- * x 1 library thread"
+ * x 1 library thread" (int8: the fp32 first and last layers' kernel, then the
+ * int8 one: "brg:avx512_core+brg:avx512_core_vnni")
  * (plus a warning when the kernel is generic or bf16 emulated). */
 void sf_infer_describe(const sf_infer *e, char *buf, size_t size);
 

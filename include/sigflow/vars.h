@@ -16,12 +16,19 @@
  *     "inputs": [{"name", "mean", "std", "quantiles": [edges], "fractions":
  *                 [share per bin], "missing_fraction"}, ...],
  *     "score": {"label": "s", "events": N, "quantiles": [...], "fractions":
- *               [...], "signal_rate": r}}
+ *               [...], "signal_rate": r},
+ *     "calibration": {"split": "...", "rows": N, "statistic": "...",
+ *                     "dense_inputs": [{"layer", "inputs": n_in, "range": r}, ...]}}
  * Bin k holds the values with exactly k edges <= value, so there is one more
  * fraction than edges; edges ascend (repeats allowed, for discrete inputs).
  * Every name must be one of the inputs; an input the block leaves out, or a
  * file without the block, gets what standard normalization's offset and scale
- * mean (mean -offset, std 1/|scale|), no bins and missing fraction 0. */
+ * mean (mean -offset, std 1/|scale|), no bins and missing fraction 0.
+ *
+ * `calibration` is what `--precision int8` needs (infer.h): one entry per
+ * Dense layer of the model, in order, with the layer's width and the range of
+ * its input on the training data (positive). A file without it still loads;
+ * int8 is then refused, saying so. */
 #ifndef SIGFLOW_VARS_H
 #define SIGFLOW_VARS_H
 
@@ -69,6 +76,9 @@ typedef struct sf_vars {
     long long score_events; /* -1 when not stated */
     double signal_rate;     /* -1 when not stated */
     sf_vars_bins score;     /* p(signal) on the held-out split */
+    size_t n_calibration;   /* training.calibration.dense_inputs, 0: none */
+    size_t *calibration_inputs; /* each Dense layer's width */
+    float *calibration_range;   /* each Dense layer's input range */
 } sf_vars;
 
 /* Returns 0 and *out, or -1 with a message naming the file and the entry. */

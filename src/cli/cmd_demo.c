@@ -80,7 +80,7 @@ static const char usage[] =
     "usage: sigflow demo [--model PATH --variables PATH | --model SET.json] [--file CSV]\n"
     "                    [--limit N]\n"
     "                    [--batch-size N] [--batch-wait-ms MS] [--log-level L]\n"
-    "                    [--backend auto|openblas|onednn] [--precision fp32|bf16]\n"
+    "                    [--backend auto|openblas|onednn] [--precision fp32|bf16|int8]\n"
     "                    [--log-format text|json] [--unsafe-model-loader]\n"
     "\n"
     "Starts the embedded broker, replays the bundled ATLAS Higgs sample into 'events',\n"

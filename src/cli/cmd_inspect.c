@@ -264,11 +264,12 @@ static json_t *to_json(const sf_model *m, const char *arch, const sf_vars *v, co
     sf_infer_info in;
     sf_engine_inference(e, &in);
     json_object_set_new(root, "inference",
-                        json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b}", "backend",
+                        json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b, s:b}", "backend",
                                   sf_backend_name(in.backend), "precision",
                                   sf_precision_name(in.precision), "kernel", in.kernel, "threads",
                                   in.threads, "library_threads", in.library_threads, "generic",
-                                  in.generic, "bf16_native", in.bf16_native));
+                                  in.generic, "bf16_native", in.bf16_native, "int8_native",
+                                  in.int8_native));
     json_object_set_new(root, "classifier", json_string(head_name(m)));
     if (!v)
         return root;
