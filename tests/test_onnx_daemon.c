@@ -3,7 +3,8 @@
  * the same events, matches ONNX Runtime's committed outputs (<name>.ref.json)
  * within 1e-5 in fp32 on each backend and within the bf16 bound; and a model
  * set mixing the shipped .h5 and its tf2onnx .onnx gives the same
- * probabilities from both members. test_onnx checks the engine alone; this
+ * probabilities from both members. A daemon serving an ONNX model whose file
+ * is then damaged refuses the SIGHUP reload and keeps serving it. test_onnx checks the engine alone; this
  * checks what the pipeline publishes: the event's fields assembled by name,
  * the variables, batching, and the %.9g of the output.
  *
@@ -76,6 +77,7 @@ typedef struct served {
     const config *conf;
     size_t members[MAX_FIXTURES], n_members; /* indexes into refs */
     int set, mixed;
+    int reload;         /* serves a copy that gets damaged, then SIGHUP */
     sft_daemon d;
 } served;
 
@@ -103,6 +105,20 @@ static void temp_file(char *dst, const char *dir, const char *name, const char *
     snprintf(tmp, sizeof tmp, "%s/%s%s", dir, name, suffix);
     assert_true(strlen(tmp) < 512);
     memcpy(dst, tmp, strlen(tmp) + 1);
+}
+
+/* Copies by way of a temporary name and rename, as a deployment would. */
+static void copy_file(const char *from, const char *to) {
+    size_t len = 0;
+    char *bytes = sft_read_file(from, &len), tmp[600];
+    assert_non_null(bytes);
+    snprintf(tmp, sizeof tmp, "%s.new", to);
+    FILE *f = fopen(tmp, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, to), 0);
+    free(bytes);
 }
 
 static double ref_value(const ref *r, const char *what, size_t row, size_t j) {
@@ -155,9 +171,23 @@ static void load_refs(state *st) {
     assert_true(st->n_refs >= 15);
 }
 
+/* Produces each line of path to "events", keyed by its line number. */
+static void produce_file(const state *st, const char *path) {
+    char *text = sft_read_file(path, NULL), *save = NULL;
+    assert_non_null(text);
+    size_t row = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char key[24];
+        snprintf(key, sizeof key, "%zu", row++);
+        const char *k = key, *v = line;
+        assert_int_equal(sft_produce(st->brokers, "events", &k, &v, NULL, 1), 1);
+    }
+    free(text);
+}
+
 /* Events 0..rows-1: event r carries every fixture's reference input row r
  * (%.17g gives back the double, which is the float ORT was given). */
-static void produce_events(state *st, const char *path) {
+static void produce_events(const state *st, const char *path) {
     size_t rows = st->refs[0].rows;
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -175,13 +205,10 @@ static void produce_events(state *st, const char *path) {
         snprintf(ev + len, cap - len, "}");
         assert_true(len + 2 < cap);
         fprintf(f, "%s\n", ev);
-        char key[24];
-        snprintf(key, sizeof key, "%zu", row);
-        const char *k = key, *v = ev;
-        assert_int_equal(sft_produce(st->brokers, "events", &k, &v, NULL, 1), 1);
         free(ev);
     }
     assert_int_equal(fclose(f), 0);
+    produce_file(st, path);
 }
 
 static served *add_served(state *st, const char *label, const config *c) {
@@ -246,6 +273,11 @@ static void plan(state *st) {
             served *s = add_served(st, label, &configs[c]);
             memcpy(s->model, st->refs[i].model, sizeof s->model);
             s->vars = st->refs[i].vars;
+            if (c == 0 && k == 0) { /* served from a copy that the reload check damages */
+                temp_file(s->model, st->dir, singles[k], ".onnx");
+                copy_file(st->refs[i].model, s->model);
+                s->reload = 1;
+            }
             s->members[0] = i;
             s->n_members = 1;
         }
@@ -326,9 +358,12 @@ static void check_output(const state *st, const served *s, const char *text, con
     json_decref(o);
 }
 
+static size_t events_of(const state *st, const served *s) {
+    return s->mixed ? MIXED_EVENTS : st->refs[s->members[0]].rows;
+}
+
 static void report(const state *st, const served *s, const char *where, const double *worst,
-                   size_t n_outputs) {
-    size_t n_rows = s->mixed ? MIXED_EVENTS : st->refs[s->members[0]].rows;
+                   size_t n_outputs, size_t n_rows) {
     if (n_outputs != n_rows)
         fail_msg("%s %s: %zu outputs, %zu expected", s->label, where, n_outputs, n_rows);
     double bound = s->mixed ? MIXED_TOLERANCE : s->conf->tolerance;
@@ -358,17 +393,42 @@ static void check_predict(const state *st, const served *s, const char *events) 
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++)
         check_output(st, s, line, "predict", worst);
     free(text);
-    report(st, s, "predict", worst, n);
+    report(st, s, "predict", worst, n, events_of(st, s));
 }
 
-static void check_daemon(const state *st, const served *s) {
-    size_t expect = s->mixed ? MIXED_EVENTS : st->refs[s->members[0]].rows;
+/* rounds: how often the events were produced. */
+static void check_daemon(const state *st, const served *s, size_t rounds) {
+    size_t expect = rounds * events_of(st, s);
     sft_msgs out = sft_consume_all(st->brokers, s->label, expect, 200, WAIT_MS, 0);
     double worst[MAX_FIXTURES] = {0};
     for (size_t i = 0; i < out.n; i++)
         check_output(st, s, out.v[i].value, "run", worst);
-    report(st, s, "run", worst, out.n);
+    report(st, s, "run", worst, out.n, expect);
     sft_msgs_free(&out);
+}
+
+/* A damaged ONNX file in place of the served one (issue 27: as for HDF5):
+ * SIGHUP's reload fails naming the file and why, and the old model keeps
+ * serving, still equal to ORT. */
+static void check_reload_refused(const state *st, served *s, const char *events) {
+    copy_file(DIR "refuse_truncated.onnx", s->model);
+    assert_int_equal(kill(s->d.pid, SIGHUP), 0);
+    assert_true(sft_wait_for_text(s->d.log, "reload failed", WAIT_MS));
+    char *log = sft_read_file(s->d.log, NULL);
+    assert_non_null(log);
+    const char *failed = strstr(log, "reload failed");
+    int len = (int)strcspn(failed, "\n");
+    printf("# log: %.*s\n", len, failed);
+    char *line = strndup(failed, (size_t)len);
+    if (!strstr(line, s->model) || !strstr(line, "not a valid ONNX file"))
+        fail_msg("the failed reload does not name the file and why: %s", line);
+    free(line);
+    free(log);
+    assert_true(sft_scrape(s->d.port, "sigflow_model_reload_failures_total") == 1);
+    assert_true(sft_scrape(s->d.port, "sigflow_model_reloads_total") == 0);
+    produce_file(st, events);
+    check_daemon(st, s, 2);
+    assert_true(sft_daemon_running(&s->d));
 }
 
 static void test_fixtures_served_match_onnxruntime(void **unused) {
@@ -417,7 +477,10 @@ static void test_fixtures_served_match_onnxruntime(void **unused) {
     for (size_t i = 0; i < st->n_served; i++)
         check_predict(st, &st->s[i], st->s[i].mixed ? atlas : events);
     for (size_t i = 0; i < st->n_served; i++)
-        check_daemon(st, &st->s[i]);
+        check_daemon(st, &st->s[i], 1);
+    for (size_t i = 0; i < st->n_served; i++)
+        if (st->s[i].reload)
+            check_reload_refused(st, &st->s[i], events);
     for (size_t i = 0; i < st->n_served; i++) {
         assert_int_equal(sft_daemon_stop(&st->s[i].d, SIGTERM, WAIT_MS), 0);
         sft_daemon_free(&st->s[i].d);
