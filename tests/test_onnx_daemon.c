@@ -4,9 +4,10 @@
  * within 1e-5 in fp32 on each backend and within the bf16 bound; and a model
  * set mixing the shipped .h5 and its tf2onnx .onnx gives the same
  * probabilities from both members. A daemon serving an ONNX model whose file
- * is then damaged refuses the SIGHUP reload and keeps serving it. test_onnx checks the engine alone; this
- * checks what the pipeline publishes: the event's fields assembled by name,
- * the variables, batching, and the %.9g of the output.
+ * is then damaged refuses the SIGHUP reload and keeps serving it. test_onnx
+ * checks the engine alone; this checks what the pipeline publishes: the
+ * event's fields assembled by name, the variables, batching, and the %.9g of
+ * the output.
  *
  * Each fixture's reference inputs become the fields "<name>_<j>" of nine
  * events, with variables of offset 0 and scale 1, so the model sees exactly
