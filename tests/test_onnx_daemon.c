@@ -123,7 +123,8 @@ static void copy_file(const char *from, const char *to) {
 }
 
 static double ref_value(const ref *r, const char *what, size_t row, size_t j) {
-    return json_number_value(json_array_get(json_array_get(json_object_get(r->json, what), row), j));
+    json_t *rows = json_object_get(r->json, what);
+    return json_number_value(json_array_get(json_array_get(rows, row), j));
 }
 
 /* Labels for a width: b/s for two (the usual binary pair), c0.. otherwise. */
@@ -160,7 +161,8 @@ static void load_refs(state *st) {
         assert_non_null(text);
         size_t len = (size_t)sprintf(text, "{\"inputs\": [");
         for (size_t j = 0; j < r->n_in; j++)
-            len += (size_t)sprintf(text + len, "%s{\"name\": \"%s_%zu\", \"offset\": 0, \"scale\": 1}",
+            len += (size_t)sprintf(text + len,
+                                   "%s{\"name\": \"%s_%zu\", \"offset\": 0, \"scale\": 1}",
                                    j ? ", " : "", r->name, j);
         labels_json(labels, sizeof labels, r->n_out);
         sprintf(text + len, "],\n \"class_labels\": [%s]}\n", labels);
@@ -200,8 +202,9 @@ static void produce_events(const state *st, const char *path) {
         for (size_t i = 0; i < st->n_refs; i++) {
             assert_int_equal(st->refs[i].rows, rows);
             for (size_t j = 0; j < st->refs[i].n_in; j++)
-                len += (size_t)snprintf(ev + len, cap - len, ", \"%s_%zu\": %.17g", st->refs[i].name,
-                                        j, ref_value(&st->refs[i], "inputs", row, j));
+                len += (size_t)snprintf(ev + len, cap - len, ", \"%s_%zu\": %.17g",
+                                        st->refs[i].name, j,
+                                        ref_value(&st->refs[i], "inputs", row, j));
         }
         snprintf(ev + len, cap - len, "}");
         assert_true(len + 2 < cap);
@@ -226,7 +229,8 @@ static served *add_served(state *st, const char *label, const config *c) {
 static void plan(state *st) {
     static const char *const singles[] = {"tf2onnx_keras", "skl_scaler_multiclass"};
     for (size_t c = 0; c < N_CONFIGS; c++) {
-        if (!strcmp(configs[c].backend, "onednn") && !sf_infer_backend_available(SF_BACKEND_ONEDNN)) {
+        if (!strcmp(configs[c].backend, "onednn") &&
+            !sf_infer_backend_available(SF_BACKEND_ONEDNN)) {
             printf("# no oneDNN backend in this build: %s %s not served\n", configs[c].backend,
                    configs[c].precision);
             continue;
@@ -252,7 +256,8 @@ static void plan(state *st) {
             s->set = 1;
             temp_file(s->model, st->dir, label, ".set.json");
             char text[8192];
-            size_t len = (size_t)snprintf(text, sizeof text, "{\"name\": \"%s\", \"members\": [", label);
+            size_t len =
+                (size_t)snprintf(text, sizeof text, "{\"name\": \"%s\", \"members\": [", label);
             for (size_t k = 0; k < n; k++)
                 len += (size_t)snprintf(text + len, sizeof text - len,
                                         "%s\n {\"name\": \"%s\", \"model\": \"%s\", "
@@ -316,8 +321,8 @@ static double diff(double got, double want, int relative) {
     return relative ? d / fmax(1.0, fabs(want)) : d;
 }
 
-/* Checks one output object of s against the references; returns the worst
- * difference seen, per member into worst[]. */
+/* Checks one output object of s against the references, raising worst[k]
+ * to member k's largest difference. */
 static void check_output(const state *st, const served *s, const char *text, const char *where,
                          double *worst) {
     json_error_t jerr;
@@ -344,15 +349,18 @@ static void check_output(const state *st, const served *s, const char *text, con
     }
     for (size_t k = 0; k < s->n_members; k++) {
         const ref *r = &st->refs[s->members[k]];
-        json_t *probs = s->set ? json_object_get(members, r->name) : json_object_get(o, "probabilities");
+        json_t *probs = s->set ? json_object_get(members, r->name)
+                               : json_object_get(o, "probabilities");
         if (row >= r->rows || json_array_size(probs) != r->n_out)
             fail_msg("%s %s: %s: row %zu, %zu values expected: %s", s->label, where, r->name, row,
                      r->n_out, text);
         for (size_t j = 0; j < r->n_out; j++) {
             json_t *v = json_array_get(probs, j);
             if (!json_is_number(v))
-                fail_msg("%s %s: %s: value %zu is not a number: %s", s->label, where, r->name, j, text);
-            double d = diff(json_number_value(v), ref_value(r, "outputs", row, j), s->conf->relative);
+                fail_msg("%s %s: %s: value %zu is not a number: %s", s->label, where, r->name, j,
+                         text);
+            double d =
+                diff(json_number_value(v), ref_value(r, "outputs", row, j), s->conf->relative);
             worst[k] = fmax(worst[k], d);
         }
     }
@@ -372,7 +380,8 @@ static void report(const state *st, const served *s, const char *where, const do
         const char *name = s->mixed ? "|onnx - h5|" : st->refs[s->members[k]].name;
         printf("# %-8s %-40s %-22s %.3g\n", where, s->label, name, worst[k]);
         if (!(worst[k] <= bound))
-            fail_msg("%s %s: %s differs by %.3g (bound %g)", s->label, where, name, worst[k], bound);
+            fail_msg("%s %s: %s differs by %.3g (bound %g)", s->label, where, name, worst[k],
+                     bound);
     }
 }
 
