@@ -108,20 +108,6 @@ static void temp_file(char *dst, const char *dir, const char *name, const char *
     memcpy(dst, tmp, strlen(tmp) + 1);
 }
 
-/* Copies by way of a temporary name and rename, as a deployment would. */
-static void copy_file(const char *from, const char *to) {
-    size_t len = 0;
-    char *bytes = sft_read_file(from, &len), tmp[600];
-    assert_non_null(bytes);
-    snprintf(tmp, sizeof tmp, "%s.new", to);
-    FILE *f = fopen(tmp, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-    assert_int_equal(rename(tmp, to), 0);
-    free(bytes);
-}
-
 static double ref_value(const ref *r, const char *what, size_t row, size_t j) {
     json_t *rows = json_object_get(r->json, what);
     return json_number_value(json_array_get(json_array_get(rows, row), j));
@@ -281,7 +267,7 @@ static void plan(state *st) {
             s->vars = st->refs[i].vars;
             if (c == 0 && k == 0) { /* served from a copy that the reload check damages */
                 temp_file(s->model, st->dir, singles[k], ".onnx");
-                copy_file(st->refs[i].model, s->model);
+                sft_install_copy(s->model, st->refs[i].model);
                 s->reload = 1;
             }
             s->members[0] = i;
@@ -421,7 +407,7 @@ static void check_daemon(const state *st, const served *s, size_t rounds) {
  * SIGHUP's reload fails naming the file and why, and the old model keeps
  * serving, still equal to ORT. */
 static void check_reload_refused(const state *st, served *s, const char *events) {
-    copy_file(DIR "refuse_truncated.onnx", s->model);
+    sft_install_copy(s->model, DIR "refuse_truncated.onnx");
     assert_int_equal(kill(s->d.pid, SIGHUP), 0);
     assert_true(sft_wait_for_text(s->d.log, "reload failed", WAIT_MS));
     char *log = sft_read_file(s->d.log, NULL);
