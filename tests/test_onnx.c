@@ -26,7 +26,7 @@
 
 #define DIR SF_SOURCE_DIR "/tests/fixtures/onnx/"
 #define TOLERANCE 1e-5
-/* bf16 (issue 11's bound for probabilities, README "Precision"): 0.02, taken
+/* bf16 (issue 11's bound for probabilities, README "Performance"): 0.02, taken
  * relative to the value for the raw (unbounded) outputs of some fixtures. */
 #define BF16_TOLERANCE 0.02
 

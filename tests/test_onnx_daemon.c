@@ -37,7 +37,7 @@
 
 #define DIR SF_SOURCE_DIR "/tests/fixtures/onnx/"
 #define TOLERANCE 1e-5
-/* bf16: issue 11's bound (README "Precision"), relative for raw outputs above
+/* bf16: issue 11's bound (README "Performance"), relative for raw outputs above
  * 1, as in test_onnx. */
 #define BF16_TOLERANCE 0.02
 /* The .h5 and the .onnx of the shipped model (issue 27: within 1e-6). */
