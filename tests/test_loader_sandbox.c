@@ -308,21 +308,6 @@ static void test_loader_holds_no_secrets(void **state) {
 
 /* ---- a daemon whose loader misbehaves --------------------------------------- */
 
-static void copy_file(const char *src, const char *dst, mode_t mode) {
-    size_t len;
-    char *bytes = sft_read_file(src, &len);
-    assert_non_null(bytes);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.new", dst);
-    FILE *f = fopen(tmp, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-    assert_int_equal(chmod(tmp, mode), 0);
-    assert_int_equal(rename(tmp, dst), 0); /* as a deployment replaces a model */
-    free(bytes);
-}
-
 static void produce_and_wait(const char *brokers, sft_daemon *d, char **keys, char **values,
                              size_t first, size_t n) {
     assert_int_equal(sft_produce(brokers, "events", (const char *const *)keys + first,
@@ -372,11 +357,13 @@ static void test_daemon_keeps_serving(void **state) {
     assert_int_equal(mkdir(dir, 0755), 0);
     snprintf(sigflow, sizeof sigflow, "%.512s/bin/sigflow", tree);
     snprintf(loader, sizeof loader, "%.512s/libexec/sigflow/sigflow-loader", tree);
-    copy_file(SF_TEST_SIGFLOW, sigflow, 0755);
-    copy_file(PROBE, loader, 0755);
+    sft_install_copy(sigflow, SF_TEST_SIGFLOW);
+    sft_install_copy(loader, PROBE);
+    assert_int_equal(chmod(sigflow, 0755), 0);
+    assert_int_equal(chmod(loader, 0755), 0);
 
     char *model = sft_temp_path(".h5");
-    copy_file(FIXTURE("model_mlp.h5"), model, 0644);
+    sft_install_copy(model, FIXTURE("model_mlp.h5"));
     char **keys, **values;
     size_t per_phase = 50;
     sft_atlas_events(2 * per_phase, &keys, &values);
@@ -388,7 +375,7 @@ static void test_daemon_keeps_serving(void **state) {
 
     for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
         char *probe = write_probe(probes[i]);
-        copy_file(probe, model, 0644);
+        sft_install_copy(model, probe);
         char *line = reload_refused(&d);
         printf("  log: %s\n", line);
         char want[256];

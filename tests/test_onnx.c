@@ -1,7 +1,8 @@
 /* test_onnx.c: sigflow against ONNX Runtime. tests/fixtures/onnx/ holds graphs
  * built with onnx.helper (one or more per supported op and attribute) and
- * exported by skl2onnx and tf2onnx, with ONNX Runtime's outputs for fixed
- * inputs (make_onnx.py; models.txt lists them). Every model must load through
+ * exported by skl2onnx, tf2onnx and torch.onnx.export, with ONNX Runtime's
+ * outputs for fixed inputs (make_onnx.py, make_torch_onnx.py; models.txt
+ * lists them). Every model must load through
  * the isolated loader and match ORT within 1e-5 in fp32 on both backends, and
  * within the bf16 bound; every refusal in refusals.txt must say what its line
  * says; damaged bytes are refused, never crash. (The shipped Higgs model in
@@ -25,7 +26,7 @@
 
 #define DIR SF_SOURCE_DIR "/tests/fixtures/onnx/"
 #define TOLERANCE 1e-5
-/* bf16 (issue 11's bound for probabilities, README "Precision"): 0.02, taken
+/* bf16 (issue 11's bound for probabilities, README "Performance"): 0.02, taken
  * relative to the value for the raw (unbounded) outputs of some fixtures. */
 #define BF16_TOLERANCE 0.02
 

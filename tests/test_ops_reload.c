@@ -65,26 +65,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Replaces dst with the given bytes the way a deployment should: a new file
- * renamed over the old one, so the daemon never reads half a file. */
-static void install(const char *dst, const char *bytes, size_t len) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s.new", dst);
-    FILE *out = fopen(tmp, "wb");
-    assert_non_null(out);
-    assert_int_equal(fwrite(bytes, 1, len, out), len);
-    assert_int_equal(fclose(out), 0);
-    assert_int_equal(rename(tmp, dst), 0);
-}
-
-static void install_copy(const char *dst, const char *src) {
-    size_t len;
-    char *bytes = sft_read_file(src, &len);
-    assert_non_null(bytes);
-    install(dst, bytes, len);
-    free(bytes);
-}
-
 /* sigflow_model_info of a fixture, from its .ref.json. */
 static void model_info(const char *ref, char *series, size_t n) {
     char *text = sft_read_file(ref, NULL);
@@ -111,7 +91,7 @@ static void run_phase(fixture *f, int phase) {
 
 static void install_gz(const char *dst, const char *gz) {
     char *tmp = sft_gunzip_temp(gz, ".h5");
-    install_copy(dst, tmp);
+    sft_install_copy(dst, tmp);
     unlink(tmp);
     free(tmp);
 }
@@ -158,8 +138,8 @@ static void test_sighup_reload(void **state) {
     model_info(FIXTURE("model_mlp.ref.json"), mlp, sizeof mlp);
     model_info(FIXTURE("model_mlp_vlen.ref.json"), mlp_vlen, sizeof mlp_vlen);
     /* model_three.h5 has no .ref.json: the same series with its own digest. */
-    install_copy(f->model, FIXTURE("model_mlp.h5"));
-    install_copy(f->vars, FIXTURE("vars_higgs.json"));
+    sft_install_copy(f->model, FIXTURE("model_mlp.h5"));
+    sft_install_copy(f->vars, FIXTURE("vars_higgs.json"));
 
     const char *args[] = {"--brokers", f->brokers, "--model", f->model, "--variables", f->vars,
                           "--group", "ops-reload", "--emit", "all", NULL};
@@ -169,15 +149,15 @@ static void test_sighup_reload(void **state) {
     run_phase(f, 0);
 
     /* Another valid model: model_info follows it. */
-    install_copy(f->model, FIXTURE("model_mlp_vlen.h5"));
+    sft_install_copy(f->model, FIXTURE("model_mlp_vlen.h5"));
     reload_and_wait(f, mlp_vlen);
     assert_true(isnan(sft_scrape(f->d.port, mlp)));
     run_phase(f, 1);
 
     /* A model with three classes and the variables file that names them:
      * both files are read again, and the outputs carry the new labels. */
-    install_copy(f->model, FIXTURE("model_three.h5"));
-    install_copy(f->vars, FIXTURE("vars_three.json"));
+    sft_install_copy(f->model, FIXTURE("model_three.h5"));
+    sft_install_copy(f->vars, FIXTURE("vars_three.json"));
     assert_int_equal(kill(f->d.pid, SIGHUP), 0);
     assert_true(sft_wait_for_text(f->d.log, "reloaded", WAIT_MS));
     char *body = NULL;
@@ -198,14 +178,14 @@ static void test_sighup_reload(void **state) {
     /* Garbage, then the one-byte reproducers of issue 15 on which libhdf5
      * segfaults or spins, then a damaged ONNX file: each reload fails, is logged with the file and
      * why, and the three-class model keeps serving. */
-    install(f->model, "this is not an HDF5 file\n", 25);
+    sft_install(f->model, "this is not an HDF5 file\n", 25);
     expect_reload_refused(f, "not an HDF5 file");
     install_gz(f->model, FIXTURE("corrupt_segv_2130_10.h5.gz"));
     expect_reload_refused(f, "the HDF5 library crashed reading it (signal ");
     install_gz(f->model, FIXTURE("corrupt_hang_6240_7f.h5.gz"));
     expect_reload_refused(f, "reading it took longer than " LOAD_TIMEOUT " s");
     /* A damaged ONNX file (issue 27: the shipped model, cut short) likewise. */
-    install_copy(f->model, FIXTURE("onnx/refuse_truncated.onnx"));
+    sft_install_copy(f->model, FIXTURE("onnx/refuse_truncated.onnx"));
     expect_reload_refused(f, "not a valid ONNX file");
     assert_true(sft_scrape(f->d.port, "sigflow_model_reload_failures_total") == 4);
     assert_true(sft_scrape(f->d.port, "sigflow_model_reloads_total") == 2);

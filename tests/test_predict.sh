@@ -326,6 +326,12 @@ run "$SF" predict --model "$FIX/onnx/set_mixed.json" <"$T/raw.jsonl" >"$T/set.ou
 probs "$T/set.out" >"$T/set.probs"
 close_to "$T/set.probs" "$T/h5.probs" 1e-6 || fail "the mixed set differs from its members"
 
+# `sigflow demo --model models/higgs_mlp.onnx` serves it end to end (embedded broker; ~4 s).
+run "$SF" demo --model "$HM.onnx" --limit 50 >"$T/demo.out" 2>"$T/demo.err"
+[ "$rc" -eq 0 ] && grep -qE '^predicted: +50$' "$T/demo.out" &&
+    grep -qE '^dead letters: +0 ' "$T/demo.out" ||
+    fail "demo --model higgs_mlp.onnx: exit $rc, $(cat "$T/demo.out" "$T/demo.err")"
+
 # The shipped variables carry the training block (models/training_stats.py).
 run "$SF" inspect "${SHIP[@]}" >"$T/ship.txt"
 [ "$rc" -eq 0 ] || fail "inspect of the shipped model exited $rc"

@@ -656,6 +656,25 @@ char *sft_read_file(const char *path, size_t *len) {
     return buf;
 }
 
+void sft_install(const char *dst, const char *bytes, size_t len) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s.new", dst);
+    FILE *out = fopen(tmp, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(bytes, 1, len, out), len);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(rename(tmp, dst), 0);
+}
+
+void sft_install_copy(const char *dst, const char *src) {
+    size_t len;
+    char *bytes = sft_read_file(src, &len);
+    if (!bytes)
+        fail_msg("cannot read %s", src);
+    sft_install(dst, bytes, len);
+    free(bytes);
+}
+
 int sft_wait_for_text(const char *path, const char *needle, int timeout_ms) {
     int64_t deadline = sft_now_ms() + timeout_ms;
     do {

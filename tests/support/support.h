@@ -147,6 +147,12 @@ int sft_wait_for_text(const char *path, const char *needle, int timeout_ms);
 /* Reads a whole file (NUL-terminated, caller frees); NULL when unreadable. */
 char *sft_read_file(const char *path, size_t *len);
 
+/* Replaces dst with len bytes the way a deployment should: a new file renamed
+ * over the old one, so a daemon never reads half a file. Fails the test on
+ * an error. sft_install_copy does it with src's bytes. */
+void sft_install(const char *dst, const char *bytes, size_t len);
+void sft_install_copy(const char *dst, const char *src);
+
 /* The directory for temporary files: $TMPDIR, else the system's (P_tmpdir). */
 const char *sft_tmpdir(void);
 
