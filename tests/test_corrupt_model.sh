@@ -41,27 +41,33 @@ gunzip -c "$FIX/corrupt_base.h5.gz" >"$T/base.h5"
 run "$SF" inspect --model "$T/base.h5" >"$T/out" 2>"$T/err"
 [ "$rc" -eq 0 ] || fail "inspect base: exit $rc: $(cat "$T/err")"
 
-for name in corrupt_segv_2130_10 corrupt_segv_2130_80 corrupt_segv_2133_7f; do
-    m="$T/$name.h5"
-    # A sanitizer build may catch libhdf5's bad memcpy and abort: any signal.
-    want="sigflow predict: $m: the HDF5 library crashed reading it (signal "
+# $1: a name for the messages, $2: the model, $3: what every command says of
+# it after "sigflow CMD: ". predict, inspect, run and demo each refuse it with
+# exit 2 and that one line; predict writes nothing and demo never starts.
+refused_everywhere() {
+    local name=$1 m=$2 want=$3
     run "$SF" predict --model "$m" --variables "$VARS" <"$T/events" >"$T/out" 2>"$T/err"
-    expect_one_line "predict $name" "$T/err" "$want"
+    expect_one_line "predict $name" "$T/err" "sigflow predict: $want"
     [ ! -s "$T/out" ] || fail "predict $name wrote output: $(cat "$T/out")"
 
     run "$SF" inspect --model "$m" >"$T/out" 2>"$T/err"
-    expect_one_line "inspect $name" "$T/err" "sigflow inspect: $m: the HDF5 library crashed reading it (signal "
+    expect_one_line "inspect $name" "$T/err" "sigflow inspect: $want"
 
     # Start-up: the model is refused before any Kafka client exists, so the
     # unreachable broker is never contacted.
     run "$SF" run --brokers 127.0.0.1:1 --model "$m" --variables "$VARS" --metrics-addr none \
         >"$T/out" 2>"$T/err"
-    expect_one_line "run $name" "$T/err" "sigflow run: $m: the HDF5 library crashed reading it (signal "
+    expect_one_line "run $name" "$T/err" "sigflow run: $want"
 
     # The demo loads its model before it starts the embedded broker.
     run "$SF" demo --model "$m" --variables "$VARS" >"$T/out" 2>"$T/err"
-    expect_one_line "demo $name" "$T/err" "sigflow demo: $m: the HDF5 library crashed reading it (signal "
+    expect_one_line "demo $name" "$T/err" "sigflow demo: $want"
     [ ! -s "$T/out" ] || fail "demo $name started anyway: $(cat "$T/out")"
+}
+
+for name in corrupt_segv_2130_10 corrupt_segv_2130_80 corrupt_segv_2133_7f; do
+    # A sanitizer build may catch libhdf5's bad memcpy and abort: any signal.
+    refused_everywhere "$name" "$T/$name.h5" "$T/$name.h5: the HDF5 library crashed reading it (signal "
 done
 
 # A model whose weights group is an external link to /etc/passwd: libhdf5
@@ -89,17 +95,6 @@ expect_one_line "run hang" "$T/err" "sigflow run: $m: reading it took longer tha
 # cut short, and with a length field made to run past the end.
 head -c 20000 "$SIGFLOW_SOURCE_DIR/models/higgs_mlp.onnx" >"$T/cut.onnx"
 for m in "$T/cut.onnx" "$FIX/onnx/refuse_truncated.onnx"; do
-    want="$m: not a valid ONNX file: "
-    run "$SF" predict --model "$m" --variables "$VARS" <"$T/events" >"$T/out" 2>"$T/err"
-    expect_one_line "predict $m" "$T/err" "sigflow predict: $want"
-    [ ! -s "$T/out" ] || fail "predict $m wrote output: $(cat "$T/out")"
-    run "$SF" inspect --model "$m" >"$T/out" 2>"$T/err"
-    expect_one_line "inspect $m" "$T/err" "sigflow inspect: $want"
-    run "$SF" run --brokers 127.0.0.1:1 --model "$m" --variables "$VARS" --metrics-addr none \
-        >"$T/out" 2>"$T/err"
-    expect_one_line "run $m" "$T/err" "sigflow run: $want"
-    run "$SF" demo --model "$m" --variables "$VARS" >"$T/out" 2>"$T/err"
-    expect_one_line "demo $m" "$T/err" "sigflow demo: $want"
-    [ ! -s "$T/out" ] || fail "demo $m started anyway: $(cat "$T/out")"
+    refused_everywhere "$m" "$m" "$m: not a valid ONNX file: "
 done
 echo "test_corrupt_model: all passed"
