@@ -36,9 +36,7 @@ struct bench_bare {
 bench_bare *bench_bare_new(const sf_model *m, sf_precision precision, size_t batch, char *impl_out,
                            size_t impl_size) {
     int bf16 = precision == SF_PRECISION_BF16, int8 = precision == SF_PRECISION_INT8;
-    size_t n_dense = 0;
-    for (size_t i = 0; i < m->n_layers; i++)
-        n_dense += m->layers[i].kind == SF_LAYER_DENSE;
+    size_t n_dense = sf_model_n_dense(m);
     bench_bare *bb = calloc(1, sizeof *bb);
     if (!bb)
         return NULL;

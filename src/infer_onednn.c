@@ -318,9 +318,7 @@ static size_t plan(onednn_impl *o, step *steps, size_t *width, const float *rang
     int cur_bf16 = 0;
     dnnl_data_type_t cur_q = dnnl_f32; /* int8: the buffer holds codes of this type */
     int cur_nonneg = 0;           /* the buffer's values are never negative */
-    size_t cur_cols = m->n_inputs, ns = 0, n_dense = 0, d = 0;
-    for (size_t li = 0; li < m->n_layers; li++)
-        n_dense += m->layers[li].kind == SF_LAYER_DENSE;
+    size_t cur_cols = m->n_inputs, ns = 0, n_dense = sf_model_n_dense(m), d = 0;
     *width = m->n_inputs;
     for (size_t li = 0; li < m->n_layers; li++) {
         const sf_layer *l = &m->layers[li];
@@ -374,11 +372,9 @@ static size_t plan(onednn_impl *o, step *steps, size_t *width, const float *rang
             cur = to;
             cur_bf16 = out_bf16;
             cur_q = out_q ? out_dt : dnnl_f32;
-            cur_nonneg = fused && nonneg(l->activation);
-            if (!fused) {
+            cur_nonneg = nonneg(l->activation); /* fused or run after */
+            if (!fused)
                 steps[ns++] = (step){.kind = ST_ACT, .l = l, .in = cur, .out = cur, .cols = l->n_out};
-                cur_nonneg = nonneg(l->activation);
-            }
             d++;
         } else {
             steps[ns++] = (step){.kind = l->kind == SF_LAYER_SCALE ? ST_SCALE : ST_ACT, .l = l,
@@ -394,9 +390,7 @@ static size_t plan(onednn_impl *o, step *steps, size_t *width, const float *rang
 /* int8: refuses what cannot run (no VNNI/AMX here, no or mismatched
  * calibration, nothing to quantize), naming what is missing. */
 static int int8_check(const sf_model *m, const sf_infer_conf *c, char *errstr, size_t n) {
-    size_t n_dense = 0;
-    for (size_t li = 0; li < m->n_layers; li++)
-        n_dense += m->layers[li].kind == SF_LAYER_DENSE;
+    size_t n_dense = sf_model_n_dense(m);
     if (!sf_infer_cpu_int8()) {
         snprintf(errstr, n, "int8 needs a CPU with AVX512_VNNI or AMX-INT8, and this one has "
                  "neither (use --precision bf16 or fp32)");

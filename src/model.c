@@ -924,6 +924,13 @@ int sf_model_load_inprocess(sf_model **out, const char *path, const char *arch_p
     return rc;
 }
 
+size_t sf_model_n_dense(const sf_model *m) {
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_layers; i++)
+        n += m->layers[i].kind == SF_LAYER_DENSE;
+    return n;
+}
+
 void sf_model_free(sf_model *m) {
     if (!m)
         return;

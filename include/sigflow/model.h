@@ -183,6 +183,10 @@ int sf_model_is_onnx(const unsigned char *data, size_t len);
 
 void sf_model_free(sf_model *m);
 
+/* How many of its layers are Dense (int8 quantizes all but the first and the
+ * last of them). */
+size_t sf_model_n_dense(const sf_model *m);
+
 /* Parses a Keras activation name ("relu", "silu", ...). Returns 0 or -1. */
 int sf_activation_parse(const char *name, sf_activation *out);
 const char *sf_activation_name(sf_activation a);
