@@ -39,14 +39,14 @@ struct sf_engine {
     size_t n_members;
     sf_vars *uvars;    /* set: the union of the members' variables */
     sf_assembler *uassembler;
-    float *urow;       /* set: one raw union row (sf_engine_add) */
+    float *urows;      /* set: a raw union row per slot (sf_engine_assemble_slot) */
     float *probs;      /* set: the combined probabilities; else the member's */
     int signal_index;  /* -1 when selection needs no label */
     int threads;
     sf_event_id *ids;  /* batch_size */
     size_t n_rows;
     size_t pass_from, pass_n; /* the rows of the forward pass in flight */
-    uint64_t *defaulted; /* per input (sf_engine_n_inputs): events that lacked it, since taken */
+    _Atomic uint64_t *defaulted; /* per input (sf_engine_n_inputs): events that lacked it, since taken */
 };
 
 void sf_engine_conf_init(sf_engine_conf *c) {
@@ -180,7 +180,7 @@ static int build_union(sf_engine *e, char *errstr, size_t n) {
         }
     }
     if (!(e->uassembler = sf_assembler_new(u, e->conf.id_field)) ||
-        !(e->urow = malloc((u->n_vars ? u->n_vars : 1) * sizeof *e->urow)))
+        !(e->urows = malloc(e->conf.batch_size * (u->n_vars ? u->n_vars : 1) * sizeof *e->urows)))
         goto oom;
     return 0;
 oom:
@@ -326,7 +326,7 @@ void sf_engine_free(sf_engine *e) {
     free(e->m);
     sf_assembler_free(e->uassembler);
     sf_vars_free(e->uvars);
-    free(e->urow);
+    free(e->urows);
     sf_modelset_free(e->set);
     free(e->ids);
     free(e->defaulted);
@@ -362,8 +362,7 @@ const char *sf_engine_input_name(const sf_engine *e, size_t i) {
 uint64_t sf_engine_take_defaulted(sf_engine *e, size_t i) {
     if (!e->defaulted || i >= sf_engine_n_inputs(e))
         return 0;
-    uint64_t n = e->defaulted[i];
-    e->defaulted[i] = 0;
+    uint64_t n = atomic_exchange_explicit(&e->defaulted[i], 0, memory_order_relaxed);
     return n;
 }
 
@@ -539,26 +538,48 @@ sf_reject sf_engine_assemble(const sf_engine *e, const char *json, size_t len, f
     return assemble_set(e, json, len, row, 0, 0, id, why, why_size);
 }
 
-sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, size_t why_size) {
-    size_t i = e->n_rows;
-    if (i == e->conf.batch_size) { /* the caller's bug; refused, not overrun */
-        snprintf(why, why_size, "batch of %zu events already full", i);
+sf_reject sf_engine_assemble_slot(sf_engine *e, size_t slot, const char *json, size_t len,
+                                  char *why, size_t why_size) {
+    size_t i = e->n_rows + slot;
+    if (i >= e->conf.batch_size) { /* the caller's bug; refused, not overrun */
+        snprintf(why, why_size, "batch of %zu events already full", e->conf.batch_size);
         return SF_REJECT_TOO_LARGE;
     }
-    sf_reject r;
-    if (!e->set) {
-        r = sf_assembler_run_counted(e->m[0].assembler, json, len,
-                                     e->m[0].rows + i * e->m[0].model->n_inputs, &e->ids[i],
-                                     e->defaulted, why, why_size);
-    } else {
-        r = assemble_set(e, json, len, e->urow, i, 1, &e->ids[i], why, why_size);
-        /* Every member that reads an absent input took its default. */
-        for (size_t j = 0; r == SF_REJECT_NONE && j < e->uvars->n_vars; j++)
-            if (e->urow[j] != e->urow[j])
-                e->defaulted[j]++;
+    if (!e->set)
+        return sf_assembler_run_counted(e->m[0].assembler, json, len,
+                                        e->m[0].rows + i * e->m[0].model->n_inputs, &e->ids[i],
+                                        e->defaulted, why, why_size);
+    float *urow = e->urows + i * e->uvars->n_vars;
+    sf_reject r = assemble_set(e, json, len, urow, i, 1, &e->ids[i], why, why_size);
+    /* Every member that reads an absent input took its default. */
+    for (size_t j = 0; r == SF_REJECT_NONE && j < e->uvars->n_vars; j++)
+        if (urow[j] != urow[j])
+            atomic_fetch_add_explicit(&e->defaulted[j], 1, memory_order_relaxed);
+    return r;
+}
+
+void sf_engine_append_slots(sf_engine *e, const unsigned char *keep, size_t n) {
+    size_t to = e->n_rows;
+    for (size_t from = e->n_rows; from < e->n_rows + n; from++) {
+        if (!keep[from - e->n_rows])
+            continue;
+        if (to != from) {
+            for (size_t k = 0; k < e->n_members; k++) {
+                member *m = &e->m[k];
+                size_t w = m->model->n_inputs;
+                memcpy(m->rows + to * w, m->rows + from * w, w * sizeof *m->rows);
+            }
+            e->ids[to] = e->ids[from];
+        }
+        to++;
     }
-    if (r == SF_REJECT_NONE)
-        e->n_rows++;
+    e->n_rows = to;
+}
+
+sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, size_t why_size) {
+    sf_reject r = sf_engine_assemble_slot(e, 0, json, len, why, why_size);
+    unsigned char keep = r == SF_REJECT_NONE;
+    sf_engine_append_slots(e, &keep, 1);
     return r;
 }
 
@@ -639,6 +660,12 @@ void sf_engine_infer_finish(sf_engine *e) {
         combine(e, e->pass_from, e->pass_n, e->probs + e->pass_from * e->m[0].model->n_outputs);
     e->pass_n = 0;
 }
+
+void sf_engine_tasks_start(sf_engine *e, sf_infer_task *fn, void *arg, size_t n) {
+    sf_infer_tasks_start(e->m[0].infer, fn, arg, n);
+}
+
+void sf_engine_tasks_finish(sf_engine *e) { sf_infer_tasks_finish(e->m[0].infer); }
 
 void sf_engine_score(sf_engine *e) {
     sf_engine_normalize_range(e, 0, e->n_rows);

@@ -197,7 +197,7 @@ sf_reject sf_assembler_run(const sf_assembler *a, const char *json, size_t len,
 }
 
 sf_reject sf_assembler_run_counted(const sf_assembler *a, const char *json, size_t len,
-                                   float *row, sf_event_id *id, uint64_t *defaulted,
+                                   float *row, sf_event_id *id, _Atomic uint64_t *defaulted,
                                    char *errstr, size_t errstr_size) {
     char scratch[8];
     if (!errstr || errstr_size == 0) {

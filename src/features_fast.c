@@ -149,7 +149,7 @@ static const char *scan_plain_string(const char *p, const char *end) {
 }
 
 int sf_features_run_fast(const sf_assembler *a, const char *json, size_t len, float *row,
-                         sf_event_id *id, uint64_t *defaulted, char *errstr, size_t errstr_size) {
+                         sf_event_id *id, _Atomic uint64_t *defaulted, char *errstr, size_t errstr_size) {
     const char *p = json, *end = json + len;
     const size_t n = a->n;
     /* Per-call state keeps the assembler shareable between threads; only

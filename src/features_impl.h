@@ -23,9 +23,9 @@ void sf_features_clean_message(char *s);
  * not handle; the jansson one always decides. defaulted: as
  * sf_assembler_run_counted (may be NULL). */
 int sf_features_run_fast(const sf_assembler *a, const char *json, size_t len, float *row,
-                         sf_event_id *id, uint64_t *defaulted, char *errstr, size_t errstr_size);
+                         sf_event_id *id, _Atomic uint64_t *defaulted, char *errstr, size_t errstr_size);
 sf_reject sf_features_run_jansson(const sf_assembler *a, const char *json, size_t len, float *row,
-                                  sf_event_id *id, uint64_t *defaulted, char *errstr,
+                                  sf_event_id *id, _Atomic uint64_t *defaulted, char *errstr,
                                   size_t errstr_size);
 
 #endif

@@ -170,7 +170,7 @@ static sf_reject reject_overflow(const walk *w, char *errstr, size_t errstr_size
 }
 
 sf_reject sf_features_run_jansson(const sf_assembler *a, const char *json, size_t len, float *row,
-                                  sf_event_id *id, uint64_t *defaulted, char *errstr,
+                                  sf_event_id *id, _Atomic uint64_t *defaulted, char *errstr,
                                   size_t errstr_size) {
     json_error_t err;
     /* Every number as a double (what strtod gives the fast path); duplicate keys

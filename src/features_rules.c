@@ -69,12 +69,12 @@ sf_reject sf_features_absent(const sf_assembler *a, size_t i, const unsigned cha
 }
 
 void sf_features_count_defaults(const sf_assembler *a, const unsigned char *state,
-                                uint64_t *defaulted) {
+                                _Atomic uint64_t *defaulted) {
     if (!defaulted)
         return;
     for (size_t i = 0; i < a->n; i++)
         if (state[i] == SF_FIELD_ABSENT)
-            defaulted[i]++;
+            atomic_fetch_add_explicit(&defaulted[i], 1, memory_order_relaxed);
 }
 
 /* Event text quoted in a message is bounded so a hostile event cannot push the

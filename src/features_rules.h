@@ -62,7 +62,7 @@ sf_reject sf_features_absent(const sf_assembler *a, size_t i, const unsigned cha
 /* After a successful parse: adds 1 to defaulted[i] for every optional
  * variable the event lacked (state[i] SF_FIELD_ABSENT). defaulted may be NULL. */
 void sf_features_count_defaults(const sf_assembler *a, const unsigned char *state,
-                                uint64_t *defaulted);
+                                _Atomic uint64_t *defaulted);
 
 sf_reject sf_features_not_number(const char *field, size_t field_len, const char *type,
                                  char *errstr, size_t errstr_size);

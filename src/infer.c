@@ -15,7 +15,14 @@
  * late helper's share itself. sf_infer_start and sf_infer_finish are the two
  * halves of that hand-over, so the caller can do other work in between (the
  * daemon's pipeline thread parses and publishes while the helpers compute)
- * and still take the units left when it comes back, rather than wait. */
+ * and still take the units left when it comes back, rather than wait.
+ *
+ * The same threads take other work too (sf_infer_tasks_start): the daemon
+ * hands them the parsing of its next chunk and the rendering of its last
+ * one, which a helper takes whenever no rows are left, and the caller takes
+ * while it would otherwise wait for a helper's last rows. Without that, the
+ * helpers would idle while the caller parses and renders, which with int8's
+ * fast forward pass is most of the time. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,7 +42,6 @@ typedef struct helper {
     struct sf_infer *sub;  /* same model, buffers of its own */
     pthread_t tid;
     int started;
-    unsigned long seen;    /* the last batch_no it woke for */
 } helper;
 
 struct sf_infer {
@@ -50,10 +56,12 @@ struct sf_infer {
     size_t n_helpers;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned long batch_no; /* bumped when a batch is handed out */
     const float *x;         /* the batch being shared (under mu) */
     float *y;
     size_t n, next, done_rows; /* its rows, the first not yet taken, those finished */
+    sf_infer_task *task;    /* the tasks being shared (under mu) */
+    void *task_arg;
+    size_t tasks, task_next, tasks_done;
     int quit;
     int library_threads;    /* last sf_infer_set_library_threads, 0: untouched */
 };
@@ -65,6 +73,12 @@ struct sf_infer {
  * boundary, so every row meets the same GEMM code as on one thread and gets
  * the same bits. */
 #define UNIT_ROWS (2 * ROW_BLOCK)
+
+#ifndef TAIL_ROWS
+/* When this few rows are left, threads take ROW_BLOCK rows at a time: the
+ * last unit of a pass keeps the other threads waiting for it. */
+#define TAIL_ROWS (2 * UNIT_ROWS)
+#endif
 
 static void stop_helpers(sf_infer *e);
 
@@ -422,23 +436,39 @@ static void run_here(sf_infer *e, const float *x, size_t n, float *y) {
 
 /* ------------------------------------------------------------ helper threads */
 
-/* Runs the shared batch's rows UNIT_ROWS at a time on `by` (the caller's
- * engine or a helper's) until none is left to take; without helpers, all at
- * once. Called, and returns, with e->mu held. */
-static void take_units(sf_infer *e, sf_infer *by) {
-    size_t unit = e->n_helpers ? UNIT_ROWS : e->n;
-    while (e->next < e->n) {
-        size_t from = e->next, rows = e->n - from < unit ? e->n - from : unit;
-        const float *x = e->x + from * e->m->n_inputs;
-        float *y = e->y + from * e->m->n_outputs;
-        e->next += rows;
-        pthread_mutex_unlock(&e->mu);
-        run_here(by, x, rows, y);
-        pthread_mutex_lock(&e->mu);
-        e->done_rows += rows;
-    }
+/* Runs the next unit of the shared batch's rows on `by` (the caller's
+ * engine or a helper's): UNIT_ROWS, ROW_BLOCK near the end, all at once
+ * without helpers. 0 when none is left to take. Called, and returns, with
+ * e->mu held. */
+static int take_rows(sf_infer *e, sf_infer *by) {
+    if (e->next >= e->n)
+        return 0;
+    size_t from = e->next, left = e->n - from;
+    size_t unit = !e->n_helpers ? left : left <= TAIL_ROWS ? ROW_BLOCK : UNIT_ROWS;
+    size_t rows = left < unit ? left : unit;
+    const float *x = e->x + from * e->m->n_inputs;
+    float *y = e->y + from * e->m->n_outputs;
+    e->next += rows;
+    pthread_mutex_unlock(&e->mu);
+    run_here(by, x, rows, y);
+    pthread_mutex_lock(&e->mu);
+    e->done_rows += rows;
     if (e->done_rows == e->n)
         pthread_cond_signal(&e->done);
+    return 1;
+}
+
+/* The same for the next task unit. */
+static int take_task(sf_infer *e) {
+    if (e->task_next >= e->tasks)
+        return 0;
+    size_t unit = e->task_next++;
+    pthread_mutex_unlock(&e->mu);
+    e->task(e->task_arg, unit);
+    pthread_mutex_lock(&e->mu);
+    if (++e->tasks_done == e->tasks)
+        pthread_cond_signal(&e->done);
+    return 1;
 }
 
 static void *helper_main(void *arg) {
@@ -448,14 +478,9 @@ static void *helper_main(void *arg) {
     prctl(PR_SET_NAME, "sf-infer", 0, 0, 0);
 #endif
     pthread_mutex_lock(&e->mu);
-    for (;;) {
-        while (!e->quit && e->batch_no == h->seen)
+    while (!e->quit)
+        if (!take_rows(e, h->sub) && !take_task(e))
             pthread_cond_wait(&e->go, &e->mu);
-        if (e->quit)
-            break;
-        h->seen = e->batch_no;
-        take_units(e, h->sub);
-    }
     pthread_mutex_unlock(&e->mu);
     return NULL;
 }
@@ -489,7 +514,6 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
     for (size_t i = 0; i < n; i++) {
         helper *h = &e->helpers[i];
         h->pool = e;
-        h->seen = e->batch_no;
         char err[256];
         if (sf_infer_open(&h->sub, e->m, UNIT_ROWS, &e->conf, err, sizeof err) ||
             pthread_create(&h->tid, NULL, helper_main, h)) {
@@ -508,20 +532,40 @@ void sf_infer_start(sf_infer *e, const float *x, size_t n, float *y) {
     e->y = y;
     e->n = n;
     e->next = e->done_rows = 0;
-    if (e->n_helpers && n) {
-        e->batch_no++;
+    if (e->n_helpers && n)
         pthread_cond_broadcast(&e->go);
-    }
     pthread_mutex_unlock(&e->mu);
 }
 
 /* The helpers' writes to y happen before they count their rows done under
- * e->mu, so they are visible once done_rows reaches n here. */
+ * e->mu, so they are visible once done_rows reaches n here. While a helper
+ * finishes its last rows, this thread takes task units rather than wait. */
 void sf_infer_finish(sf_infer *e) {
     pthread_mutex_lock(&e->mu);
-    take_units(e, e);
     while (e->done_rows < e->n)
-        pthread_cond_wait(&e->done, &e->mu);
+        if (!take_rows(e, e) && !take_task(e))
+            pthread_cond_wait(&e->done, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void sf_infer_tasks_start(sf_infer *e, sf_infer_task *fn, void *arg, size_t n) {
+    pthread_mutex_lock(&e->mu);
+    e->task = fn;
+    e->task_arg = arg;
+    e->tasks = n;
+    e->task_next = e->tasks_done = 0;
+    if (e->n_helpers && n)
+        pthread_cond_broadcast(&e->go);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* As sf_infer_finish: each unit's writes precede its count under e->mu. */
+void sf_infer_tasks_finish(sf_infer *e) {
+    pthread_mutex_lock(&e->mu);
+    while (e->tasks_done < e->tasks)
+        if (!take_task(e))
+            pthread_cond_wait(&e->done, &e->mu);
+    e->tasks = e->task_next = e->tasks_done = 0;
     pthread_mutex_unlock(&e->mu);
 }
 

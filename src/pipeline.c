@@ -28,7 +28,6 @@
 #include "pipeline_impl.h"
 
 #define REPORT_INTERVAL_MS 10000
-#define CHUNK_ROWS 128 /* see process_batch */
 
 void sf_pipeline_conf_init(sf_pipeline_conf *c) {
     memset(c, 0, sizeof *c);
@@ -124,36 +123,111 @@ typedef struct chunk {
     double inferred_ms; /* wall clock when its probabilities were in */
 } chunk;
 
-/* Assembles messages [from, to) into the next rows of the batch, hands their
- * raw rows to the monitor and normalizes them. */
-static chunk parse_chunk(pipeline *p, sf_delivery_batch *f, size_t from, size_t to) {
-    const sf_pipeline_conf *c = p->conf;
-    sf_engine *e = p->eng;
-    chunk k = {.from = from, .to = to, .row = sf_engine_rows(e)};
-    char why[512];
+/* --------------------------------------------------- parsing and rendering
+ *
+ * A chunk's messages are parsed, and its selected rows rendered, by task
+ * units that the inference threads share (sf_engine_tasks_start): a helper
+ * takes them when it has no rows of the forward pass left, so it does not
+ * idle while this thread parses and renders (with int8's fast forward pass
+ * that was most of its time). What must stay in order and on this thread,
+ * the offsets, the dead letters and the produce calls, happens after. */
+
+#define PARSE_UNIT 16  /* messages a task unit parses */
+#define RENDER_UNIT 32 /* rows a task unit renders */
+
+/* Charges this thread's CPU to s when a task unit ran on the pipeline
+ * thread (a helper's CPU is the inference threads'). */
+static void task_mark(pipeline *p, sf_stage s) {
+    if (pthread_equal(pthread_self(), p->self))
+        sf_pipeline_stage_mark(p, s);
+}
+
+/* Messages [from, to) of p->parse_from's chunk into the engine's slots. */
+static void parse_unit(pipeline *p, size_t from, size_t to) {
     for (size_t i = from; i < to; i++) {
         const rd_kafka_message_t *m = p->msgs[i];
+        size_t j = i - p->parse_from;
+        char *why = p->why + j * WHY_MAX;
+        if (m->len > p->conf->max_event_bytes) {
+            p->verdict[j] = SF_REJECT_TOO_LARGE;
+            snprintf(why, WHY_MAX, "message of %zu bytes exceeds the limit of %zu bytes", m->len,
+                     p->conf->max_event_bytes);
+        } else {
+            p->verdict[j] = sf_engine_assemble_slot(p->eng, j, m->payload ? m->payload : "",
+                                                    m->len, why, WHY_MAX);
+        }
+    }
+    task_mark(p, SF_STAGE_PARSE);
+}
+
+/* Rows [from, to) of p->render_row's chunk as output messages. */
+static void render_unit(pipeline *p, size_t from, size_t to) {
+    const sf_engine *e = p->eng;
+    for (size_t r = from; r < to; r++) {
+        size_t j = r - p->render_row;
+        if (!sf_engine_selected(e, r)) {
+            p->out_len[j] = 0;
+            continue;
+        }
+        const rd_kafka_message_t *m = p->msgs[p->row_msg[r]];
+        p->out_len[j] = sf_engine_output(e, r, p->conf->emit_members, m->partition, m->offset,
+                                         p->out + j * OUTPUT_MAX, OUTPUT_MAX);
+    }
+    task_mark(p, SF_STAGE_PUBLISH);
+}
+
+static size_t units(size_t n, size_t per) { return (n + per - 1) / per; }
+
+/* sf_infer_task: the parse units first, then the render units. */
+static void chunk_task(void *arg, size_t u) {
+    pipeline *p = arg;
+    size_t parse = units(p->parse_n, PARSE_UNIT);
+    if (u < parse) {
+        size_t from = p->parse_from + u * PARSE_UNIT, end = p->parse_from + p->parse_n;
+        parse_unit(p, from, from + PARSE_UNIT < end ? from + PARSE_UNIT : end);
+    } else {
+        size_t from = p->render_row + (u - parse) * RENDER_UNIT, end = p->render_row + p->render_n;
+        render_unit(p, from, from + RENDER_UNIT < end ? from + RENDER_UNIT : end);
+    }
+}
+
+/* Parses chunk `parse` and renders chunk `render` (either may be NULL) on
+ * this thread and whichever inference threads are free, and returns when
+ * both are done. */
+static void run_tasks(pipeline *p, const chunk *parse, const chunk *render) {
+    p->parse_from = parse ? parse->from : 0;
+    p->parse_n = parse ? parse->to - parse->from : 0;
+    p->render_row = render ? render->row : 0;
+    p->render_n = render ? render->rows : 0;
+    sf_engine_tasks_start(p->eng, chunk_task, p,
+                          units(p->parse_n, PARSE_UNIT) + units(p->render_n, RENDER_UNIT));
+    sf_engine_tasks_finish(p->eng);
+}
+
+/* After run_tasks parsed it: notes the chunk's offsets, sends its refused
+ * events to the dead letters and appends the others to the batch as rows,
+ * in order; hands their raw rows to the monitor and normalizes them. */
+static void parse_close(pipeline *p, sf_delivery_batch *f, chunk *k) {
+    sf_engine *e = p->eng;
+    unsigned char keep[CHUNK_ROWS];
+    k->row = sf_engine_rows(e);
+    k->rows = 0;
+    for (size_t i = k->from; i < k->to; i++) {
+        const rd_kafka_message_t *m = p->msgs[i];
+        size_t j = i - k->from;
         if (sf_delivery_note(f, rd_kafka_topic_name(m->rkt), m->partition, m->offset))
             sf_pipeline_fail(p, "out of memory");
-        sf_reject r;
-        if (m->len > c->max_event_bytes) {
-            r = SF_REJECT_TOO_LARGE;
-            snprintf(why, sizeof why, "message of %zu bytes exceeds the limit of %zu bytes", m->len,
-                     c->max_event_bytes);
-        } else {
-            r = sf_engine_add(e, m->payload ? m->payload : "", m->len, why, sizeof why);
-        }
-        if (r == SF_REJECT_NONE)
-            p->row_msg[sf_engine_rows(e) - 1] = i;
+        keep[j] = p->verdict[j] == SF_REJECT_NONE;
+        if (keep[j])
+            p->row_msg[k->row + k->rows++] = i;
         else
-            sf_pipeline_dead_letter(p, m, r, why, f);
+            sf_pipeline_dead_letter(p, m, p->verdict[j], p->why + j * WHY_MAX, f);
     }
-    k.rows = sf_engine_rows(e) - k.row;
+    sf_engine_append_slots(e, keep, k->to - k->from);
     sf_pipeline_stage_mark(p, SF_STAGE_PARSE);
-    sf_pipeline_monitor_rows(p, k.row, k.rows);
-    sf_engine_normalize_range(e, k.row, k.rows);
+    sf_pipeline_monitor_rows(p, k->row, k->rows);
+    sf_engine_normalize_range(e, k->row, k->rows);
     sf_pipeline_stage_mark(p, SF_STAGE_NORMALIZE);
-    return k;
 }
 
 /* Starts the chunk's forward pass on the inference threads. */
@@ -180,19 +254,15 @@ static void infer_finish(pipeline *p, chunk *k) {
     }
 }
 
-/* Renders the chunk's selected rows and produces them. */
+/* Produces the chunk's outputs, as run_tasks rendered them. */
 static void publish_chunk(pipeline *p, sf_delivery_batch *f, const chunk *k, double closed_ms) {
     const sf_pipeline_conf *c = p->conf;
-    const sf_engine *e = p->eng;
     int parts = c->stats && c->stats->on_ack_parts;
-    char out[OUTPUT_MAX];
-    for (size_t j = k->row; j < k->row + k->rows && !p->fatal; j++) {
-        if (!sf_engine_selected(e, j))
+    for (size_t r = k->row; r < k->row + k->rows && !p->fatal; r++) {
+        int len = p->out_len[r - k->row];
+        if (len == 0)
             continue;
-        const rd_kafka_message_t *m = p->msgs[p->row_msg[j]];
-        const sf_event_id *id = sf_engine_id(e, j);
-        int len = sf_engine_output(e, j, c->emit_members, m->partition, m->offset, out,
-                                   sizeof out);
+        const rd_kafka_message_t *m = p->msgs[p->row_msg[r]];
         if (len < 0) { /* only an absurdly long label list gets here */
             sf_pipeline_dead_letter(p, m, SF_REJECT_TOO_LARGE,
                                     "prediction does not fit in an output message", f);
@@ -202,13 +272,14 @@ static void publish_chunk(pipeline *p, sf_delivery_batch *f, const chunk *k, dou
         int64_t ts = rd_kafka_message_timestamp(m, &tstype);
         sf_out_ref *ref = sf_pipeline_out_ref(p, f, ts);
         if (ref && parts) {
-            ref->taken_ms = p->taken_ms[p->row_msg[j]];
+            ref->taken_ms = p->taken_ms[p->row_msg[r]];
             ref->closed_ms = closed_ms;
             ref->inferred_ms = k->inferred_ms;
             ref->produced_ms = sf_clock_wall_ms();
         }
-        sf_pipeline_produce_output(p, c->output_topic, m, id, out, (size_t)len, p->model_header,
-                                   0, ts, ref);
+        sf_pipeline_produce_output(p, c->output_topic, m, sf_engine_id(p->eng, r),
+                                   p->out + (r - k->row) * OUTPUT_MAX, (size_t)len,
+                                   p->model_header, 0, ts, ref);
     }
     sf_pipeline_shadow_publish(p, f, k->row, k->rows);
     sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
@@ -220,31 +291,38 @@ static size_t chunk_end(size_t from, size_t n) {
 
 /* Scores and publishes the batch's n messages, a chunk at a time, as rows of
  * one engine batch. While chunk k's forward pass runs on the inference
- * threads, this thread publishes chunk k-1's outputs and parses chunk k+1
- * (rows of the same batch that the pass does not touch), then joins the
- * pass: otherwise the inference threads would idle while this thread
- * parses and publishes, and this thread while they compute. Every chunk's
- * pass is finished before this returns, so nothing is in flight across
- * batches, reloads or the drain. */
+ * threads, this thread renders chunk k-1's outputs and parses chunk k+1
+ * (rows of the same batch that the pass does not touch), sharing both with
+ * any inference thread that has no rows left, then produces k-1's outputs
+ * and joins the pass: otherwise the inference threads would idle while this
+ * thread parses and publishes, and this thread while they compute. Every
+ * chunk's pass is finished before this returns, so nothing is in flight
+ * across batches, reloads or the drain. */
 static void score_batch(pipeline *p, sf_delivery_batch *f, size_t n, double closed_ms) {
     sf_engine_clear(p->eng);
-    chunk cur = parse_chunk(p, f, 0, chunk_end(0, n)), prev = {0}, next = {0};
+    chunk cur = {.from = 0, .to = chunk_end(0, n)}, prev = {0};
+    run_tasks(p, &cur, NULL);
+    parse_close(p, f, &cur);
     for (;;) {
         infer_start(p, &cur);
+        int more = cur.to < n && !p->fatal;
+        chunk next = {.from = cur.to, .to = more ? chunk_end(cur.to, n) : cur.to};
         if (cur.from > 0) {
             rd_kafka_poll(p->producer, 0); /* delivery reports between chunks */
             sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
-            publish_chunk(p, f, &prev, closed_ms);
         }
-        int more = cur.to < n && !p->fatal;
+        run_tasks(p, more ? &next : NULL, cur.from > 0 ? &prev : NULL);
+        if (cur.from > 0)
+            publish_chunk(p, f, &prev, closed_ms);
         if (more)
-            next = parse_chunk(p, f, cur.to, chunk_end(cur.to, n));
+            parse_close(p, f, &next);
         infer_finish(p, &cur);
         prev = cur;
         if (!more)
             break;
         cur = next;
     }
+    run_tasks(p, NULL, &prev);
     publish_chunk(p, f, &prev, closed_ms);
 }
 
@@ -710,8 +788,14 @@ int sf_pipeline_run(const sf_pipeline_conf *c, char *errstr, size_t n) {
     p.msgs = calloc(c->engine.batch_size, sizeof *p.msgs);
     p.row_msg = calloc(c->engine.batch_size, sizeof *p.row_msg);
     p.taken_ms = calloc(c->engine.batch_size, sizeof *p.taken_ms);
+    p.self = pthread_self();
+    p.verdict = calloc(CHUNK_ROWS, sizeof *p.verdict);
+    p.why = malloc(CHUNK_ROWS * WHY_MAX);
+    p.out = malloc(CHUNK_ROWS * OUTPUT_MAX);
+    p.out_len = calloc(CHUNK_ROWS, sizeof *p.out_len);
     p.dlv = sf_delivery_new(c->exactly_once ? NULL : sf_pipeline_store_offsets, &p);
-    if (!p.msgs || !p.row_msg || !p.taken_ms || !p.dlv) {
+    if (!p.msgs || !p.row_msg || !p.taken_ms || !p.verdict || !p.why || !p.out || !p.out_len ||
+        !p.dlv) {
         snprintf(errstr, n, "out of memory");
         goto out;
     }
@@ -806,6 +890,10 @@ out:
     free(p.msgs);
     free(p.row_msg);
     free(p.taken_ms);
+    free(p.verdict);
+    free(p.why);
+    free(p.out);
+    free(p.out_len);
     sf_pipeline_monitor_stop(&p);
     sf_engine_free(p.eng);
     return rc;

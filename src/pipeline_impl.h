@@ -5,6 +5,8 @@
 #ifndef SIGFLOW_PIPELINE_IMPL_H
 #define SIGFLOW_PIPELINE_IMPL_H
 
+#include <pthread.h>
+
 #include <librdkafka/rdkafka.h>
 
 #include "sigflow/delivery.h"
@@ -15,6 +17,8 @@
 #define DRAIN_TIMEOUT_MS 30000
 #define MAX_LOGGED_REJECTS 10 /* per report interval; the rest are counted */
 #define OUTPUT_MAX 4096        /* bytes of one output message */
+#define CHUNK_ROWS 128         /* events scored and published together (pipeline.c) */
+#define WHY_MAX 512            /* bytes of a rejection's reason */
 
 typedef struct pipeline {
     const sf_pipeline_conf *conf;
@@ -29,6 +33,14 @@ typedef struct pipeline {
     size_t n_msgs;
     int64_t first_ms;
     size_t *row_msg; /* row j of the batch came from msgs[row_msg[j]] */
+    /* A chunk's parse and render, shared with the inference threads
+     * (pipeline.c's tasks): CHUNK_ROWS each. */
+    pthread_t self;      /* the pipeline thread */
+    size_t parse_from, parse_n, render_row, render_n;
+    sf_reject *verdict;  /* message parse_from + j's */
+    char *why;           /* WHY_MAX each: the reason of a refused one */
+    char *out;           /* OUTPUT_MAX each: row render_row + j rendered */
+    int *out_len;        /* its length; 0: not selected; -1: did not fit */
 
     sf_delivery *dlv;
     int fatal;

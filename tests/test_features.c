@@ -66,7 +66,7 @@ static int compare_paths(const sf_assembler *a, const char *json, size_t len, si
     result f, j;
     memset(&f, 0, sizeof f);
     memset(&j, 0, sizeof j);
-    uint64_t fd[64] = {0}, jd[64] = {0};
+    _Atomic uint64_t fd[64] = {0}, jd[64] = {0};
     assert_true(n <= 64);
     int fr = sf_features_run_fast(a, json, len, f.row, &f.id, fd, f.err, sizeof f.err);
     j.r = sf_features_run_jansson(a, json, len, j.row, &j.id, jd, j.err, sizeof j.err);
@@ -213,7 +213,7 @@ static void test_required_and_fill(void **state) {
     const char *docs[] = {"{\"a\": 1, \"c\": 2}", "{\"\\u0061\": 1, \"c\": 2}",
                           "{\"a\": 1, \"b\": -999, \"c\": 2}", "{\"b\": 1}",
                           "{\"a\": 1, \"c\": \"x\"}"};
-    uint64_t counts[3] = {0};
+    _Atomic uint64_t counts[3] = {0};
     char err[256];
     float row[3];
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {

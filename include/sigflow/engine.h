@@ -136,6 +136,18 @@ sf_reject sf_engine_add(sf_engine *e, const char *json, size_t len, char *why, s
 /* Rows added since the last clear. */
 size_t sf_engine_rows(const sf_engine *e);
 
+/* sf_engine_add in two halves, so several threads can assemble a chunk of
+ * events at once (the daemon's inference threads share its parsing).
+ * sf_engine_assemble_slot assembles an event into slot `slot`, the row
+ * sf_engine_rows() + slot, from any thread, each slot by one thread, and
+ * returns as sf_engine_add does; sf_engine_append_slots, on one thread once
+ * they are done, appends slots [0, n) to the batch, those whose keep[j] is
+ * set, in order. Meanwhile the rows before sf_engine_rows() may be in a
+ * forward pass (sf_engine_infer_start) or read. */
+sf_reject sf_engine_assemble_slot(sf_engine *e, size_t slot, const char *json, size_t len,
+                                  char *why, size_t why_size);
+void sf_engine_append_slots(sf_engine *e, const unsigned char *keep, size_t n);
+
 /* Normalizes and scores every row added since the last clear. */
 void sf_engine_score(sf_engine *e);
 
@@ -154,6 +166,14 @@ void sf_engine_score(sf_engine *e);
 void sf_engine_normalize_range(sf_engine *e, size_t from, size_t n);
 void sf_engine_infer_start(sf_engine *e, size_t from, size_t n);
 void sf_engine_infer_finish(sf_engine *e);
+
+/* Other work shared by the inference threads (member 0's), as infer.h's
+ * sf_infer_tasks_start and sf_infer_tasks_finish: fn(arg, unit) for units
+ * 0..n-1, taken by a helper with no rows of the pass left, and by the
+ * caller in sf_engine_tasks_finish and sf_engine_infer_finish. The daemon
+ * parses and renders its chunks so. */
+void sf_engine_tasks_start(sf_engine *e, sf_infer_task *fn, void *arg, size_t n);
+void sf_engine_tasks_finish(sf_engine *e);
 
 /* Row i of the batch as member 0's network sees it (sf_engine_vars order):
  * raw, with fills and defaults applied, until sf_engine_normalize_range (or

@@ -11,6 +11,7 @@
 #ifndef SIGFLOW_FEATURES_H
 #define SIGFLOW_FEATURES_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "sigflow/vars.h"
@@ -71,9 +72,10 @@ sf_reject sf_assembler_run(const sf_assembler *a, const char *json, size_t len,
 
 /* As sf_assembler_run; on success also adds 1 to defaulted[i] (vars->n_vars
  * counters, caller-owned, may be NULL) for every optional input the event
- * lacked, which took its default. */
+ * lacked, which took its default (atomically: the daemon assembles on
+ * several threads at once). */
 sf_reject sf_assembler_run_counted(const sf_assembler *a, const char *json, size_t len,
-                                   float *row, sf_event_id *id, uint64_t *defaulted,
+                                   float *row, sf_event_id *id, _Atomic uint64_t *defaulted,
                                    char *errstr, size_t errstr_size);
 
 /* Normalizes n rows in place. */

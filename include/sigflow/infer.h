@@ -109,6 +109,18 @@ void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y);
 void sf_infer_start(sf_infer *e, const float *x, size_t n, float *y);
 void sf_infer_finish(sf_infer *e);
 
+/* Other work the same threads share (the daemon's parsing and rendering):
+ * units 0..n-1 of fn(arg, unit), each run once, by a helper that has no rows
+ * of a forward pass left to take, or by the caller: in sf_infer_tasks_finish,
+ * and in sf_infer_finish while a helper finishes its last rows. So fn must
+ * be safe to run for different units at once, and must not call e. One set
+ * of tasks at a time: sf_infer_tasks_finish takes the units left and returns
+ * once every unit has run (their writes visible). Without helpers, all run
+ * there on the calling thread. */
+typedef void sf_infer_task(void *arg, size_t unit);
+void sf_infer_tasks_start(sf_infer *e, sf_infer_task *fn, void *arg, size_t n);
+void sf_infer_tasks_finish(sf_infer *e);
+
 /* Splits each batch of sf_infer_run between the calling thread and threads - 1
  * helper threads that sleep between batches, each share run with the backend
  * library on one thread (see sf_infer_set_library_threads). Shares start on 16-row
