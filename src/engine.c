@@ -46,6 +46,7 @@ struct sf_engine {
     sf_event_id *ids;  /* batch_size */
     size_t n_rows;
     size_t pass_from, pass_n; /* the rows of the forward pass in flight */
+    size_t pass_done;         /* how many of them were waited for */
     _Atomic uint64_t *defaulted; /* per input (sf_engine_n_inputs): events that lacked it, since taken */
 };
 
@@ -644,8 +645,15 @@ void sf_engine_normalize_range(sf_engine *e, size_t from, size_t n) {
 }
 
 void sf_engine_infer_start(sf_engine *e, size_t from, size_t n) {
+    if (e->pass_n) { /* the rows right after the pass's: it grows */
+        e->pass_n += n;
+        for (size_t k = 0; k < e->n_members; k++)
+            sf_infer_more(e->m[k].infer, e->pass_n);
+        return;
+    }
     e->pass_from = from;
     e->pass_n = n;
+    e->pass_done = 0;
     for (size_t k = 0; k < e->n_members; k++) {
         member *m = &e->m[k];
         sf_infer_start(m->infer, m->rows + from * m->model->n_inputs, n,
@@ -653,12 +661,20 @@ void sf_engine_infer_start(sf_engine *e, size_t from, size_t n) {
     }
 }
 
-void sf_engine_infer_finish(sf_engine *e) {
+void sf_engine_infer_wait(sf_engine *e, size_t from, size_t n) {
+    size_t upto = from + n - e->pass_from;
     for (size_t k = 0; k < e->n_members; k++)
-        sf_infer_finish(e->m[k].infer);
+        sf_infer_wait(e->m[k].infer, upto);
     if (e->set)
-        combine(e, e->pass_from, e->pass_n, e->probs + e->pass_from * e->m[0].model->n_outputs);
-    e->pass_n = 0;
+        combine(e, from, n, e->probs + from * e->m[0].model->n_outputs);
+    e->pass_done = upto;
+    if (e->pass_done == e->pass_n)
+        e->pass_n = 0;
+}
+
+void sf_engine_infer_finish(sf_engine *e) {
+    if (e->pass_n)
+        sf_engine_infer_wait(e, e->pass_from + e->pass_done, e->pass_n - e->pass_done);
 }
 
 void sf_engine_tasks_start(sf_engine *e, sf_infer_task *fn, void *arg, size_t n) {

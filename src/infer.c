@@ -25,6 +25,7 @@
  * fast forward pass is most of the time. */
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +57,11 @@ struct sf_infer {
     size_t n_helpers;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    const float *x;         /* the batch being shared (under mu) */
+    const float *x;         /* the pass being shared (under mu) */
     float *y;
-    size_t n, next, done_rows; /* its rows, the first not yet taken, those finished */
+    size_t n, next;         /* its rows so far, the first not yet taken */
+    size_t *busy;           /* per thread (the helpers, then the caller): the
+                               first row of the unit it runs, SIZE_MAX: none */
     sf_infer_task *task;    /* the tasks being shared (under mu) */
     void *task_arg;
     size_t tasks, task_next, tasks_done;
@@ -188,6 +191,12 @@ int sf_infer_open(sf_infer **out, const sf_model *m, size_t max_batch, const sf_
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->go, NULL);
     pthread_cond_init(&e->done, NULL);
+    if (!(e->busy = malloc(sizeof *e->busy))) {
+        snprintf(errstr, n, "out of memory");
+        sf_infer_free(e);
+        return -1;
+    }
+    e->busy[0] = SIZE_MAX;
     if (e->be->open(&e->impl, m, max_batch, &e->conf, errstr, n)) {
         sf_infer_free(e);
         return -1;
@@ -212,6 +221,7 @@ void sf_infer_free(sf_infer *e) {
     pthread_cond_destroy(&e->done);
     if (e->impl)
         e->be->close(e->impl);
+    free(e->busy);
     free(e);
 }
 
@@ -436,11 +446,11 @@ static void run_here(sf_infer *e, const float *x, size_t n, float *y) {
 
 /* ------------------------------------------------------------ helper threads */
 
-/* Runs the next unit of the shared batch's rows on `by` (the caller's
- * engine or a helper's): UNIT_ROWS, ROW_BLOCK near the end, all at once
- * without helpers. 0 when none is left to take. Called, and returns, with
- * e->mu held. */
-static int take_rows(sf_infer *e, sf_infer *by) {
+/* Runs the next unit of the pass's rows on `by` (the caller's engine or
+ * helper `slot`'s): UNIT_ROWS, ROW_BLOCK near the end of the rows handed out
+ * so far, all at once without helpers. 0 when none is left to take. Called,
+ * and returns, with e->mu held. */
+static int take_rows(sf_infer *e, sf_infer *by, size_t slot) {
     if (e->next >= e->n)
         return 0;
     size_t from = e->next, left = e->n - from;
@@ -449,13 +459,23 @@ static int take_rows(sf_infer *e, sf_infer *by) {
     const float *x = e->x + from * e->m->n_inputs;
     float *y = e->y + from * e->m->n_outputs;
     e->next += rows;
+    e->busy[slot] = from;
     pthread_mutex_unlock(&e->mu);
     run_here(by, x, rows, y);
     pthread_mutex_lock(&e->mu);
-    e->done_rows += rows;
-    if (e->done_rows == e->n)
-        pthread_cond_signal(&e->done);
+    e->busy[slot] = SIZE_MAX;
+    pthread_cond_signal(&e->done);
     return 1;
+}
+
+/* The pass's rows before this one are all done: units are taken in order,
+ * so only the ones running can hold back the rows taken. */
+static size_t done_below(const sf_infer *e) {
+    size_t r = e->next;
+    for (size_t t = 0; t <= e->n_helpers; t++)
+        if (e->busy[t] < r)
+            r = e->busy[t];
+    return r;
 }
 
 /* The same for the next task unit. */
@@ -479,7 +499,7 @@ static void *helper_main(void *arg) {
 #endif
     pthread_mutex_lock(&e->mu);
     while (!e->quit)
-        if (!take_rows(e, h->sub) && !take_task(e))
+        if (!take_rows(e, h->sub, (size_t)(h - e->helpers)) && !take_task(e))
             pthread_cond_wait(&e->go, &e->mu);
     pthread_mutex_unlock(&e->mu);
     return NULL;
@@ -508,6 +528,12 @@ int sf_infer_set_threads(sf_infer *e, int threads) {
     if (threads <= 1)
         return 0;
     size_t n = (size_t)threads - 1;
+    size_t *busy = realloc(e->busy, (n + 1) * sizeof *busy);
+    if (!busy)
+        return -1;
+    e->busy = busy;
+    for (size_t t = 0; t <= n; t++)
+        busy[t] = SIZE_MAX;
     if (!(e->helpers = calloc(n, sizeof *e->helpers)))
         return -1;
     e->n_helpers = n;
@@ -531,20 +557,39 @@ void sf_infer_start(sf_infer *e, const float *x, size_t n, float *y) {
     e->x = x;
     e->y = y;
     e->n = n;
-    e->next = e->done_rows = 0;
+    e->next = 0;
     if (e->n_helpers && n)
         pthread_cond_broadcast(&e->go);
     pthread_mutex_unlock(&e->mu);
 }
 
-/* The helpers' writes to y happen before they count their rows done under
- * e->mu, so they are visible once done_rows reaches n here. While a helper
- * finishes its last rows, this thread takes task units rather than wait. */
+void sf_infer_more(sf_infer *e, size_t n) {
+    pthread_mutex_lock(&e->mu);
+    e->n = n;
+    if (e->n_helpers)
+        pthread_cond_broadcast(&e->go);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* The helpers' writes to y happen before they mark their unit done under
+ * e->mu, so they are visible here once done_below passes them. Meanwhile
+ * this thread takes rows (the next chunk's too, once the rows it waits for
+ * are all taken), else task units, rather than wait. */
+static void wait_locked(sf_infer *e, size_t upto) {
+    while (done_below(e) < upto)
+        if (!take_rows(e, e, e->n_helpers) && !take_task(e))
+            pthread_cond_wait(&e->done, &e->mu);
+}
+
+void sf_infer_wait(sf_infer *e, size_t upto) {
+    pthread_mutex_lock(&e->mu);
+    wait_locked(e, upto);
+    pthread_mutex_unlock(&e->mu);
+}
+
 void sf_infer_finish(sf_infer *e) {
     pthread_mutex_lock(&e->mu);
-    while (e->done_rows < e->n)
-        if (!take_rows(e, e) && !take_task(e))
-            pthread_cond_wait(&e->done, &e->mu);
+    wait_locked(e, e->n);
     pthread_mutex_unlock(&e->mu);
 }
 

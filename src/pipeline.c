@@ -230,19 +230,20 @@ static void parse_close(pipeline *p, sf_delivery_batch *f, chunk *k) {
     sf_pipeline_stage_mark(p, SF_STAGE_NORMALIZE);
 }
 
-/* Starts the chunk's forward pass on the inference threads. */
+/* Hands the chunk's rows to the forward pass on the inference threads (the
+ * batch's pass, which grows a chunk at a time). */
 static void infer_start(pipeline *p, chunk *k) {
     k->started_s = sf_clock_s();
     sf_engine_infer_start(p->eng, k->row, k->rows);
     sf_pipeline_stage_mark(p, SF_STAGE_INFERENCE);
 }
 
-/* Joins the chunk's forward pass (this thread takes the rows no inference
- * thread has taken yet), then hands its scores to the monitor. The
- * inference histogram gets the pass's wall time from start to finish. */
-static void infer_finish(pipeline *p, chunk *k) {
+/* Waits for the chunk's probabilities (this thread takes rows of the pass
+ * meanwhile), then hands them to the monitor. The inference histogram gets
+ * the wall time from the chunk's start to here. */
+static void infer_wait(pipeline *p, chunk *k) {
     const sf_pipeline_conf *c = p->conf;
-    sf_engine_infer_finish(p->eng);
+    sf_engine_infer_wait(p->eng, k->row, k->rows);
     double t1 = sf_clock_s();
     sf_pipeline_stage_mark(p, SF_STAGE_INFERENCE);
     sf_pipeline_monitor_scores(p, k->row, k->rows);
@@ -290,21 +291,22 @@ static size_t chunk_end(size_t from, size_t n) {
 }
 
 /* Scores and publishes the batch's n messages, a chunk at a time, as rows of
- * one engine batch. While chunk k's forward pass runs on the inference
- * threads, this thread renders chunk k-1's outputs and parses chunk k+1
- * (rows of the same batch that the pass does not touch), sharing both with
- * any inference thread that has no rows left, then produces k-1's outputs
- * and joins the pass: otherwise the inference threads would idle while this
- * thread parses and publishes, and this thread while they compute. Every
- * chunk's pass is finished before this returns, so nothing is in flight
- * across batches, reloads or the drain. */
+ * one engine batch, whose forward pass grows a chunk at a time. While chunk
+ * k's rows are in the pass, this thread renders chunk k-1's outputs and
+ * parses chunk k+1 (rows of the same batch that the pass does not touch),
+ * sharing both with any inference thread that has no rows left; adds k+1's
+ * rows to the pass; produces k-1's outputs; and waits for k's, taking rows
+ * of the pass meanwhile. So neither the inference threads nor this one idle
+ * while the other works, except at the batch's ends. The pass is finished
+ * before this returns, so nothing is in flight across batches, reloads or
+ * the drain. */
 static void score_batch(pipeline *p, sf_delivery_batch *f, size_t n, double closed_ms) {
     sf_engine_clear(p->eng);
     chunk cur = {.from = 0, .to = chunk_end(0, n)}, prev = {0};
     run_tasks(p, &cur, NULL);
     parse_close(p, f, &cur);
+    infer_start(p, &cur);
     for (;;) {
-        infer_start(p, &cur);
         int more = cur.to < n && !p->fatal;
         chunk next = {.from = cur.to, .to = more ? chunk_end(cur.to, n) : cur.to};
         if (cur.from > 0) {
@@ -312,11 +314,13 @@ static void score_batch(pipeline *p, sf_delivery_batch *f, size_t n, double clos
             sf_pipeline_stage_mark(p, SF_STAGE_PUBLISH);
         }
         run_tasks(p, more ? &next : NULL, cur.from > 0 ? &prev : NULL);
+        if (more) {
+            parse_close(p, f, &next);
+            infer_start(p, &next);
+        }
         if (cur.from > 0)
             publish_chunk(p, f, &prev, closed_ms);
-        if (more)
-            parse_close(p, f, &next);
-        infer_finish(p, &cur);
+        infer_wait(p, &cur);
         prev = cur;
         if (!more)
             break;

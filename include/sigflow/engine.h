@@ -156,15 +156,19 @@ void sf_engine_score(sf_engine *e);
  * of one chunk of a batch with the parsing of the next and the publishing of
  * the previous (pipeline.c). sf_engine_normalize_range normalizes the rows
  * in place. sf_engine_infer_start starts their forward pass on the inference
- * threads and returns; sf_engine_infer_finish joins it on the calling thread
- * and returns once their probabilities are in (infer.h's sf_infer_start and
- * sf_infer_finish; a set's members run side by side and are combined at the
- * finish). Meanwhile the caller may add and normalize rows after from + n
- * and read the rows and probabilities before from, but must not touch the
- * rows in flight, nor clear, score or free the engine. The bits are those
- * of sf_engine_score. */
+ * threads and returns; while a pass is in flight, it adds them to it (they
+ * must be the rows right after its own). sf_engine_infer_wait returns once
+ * rows [from, from + n) of the pass, the next ones not yet waited for, have
+ * their probabilities, taking rows of the pass on the calling thread
+ * meanwhile; sf_engine_infer_finish, once all of them have (infer.h's
+ * sf_infer_start, sf_infer_more and sf_infer_wait; a set's members run side
+ * by side and are combined as they are waited for). Meanwhile the caller may
+ * add and normalize rows after the pass's and read the rows and
+ * probabilities waited for, but must not touch the rows in flight, nor
+ * clear, score or free the engine. The bits are those of sf_engine_score. */
 void sf_engine_normalize_range(sf_engine *e, size_t from, size_t n);
 void sf_engine_infer_start(sf_engine *e, size_t from, size_t n);
+void sf_engine_infer_wait(sf_engine *e, size_t from, size_t n);
 void sf_engine_infer_finish(sf_engine *e);
 
 /* Other work shared by the inference threads (member 0's), as infer.h's

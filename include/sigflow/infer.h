@@ -109,6 +109,16 @@ void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y);
 void sf_infer_start(sf_infer *e, const float *x, size_t n, float *y);
 void sf_infer_finish(sf_infer *e);
 
+/* A pass that grows while it runs (the daemon's chunks, rows of one batch
+ * buffer): sf_infer_more hands the helpers the pass's rows up to n (more
+ * than before; the caller wrote them into x first), and sf_infer_wait
+ * returns once rows [0, upto) are done, the later ones perhaps still
+ * running. While it waits, the caller takes rows, later ones too once those
+ * it waits for are all taken, else task units (below). sf_infer_finish
+ * waits for all of them. */
+void sf_infer_more(sf_infer *e, size_t n);
+void sf_infer_wait(sf_infer *e, size_t upto);
+
 /* Other work the same threads share (the daemon's parsing and rendering):
  * units 0..n-1 of fn(arg, unit), each run once, by a helper that has no rows
  * of a forward pass left to take, or by the caller: in sf_infer_tasks_finish,
