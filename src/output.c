@@ -1,7 +1,8 @@
 /* output.c: one prediction as a JSON object, written by hand into a caller's
  * buffer because it is on the daemon's hot path (one per published event).
- * snprintf's format parsing costs thousands of instructions an object, so
- * text and integers are copied directly. */
+ * snprintf's format parsing and multi-precision float code cost several
+ * thousand instructions an object, so text and integers are copied directly
+ * and probabilities take an exact integer path (fmt_9g) where one exists. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,9 +77,109 @@ static int put_int(char *buf, size_t size, int64_t v) {
     return put_dec(buf, size, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
 }
 
+#ifdef __SIZEOF_INT128__
+/* %.9g of (double)f into out, for 2^-70 <= |f| < 2^20 (8.5e-22 to 1.05e6:
+ * every probability but vanishing ones) and for zeros; -1 elsewhere. In that
+ * range f scaled to nine integer digits is m * 10^k / 2^shift with m < 2^24
+ * and k <= 31, which fits in 128 bits, so quotient and remainder are exact;
+ * rounding them half to even is what glibc does with the exact binary value in
+ * the default rounding mode (sigflow never changes it).
+ * bench/output/exhaustive_9g.c checks every float of the range against
+ * snprintf. */
+static int fmt_9g(char *out, float f) {
+    static const uint64_t pow10[20] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                       100000000, 1000000000, 10000000000u, 100000000000u,
+                                       1000000000000u, 10000000000000u, 100000000000000u,
+                                       1000000000000000u, 10000000000000000u,
+                                       100000000000000000u, 1000000000000000000u,
+                                       10000000000000000000u};
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    char *p = out;
+    if (bits >> 31)
+        *p++ = '-';
+    int be = (int)(bits >> 23 & 0xff);
+    if ((bits & 0x7fffffff) == 0) {
+        *p++ = '0';
+        return (int)(p - out);
+    }
+    if (be < 127 - 70 || be >= 127 + 20)
+        return -1;
+    uint64_t m = (bits & 0x7fffff) | 1u << 23;
+    int shift = 150 - be; /* |f| = m / 2^shift, shift in [4, 93] */
+    /* x: the decimal exponent of |f|; the estimate from the binary one is at
+     * most one off, and the nine-digit quotient q says which way. */
+    int x = (be - 127) * 30103 / 100000;
+    unsigned __int128 v;
+    uint64_t q;
+    for (;;) {
+        int k = 8 - x, k1 = k < 12 ? k : 12; /* m * 10^12 < 2^64 */
+        v = (unsigned __int128)(m * pow10[k1]) * pow10[k - k1];
+        q = (uint64_t)(v >> shift);
+        if (q < 100000000)
+            x--;
+        else if (q >= 1000000000)
+            x++;
+        else
+            break;
+    }
+    unsigned __int128 rem = v & (((unsigned __int128)1 << shift) - 1);
+    unsigned __int128 half = (unsigned __int128)1 << (shift - 1);
+    if (rem > half || (rem == half && (q & 1)))
+        q++;
+    if (q == 1000000000) { /* 9.9999999996e-5 rounds to 1e-4: the style may change */
+        q = 100000000;
+        x++;
+    }
+    char d[9];
+    for (int i = 8; i >= 0; i--, q /= 10)
+        d[i] = (char)('0' + q % 10);
+    int nd = 9; /* %g drops trailing zeros of the fraction, and a bare point */
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    if (x >= -4 && x < 9) { /* %f style with 8 - x decimals */
+        if (x >= 0) {
+            memcpy(p, d, (size_t)x + 1);
+            p += x + 1;
+            if (nd > x + 1) {
+                *p++ = '.';
+                memcpy(p, d + x + 1, (size_t)(nd - x - 1));
+                p += nd - x - 1;
+            }
+        } else {
+            memcpy(p, "0.000", (size_t)(1 - x));
+            p += 1 - x;
+            memcpy(p, d, (size_t)nd);
+            p += nd;
+        }
+    } else { /* %e style: d.dddddddde-XX, x in [-22, -5] here */
+        *p++ = d[0];
+        if (nd > 1) {
+            *p++ = '.';
+            memcpy(p, d + 1, (size_t)nd - 1);
+            p += nd - 1;
+        }
+        *p++ = 'e';
+        *p++ = '-';
+        *p++ = (char)('0' + -x / 10);
+        *p++ = (char)('0' + -x % 10);
+    }
+    return (int)(p - out);
+}
+#else
+static int fmt_9g(char *out, float f) {
+    (void)out, (void)f;
+    return -1;
+}
+#endif
+
 /* %.9g of (double)f, which round-trips a float. */
 static int put_9g(char *buf, size_t size, float f) {
-    return snprintf(buf, size, "%.9g", (double)f);
+    char tmp[32];
+    int len = fmt_9g(tmp, f);
+    if (len < 0)
+        return snprintf(buf, size, "%.9g", (double)f);
+    return put(buf, size, tmp, (size_t)len);
 }
 
 /* "p0, p1, ...]": JSON has no NaN or infinity; an overflowing model prints null. */
