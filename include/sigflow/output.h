@@ -16,8 +16,9 @@ int sf_output_json_string(char *buf, size_t size, const char *s);
 /* Writes {"<id_field>": <id>, "label": "...", "label_index": i,
  * "probabilities": [...], "partition": p, "offset": o} into buf (NUL-terminated).
  * The id is omitted when absent, partition/offset when partition < 0.
- * Probabilities use %.9g, which round-trips a float. Returns the length, or -1
- * when buf is too small. */
+ * Probabilities print as snprintf's %.9g of (double)p, which round-trips a
+ * float, or null when not finite (JSON has neither NaN nor infinity). Returns
+ * the length, or -1 when buf is too small. */
 int sf_output_format(char *buf, size_t size, const char *id_field, const sf_event_id *id,
                      const sf_vars *vars, const float *probs, size_t label_index,
                      int32_t partition, int64_t offset);
