@@ -172,6 +172,56 @@ static void reload_gives_a_fresh_engine(void **state) {
     sf_engine_free(fresh);
 }
 
+/* A batch assembled in slots (as the daemon's threads do, here in reverse
+ * order within odd chunks) is the batch sf_engine_add builds: the same rows,
+ * ids, probabilities and defaulted counts, the refused events left out. For
+ * a single model and for a set, whose higgs member refuses some events. */
+static void slots_match_add(void **state) {
+    (void)state;
+    char **keys, **values;
+    sft_atlas_events(N, &keys, &values);
+    const char *models[] = {SF_TEST_MODEL, SF_SOURCE_DIR "/tests/fixtures/set_pair.json"};
+    for (size_t t = 0; t < 2; t++) {
+        sf_engine_conf c;
+        conf_for(&c, N);
+        c.model_path = models[t];
+        c.vars_path = t ? NULL : SF_TEST_VARS;
+        c.threads = 1;
+        char err[512];
+        sf_engine *byadd, *byslot;
+        if (sf_engine_load(&byadd, &c, err, sizeof err) || sf_engine_load(&byslot, &c, err, sizeof err))
+            fail_msg("%s", err);
+        size_t refused = 0;
+        for (size_t i = 0; i < N; i++)
+            refused += sf_engine_add(byadd, values[i], strlen(values[i]), err, sizeof err) != SF_REJECT_NONE;
+        for (size_t from = 0; from < N; from += 7) {
+            size_t n = N - from < 7 ? N - from : 7;
+            unsigned char keep[7];
+            for (size_t j = n; j-- > 0;) {
+                const char *v = values[from + j];
+                keep[j] = sf_engine_assemble_slot(byslot, j, v, strlen(v), err, sizeof err) ==
+                          SF_REJECT_NONE;
+            }
+            sf_engine_append_slots(byslot, keep, n);
+        }
+        assert_true(t == 0 ? refused == 0 : refused > 0);
+        assert_int_equal(sf_engine_rows(byslot), N - refused);
+        assert_int_equal(sf_engine_rows(byadd), N - refused);
+        sf_engine_score(byadd);
+        sf_engine_score(byslot);
+        for (size_t i = 0; i < N - refused; i++) {
+            assert_memory_equal(sf_engine_probs(byslot, i), sf_engine_probs(byadd, i), 2 * sizeof(float));
+            assert_string_equal(sf_engine_id(byslot, i)->key, sf_engine_id(byadd, i)->key);
+        }
+        for (size_t i = 0; i < sf_engine_n_inputs(byadd); i++)
+            assert_int_equal(sf_engine_take_defaulted(byslot, i), sf_engine_take_defaulted(byadd, i));
+        sf_engine_free(byadd);
+        sf_engine_free(byslot);
+    }
+    sft_strings_free(keys, N);
+    sft_strings_free(values, N);
+}
+
 /* A set: the batch path (one parse, each member's gather) and the stage calls
  * on caller buffers (sigflow-bench's) give the same bits; each member's
  * probabilities are those of the member loaded alone, and the combined ones
@@ -342,6 +392,7 @@ int main(void) {
         cmocka_unit_test(load_errors_and_model_only),
         cmocka_unit_test(reload_gives_a_fresh_engine),
         cmocka_unit_test(set_members),
+        cmocka_unit_test(slots_match_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

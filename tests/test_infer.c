@@ -4,6 +4,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -418,6 +419,74 @@ static void test_start_finish(void **state) {
     free_model(&m);
 }
 
+/* sf_infer_tasks: counts each unit's runs. */
+typedef struct task_count {
+    _Atomic unsigned *runs;
+} task_count;
+
+static void count_task(void *arg, size_t unit) {
+    task_count *t = arg;
+    atomic_fetch_add(&t->runs[unit], 1);
+}
+
+/* A pass that grows a chunk at a time, as the daemon runs it: after each
+ * sf_infer_more, the previous chunk's rows must be final when sf_infer_wait
+ * returns (compared at once, while later rows still compute), with the bits
+ * of sf_infer_run; task units posted meanwhile each run exactly once,
+ * whoever takes them (sf_infer_wait may). */
+static void test_grow_and_tasks(void **state) {
+    const sf_infer_conf *c = *state;
+    sf_model m;
+    build_net(&m, 11);
+    rng r = {9};
+    const size_t n = 512, ni = 30, no = 3;
+    float *x = rnd_array(&r, n * ni, 2.0);
+    float *want = malloc(n * no * sizeof *want), *got = malloc(n * no * sizeof *got);
+    _Atomic unsigned runs[64];
+    task_count tc = {runs};
+    assert_true(want && got);
+    for (int threads = 1; threads <= 2; threads++) {
+        sf_infer *e = open_engine(&m, n, c);
+        assert_int_equal(sf_infer_set_threads(e, threads), 0);
+        sf_infer_run(e, x, n, want);
+        for (size_t rep = 0; rep < 20; rep++) {
+            memset(got, 0xff, n * no * sizeof *got); /* NaNs until written */
+            size_t done = 0, upto = 1 + (size_t)((rnd(&r) + 1) / 2 * 150);
+            sf_infer_start(e, x, upto, got);
+            while (done < n) {
+                size_t grow = upto < n ? 1 + (size_t)((rnd(&r) + 1) / 2 * 150) : 0;
+                grow = grow > n - upto ? n - upto : grow;
+                size_t tasks = (size_t)((rnd(&r) + 1) / 2 * 64);
+                for (size_t u = 0; u < 64; u++)
+                    runs[u] = 0;
+                sf_infer_tasks_start(e, count_task, &tc, tasks);
+                int grow_first = rep % 2; /* the daemon's order, or wait first */
+                if (grow && grow_first)
+                    sf_infer_more(e, upto + grow);
+                sf_infer_wait(e, upto);
+                if (memcmp(want + done * no, got + done * no, (upto - done) * no * sizeof *got))
+                    fail_msg("%s %s, %d thread(s): rows [%zu, %zu) not final when waited for",
+                             sf_backend_name(c->backend), sf_precision_name(c->precision), threads,
+                             done, upto);
+                sf_infer_tasks_finish(e);
+                if (grow && !grow_first)
+                    sf_infer_more(e, upto + grow);
+                for (size_t u = 0; u < 64; u++)
+                    if (runs[u] != (u < tasks))
+                        fail_msg("task unit %zu of %zu ran %u times", u, tasks, runs[u]);
+                done = upto;
+                upto += grow;
+            }
+            sf_infer_finish(e);
+        }
+        sf_infer_free(e);
+    }
+    free(x);
+    free(want);
+    free(got);
+    free_model(&m);
+}
+
 /* Hand-checkable numbers through Dense, BatchNorm-as-SCALE and Activation. */
 static void test_small_by_hand(void **state) {
     (void)state;
@@ -696,6 +765,9 @@ int main(void) {
         cmocka_unit_test_prestate(test_start_finish, (void *)&conf_onednn),
         cmocka_unit_test_prestate(test_start_finish, (void *)&conf_bf16),
         cmocka_unit_test_prestate(test_start_finish, (void *)&conf_int8),
+        cmocka_unit_test_prestate(test_grow_and_tasks, (void *)&conf_openblas),
+        cmocka_unit_test_prestate(test_grow_and_tasks, (void *)&conf_onednn),
+        cmocka_unit_test_prestate(test_grow_and_tasks, (void *)&conf_int8),
         cmocka_unit_test_prestate(test_batch_equals_single, (void *)&conf_int8),
         cmocka_unit_test(test_conf),
         cmocka_unit_test(test_int8),
