@@ -87,6 +87,7 @@ typedef struct phase {
     double fed_per_s;
     double batch_size_mean;
     double stage_cpu[SF_STAGE__COUNT]; /* pipeline thread, s per event */
+    double helper_stage_cpu[SF_STAGE__COUNT]; /* the inference threads' task units */
     double group_cpu[BENCH_T__COUNT];  /* per thread group, s per event */
     double process_cpu;                /* s per event */
     bench_hist hist;                   /* input timestamp to output acknowledgement */
@@ -233,7 +234,7 @@ static int prime(bench *b, char *errstr, size_t n) {
 typedef struct snapshot {
     double t, process_cpu, broker_cpu;
     uint64_t acked, sent, events, batches;
-    uint64_t stage_ns[SF_STAGE__COUNT];
+    uint64_t stage_ns[SF_STAGE__COUNT], helper_stage_ns[SF_STAGE__COUNT];
     bench_threads threads;
 } snapshot;
 
@@ -243,8 +244,10 @@ static void snap(bench *b, const bench_feed *feed, snapshot *s) {
     s->sent = feed ? bench_feed_sent(feed) : 0;
     s->events = atomic_load(&b->stats.events);
     s->batches = atomic_load(&b->stats.batches);
-    for (int i = 0; i < SF_STAGE__COUNT; i++)
+    for (int i = 0; i < SF_STAGE__COUNT; i++) {
         s->stage_ns[i] = atomic_load(&b->stats.cpu_ns[i]);
+        s->helper_stage_ns[i] = atomic_load(&b->stats.helper_cpu_ns[i]);
+    }
     s->process_cpu = bench_process_cpu_s();
     s->broker_cpu = bench_pids_cpu_s(b->o->broker_pids, b->o->n_broker_pids);
     bench_threads_snapshot(&s->threads);
@@ -260,8 +263,11 @@ static void phase_figures(phase *ph, const snapshot *s0, const snapshot *s1) {
     ph->fed_per_s = (double)(s1->sent - s0->sent) / dt;
     ph->batch_size_mean = s1->batches > s0->batches ? (double)ev / (double)(s1->batches - s0->batches) : 0;
     double per = ev ? 1.0 / (double)ev : 0;
-    for (int i = 0; i < SF_STAGE__COUNT; i++)
+    for (int i = 0; i < SF_STAGE__COUNT; i++) {
         ph->stage_cpu[i] = (double)(s1->stage_ns[i] - s0->stage_ns[i]) / 1e9 * per;
+        ph->helper_stage_cpu[i] =
+            (double)(s1->helper_stage_ns[i] - s0->helper_stage_ns[i]) / 1e9 * per;
+    }
     bench_threads_diff(&s0->threads, &s1->threads, ph->group_cpu);
     /* an external broker is another process: its CPU is the broker's share */
     ph->group_cpu[BENCH_T_BROKER] += s1->broker_cpu - s0->broker_cpu;
@@ -629,10 +635,14 @@ static json_t *cpu_json(const phase *ph) {
         pipeline += ph->stage_cpu[i];
     }
     json_object_set_new(o, "pipeline_thread_total", json_real(pipeline));
+    /* What the inference threads parsed and rendered for the pipeline. */
+    double tasks = ph->helper_stage_cpu[SF_STAGE_PARSE] + ph->helper_stage_cpu[SF_STAGE_PUBLISH];
+    json_object_set_new(o, "helpers_parse_assemble", json_real(ph->helper_stage_cpu[SF_STAGE_PARSE]));
+    json_object_set_new(o, "helpers_render", json_real(ph->helper_stage_cpu[SF_STAGE_PUBLISH]));
     /* The forward pass wherever it ran: this thread, our helpers, BLAS's. */
     json_object_set_new(o, "inference_all_threads",
                         json_real(ph->stage_cpu[SF_STAGE_INFERENCE] + ph->group_cpu[BENCH_T_INFER] +
-                                  ph->group_cpu[BENCH_T_BLAS]));
+                                  ph->group_cpu[BENCH_T_BLAS] - tasks));
     json_t *threads = json_object();
     for (int g = 0; g < BENCH_T__COUNT; g++)
         json_object_set_new(threads, bench_thread_group_names[g], json_real(ph->group_cpu[g]));
@@ -720,6 +730,8 @@ static void print_human(const opts *o, const bench *b, const bench_limits *lim, 
     printf("cpu/event: ");
     for (int i = 0; i < SF_STAGE__COUNT; i++)
         printf("%s %.1f us%s", stage_keys[i], top->stage_cpu[i] * 1e6, i + 1 < SF_STAGE__COUNT ? ", " : "\n");
+    printf("           inference threads' share of parse_assemble %.1f us, of rendering %.1f us\n",
+           top->helper_stage_cpu[SF_STAGE_PARSE] * 1e6, top->helper_stage_cpu[SF_STAGE_PUBLISH] * 1e6);
     printf("           ");
     for (int g = 0; g < BENCH_T__COUNT; g++)
         printf("%s %.1f us, ", bench_thread_group_names[g], top->group_cpu[g] * 1e6);

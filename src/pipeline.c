@@ -135,15 +135,27 @@ typedef struct chunk {
 #define PARSE_UNIT 16  /* messages a task unit parses */
 #define RENDER_UNIT 32 /* rows a task unit renders */
 
-/* Charges this thread's CPU to s when a task unit ran on the pipeline
- * thread (a helper's CPU is the inference threads'). */
-static void task_mark(pipeline *p, sf_stage s) {
+/* A task unit's CPU, from task_cpu to task_mark: charged to stage s of
+ * the pipeline thread, or of the inference threads when one of them ran it. */
+static int64_t task_cpu(const pipeline *p) {
+    return p->conf->stats ? sf_clock_thread_cpu_ns() : 0;
+}
+
+static void task_mark(pipeline *p, sf_stage s, int64_t started) {
+    sf_pipeline_stats *st = p->conf->stats;
+    if (!st)
+        return;
     if (pthread_equal(pthread_self(), p->self))
         sf_pipeline_stage_mark(p, s);
+    else
+        atomic_fetch_add_explicit(&st->helper_cpu_ns[s],
+                                  (uint64_t)(sf_clock_thread_cpu_ns() - started),
+                                  memory_order_relaxed);
 }
 
 /* Messages [from, to) of p->parse_from's chunk into the engine's slots. */
 static void parse_unit(pipeline *p, size_t from, size_t to) {
+    int64_t started = task_cpu(p);
     for (size_t i = from; i < to; i++) {
         const rd_kafka_message_t *m = p->msgs[i];
         size_t j = i - p->parse_from;
@@ -157,12 +169,13 @@ static void parse_unit(pipeline *p, size_t from, size_t to) {
                                                     m->len, why, WHY_MAX);
         }
     }
-    task_mark(p, SF_STAGE_PARSE);
+    task_mark(p, SF_STAGE_PARSE, started);
 }
 
 /* Rows [from, to) of p->render_row's chunk as output messages. */
 static void render_unit(pipeline *p, size_t from, size_t to) {
     const sf_engine *e = p->eng;
+    int64_t started = task_cpu(p);
     for (size_t r = from; r < to; r++) {
         size_t j = r - p->render_row;
         if (!sf_engine_selected(e, r)) {
@@ -173,7 +186,7 @@ static void render_unit(pipeline *p, size_t from, size_t to) {
         p->out_len[j] = sf_engine_output(e, r, p->conf->emit_members, m->partition, m->offset,
                                          p->out + j * OUTPUT_MAX, OUTPUT_MAX);
     }
-    task_mark(p, SF_STAGE_PUBLISH);
+    task_mark(p, SF_STAGE_PUBLISH, started);
 }
 
 static size_t units(size_t n, size_t per) { return (n + per - 1) / per; }

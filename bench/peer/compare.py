@@ -15,7 +15,7 @@ other so each has the whole machine:
 Then it reads both output topics and checks that both published the same
 signal set (the same input partition/offset pairs, the same labels) and the
 largest probability difference, and prints both rates and their ratio. Exit
-status 1 when the sets differ (with `-- --precision bf16`: when they agree on
+status 1 when the sets differ (with `-- --precision bf16` or `int8`: when they agree on
 less than 99.5 % of the events). Usage: bench/README.md ("The strong peer").
 """
 import argparse
@@ -182,7 +182,7 @@ def main():
     # must (99.5 %, issue 11), and the differences are counted.
     differ = len(set(so) ^ set(po))
     agreement = 1 - differ / max(1, len(set(so) | set(po)))
-    reduced = any(arg in ("bf16", "--precision=bf16") for arg in a.sigflow_args)
+    reduced = any(arg in (p, "--precision=" + p) for arg in a.sigflow_args for p in ("bf16", "int8"))
     ok = (same_set and same_labels) or (reduced and same_labels and agreement >= 0.995)
     dp = max((abs(x - y) for k in so if k in po for x, y in zip(so[k][1], po[k][1])), default=0.0)
     report = {

@@ -115,7 +115,10 @@ void sf_infer_finish(sf_infer *e);
  * returns once rows [0, upto) are done, the later ones perhaps still
  * running. While it waits, the caller takes rows, later ones too once those
  * it waits for are all taken, else task units (below). sf_infer_finish
- * waits for all of them. */
+ * waits for all of them. A grown pass's units start where the rows handed
+ * out ended, not on 16-row boundaries, so its bits are sf_infer_run's where
+ * the kernel gives a row the same bits whatever batch it is in (as for
+ * sf_infer_set_threads; test_infer's test_grow_and_tasks checks it here). */
 void sf_infer_more(sf_infer *e, size_t n);
 void sf_infer_wait(sf_infer *e, size_t upto);
 

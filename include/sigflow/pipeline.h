@@ -52,6 +52,10 @@ typedef struct sf_latency_parts {
  * counters as it goes; any thread may read them at any time. */
 typedef struct sf_pipeline_stats {
     atomic_uint_least64_t cpu_ns[SF_STAGE__COUNT];
+    /* The inference threads' CPU in the pipeline's task units (parsing:
+     * SF_STAGE_PARSE, rendering: SF_STAGE_PUBLISH), which their thread
+     * group's CPU includes. */
+    atomic_uint_least64_t helper_cpu_ns[SF_STAGE__COUNT];
     atomic_uint_least64_t events;  /* taken from the consumer into batches */
     atomic_uint_least64_t batches;
     /* Called on the pipeline thread for every acknowledged output, with the
