@@ -662,6 +662,8 @@ void sf_engine_infer_start(sf_engine *e, size_t from, size_t n) {
 }
 
 void sf_engine_infer_wait(sf_engine *e, size_t from, size_t n) {
+    if (!n || !e->pass_n || from < e->pass_from) /* nothing of the pass in flight */
+        return;
     size_t upto = from + n - e->pass_from;
     for (size_t k = 0; k < e->n_members; k++)
         sf_infer_wait(e->m[k].infer, upto);
