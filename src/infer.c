@@ -77,11 +77,9 @@ struct sf_infer {
  * the same bits. */
 #define UNIT_ROWS (2 * ROW_BLOCK)
 
-#ifndef TAIL_ROWS
 /* When this few rows are left, threads take ROW_BLOCK rows at a time: the
  * last unit of a pass keeps the other threads waiting for it. */
 #define TAIL_ROWS (2 * UNIT_ROWS)
-#endif
 
 static void stop_helpers(sf_infer *e);
 

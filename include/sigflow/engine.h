@@ -174,8 +174,8 @@ void sf_engine_infer_finish(sf_engine *e);
 /* Other work shared by the inference threads (member 0's), as infer.h's
  * sf_infer_tasks_start and sf_infer_tasks_finish: fn(arg, unit) for units
  * 0..n-1, taken by a helper with no rows of the pass left, and by the
- * caller in sf_engine_tasks_finish and sf_engine_infer_finish. The daemon
- * parses and renders its chunks so. */
+ * caller in sf_engine_tasks_finish, sf_engine_infer_wait and
+ * sf_engine_infer_finish. The daemon parses and renders its chunks so. */
 void sf_engine_tasks_start(sf_engine *e, sf_infer_task *fn, void *arg, size_t n);
 void sf_engine_tasks_finish(sf_engine *e);
 

@@ -105,7 +105,8 @@ void sf_infer_run(sf_infer *e, const float *x, size_t n, float *y);
  * rest: it returns with y written, the same bits as sf_infer_run(e, x, n, y).
  * Between the two, x and y (those n rows) belong to the engine: the caller
  * may write other rows of the same buffers, but must make no other call on
- * e. Without helpers (one thread), sf_infer_finish does all the work. */
+ * e than the ones below (sf_infer_more, sf_infer_wait, the tasks). Without
+ * helpers (one thread), sf_infer_finish does all the work. */
 void sf_infer_start(sf_infer *e, const float *x, size_t n, float *y);
 void sf_infer_finish(sf_infer *e);
 
@@ -125,11 +126,11 @@ void sf_infer_wait(sf_infer *e, size_t upto);
 /* Other work the same threads share (the daemon's parsing and rendering):
  * units 0..n-1 of fn(arg, unit), each run once, by a helper that has no rows
  * of a forward pass left to take, or by the caller: in sf_infer_tasks_finish,
- * and in sf_infer_finish while a helper finishes its last rows. So fn must
- * be safe to run for different units at once, and must not call e. One set
- * of tasks at a time: sf_infer_tasks_finish takes the units left and returns
- * once every unit has run (their writes visible). Without helpers, all run
- * there on the calling thread. */
+ * and in sf_infer_wait and sf_infer_finish while a helper finishes the rows
+ * waited for. So fn must be safe to run for different units at once, and
+ * must not call e. One set of tasks at a time: sf_infer_tasks_finish takes
+ * the units left and returns once every unit has run (their writes
+ * visible). Without helpers, all run there on the calling thread. */
 typedef void sf_infer_task(void *arg, size_t unit);
 void sf_infer_tasks_start(sf_infer *e, sf_infer_task *fn, void *arg, size_t n);
 void sf_infer_tasks_finish(sf_infer *e);
